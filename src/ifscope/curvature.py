@@ -1,0 +1,110 @@
+"""Curvature of the training loss ``L(θ) = (1/N) Σ ℓ(zᵢ, θ) + (wd/2)‖θ‖²`` as matrix-vector products on flat vectors."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor
+from torch.func import grad, jvp, vjp, vmap
+
+from .data import Batch, batch_len
+from .errors import ConfigError, NumericalError
+from .params import Params, ParamSpace
+from .task import Task
+
+
+class Curvature:
+    """``v ↦ (∇²L + damping·I) v`` (``kind="hessian"``, forward-over-reverse) or the Gauss-Newton ``Jᵀ ∇²ℓ J v``.
+
+    The loss is averaged over ``batches`` (a fixed sample of the training set, so that the operator is
+    deterministic); weight decay ``wd`` adds ``wd·I``, as the L2 term it comes from.
+    """
+
+    def __init__(self, task: Task, params: Params, rest: Mapping[str, Tensor], batches: Sequence[Batch],
+                 weight_decay: float = 0.0, damping: float = 0.0, kind: str = "hessian"):
+        if kind not in ("hessian", "ggn"):
+            raise ConfigError(f"unknown curvature kind {kind!r}; use 'hessian' or 'ggn'")
+        self.task, self.params, self.rest = task, params, dict(rest)
+        self.batches = list(batches)
+        self.n = sum(batch_len(b) for b in self.batches)
+        self.space = ParamSpace(params)
+        self.weight_decay, self.damping, self.kind = float(weight_decay), float(damping), kind
+        self.calls = 0  # number of curvature-vector products, for reporting cost
+
+    @property
+    def dim(self) -> int:
+        return self.space.dim
+
+    def _batch_loss(self, batch: Batch):
+        def f(p: Params) -> Tensor:
+            return self.task.per_example_loss(p, self.rest, batch).sum() / self.n
+        return f
+
+    def _hvp_dict(self, v: Params) -> Params:
+        out = {k: torch.zeros_like(t) for k, t in v.items()}
+        for batch in self.batches:
+            if self.kind == "hessian":
+                _, hv = jvp(grad(self._batch_loss(batch)), (self.params,), (v,))
+            else:
+                hv = self._ggn_batch(batch, v)
+            for k in out:
+                out[k] = out[k] + hv[k]
+        return out
+
+    def _ggn_batch(self, batch: Batch, v: Params) -> Params:
+        targets = self.task.targets(batch)
+
+        def logits(p: Params) -> Tensor:
+            return self.task.forward(p, self.rest, batch)
+
+        def out_loss(z: Tensor) -> Tensor:
+            return self.task.loss(z, targets).sum() / self.n
+
+        z, jv = jvp(logits, (self.params,), (v,))
+        _, hjv = jvp(grad(out_loss), (z,), (jv,))
+        _, pullback = vjp(logits, self.params)
+        return pullback(hjv)[0]
+
+    def matvec(self, v: Tensor) -> Tensor:
+        """``(∇²L + (wd + damping) I) v`` for a flat vector ``v``."""
+        return self.matmat(v.unsqueeze(0))[0]
+
+    def matmat(self, vs: Tensor, chunk: int = 64) -> Tensor:
+        """Rows of ``vs`` ([m, dim]) each multiplied by the curvature, vectorised over rows in chunks."""
+        outs = []
+        for start in range(0, len(vs), chunk):
+            block = vs[start:start + chunk]
+            if len(block) == 1:
+                hv = self.space.flatten(self._hvp_dict(self.space.unflatten(block[0]))).unsqueeze(0)
+            else:
+                hv = vmap(lambda row: self.space.flatten(self._hvp_dict(self.space.unflatten(row))))(block)
+            outs.append(hv)
+        out = torch.cat(outs) + (self.weight_decay + self.damping) * vs
+        self.calls += len(vs)
+        if not torch.isfinite(out).all():
+            raise NumericalError("a Hessian-vector product is NaN or inf: the loss or its curvature overflowed at "
+                                 "these parameters; try dtype=torch.float64 or check the checkpoint")
+        return out
+
+    def dense(self, chunk: int = 128) -> Tensor:
+        """The full ``dim × dim`` matrix (symmetrised), for models small enough to hold it."""
+        if self.dim > 20_000:
+            raise ConfigError(f"the dense Hessian of {self.dim} parameters would need "
+                              f"{self.dim ** 2 * 4 / 2**30:.1f} GiB; use method='arnoldi' or 'cg', or select fewer "
+                              "parameters")
+        eye = torch.eye(self.dim, dtype=next(iter(self.params.values())).dtype)
+        h = self.matmat(eye, chunk=chunk)
+        return (h + h.T) / 2
+
+    def loss_and_grad(self) -> tuple[float, Tensor]:
+        """``(L(θ), ∇L(θ))`` of the regularised loss on the sample, the gradient flat."""
+        total, g = 0.0, torch.zeros(self.dim, dtype=next(iter(self.params.values())).dtype)
+        for batch in self.batches:
+            gb = grad(self._batch_loss(batch))(self.params)
+            g = g + self.space.flatten(gb)
+            with torch.no_grad():
+                total += float(self._batch_loss(batch)(self.params))
+        theta = self.space.flatten(self.params)
+        total += 0.5 * self.weight_decay * float(theta @ theta)
+        return total, g + self.weight_decay * theta

@@ -1,0 +1,13 @@
+"""Influence estimators, each a pair of embeddings; ``METHODS`` maps a method name to its class."""
+
+from .arnoldi import Arnoldi
+from .base import Context, Estimator
+from .cg import CG
+from .exact import Exact
+from .graddot import GradDot
+from .lissa import LiSSA
+from .tracin import TracIn
+
+METHODS: dict[str, type[Estimator]] = {cls.name: cls for cls in (Exact, CG, LiSSA, Arnoldi, GradDot, TracIn)}
+
+__all__ = ["METHODS", "Arnoldi", "CG", "Context", "Estimator", "Exact", "GradDot", "LiSSA", "TracIn"]

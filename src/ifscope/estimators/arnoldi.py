@@ -1,0 +1,75 @@
+"""ABIF: ``score = Σⱼ Pⱼ(q) Pⱼ(z) / λⱼ`` with ``Pⱼ(z) = ∇ℓ(z)·uⱼ`` on the top Arnoldi eigenpairs ``(λⱼ, uⱼ)``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from torch import Tensor
+
+from ..arnoldi import Eigenpairs, arnoldi, distill
+from ..data import Batch
+from ..errors import ConfigError
+from ..projection import project
+from .base import Estimator
+
+
+class Arnoldi(Estimator):
+    """Train embedding ``P Λ⁻¹``, query embedding ``P`` (``k`` columns); no per-example gradient is stored."""
+
+    name = "arnoldi"
+    OPTIONS = {"rank": 50, "iterations": 200, "select": "positive"}
+
+    def fit(self) -> None:
+        rank, iterations = int(self.options["rank"]), int(self.options["iterations"])
+        dim = self.ctx.space.dim
+        if rank < 1:
+            raise ConfigError(f"rank must be at least 1, got {rank}")
+        if rank > dim:
+            raise ConfigError(f"rank={rank} exceeds the {dim} selected parameters; use rank <= {dim}")
+        if rank > iterations:
+            raise ConfigError(f"rank={rank} exceeds iterations={iterations}: Arnoldi finds at most one eigenpair per "
+                              "iteration; raise iterations (about 2-4 x rank)")
+        # damping is applied to the kept eigenvalues, not inside the operator, so that the basis is undamped
+        op = self.ctx.curvature_operator(damping=0.0)
+        bar = self.ctx.progress("Arnoldi iterations", min(iterations, dim))
+        result = arnoldi(op.matvec, dim, iterations, seed=self.ctx.seed, dtype=self.ctx.dtype,
+                         progress=(lambda j: bar.update(1)) if bar is not None else None)
+        if bar is not None:
+            bar.close()
+        self.hvp_calls = op.calls
+        self.breakdown = result.breakdown
+        self.set_eigenpairs(distill(result, rank, str(self.options["select"])))
+
+    def set_eigenpairs(self, pairs: Eigenpairs) -> None:
+        self.pairs = pairs
+        self.inv = 1.0 / (pairs.values + self.ctx.damping)
+
+    def projections(self, batch: Batch) -> Tensor:
+        """``[B, k]``: each example's gradient projected on the kept eigenvectors."""
+        return project(self.ctx.task, self.ctx.params, self.ctx.rest, batch, self.pairs.vectors,
+                       path=self.ctx.projection)
+
+    def train_embed(self, batch: Batch) -> Tensor:
+        return self.projections(batch) * self.inv
+
+    def query_embed(self, batch: Batch) -> Tensor:
+        return self.projections(batch)
+
+    def self_embed(self, batch: Batch) -> tuple[Tensor, Tensor]:
+        p = self.projections(batch)
+        return p, p * self.inv
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {"eigenvalues": self.pairs.values, "eigenvectors": self.pairs.vectors,
+                "residuals": self.pairs.residuals}
+
+    def load_state_dict(self, state: Mapping[str, Tensor]) -> None:
+        self.set_eigenpairs(Eigenpairs(state["eigenvalues"], state["eigenvectors"], state["residuals"]))
+        self.hvp_calls, self.breakdown = 0, False
+
+    @property
+    def eigenvalues(self) -> Tensor:
+        return self.pairs.values
+
+    def __repr__(self) -> str:
+        return f"Arnoldi(rank={len(self.pairs.values) if hasattr(self, 'pairs') else '?'})"

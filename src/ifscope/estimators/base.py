@@ -1,0 +1,113 @@
+"""What every estimator is: a pair of embeddings with ``scores = query_embed @ train_embedᵀ``."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from ..curvature import Curvature
+from ..data import Batch, take
+from ..params import Params, ParamSpace
+from ..projection import per_example_grads
+from ..task import Task
+
+
+@dataclass
+class Context:
+    """Everything an estimator reads: the task at the checkpoint, the training data and the shared options."""
+
+    task: Task
+    params: Params
+    rest: dict[str, Tensor]
+    train: Dataset
+    batch_size: int
+    dtype: torch.dtype
+    seed: int
+    weight_decay: float
+    damping: float
+    hessian_samples: int | None
+    curvature: str
+    projection: str
+    progress: Callable[[str, int], Any] = field(default=lambda desc, total: None)
+
+    @property
+    def space(self) -> ParamSpace:
+        return ParamSpace(self.params)
+
+    def hessian_indices(self) -> Tensor:
+        """The training examples the curvature is averaged over: all, or a seeded sample of ``hessian_samples``."""
+        n = len(self.train)  # type: ignore[arg-type]
+        if self.hessian_samples is None or self.hessian_samples >= n:
+            return torch.arange(n)
+        gen = torch.Generator().manual_seed(self.seed + 1)
+        return torch.randperm(n, generator=gen)[: self.hessian_samples].sort().values
+
+    def curvature_operator(self, damping: float | None = None) -> Curvature:
+        """The curvature operator (+ weight decay, + ``damping`` or the shared damping) on the Hessian sample."""
+        idx = self.hessian_indices()
+        batches = [self.task.cast(take(self.train, idx[s:s + self.batch_size]), self.dtype)
+                   for s in range(0, len(idx), self.batch_size)]
+        return Curvature(self.task, self.params, self.rest, batches, weight_decay=self.weight_decay,
+                         damping=self.damping if damping is None else damping, kind=self.curvature)
+
+    def grads(self, batch: Batch, params: Params | None = None, rest: Mapping[str, Tensor] | None = None) -> Tensor:
+        """``[B, dim]`` per-example loss gradients at the checkpoint (or at ``params``)."""
+        return per_example_grads(self.task, self.params if params is None else params,
+                                 self.rest if rest is None else rest, batch)
+
+
+class Estimator(ABC):
+    """An influence estimator; ``OPTIONS`` names its own options with their defaults."""
+
+    name: ClassVar[str]
+    OPTIONS: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, ctx: Context, **options: Any):
+        self.ctx = ctx
+        self.options = {**self.OPTIONS, **options}
+
+    def fit(self) -> None:
+        """Compute what the embeddings need once (curvature, basis); default: nothing."""
+
+    @abstractmethod
+    def train_embed(self, batch: Batch) -> Tensor:
+        """``[B, d]`` embedding of training examples."""
+
+    @abstractmethod
+    def query_embed(self, batch: Batch) -> Tensor:
+        """``[B, d]`` embedding of query examples; ``score = query_embed · train_embed``."""
+
+    def self_embed(self, batch: Batch) -> tuple[Tensor, Tensor]:
+        """Both embeddings of the same examples, for self-influence; estimators may share work here."""
+        return self.query_embed(batch), self.train_embed(batch)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """Tensors that make a fitted estimator, to save; default: none."""
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Tensor]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
+
+class GradientTrainEmbedding(Estimator):
+    """Estimators whose training embedding is the raw gradient ``g`` and whose query side applies a map to it."""
+
+    def train_embed(self, batch: Batch) -> Tensor:
+        return self.ctx.grads(batch)
+
+    @abstractmethod
+    def apply(self, g: Tensor) -> Tensor:
+        """The query-side map applied to gradients ``g`` [B, dim] (e.g. ``H⁻¹g``)."""
+
+    def query_embed(self, batch: Batch) -> Tensor:
+        return self.apply(self.ctx.grads(batch))
+
+    def self_embed(self, batch: Batch) -> tuple[Tensor, Tensor]:
+        g = self.ctx.grads(batch)
+        return self.apply(g), g

@@ -1,0 +1,180 @@
+"""``Influence``: fit an estimator at a checkpoint, then score, rank and self-score examples."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .data import as_dataset, batches, take
+from .errors import ConfigError
+from .estimators import METHODS, Context, Estimator
+from .projection import PATHS
+from .scores import TopInfluences, score_matrix, top_k
+from .task import Task
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+CACHE_BUDGET = 1 << 30  # bytes of training embeddings kept in memory
+
+
+def _dtype(value: Any) -> torch.dtype:
+    if isinstance(value, torch.dtype) and value in DTYPES.values():
+        return value
+    if isinstance(value, str) and value in DTYPES:
+        return DTYPES[value]
+    raise ConfigError(f"dtype must be torch.float32 or torch.float64 (or 'float32'/'float64'), got {value!r}")
+
+
+class Influence:
+    """Influence of training examples on queries: ``scores[q, i] = ∇ℓ(q)ᵀ H⁻¹ ∇ℓ(zᵢ)`` (positive = proponent).
+
+    The predicted change of query ``q``'s loss when training example ``i`` is removed from a mean over N
+    examples is ``+scores[q, i] / N``. ``method`` is one of ``exact``, ``cg``, ``lissa``, ``arnoldi``,
+    ``graddot``, ``tracin``; shared options are keyword arguments below, method options
+    (e.g. ``rank``, ``iterations`` for arnoldi) are listed by ``Influence.options(method)``.
+    """
+
+    def __init__(self, task: Task, train: Any, method: str = "arnoldi", *, damping: float = 0.0,
+                 weight_decay: float = 0.0, batch_size: int = 128, seed: int = 0, dtype: Any = torch.float32,
+                 hessian_samples: int | None = None, curvature: str = "hessian", projection: str = "auto",
+                 progress: bool = True, **method_options: Any):
+        if not isinstance(task, Task):
+            raise ConfigError(f"task must be an ifscope.Task (e.g. ifscope.classification(model)), "
+                              f"not {type(task).__name__}")
+        if method not in METHODS:
+            raise ConfigError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
+        unknown = sorted(set(method_options) - set(METHODS[method].OPTIONS))
+        if unknown:
+            raise ConfigError(f"unknown option(s) {unknown} for method {method!r}; its own options are "
+                              f"{sorted(METHODS[method].OPTIONS)}, shared ones are damping, weight_decay, batch_size, "
+                              "seed, dtype, hessian_samples, curvature, projection, progress")
+        for name, value in (("damping", damping), ("weight_decay", weight_decay)):
+            if not isinstance(value, (int, float)) or value < 0 or value != value:
+                raise ConfigError(f"{name} must be a non-negative number, got {value!r}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if hessian_samples is not None and (not isinstance(hessian_samples, int) or hessian_samples < 1):
+            raise ConfigError(f"hessian_samples must be a positive integer or None, got {hessian_samples!r}")
+        if curvature not in ("hessian", "ggn"):
+            raise ConfigError(f"curvature must be 'hessian' or 'ggn', got {curvature!r}")
+        if projection not in PATHS:
+            raise ConfigError(f"projection must be one of {PATHS}, got {projection!r}")
+        self.task, self.method = task, method
+        self.train = as_dataset(train, "train")
+        self.config: dict[str, Any] = dict(method=method, damping=float(damping), weight_decay=float(weight_decay),
+                                           batch_size=batch_size, seed=int(seed), dtype=_dtype(dtype),
+                                           hessian_samples=hessian_samples, curvature=curvature,
+                                           projection=projection, **{**METHODS[method].OPTIONS, **method_options})
+        self.show_progress = progress
+        self.estimator: Estimator | None = None
+        self._train_emb: Tensor | None = None
+
+    @staticmethod
+    def options(method: str) -> dict[str, Any]:
+        """The method's own options with their defaults."""
+        if method not in METHODS:
+            raise ConfigError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
+        return dict(METHODS[method].OPTIONS)
+
+    @property
+    def n_train(self) -> int:
+        return len(self.train)  # type: ignore[arg-type]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.config["dtype"]
+
+    def _bar(self, desc: str, total: int):
+        if not self.show_progress:
+            return None
+        return tqdm(total=total, desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True)
+
+    def _context(self) -> Context:
+        c = self.config
+        params, rest = self.task.state(c["dtype"])
+        return Context(task=self.task, params=params, rest=rest, train=self.train, batch_size=c["batch_size"],
+                       dtype=c["dtype"], seed=c["seed"], weight_decay=c["weight_decay"], damping=c["damping"],
+                       hessian_samples=c["hessian_samples"], curvature=c["curvature"], projection=c["projection"],
+                       progress=self._bar)
+
+    def fit(self) -> Influence:
+        """Fit the estimator at the model's current parameters (curvature, eigenbasis); returns ``self``."""
+        torch.manual_seed(self.config["seed"])
+        ctx = self._context()
+        with self.task.evaluating():
+            self.task.check(ctx.params, ctx.rest, self.task.cast(take(self.train, range(min(self.n_train, 8))),
+                                                                   ctx.dtype), "training set")
+            options = {k: self.config[k] for k in METHODS[self.method].OPTIONS}
+            est = METHODS[self.method](ctx, **options)
+            est.fit()
+        self.estimator, self._train_emb = est, None
+        return self
+
+    def _fitted(self) -> Estimator:
+        if self.estimator is None:
+            self.fit()
+        assert self.estimator is not None
+        return self.estimator
+
+    def _chunks(self, data, embed, desc: str) -> Iterator[tuple[Tensor, Tensor]]:
+        n = len(data)
+        bar = self._bar(desc, n)
+        with self.task.evaluating():
+            for pos, batch in batches(data, self.config["batch_size"]):
+                yield pos, embed(self.task.cast(batch, self.dtype))
+                if bar is not None:
+                    bar.update(len(pos))
+        if bar is not None:
+            bar.close()
+
+    def _train_chunks(self) -> Iterator[tuple[Tensor, Tensor]]:
+        est = self._fitted()
+        if self._train_emb is not None:
+            yield torch.arange(self.n_train), self._train_emb
+            return
+        parts: list[Tensor] = []
+        for pos, emb in self._chunks(self.train, est.train_embed, "training embeddings"):
+            if emb.shape[1] * self.n_train * emb.element_size() <= CACHE_BUDGET:
+                parts.append(emb)
+            yield pos, emb
+        if parts and sum(len(p) for p in parts) == self.n_train:
+            self._train_emb = torch.cat(parts)
+
+    def train_embeddings(self) -> Tensor:
+        """``[n_train, d]``: the training-side embedding of every training example."""
+        return torch.cat([emb for _, emb in self._train_chunks()])
+
+    def query_embeddings(self, queries: Any) -> Tensor:
+        """``[n_queries, d]``: the query-side embedding, so that ``scores = query_emb @ train_embᵀ``."""
+        data = as_dataset(queries, "queries")
+        est = self._fitted()
+        ctx = est.ctx
+        with self.task.evaluating():
+            self.task.check(ctx.params, ctx.rest, self.task.cast(take(data, range(min(len(data), 8))), self.dtype),
+                            "queries")
+        return torch.cat([emb for _, emb in self._chunks(data, est.query_embed, "query embeddings")])
+
+    def scores(self, queries: Any) -> Tensor:
+        """``[n_queries, n_train]`` influence scores; positive = the training example helps the query."""
+        q = self.query_embeddings(queries)
+        return score_matrix(q, self._train_chunks(), self.n_train)
+
+    def top(self, queries: Any, k: int = 10) -> TopInfluences:
+        """The ``k`` strongest proponents and opponents of each query, streamed over the training set."""
+        if not isinstance(k, int) or k < 1:
+            raise ConfigError(f"k must be a positive integer, got {k!r}")
+        k = min(k, self.n_train)
+        return top_k(self.query_embeddings(queries), self._train_chunks(), k)
+
+    def self_influence(self) -> Tensor:
+        """``[n_train]``: ``score(z, z)`` for each training example; large values flag outliers and mislabels."""
+        est = self._fitted()
+
+        def both(batch):
+            q, t = est.self_embed(batch)
+            return (q * t).sum(1, keepdim=True)
+        return torch.cat([s[:, 0] for _, s in self._chunks(self.train, both, "self-influence")])

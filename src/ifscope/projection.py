@@ -1,0 +1,79 @@
+"""Per-example gradients ``gᵢ = ∇ℓ(zᵢ)`` and their projections ``gᵢ·uⱼ`` onto a basis, by ``vmap`` or forward-mode JVPs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor
+from torch.func import grad, jvp, vmap
+from torch.utils._pytree import tree_map
+
+from .data import Batch, batch_len
+from .errors import ConfigError, NumericalError
+from .params import Params, ParamSpace
+from .task import Task
+
+PATHS = ("auto", "jvp", "vmap")
+DEFAULT_MEMORY_BUDGET = 512 * 2**20  # bytes of per-example gradients the vmap path may hold at once
+
+
+def _finite(t: Tensor, what: str) -> Tensor:
+    if not torch.isfinite(t).all():
+        raise NumericalError(f"{what} are NaN or inf; check the inputs, the checkpoint, or use dtype=torch.float64")
+    return t
+
+
+def per_example_grads(task: Task, params: Params, rest: Mapping[str, Tensor], batch: Batch,
+                      chunk: int | None = None) -> Tensor:
+    """``[B, dim]``: the flat gradient of each example's loss, by ``vmap(grad)`` in chunks of ``chunk`` examples."""
+    space = ParamSpace(params)
+
+    def one(p: Params, example: Batch) -> Tensor:
+        single = tree_map(lambda t: t.unsqueeze(0), example)
+        return task.per_example_loss(p, rest, single)[0]
+
+    per_ex = vmap(grad(one), in_dims=(None, 0))
+    n = batch_len(batch)
+    chunk = chunk or n
+    outs = []
+    for s in range(0, n, chunk):
+        sub = tree_map(lambda t: t[s:s + chunk], batch)
+        outs.append(space.flatten(per_ex(params, sub)))
+    return _finite(torch.cat(outs), "per-example gradients")
+
+
+def jvp_projections(task: Task, params: Params, rest: Mapping[str, Tensor], batch: Batch, basis: Tensor,
+                    chunk: int = 16) -> Tensor:
+    """``[B, k]``: ``∇ℓ(z_b)·u_j`` for each row ``u_j`` of ``basis`` [k, dim], one forward-mode JVP per direction."""
+    space = ParamSpace(params)
+
+    def along(u: Tensor) -> Tensor:
+        return jvp(lambda p: task.per_example_loss(p, rest, batch), (params,), (space.unflatten(u),))[1]
+
+    outs = []
+    for s in range(0, len(basis), chunk):
+        block = basis[s:s + chunk]
+        outs.append(vmap(along)(block) if len(block) > 1 else along(block[0]).unsqueeze(0))
+    return _finite(torch.cat(outs).T.contiguous(), "gradient projections")
+
+
+def choose_path(path: str, n_examples: int, dim: int, itemsize: int,
+                memory_budget: int = DEFAULT_MEMORY_BUDGET) -> str:
+    """``vmap`` when the batch's per-example gradients fit the memory budget, else ``jvp``."""
+    if path not in PATHS:
+        raise ConfigError(f"unknown projection path {path!r}; use one of {PATHS}")
+    if path != "auto":
+        return path
+    return "vmap" if n_examples * dim * itemsize <= memory_budget else "jvp"
+
+
+def project(task: Task, params: Params, rest: Mapping[str, Tensor], batch: Batch, basis: Tensor,
+            path: str = "auto", memory_budget: int = DEFAULT_MEMORY_BUDGET) -> Tensor:
+    """``[B, k]`` projections ``G Uᵀ`` of the batch's per-example gradients onto ``basis`` [k, dim]."""
+    n, dim = batch_len(batch), basis.shape[1]
+    chosen = choose_path(path, n, dim, basis.element_size(), memory_budget)
+    if chosen == "jvp":
+        return jvp_projections(task, params, rest, batch, basis)
+    chunk = max(1, memory_budget // max(1, dim * basis.element_size()))
+    return per_example_grads(task, params, rest, batch, chunk=chunk) @ basis.T

@@ -1,0 +1,55 @@
+"""Scores from embeddings, streamed over training chunks: full matrices, top-k, self-influence."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .errors import NumericalError
+
+
+def _check(block: Tensor, start: int) -> Tensor:
+    if not torch.isfinite(block).all():
+        raise NumericalError(f"scores against training examples from position {start} are NaN or inf; "
+                             "check the checkpoint and the curvature (diagnose), or add damping")
+    return block
+
+
+def score_matrix(query_emb: Tensor, train_chunks: Iterable[tuple[Tensor, Tensor]], n_train: int) -> Tensor:
+    """``S[q, i] = query_emb[q] · train_emb[i]`` over chunks ``(positions, train_emb)``: ``[n_queries, n_train]``."""
+    out = torch.empty(len(query_emb), n_train, dtype=query_emb.dtype)
+    for pos, emb in train_chunks:
+        out[:, pos] = _check(query_emb @ emb.T, int(pos[0]))
+    return out
+
+
+@dataclass
+class TopInfluences:
+    """Per query, the ``k`` strongest proponents (largest scores) and opponents (most negative), best first."""
+
+    proponents: Tensor          # [n_queries, k] training indices
+    proponent_scores: Tensor    # [n_queries, k]
+    opponents: Tensor           # [n_queries, k]
+    opponent_scores: Tensor     # [n_queries, k]
+
+
+def top_k(query_emb: Tensor, train_chunks: Iterable[tuple[Tensor, Tensor]], k: int) -> TopInfluences:
+    """Running top-k over training chunks; memory ``O(n_queries · (k + chunk))``, never the full matrix."""
+    q = len(query_emb)
+    best = (torch.empty(q, 0, dtype=query_emb.dtype), torch.empty(q, 0, dtype=torch.long))
+    worst = (torch.empty(q, 0, dtype=query_emb.dtype), torch.empty(q, 0, dtype=torch.long))
+    for pos, emb in train_chunks:
+        s = _check(query_emb @ emb.T, int(pos[0]))
+        idx = pos.unsqueeze(0).expand(q, -1)
+        for side, sign in ((0, 1.0), (1, -1.0)):
+            vals, ids = (best, worst)[side]
+            vals = torch.cat([vals, sign * s], 1)
+            ids = torch.cat([ids, idx], 1)
+            kk = min(k, vals.shape[1])
+            top = torch.topk(vals, kk, dim=1, sorted=True)
+            pair = (top.values, ids.gather(1, top.indices))
+            best, worst = (pair, worst) if side == 0 else (best, pair)
+    return TopInfluences(best[1], best[0], worst[1], -worst[0])

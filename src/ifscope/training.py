@@ -1,0 +1,176 @@
+"""Deterministic training and replay: ``θ ← opt(θ, ∇[(1/|B|) Σ_{i∈B} wᵢ ℓ(zᵢ, θ) + (wd/2)‖θ‖²])`` on a fixed batch order.
+
+Both run the model in eval mode (dropout off, BatchNorm on its running statistics, which stay fixed), so that
+the same schedule gives the same parameters bit for bit, and a per-example weight changes only the batches that
+contain that example. Weight ``0`` removes an example; ``1 + ε`` up-weights it, which adds ``(ε/N) ℓ(z)`` to a
+full-batch mean over N examples.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.func import grad
+from tqdm.auto import tqdm
+
+from .data import as_dataset, take
+from .errors import ConfigError, NumericalError
+from .params import Params
+from .task import Task
+
+OPTIMIZERS = ("sgd", "momentum", "adam")
+
+
+@dataclass
+class Schedule:
+    """The exact batches (training indices per step) and the optimiser that produced a trajectory."""
+
+    batches: list[Tensor]
+    lr: float
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def steps_containing(self, index: int) -> list[int]:
+        """Steps whose batch contains training example ``index``."""
+        return [t for t, b in enumerate(self.batches) if bool((b == index).any())]
+
+    def truncated(self, steps: int) -> Schedule:
+        return Schedule(self.batches[:steps], self.lr, self.optimizer, self.momentum, self.betas, self.eps,
+                        self.weight_decay)
+
+
+def make_batches(n: int, steps: int, batch_size: int | None, seed: int) -> list[Tensor]:
+    """``steps`` batches of indices: epochs of seeded permutations cut into ``batch_size`` (``None`` = full batch)."""
+    if batch_size is None or batch_size >= n:
+        return [torch.arange(n) for _ in range(steps)]
+    gen = torch.Generator().manual_seed(seed)
+    out: list[Tensor] = []
+    while len(out) < steps:
+        perm = torch.randperm(n, generator=gen)
+        out.extend(perm[s:s + batch_size] for s in range(0, n - batch_size + 1, batch_size))
+    return out[:steps]
+
+
+@dataclass
+class TrainResult:
+    params: Params
+    schedule: Schedule
+    losses: list[float] = field(default_factory=list)
+    checkpoints: list[tuple[dict[str, Tensor], float]] = field(default_factory=list)
+
+
+def _check_schedule(schedule: Schedule) -> None:
+    if schedule.optimizer not in OPTIMIZERS:
+        raise ConfigError(f"unknown optimizer {schedule.optimizer!r}; use one of {OPTIMIZERS}")
+    if not schedule.lr > 0:
+        raise ConfigError(f"learning rate must be positive, got {schedule.lr}")
+
+
+def replay(task: Task, params0: Mapping[str, Tensor], train: Any, schedule: Schedule, steps: int | None = None,
+           weights: Tensor | None = None, callback: Callable[[int, Params], None] | None = None,
+           checkpoint_every: int | None = None, progress: bool = False,
+           rest: Mapping[str, Tensor] | None = None) -> TrainResult:
+    """Run ``steps`` steps of ``schedule`` from ``params0`` with per-example ``weights`` (default all 1).
+
+    ``callback(t, params)`` is called after each step ``t = 1..steps``; ``checkpoint_every`` records the
+    parameters (as a state-dict update) and learning rate for TracIn.
+    """
+    _check_schedule(schedule)
+    data = as_dataset(train, "train")
+    steps = len(schedule) if steps is None else steps
+    if steps > len(schedule):
+        raise ConfigError(f"asked for {steps} steps but the schedule has {len(schedule)}; extend it with make_batches")
+    n = len(data)
+    w = torch.ones(n) if weights is None else torch.as_tensor(weights)
+    if w.shape != (n,):
+        raise ConfigError(f"weights must have one entry per training example ({n}), got shape {tuple(w.shape)}")
+    params = {k: v.detach().clone() for k, v in params0.items()}
+    dtype = next(iter(params.values())).dtype
+    if rest is None:
+        _, rest = task.state(dtype)
+    rest = dict(rest)
+    wd = schedule.weight_decay
+    state = {k: torch.zeros_like(v) for k, v in params.items()}
+    state2 = {k: torch.zeros_like(v) for k, v in params.items()}
+    result = TrainResult(params, schedule)
+    bar = tqdm(total=steps, desc="training", file=sys.stderr, leave=False) if progress else None
+    with task.evaluating():
+        for t in range(steps):
+            idx = schedule.batches[t]
+            batch = task.cast(take(data, idx), dtype)
+            wb = w[idx].to(dtype)
+
+            def objective(p: Params) -> Tensor:
+                loss = (wb * task.per_example_loss(p, rest, batch)).sum() / len(idx)
+                return loss + 0.5 * wd * sum((v * v).sum() for v in p.values()) if wd else loss
+            g = grad(objective)(params)
+            with torch.no_grad():
+                value = float(objective(params)) if progress or t == steps - 1 else float("nan")
+            if not all(torch.isfinite(v).all() for v in g.values()):
+                raise NumericalError(f"the training loss gradient became NaN or inf at step {t} (batch "
+                                     f"{idx[:5].tolist()}...); lower the learning rate")
+            params = _step(schedule, params, g, state, state2, t + 1)
+            result.losses.append(value)
+            if callback is not None:
+                callback(t + 1, params)
+            if checkpoint_every and (t + 1) % checkpoint_every == 0:
+                result.checkpoints.append(({k: v.clone() for k, v in params.items()}, schedule.lr))
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{value:.4g}")
+    if bar is not None:
+        bar.close()
+    result.params = params
+    return result
+
+
+def _step(s: Schedule, params: Params, g: Params, m: Params, v: Params, t: int) -> Params:
+    out = {}
+    for k, p in params.items():
+        if s.optimizer == "sgd":
+            out[k] = p - s.lr * g[k]
+        elif s.optimizer == "momentum":
+            m[k] = s.momentum * m[k] + g[k]
+            out[k] = p - s.lr * m[k]
+        else:
+            b1, b2 = s.betas
+            m[k] = b1 * m[k] + (1 - b1) * g[k]
+            v[k] = b2 * v[k] + (1 - b2) * g[k] * g[k]
+            mhat, vhat = m[k] / (1 - b1**t), v[k] / (1 - b2**t)
+            out[k] = p - s.lr * mhat / (vhat.sqrt() + s.eps)
+    return out
+
+
+def train(task: Task, train_data: Any, *, steps: int, lr: float, optimizer: str = "sgd", batch_size: int | None = None,
+          weight_decay: float = 0.0, momentum: float = 0.9, seed: int = 0, params0: Mapping[str, Tensor] | None = None,
+          weights: Tensor | None = None, dtype: torch.dtype | None = None, checkpoint_every: int | None = None,
+          progress: bool = False) -> TrainResult:
+    """Train the task's selected parameters for ``steps`` steps from the model's (or ``params0``) values; record the schedule."""
+    data = as_dataset(train_data, "train")
+    schedule = Schedule(make_batches(len(data), steps, batch_size, seed), lr=float(lr), optimizer=optimizer,
+                        momentum=momentum, weight_decay=weight_decay)
+    params, rest = task.state(dtype)
+    if params0 is not None:
+        params = {k: v.detach().clone() for k, v in params0.items()}
+    return replay(task, params, data, schedule, weights=weights, checkpoint_every=checkpoint_every,
+                  progress=progress, rest=rest)
+
+
+def load_params(model: nn.Module, params: Mapping[str, Tensor]) -> nn.Module:
+    """Copy ``params`` into ``model``'s parameters of the same names (in place) and return the model."""
+    named = dict(model.named_parameters())
+    with torch.no_grad():
+        for k, v in params.items():
+            named[k].copy_(v.to(named[k].dtype))
+    return model
