@@ -1,0 +1,42 @@
+"""The ``ifscope`` command: one module per subcommand, each with ``add_parser`` and ``run``.
+
+A subcommand's ``run(args) -> dict`` does the work and returns its JSON-ready result; the dict's ``"summary"``
+entry (a string, removed from the JSON) is what a person reads. ``--json`` prints the dict instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+
+from ..errors import IfscopeError
+
+SUBCOMMANDS = ["demo"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ifscope", description="Influence functions that say what they predict.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        module = importlib.import_module(f".{name}", __name__)
+        p = module.add_parser(sub)
+        p.add_argument("--json", action="store_true", help="print a machine-readable JSON result on stdout")
+        p.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = args.run(args)
+    except IfscopeError as exc:
+        print(f"ifscope: error: {exc}", file=sys.stderr)
+        return 2
+    summary = result.pop("summary", "")
+    if args.json:
+        print(json.dumps(result, indent=2))
+    elif summary:
+        print(summary)
+    return 0
