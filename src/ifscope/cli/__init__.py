@@ -16,6 +16,16 @@ from ..errors import IfscopeError
 SUBCOMMANDS = ["demo"]
 
 
+def common_arguments(p: argparse.ArgumentParser, workdir: bool = True) -> argparse.ArgumentParser:
+    """The options every recipe-driven subcommand shares: ``--recipe``, ``--workdir``, ``--seed``."""
+    p.add_argument("--recipe", default="digits-mlp",
+                   help="a built-in recipe name (digits-mlp, ...) or FILE.py:FUNCTION returning an ifscope Recipe")
+    if workdir:
+        p.add_argument("--workdir", default="runs/ifscope", help="run directory for artifacts")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ifscope", description="Influence functions that say what they predict.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

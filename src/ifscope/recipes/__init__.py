@@ -36,4 +36,33 @@ def builtin(name: str) -> Callable[..., Recipe]:
     return recipes[name]
 
 
-__all__ = ["Recipe", "builtin"]
+def load_recipe(spec: str, **kwargs: Any) -> Recipe:
+    """Build the recipe named ``spec``: a built-in name (``digits-mlp``) or ``path/to/file.py:function``."""
+    import importlib.util
+    from pathlib import Path
+
+    from ..errors import ConfigError
+    if ":" in spec and spec.split(":", 1)[0].endswith(".py"):
+        path, func = spec.split(":", 1)
+        file = Path(path)
+        if not file.is_file():
+            raise ConfigError(f"recipe file {path!r} does not exist")
+        module_spec = importlib.util.spec_from_file_location(f"ifscope_recipe_{file.stem}", file)
+        module = importlib.util.module_from_spec(module_spec)  # type: ignore[arg-type]
+        try:
+            module_spec.loader.exec_module(module)  # type: ignore[union-attr]
+        except Exception as exc:
+            raise ConfigError(f"recipe file {path!r} failed to import: {type(exc).__name__}: {exc}") from exc
+        fn = getattr(module, func, None)
+        if not callable(fn):
+            raise ConfigError(f"recipe file {path!r} has no function {func!r}")
+    else:
+        fn = builtin(spec)
+    recipe = fn(**kwargs)
+    if not isinstance(recipe, Recipe):
+        raise ConfigError(f"recipe {spec!r} returned a {type(recipe).__name__}; it must return "
+                          "ifscope.recipes.Recipe(model, task, train, test)")
+    return recipe
+
+
+__all__ = ["Recipe", "builtin", "load_recipe"]
