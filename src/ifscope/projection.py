@@ -38,7 +38,7 @@ def per_example_grads(task: Task, params: Params, rest: Mapping[str, Tensor], ba
     chunk = chunk or n
     outs = []
     for s in range(0, n, chunk):
-        sub = tree_map(lambda t: t[s:s + chunk], batch)
+        sub = tree_map(lambda t, s=s: t[s:s + chunk], batch)
         outs.append(space.flatten(per_ex(params, sub)))
     return _finite(torch.cat(outs), "per-example gradients")
 
