@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from .data import Batch, batch_len, cast_batch
-from .errors import DataError, IfscopeError
+from .errors import ConfigError, DataError, IfscopeError
 from .params import Params
 
 
@@ -53,19 +53,19 @@ class Task:
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, nn.Module):
-            raise IfscopeError(f"model must be a torch.nn.Module, not {type(self.model).__name__}")
+            raise ConfigError(f"model must be a torch.nn.Module, not {type(self.model).__name__}")
         if isinstance(self.params, str):
             self.params = [self.params]
         trainable = [n for n, p in self.model.named_parameters() if p.requires_grad]
         if not trainable:
-            raise IfscopeError(f"model {type(self.model).__name__} has no trainable parameters "
+            raise ConfigError(f"model {type(self.model).__name__} has no trainable parameters "
                                "(requires_grad is False everywhere); unfreeze the ones to take influence over")
         if self.params is None:
             self._names = trainable
         else:
             for pat in self.params:
                 if not any(fnmatch.fnmatchcase(n, pat) for n in trainable):
-                    raise IfscopeError(f"parameter pattern {pat!r} matches no trainable parameter of "
+                    raise ConfigError(f"parameter pattern {pat!r} matches no trainable parameter of "
                                        f"{type(self.model).__name__}; names look like {trainable[:4]}")
             self._names = [n for n in trainable if any(fnmatch.fnmatchcase(n, p) for p in self.params)]
 
@@ -123,7 +123,10 @@ class Task:
             raise DataError(f"the model failed on the {what}: {exc}. Check that the input shapes match the model") \
                 from exc
         if self.check_targets is not None:
-            self.check_targets(out, self.targets(batch))
+            try:
+                self.check_targets(out, self.targets(batch))
+            except DataError as exc:
+                raise DataError(f"{exc} (in the {what})") from None
         with torch.no_grad():
             losses = self.per_example_loss(params, rest, batch)
         if len(losses) != batch_len(batch):
