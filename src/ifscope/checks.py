@@ -56,25 +56,39 @@ def locate_nonfinite_loss(task: Any, params: Mapping[str, Tensor], rest: Mapping
 def nonfinite_error(quantity: str, location: str | None, where: str) -> NonFiniteError:
     """A ``NonFiniteError`` for a NaN/inf ``quantity``, naming the batch whose loss is non-finite if one was found."""
     if location is not None:
-        return NonFiniteError(f"{quantity} are NaN or inf because the loss is NaN or inf at {location}; check "
-                              "those examples and the model's forward pass on them (log/sqrt/division of "
-                              "non-positive values, overflow), or use dtype=torch.float64")
-    return NonFiniteError(f"{quantity} are NaN or inf at {where}, although the loss itself is finite there: its "
-                          "derivatives overflow (e.g. sqrt or abs at 0, huge activations); use dtype=torch.float64 or "
-                          "check the model's forward pass")
+        exc = NonFiniteError(f"{quantity} are NaN or inf because the loss is NaN or inf at {location}; check "
+                             "those examples and the model's forward pass on them (log/sqrt/division of "
+                             "non-positive values, overflow), or use dtype=torch.float64")
+    else:
+        exc = NonFiniteError(f"{quantity} are NaN or inf at {where}, although the loss itself is finite there: its "
+                             "derivatives overflow (e.g. sqrt or abs at 0, huge activations); use dtype=torch.float64 "
+                             "or check the model's forward pass")
+    exc.located = True  # type: ignore[attr-defined]  # callers up the stack keep this message
+    return exc
+
+
+def explain_failure(task: Any, params: Mapping[str, Tensor], rest: Mapping[str, Tensor],
+                    batches: Iterable[tuple[Tensor | None, Batch]], what: str, first: int = 0) -> None:
+    """After a transform failed, run ``task.check`` batch by batch: raise its clear ``DataError`` if one applies."""
+    for b, (pos, batch) in enumerate(batches, first):
+        span = f" (examples {int(pos[0])}..{int(pos[-1])})" if pos is not None else ""
+        task.check(dict(params), rest, batch, f"{what}, batch {b}{span}")
 
 
 def embed_located(embed: Callable[[Batch], Tensor], task: Any, params: Mapping[str, Tensor],
                   rest: Mapping[str, Tensor], pos: Tensor, batch: Batch, index: int, what: str, desc: str) -> Tensor:
-    """``embed(batch)``; a NaN/inf failure is re-raised naming batch ``index`` of the ``what`` dataset and its examples."""
+    """``embed(batch)``; a NaN/inf or a bad-input failure is re-raised naming batch ``index`` of ``what`` and its examples."""
     try:
         return embed(batch)
+    except (RuntimeError, IndexError):  # e.g. a label out of range past the rows checked up front
+        explain_failure(task, params, rest, [(pos, batch)], what, first=index)
+        raise
     except NonFiniteError as exc:
+        if getattr(exc, "located", False):  # e.g. a Hessian-vector product of CG, already placed in the Hessian sample
+            raise
         loc = locate_nonfinite_loss(task, params, rest, [(pos, batch)], what, first=index)
-        if loc is not None:
-            raise nonfinite_error(f"the {desc}", loc, "") from exc
-        raise NonFiniteError(f"{exc} [while computing the {desc} of batch {index} of the {what}, examples "
-                             f"{int(pos[0])}..{int(pos[-1])}]") from exc
+        where = f"batch {index} of the {what} (examples {int(pos[0])}..{int(pos[-1])})"
+        raise nonfinite_error(f"the {desc}", loc, where) from exc
 
 
 def arnoldi_health(breakdown: bool, steps: int, requested: int, dim: int, rank: int, kept: Tensor,
@@ -121,7 +135,7 @@ def check_recipe(recipe: Any, spec: str) -> None:
         raise ConfigError(f"recipe {spec!r}: its task wraps a different model object than recipe.model; build the "
                           "task from the same model, e.g. task=ifscope.classification(model)")
     for name in ("train", "test"):
-        as_dataset(getattr(recipe, name), f"recipe {spec!r} {name} set")
+        as_dataset(getattr(recipe, name), f"{name} set")
 
 
 def check_sizes(rank: int, iterations: int, dim: int) -> None:

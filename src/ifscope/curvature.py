@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 from torch.func import grad, jvp, vjp, vmap
 
-from .checks import locate_nonfinite_loss, nonfinite_error
+from .checks import explain_failure, locate_nonfinite_loss, nonfinite_error
 from .data import Batch, batch_len
 from .errors import ConfigError
 from .params import Params, ParamSpace
@@ -74,6 +74,16 @@ class Curvature:
 
     def matmat(self, vs: Tensor, chunk: int = 64) -> Tensor:
         """Rows of ``vs`` ([m, dim]) each multiplied by the curvature, vectorised over rows in chunks."""
+        try:
+            return self._matmat(vs, chunk)
+        except (RuntimeError, IndexError):  # a bad batch past the rows checked up front: say which one
+            explain_failure(self.task, self.params, self.rest, self._located(), "Hessian sample of the training set")
+            raise
+
+    def _located(self) -> list:
+        return list(zip(self.positions or [None] * len(self.batches), self.batches))
+
+    def _matmat(self, vs: Tensor, chunk: int) -> Tensor:
         outs = []
         for start in range(0, len(vs), chunk):
             block = vs[start:start + chunk]
@@ -85,9 +95,8 @@ class Curvature:
         out = torch.cat(outs) + (self.weight_decay + self.damping) * vs
         self.calls += len(vs)
         if not torch.isfinite(out).all():
-            where = zip(self.positions or [None] * len(self.batches), self.batches)
             raise nonfinite_error("Hessian-vector products", locate_nonfinite_loss(
-                self.task, self.params, self.rest, where, "Hessian sample of the training set"),
+                self.task, self.params, self.rest, self._located(), "Hessian sample of the training set"),
                 "these parameters")
         return out
 

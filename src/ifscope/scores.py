@@ -14,7 +14,8 @@ from .errors import NonFiniteError
 def _check(block: Tensor, start: int) -> Tensor:
     if not torch.isfinite(block).all():
         raise NonFiniteError(f"scores against training examples from position {start} are NaN or inf; "
-                             "check the checkpoint and the curvature (diagnose), or add damping")
+                             "check the checkpoint and the curvature (diagnose), add damping, or use "
+                             "dtype=torch.float64 if the products overflow float32")
     return block
 
 

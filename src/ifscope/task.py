@@ -157,7 +157,7 @@ def check_class_targets(logits: Tensor, y: Tensor) -> None:
     c = logits.shape[1]
     if int(y.min()) < 0 or int(y.max()) >= c:
         raise DataError(f"labels must lie in [0, {c}) for a model with {c} outputs, got range "
-                        f"[{int(y.min())}, {int(y.max())}]")
+                        f"[{int(y.min())}, {int(y.max())}]; fix the labels or the model's number of outputs")
 
 
 def classification(model: nn.Module, params: Sequence[str] | str | None = None) -> Task:

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             ds = as_dataset(getattr(recipe, name), f"{name} set")
             total = 0.0
             for b, (pos, batch) in enumerate(batches(ds, args.batch_size)):
-                what = f"batch {b} (examples {int(pos[0])}..{int(pos[-1])}) of the {name} set"
+                what = f"{name} set, batch {b} (examples {int(pos[0])}..{int(pos[-1])})"
                 total += float(task.check(params, rest, batch, what).sum())
             out[name] = {"examples": len(ds), "mean_loss": total / len(ds)}
         train_batches = [b for _, b in batches(as_dataset(recipe.train, "train set"), args.batch_size)]
