@@ -131,6 +131,12 @@ def _():
     inf(train=(x[:0], y[:0]))
 
 
+@case("empty-queries", "an empty query set", DataError, "queries is empty")
+def _():
+    x, y = data()
+    inf().fit().scores((x[:0], y[:0]))
+
+
 @case("column-lengths", "x and y of different lengths", DataError, "train columns have different lengths",
       "one row per example")
 def _():
@@ -246,6 +252,12 @@ def _():
     inf(task=Task(model=mlp(), loss=lambda o, y: F.cross_entropy(o, y, reduction="none")[:1])).fit()
 
 
+@case("nan-loss-first-rows", "a loss that is NaN on example 2 (checked up front)", DataError,
+      "the loss is NaN or inf on the training set (rows [2])", "check the inputs and the model")
+def _():
+    inf(train=positive_data(bad_row=2), task=ifscope.classification(LogFirst())).fit()
+
+
 @case("nan-loss-curvature", "a loss that becomes NaN at batch 2 (arnoldi fit)", NonFiniteError,
       "Hessian-vector products", "batch 2 of the Hessian sample of the training set (examples 16..23)",
       "example(s) [20]")
@@ -328,6 +340,11 @@ def _():
 @case("negative-damping", "damping < 0", ConfigError, "damping must be a non-negative number", "-1.0")
 def _():
     inf("cg", damping=-1.0)
+
+
+@case("nan-damping", "damping = NaN", ConfigError, "damping must be a non-negative number, got nan")
+def _():
+    inf("cg", damping=float("nan"))
 
 
 @case("bad-dtype", "dtype float16", ConfigError, "dtype must be torch.float32 or torch.float64", "'float16'")

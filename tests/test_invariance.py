@@ -8,7 +8,7 @@ floating-point sums may change.
 from __future__ import annotations
 
 import warnings
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import pytest
 import torch
@@ -53,7 +53,7 @@ def influence(method: str, train_data=None, batch_size: int = N) -> Influence:
                          dtype=torch.float64, batch_size=batch_size, progress=False, **options(method)).fit()
 
 
-@lru_cache(maxsize=None)
+@cache
 def reference(method: str) -> torch.Tensor:
     return influence(method).scores(problem()[2])
 
