@@ -130,7 +130,8 @@ class Task:
         with torch.no_grad():
             losses = self.per_example_loss(params, rest, batch)
         if len(losses) != batch_len(batch):
-            raise DataError(f"the loss returned {len(losses)} values for a {what} of {batch_len(batch)} examples")
+            raise DataError(f"the loss returned {len(losses)} values for a {what} of {batch_len(batch)} examples; "
+                            "return one loss per example (e.g. reduction='none')")
         if not torch.isfinite(losses).all():
             bad = (~torch.isfinite(losses)).nonzero()[:5, 0].tolist()
             raise DataError(f"the loss is NaN or inf on the {what} (rows {bad}); check the inputs and the model")
