@@ -745,12 +745,16 @@ def test_lissa_converges_when_scale_is_right() -> None:
 
 # --------------------------------------------------------------------------------------------- the docs table
 def test_docs_table_lists_every_row_and_only_tested_rows() -> None:
+    fragments_of = {c.id: c.fragments for c in CASES} | {c[0]: tuple(c[2]) for c in CLI_CASES}
     rows = set()
     for line in DOC.read_text().splitlines():
         found = re.search(r"`test_(?:cli_)?catalogue\[([\w-]+)\]` \|$", line)
         if found:
             assert line.startswith(f"| `{found.group(1)}` |"), line
             rows.add(found.group(1))
+            message = line.split(" | ")[-2].replace("\\|", "|")
+            for fragment in fragments_of.get(found.group(1), ()):  # the documented message is the tested one
+                assert fragment in message, f"docs/errors.md row {found.group(1)}: {fragment!r} not in {message!r}"
     ids = {c.id for c in CASES} | {c[0] for c in CLI_CASES}
     assert ids - rows == set(), f"rows missing from docs/errors.md: {sorted(ids - rows)}"
     assert rows - ids == set(), f"rows in docs/errors.md without a test: {sorted(rows - ids)}"
