@@ -414,6 +414,18 @@ def _():
         .fit().scores((data()[0][:2], torch.randn(2)))
 
 
+@case("lissa-scale", "LiSSA with scale = 0", ConfigError, "LiSSA scale must be positive, got 0")
+def _():
+    inf("lissa", scale=0.0).fit()
+
+
+@case("lissa-flat", "LiSSA on a loss with zero curvature", NumericalError, "power iteration found zero curvature",
+      "parameter selection")
+def _():
+    flat = Task(model=nn.Linear(4, 1, bias=False), loss=lambda out, y: out[:, 0])  # linear in θ: H = 0
+    inf("lissa", task=flat).fit()
+
+
 @case("exact-singular", "exact inverse of a singular Hessian", NumericalError, "the Hessian is singular",
       "add damping=")
 def _():
