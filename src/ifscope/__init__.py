@@ -1,6 +1,8 @@
 """ifscope: influence functions for PyTorch that say what they can and cannot predict."""
 
+from .checks import TINY_EIGENVALUE_RATIO
 from .errors import ArtifactError, ConfigError, DataError, IfscopeError, NumericalError
+from .errors import NonFiniteError, NumericalWarning
 from .influence import Influence
 from .scores import TopInfluences
 from .task import Task, classification
@@ -10,4 +12,5 @@ __version__ = "0.1.0"
 __all__ = [
     "ArtifactError", "ConfigError", "DataError", "IfscopeError", "Influence", "NumericalError", "Task",
     "TopInfluences", "classification", "__version__",
+    "NonFiniteError", "NumericalWarning", "TINY_EIGENVALUE_RATIO",
 ]

@@ -8,8 +8,9 @@ import torch
 from torch import Tensor
 from torch.func import grad, jvp, vjp, vmap
 
+from .checks import explain_failure, locate_nonfinite_loss, nonfinite_error
 from .data import Batch, batch_len
-from .errors import ConfigError, NumericalError
+from .errors import ConfigError
 from .params import Params, ParamSpace
 from .task import Task
 
@@ -31,6 +32,7 @@ class Curvature:
         self.space = ParamSpace(params)
         self.weight_decay, self.damping, self.kind = float(weight_decay), float(damping), kind
         self.calls = 0  # number of curvature-vector products, for reporting cost
+        self.positions: list[Tensor] | None = None  # training positions of each batch, for error messages
 
     @property
     def dim(self) -> int:
@@ -72,6 +74,16 @@ class Curvature:
 
     def matmat(self, vs: Tensor, chunk: int = 64) -> Tensor:
         """Rows of ``vs`` ([m, dim]) each multiplied by the curvature, vectorised over rows in chunks."""
+        try:
+            return self._matmat(vs, chunk)
+        except (RuntimeError, IndexError):  # a bad batch past the rows checked up front: say which one
+            explain_failure(self.task, self.params, self.rest, self._located(), "Hessian sample of the training set")
+            raise
+
+    def _located(self) -> list:
+        return list(zip(self.positions or [None] * len(self.batches), self.batches))
+
+    def _matmat(self, vs: Tensor, chunk: int) -> Tensor:
         outs = []
         for start in range(0, len(vs), chunk):
             block = vs[start:start + chunk]
@@ -83,8 +95,9 @@ class Curvature:
         out = torch.cat(outs) + (self.weight_decay + self.damping) * vs
         self.calls += len(vs)
         if not torch.isfinite(out).all():
-            raise NumericalError("a Hessian-vector product is NaN or inf: the loss or its curvature overflowed at "
-                                 "these parameters; try dtype=torch.float64 or check the checkpoint")
+            raise nonfinite_error("Hessian-vector products", locate_nonfinite_loss(
+                self.task, self.params, self.rest, self._located(), "Hessian sample of the training set"),
+                "these parameters")
         return out
 
     def dense(self, chunk: int = 128) -> Tensor:

@@ -27,7 +27,7 @@ class DictDataset(Dataset):
         return {k: v[i] for k, v in self.columns.items()}
 
 
-def _check_columns(columns: Sequence[Tensor], names: Sequence[str]) -> None:
+def _check_columns(columns: Sequence[Tensor], names: Sequence[str], what: str) -> None:
     for name, col in zip(names, columns):
         if not isinstance(col, Tensor):
             raise DataError(f"dataset column {name!r} is a {type(col).__name__}, not a torch.Tensor; "
@@ -36,9 +36,9 @@ def _check_columns(columns: Sequence[Tensor], names: Sequence[str]) -> None:
             raise DataError(f"dataset column {name!r} is a scalar; each column needs one row per example")
     lengths = {name: len(col) for name, col in zip(names, columns)}
     if len(set(lengths.values())) > 1:
-        raise DataError(f"dataset columns have different lengths {lengths}; every column needs one row per example")
+        raise DataError(f"{what} columns have different lengths {lengths}; every column needs one row per example")
     if next(iter(lengths.values()), 0) == 0:
-        raise DataError("dataset is empty: give at least one example")
+        raise DataError(f"{what} is empty: give at least one example")
     for name, col in zip(names, columns):
         if col.is_floating_point() and not torch.isfinite(col).all():
             bad = (~torch.isfinite(col)).reshape(len(col), -1).any(1).nonzero()[:5, 0].tolist()
@@ -48,7 +48,7 @@ def _check_columns(columns: Sequence[Tensor], names: Sequence[str]) -> None:
 def as_dataset(data: Any, what: str = "dataset") -> Dataset:
     """Accept a map-style ``Dataset``, a tuple/list of tensors ``(x, y, ...)`` or a dict of tensors."""
     if isinstance(data, TensorDataset):
-        _check_columns(data.tensors, [f"{what}[{i}]" for i in range(len(data.tensors))])
+        _check_columns(data.tensors, [f"{what}[{i}]" for i in range(len(data.tensors))], what)
         return data
     if isinstance(data, Dataset):
         try:
@@ -59,11 +59,15 @@ def as_dataset(data: Any, what: str = "dataset") -> Dataset:
             raise DataError(f"{what} is empty: give at least one example")
         return data
     if isinstance(data, Mapping):
-        _check_columns(list(data.values()), [f"{what}[{k!r}]" for k in data])
+        _check_columns(list(data.values()), [f"{what}[{k!r}]" for k in data], what)
         return DictDataset(data)
     if isinstance(data, (tuple, list)) and data and all(isinstance(t, Tensor) for t in data):
-        _check_columns(list(data), [f"{what}[{i}]" for i in range(len(data))])
+        _check_columns(list(data), [f"{what}[{i}]" for i in range(len(data))], what)
         return TensorDataset(*data)
+    if isinstance(data, (tuple, list)) and data:
+        kinds = [type(t).__name__ for t in data]
+        raise DataError(f"{what} is a {type(data).__name__} of {kinds}; every item must be a torch.Tensor: convert "
+                        "them with torch.as_tensor (e.g. numpy arrays)")
     raise DataError(f"{what} must be a torch Dataset, a tuple of tensors (x, y) or a dict of tensors, "
                     f"not {type(data).__name__}")
 

@@ -21,3 +21,11 @@ class NumericalError(IfscopeError, FloatingPointError):
 
 class ArtifactError(IfscopeError):
     """A run directory or file that is corrupted, mismatched or from another version."""
+
+
+class NumericalWarning(UserWarning):
+    """A result that is computed but numerically fragile (Arnoldi breakdown, tiny kept eigenvalues)."""
+
+
+class NonFiniteError(NumericalError):
+    """A NaN or inf appeared in a loss, gradient, Hessian-vector product, embedding or score."""

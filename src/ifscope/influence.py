@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .checks import check_finite_params, embed_located
 from .data import as_dataset, batches, take
 from .errors import ConfigError
 from .estimators import METHODS, Context, Estimator
@@ -105,6 +106,7 @@ class Influence:
         """Fit the estimator at the model's current parameters (curvature, eigenbasis); returns ``self``."""
         torch.manual_seed(self.config["seed"])
         ctx = self._context()
+        check_finite_params(ctx.params)
         with self.task.evaluating():
             self.task.check(ctx.params, ctx.rest, self.task.cast(take(self.train, range(min(self.n_train, 8))),
                                                                    ctx.dtype), "training set")
@@ -123,9 +125,11 @@ class Influence:
     def _chunks(self, data, embed, desc: str) -> Iterator[tuple[Tensor, Tensor]]:
         n = len(data)
         bar = self._bar(desc, n)
+        ctx, what = self._fitted().ctx, "training set" if data is self.train else "queries"
         with self.task.evaluating():
-            for pos, batch in batches(data, self.config["batch_size"]):
-                yield pos, embed(self.task.cast(batch, self.dtype))
+            for b, (pos, batch) in enumerate(batches(data, self.config["batch_size"])):
+                batch = self.task.cast(batch, self.dtype)
+                yield pos, embed_located(embed, self.task, ctx.params, ctx.rest, pos, batch, b, what, desc)
                 if bar is not None:
                     bar.update(len(pos))
         if bar is not None:

@@ -10,7 +10,7 @@ from torch.func import grad, jvp, vmap
 from torch.utils._pytree import tree_map
 
 from .data import Batch, batch_len
-from .errors import ConfigError, NumericalError
+from .errors import ConfigError, NonFiniteError
 from .params import Params, ParamSpace
 from .task import Task
 
@@ -20,7 +20,7 @@ DEFAULT_MEMORY_BUDGET = 512 * 2**20  # bytes of per-example gradients the vmap p
 
 def _finite(t: Tensor, what: str) -> Tensor:
     if not torch.isfinite(t).all():
-        raise NumericalError(f"{what} are NaN or inf; check the inputs, the checkpoint, or use dtype=torch.float64")
+        raise NonFiniteError(f"{what} are NaN or inf; check the inputs, the checkpoint, or use dtype=torch.float64")
     return t
 
 

@@ -8,13 +8,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .errors import NumericalError
+from .errors import NonFiniteError
 
 
 def _check(block: Tensor, start: int) -> Tensor:
     if not torch.isfinite(block).all():
-        raise NumericalError(f"scores against training examples from position {start} are NaN or inf; "
-                             "check the checkpoint and the curvature (diagnose), or add damping")
+        raise NonFiniteError(f"scores against training examples from position {start} are NaN or inf; "
+                             "check the checkpoint and the curvature (diagnose), add damping, or use "
+                             "dtype=torch.float64 if the products overflow float32")
     return block
 
 

@@ -26,6 +26,9 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise ArtifactError(f"could not write {path}: {exc}; nothing was replaced (free disk space or check "
                             "permissions)") from exc
+    except BaseException:  # interrupted (KeyboardInterrupt, an error while writing): leave the old file, no debris
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 

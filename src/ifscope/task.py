@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from .data import Batch, batch_len, cast_batch
-from .errors import DataError, IfscopeError
+from .errors import ConfigError, DataError, IfscopeError
 from .params import Params
 
 
@@ -53,19 +53,19 @@ class Task:
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, nn.Module):
-            raise IfscopeError(f"model must be a torch.nn.Module, not {type(self.model).__name__}")
+            raise ConfigError(f"model must be a torch.nn.Module, not {type(self.model).__name__}")
         if isinstance(self.params, str):
             self.params = [self.params]
         trainable = [n for n, p in self.model.named_parameters() if p.requires_grad]
         if not trainable:
-            raise IfscopeError(f"model {type(self.model).__name__} has no trainable parameters "
+            raise ConfigError(f"model {type(self.model).__name__} has no trainable parameters "
                                "(requires_grad is False everywhere); unfreeze the ones to take influence over")
         if self.params is None:
             self._names = trainable
         else:
             for pat in self.params:
                 if not any(fnmatch.fnmatchcase(n, pat) for n in trainable):
-                    raise IfscopeError(f"parameter pattern {pat!r} matches no trainable parameter of "
+                    raise ConfigError(f"parameter pattern {pat!r} matches no trainable parameter of "
                                        f"{type(self.model).__name__}; names look like {trainable[:4]}")
             self._names = [n for n in trainable if any(fnmatch.fnmatchcase(n, p) for p in self.params)]
 
@@ -123,11 +123,15 @@ class Task:
             raise DataError(f"the model failed on the {what}: {exc}. Check that the input shapes match the model") \
                 from exc
         if self.check_targets is not None:
-            self.check_targets(out, self.targets(batch))
+            try:
+                self.check_targets(out, self.targets(batch))
+            except DataError as exc:
+                raise DataError(f"{exc} (in the {what})") from None
         with torch.no_grad():
             losses = self.per_example_loss(params, rest, batch)
         if len(losses) != batch_len(batch):
-            raise DataError(f"the loss returned {len(losses)} values for a {what} of {batch_len(batch)} examples")
+            raise DataError(f"the loss returned {len(losses)} values for a {what} of {batch_len(batch)} examples; "
+                            "return one loss per example (e.g. reduction='none')")
         if not torch.isfinite(losses).all():
             bad = (~torch.isfinite(losses)).nonzero()[:5, 0].tolist()
             raise DataError(f"the loss is NaN or inf on the {what} (rows {bad}); check the inputs and the model")
@@ -154,7 +158,7 @@ def check_class_targets(logits: Tensor, y: Tensor) -> None:
     c = logits.shape[1]
     if int(y.min()) < 0 or int(y.max()) >= c:
         raise DataError(f"labels must lie in [0, {c}) for a model with {c} outputs, got range "
-                        f"[{int(y.min())}, {int(y.max())}]")
+                        f"[{int(y.min())}, {int(y.max())}]; fix the labels or the model's number of outputs")
 
 
 def classification(model: nn.Module, params: Sequence[str] | str | None = None) -> Task:

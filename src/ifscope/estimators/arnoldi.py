@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from torch import Tensor
 
 from ..arnoldi import Eigenpairs, arnoldi, distill
+from ..checks import arnoldi_health, check_sizes
 from ..data import Batch
-from ..errors import ConfigError
 from ..projection import project
 from .base import Estimator
 
@@ -20,15 +20,9 @@ class Arnoldi(Estimator):
     OPTIONS = {"rank": 50, "iterations": 200, "select": "positive"}
 
     def fit(self) -> None:
-        rank, iterations = int(self.options["rank"]), int(self.options["iterations"])
+        rank, iterations = self.options["rank"], self.options["iterations"]
         dim = self.ctx.space.dim
-        if rank < 1:
-            raise ConfigError(f"rank must be at least 1, got {rank}")
-        if rank > dim:
-            raise ConfigError(f"rank={rank} exceeds the {dim} selected parameters; use rank <= {dim}")
-        if rank > iterations:
-            raise ConfigError(f"rank={rank} exceeds iterations={iterations}: Arnoldi finds at most one eigenpair per "
-                              "iteration; raise iterations (about 2-4 x rank)")
+        check_sizes(rank, iterations, dim)
         # damping is applied to the kept eigenvalues, not inside the operator, so that the basis is undamped
         op = self.ctx.curvature_operator(damping=0.0)
         bar = self.ctx.progress("Arnoldi iterations", min(iterations, dim))
@@ -39,6 +33,8 @@ class Arnoldi(Estimator):
         self.hvp_calls = op.calls
         self.breakdown = result.breakdown
         self.set_eigenpairs(distill(result, rank, str(self.options["select"])))
+        self.warnings = arnoldi_health(result.breakdown, result.steps, iterations, dim, rank, self.pairs.values,
+                                       self.ctx.damping)
 
     def set_eigenpairs(self, pairs: Eigenpairs) -> None:
         self.pairs = pairs
@@ -65,7 +61,7 @@ class Arnoldi(Estimator):
 
     def load_state_dict(self, state: Mapping[str, Tensor]) -> None:
         self.set_eigenpairs(Eigenpairs(state["eigenvalues"], state["eigenvectors"], state["residuals"]))
-        self.hvp_calls, self.breakdown = 0, False
+        self.hvp_calls, self.breakdown, self.warnings = 0, False, []
 
     @property
     def eigenvalues(self) -> Tensor:

@@ -53,8 +53,10 @@ class Context:
         idx = self.hessian_indices()
         batches = [self.task.cast(take(self.train, idx[s:s + self.batch_size]), self.dtype)
                    for s in range(0, len(idx), self.batch_size)]
-        return Curvature(self.task, self.params, self.rest, batches, weight_decay=self.weight_decay,
-                         damping=self.damping if damping is None else damping, kind=self.curvature)
+        op = Curvature(self.task, self.params, self.rest, batches, weight_decay=self.weight_decay,
+                       damping=self.damping if damping is None else damping, kind=self.curvature)
+        op.positions = [idx[s:s + self.batch_size] for s in range(0, len(idx), self.batch_size)]
+        return op
 
     def grads(self, batch: Batch, params: Params | None = None, rest: Mapping[str, Tensor] | None = None) -> Tensor:
         """``[B, dim]`` per-example loss gradients at the checkpoint (or at ``params``)."""

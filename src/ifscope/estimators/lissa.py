@@ -32,6 +32,9 @@ class LiSSA(GradientTrainEmbedding):
         scale = self.options["scale"]
         if scale is None:  # just above the top eigenvalue: the series then converges on every positive direction
             scale = 1.1 * power_iteration(self.op.matvec, self.op.dim, self.ctx.dtype, seed=self.ctx.seed)
+        if self.options["scale"] is None and not scale > 0:
+            raise NumericalError("LiSSA: power iteration found zero curvature on the Hessian sample (the loss is flat "
+                                 "in the selected parameters there); check the parameter selection, or give scale=...")
         if not scale or scale <= 0:
             raise ConfigError(f"LiSSA scale must be positive, got {scale}")
         self.scale = float(scale)

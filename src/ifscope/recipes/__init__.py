@@ -41,7 +41,8 @@ def load_recipe(spec: str, **kwargs: Any) -> Recipe:
     import importlib.util
     from pathlib import Path
 
-    from ..errors import ConfigError
+    from ..checks import check_recipe
+    from ..errors import ConfigError, IfscopeError
     if ":" in spec and spec.split(":", 1)[0].endswith(".py"):
         path, func = spec.split(":", 1)
         file = Path(path)
@@ -58,10 +59,19 @@ def load_recipe(spec: str, **kwargs: Any) -> Recipe:
             raise ConfigError(f"recipe file {path!r} has no function {func!r}")
     else:
         fn = builtin(spec)
-    recipe = fn(**kwargs)
+    try:
+        recipe = fn(**kwargs)
+    except IfscopeError:
+        raise
+    except Exception as exc:
+        import traceback
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        raise ConfigError(f"recipe {spec!r} raised {type(exc).__name__}: {exc} (at {frame.filename}:{frame.lineno}); "
+                          "fix the recipe function") from exc
     if not isinstance(recipe, Recipe):
         raise ConfigError(f"recipe {spec!r} returned a {type(recipe).__name__}; it must return "
                           "ifscope.recipes.Recipe(model, task, train, test)")
+    check_recipe(recipe, spec)
     return recipe
 
 
