@@ -138,6 +138,7 @@ class RunDir:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.manifest: dict[str, Any] = self._read_manifest()
+        self.shards_reused = self.shards_computed = 0  # by the last train_shards pass
 
     def _read_manifest(self) -> dict[str, Any]:
         file = self.path / MANIFEST
