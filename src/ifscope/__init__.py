@@ -2,7 +2,9 @@
 
 from .errors import ArtifactError, ConfigError, DataError, IfscopeError, NumericalError
 from .influence import Influence
+from .report import render_report
 from .scores import TopInfluences
+from .store import RunDir
 from .task import Task, classification
 
 __version__ = "0.1.0"
@@ -10,4 +12,6 @@ __version__ = "0.1.0"
 __all__ = [
     "ArtifactError", "ConfigError", "DataError", "IfscopeError", "Influence", "NumericalError", "Task",
     "TopInfluences", "classification", "__version__",
+    "RunDir",
+    "render_report",
 ]

@@ -1,4 +1,4 @@
-"""The report's figures, drawn with matplotlib (Agg, no display) as PNG files."""
+"""The report's figures, drawn with matplotlib's object API (no pyplot, so a notebook's backend is untouched)."""
 
 from __future__ import annotations
 
@@ -6,17 +6,19 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.image import imsave
 
 
-def _save(fig: Any, path: Path) -> Path:
+def _axes(height: float) -> tuple[Figure, Any]:
+    fig = Figure(figsize=(6.4, height))
+    return fig, fig.add_subplot()
+
+
+def _save(fig: Figure, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -28,7 +30,7 @@ def _series(values: Any, n: int) -> np.ndarray | None:
 
 def fade_figure(steps: Sequence[float], methods: Mapping[str, Mapping[str, Any]], path: Path) -> Path:
     """Correlation of predicted with actual loss changes against training steps T (Pearson solid, Spearman dashed)."""
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    fig, ax = _axes(3.6)
     for i, (name, m) in enumerate(sorted(methods.items())):
         color = f"C{i % 10}"
         for key, style in (("pearson", "-"), ("spearman", "--")):
@@ -46,7 +48,7 @@ def fade_figure(steps: Sequence[float], methods: Mapping[str, Mapping[str, Any]]
 
 def gap_figure(steps: Sequence[float], gap: Sequence[float], path: Path) -> Path:
     """Parameter gap ``‖θ_ε(T) − θ(T)‖`` against T."""
-    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    fig, ax = _axes(3.4)
     y = _series(gap, len(steps))
     if y is not None:
         ax.plot(steps, y, marker="o", ms=3, color="C3")
@@ -61,7 +63,7 @@ def gap_figure(steps: Sequence[float], gap: Sequence[float], path: Path) -> Path
 
 def spectrum_figure(ritz: np.ndarray, kept: np.ndarray, path: Path) -> Path:
     """All Ritz values |λ| by rank (log scale), negative ones in red, the kept eigenvalues circled."""
-    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    fig, ax = _axes(3.4)
     order = np.argsort(-np.abs(ritz))
     r = ritz[order]
     x = np.arange(1, len(r) + 1)
@@ -90,7 +92,7 @@ def draw_image(pixels: Sequence[float], shape: Sequence[int], path: Path) -> Pat
     lo, hi = float(x.min()), float(x.max())
     x = (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
     if x.ndim == 2:
-        plt.imsave(path, x, cmap="gray_r", vmin=0, vmax=1)
+        imsave(path, x, cmap="gray_r", vmin=0, vmax=1)
     else:
-        plt.imsave(path, x)
+        imsave(path, x)
     return path
