@@ -107,3 +107,18 @@ def test_user_errors_exit_2_without_traceback(fitted, tmp_path, capsys):
     assert "--queries '7-99' names indices [40, 41" in capsys.readouterr().err
     assert main(["fit", "--recipe", "no-such-recipe", "--workdir", str(tmp_path)]) == 2
     assert "no built-in recipe 'no-such-recipe'" in capsys.readouterr().err
+
+
+def test_report_gallery_shows_texts_escaped(tmp_path):
+    from ifscope.store import write_json
+    run = RunDir(tmp_path)
+    run.bind({"model": "m", "train": "d"}, {"method": "graddot"})
+    write_json(tmp_path / "top.json", {
+        "k": 1, "n_train": 2, "method": "graddot", "view": "text", "image_shape": [], "classes": ["neg", "pos"],
+        "queries": [{"index": 0, "label": 1, "predicted": 0, "text": "a <b>great</b> film",
+                     "proponents": [{"index": 1, "label": 1, "score": 0.5, "text": "loved it"}],
+                     "opponents": [{"index": 0, "label": 0, "score": -0.25, "text": "dull & long"}]}]})
+    page = render_report(tmp_path).read_text()
+    assert "a &lt;b&gt;great&lt;/b&gt; film" in page and "dull &amp; long" in page and "label pos" in page
+    assert "predicted neg" in page and "score +0.5" in page and "<img" not in page.split('id="gallery"')[1]
+    assert "not computed — run <code>ifscope fit</code>" in page  # no curvature: no spectrum

@@ -46,18 +46,24 @@ def fade_figure(steps: Sequence[float], methods: Mapping[str, Mapping[str, Any]]
     return _save(fig, path)
 
 
-def gap_figure(steps: Sequence[float], gap: Sequence[float], path: Path) -> Path:
-    """Parameter gap ``‖θ_ε(T) − θ(T)‖`` against T."""
+def gap_figure(steps: Sequence[float], gap: Sequence[Any], path: Path) -> Path:
+    """Parameter gap ``‖θ_ε(T) − θ(T)‖`` against T: one curve, or one per removed example and their median."""
     fig, ax = _axes(3.4)
-    y = _series(gap, len(steps))
-    if y is not None:
-        ax.plot(steps, y, marker="o", ms=3, color="C3")
+    rows = [g for g in gap if _series(g, len(steps)) is not None] if gap and isinstance(gap[0], Sequence) else [gap]
+    curves = [y for y in (_series(g, len(steps)) for g in rows) if y is not None]
+    for y in curves if len(curves) > 1 else []:
+        ax.plot(steps, y, color="C3", alpha=0.25, lw=0.8)
+    if curves:
+        ax.plot(steps, np.nanmedian(np.stack(curves), axis=0), marker="o", ms=3, color="C3",
+                label="median" if len(curves) > 1 else None)
     ax.set_xscale("log")
-    if y is not None and np.nanmin(y) > 0:
+    if curves and np.nanmin(np.stack(curves)) > 0:
         ax.set_yscale("log")
     ax.set_xlabel("training steps T after the checkpoint")
     ax.set_ylabel("parameter gap ‖θ_ε(T) − θ(T)‖")
     ax.grid(alpha=0.3)
+    if len(curves) > 1:
+        ax.legend(fontsize=7)
     return _save(fig, path)
 
 
