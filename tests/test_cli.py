@@ -121,4 +121,4 @@ def test_report_gallery_shows_texts_escaped(tmp_path):
     page = render_report(tmp_path).read_text()
     assert "a &lt;b&gt;great&lt;/b&gt; film" in page and "dull &amp; long" in page and "label pos" in page
     assert "predicted neg" in page and "score +0.5" in page and "<img" not in page.split('id="gallery"')[1]
-    assert "not computed — run <code>ifscope fit</code>" in page  # no curvature: no spectrum
+    assert "Method graddot keeps no eigenvalues" in page

@@ -37,6 +37,7 @@ def influence_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="examples per batch, and per training-embedding shard (default 128)")
     p.add_argument("--hessian-samples", type=int, default=None,
                    help="training examples the curvature is averaged over (default: all)")
+    p.add_argument("--damping", type=float, default=None, help="added to the curvature (default 0)")
     return p
 
 
@@ -62,9 +63,9 @@ def influence_for(args: argparse.Namespace, recipe: Any) -> Any:
     method = args.method or saved.get("method") or "arnoldi"
     if method not in METHODS:
         raise ConfigError(f"unknown --method {method!r}; choose one of {sorted(METHODS)}")
-    keys = ["batch_size", "hessian_samples", *METHODS[method].OPTIONS]
+    keys = ["batch_size", "hessian_samples", "damping", *METHODS[method].OPTIONS]
     options = {k: saved[k] for k in keys if k in saved} if saved.get("method") == method else {}
-    for key in ("rank", "iterations", "batch_size", "hessian_samples"):
+    for key in ("rank", "iterations", "batch_size", "hessian_samples", "damping"):
         value = getattr(args, key, None)
         if value is None:
             continue

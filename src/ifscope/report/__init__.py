@@ -104,11 +104,12 @@ def _fade_sections(fade: dict | None, out: Path) -> tuple[str, str]:
 
 def _spectrum_section(run: RunDir, out: Path) -> str:
     from .figures import spectrum_figure
-    if not run.has(CURVATURE):
+    method = run.config.get("method")
+    if not run.has(CURVATURE) and method in (None, "arnoldi"):
         return _missing("spectrum")
-    state = run.load_tensors(CURVATURE)
+    state = run.load_tensors(CURVATURE) if run.has(CURVATURE) else {}
     if "eigenvalues" not in state:
-        return f"<p>The method {_e(run.config.get('method'))} keeps no eigenvalues; nothing to draw.</p>"
+        return f"<p>Method {_e(method)} keeps no eigenvalues, so there is no spectrum to draw (use --method arnoldi).</p>"
     kept = state["eigenvalues"].double().numpy()
     ritz = state.get("ritz_values", state["eigenvalues"]).double().numpy()
     spectrum_figure(ritz, kept, out / "spectrum.png")
