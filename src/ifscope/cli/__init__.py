@@ -50,7 +50,7 @@ def recipe_for(args: argparse.Namespace) -> Any:
     key = (args.recipe, args.seed)
     if key not in _recipes:
         print(f"ifscope: building recipe {args.recipe} (seed {args.seed})", file=sys.stderr)
-        _recipes[key] = load_recipe(args.recipe, seed=args.seed)
+        _recipes[key] = load_recipe(args.recipe, seed=args.seed, progress=True)  # each only if the recipe takes it
     return _recipes[key]
 
 
