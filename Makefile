@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/ifscope demo
+	$(BIN)/ifscope demo --workdir ifscope-demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

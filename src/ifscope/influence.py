@@ -16,6 +16,7 @@ from .errors import ConfigError
 from .estimators import METHODS, Context, Estimator
 from .projection import PATHS
 from .scores import TopInfluences, score_matrix, top_k
+from .store import CURVATURE, RunDir, data_fingerprint, model_fingerprint
 from .task import Task
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -37,12 +38,14 @@ class Influence:
     examples is ``+scores[q, i] / N``. ``method`` is one of ``exact``, ``cg``, ``lissa``, ``arnoldi``,
     ``graddot``, ``tracin``; shared options are keyword arguments below, method options
     (e.g. ``rank``, ``iterations`` for arnoldi) are listed by ``Influence.options(method)``.
+    With ``workdir``, ``fit`` reuses the curvature saved there for the same model, data and options (and saves it
+    otherwise), and training embeddings stream to / resume from shards ``workdir/train/NNNNN.safetensors``.
     """
 
     def __init__(self, task: Task, train: Any, method: str = "arnoldi", *, damping: float = 0.0,
                  weight_decay: float = 0.0, batch_size: int = 128, seed: int = 0, dtype: Any = torch.float32,
                  hessian_samples: int | None = None, curvature: str = "hessian", projection: str = "auto",
-                 progress: bool = True, **method_options: Any):
+                 progress: bool = True, workdir: Any = None, **method_options: Any):
         if not isinstance(task, Task):
             raise ConfigError(f"task must be an ifscope.Task (e.g. ifscope.classification(model)), "
                               f"not {type(task).__name__}")
@@ -73,6 +76,9 @@ class Influence:
         self.show_progress = progress
         self.estimator: Estimator | None = None
         self._train_emb: Tensor | None = None
+        self.run: RunDir | None = None if workdir is None else RunDir(workdir)
+        self.reused = False  # fit() loaded the curvature from workdir
+        self.dropped: list[str] = []  # artifacts of an older config that fit() removed from workdir
 
     @staticmethod
     def options(method: str) -> dict[str, Any]:
@@ -112,7 +118,17 @@ class Influence:
                                                                    ctx.dtype), "training set")
             options = {k: self.config[k] for k in METHODS[self.method].OPTIONS}
             est = METHODS[self.method](ctx, **options)
-            est.fit()
+            self.reused = False
+            if self.run is not None:
+                self.dropped = self.run.bind({"model": model_fingerprint(self.task.model),
+                                              "train": data_fingerprint(self.train)}, self.config)
+                if self.run.has(CURVATURE):
+                    est.load_state_dict(self.run.load_tensors(CURVATURE))
+                    self.reused = True
+            if not self.reused:
+                est.fit()
+                if self.run is not None and est.state_dict():
+                    self.run.save_tensors(CURVATURE, est.state_dict())
         self.estimator, self._train_emb = est, None
         return self
 
@@ -140,13 +156,25 @@ class Influence:
         if self._train_emb is not None:
             yield torch.arange(self.n_train), self._train_emb
             return
+        if self.run is None:
+            chunks = self._chunks(self.train, est.train_embed, "training embeddings")
+        else:
+            chunks = self._shards(est)
         parts: list[Tensor] = []
-        for pos, emb in self._chunks(self.train, est.train_embed, "training embeddings"):
+        for pos, emb in chunks:
             if emb.shape[1] * self.n_train * emb.element_size() <= CACHE_BUDGET:
                 parts.append(emb)
             yield pos, emb
         if parts and sum(len(p) for p in parts) == self.n_train:
             self._train_emb = torch.cat(parts)
+
+    def _shards(self, est: Estimator) -> Iterator[tuple[Tensor, Tensor]]:
+        assert self.run is not None
+        with self.task.evaluating():
+            yield from self.run.train_shards(
+                self.n_train, self.config["batch_size"],
+                lambda pos: est.train_embed(self.task.cast(take(self.train, pos), self.dtype)),
+                self._bar("training embeddings", self.n_train))
 
     def train_embeddings(self) -> Tensor:
         """``[n_train, d]``: the training-side embedding of every training example."""

@@ -1,14 +1,34 @@
-"""Run directories: atomic writes, JSON and safetensors artifacts."""
+"""Run directories: atomic writes, a manifest of sha256 checksums, safetensors artifacts and resumable shards.
+
+Layout: ``DIR/manifest.json`` (format version, library versions, model and data fingerprints, the configuration,
+sha256 and size of every artifact), ``DIR/curvature.safetensors``, ``DIR/train/NNNNN.safetensors``,
+``DIR/scores.safetensors``, ``DIR/*.json``, ``DIR/report/``. Every file is written to a temporary name and renamed;
+the manifest is rewritten (atomically) after each artifact, so a killed run leaves only complete, recorded files.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import platform
 import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
 from .errors import ArtifactError
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+CURVATURE = "curvature.safetensors"
+SCORES = "scores.safetensors"
+SHARD_DIR = "train"
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
@@ -32,9 +52,13 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return path
 
 
+def _json_bytes(obj: Any) -> bytes:
+    return (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode()
+
+
 def write_json(path: str | Path, obj: Any) -> Path:
     """Atomically write ``obj`` as indented JSON."""
-    return atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+    return atomic_write_bytes(path, _json_bytes(obj))
 
 
 def read_json(path: str | Path) -> Any:
@@ -44,5 +68,215 @@ def read_json(path: str | Path) -> Any:
         return json.loads(path.read_text())
     except FileNotFoundError as exc:
         raise ArtifactError(f"{path} does not exist; run the command that makes it first") from exc
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"{path} is corrupted ({exc}); delete it and rerun the command that makes it") from exc
+
+
+def _hash_tensor(h: Any, t: Tensor) -> None:
+    t = t.detach().cpu().contiguous()
+    h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+    h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+
+
+def _hash_tree(h: Any, obj: Any) -> None:
+    if isinstance(obj, Tensor):
+        _hash_tensor(h, obj)
+    elif isinstance(obj, Mapping):
+        for key in sorted(obj):
+            h.update(str(key).encode())
+            _hash_tree(h, obj[key])
+    elif isinstance(obj, (tuple, list)):
+        for item in obj:
+            _hash_tree(h, item)
+    else:
+        h.update(repr(obj).encode())
+
+
+def model_fingerprint(model: torch.nn.Module) -> str:
+    """sha256 of the model's state dict (names, dtypes, shapes and values): the checkpoint's identity."""
+    h = hashlib.sha256()
+    _hash_tree(h, dict(model.state_dict()))
+    return h.hexdigest()
+
+
+def data_fingerprint(ds: Dataset, batch_size: int = 1024) -> str:
+    """sha256 of every example of a dataset, in order."""
+    from .data import batches
+    h = hashlib.sha256()
+    for _, batch in batches(ds, batch_size):
+        _hash_tree(h, batch)
+    return h.hexdigest()
+
+
+def jsonable(obj: Any) -> Any:
+    """``obj`` with dtypes, tensors and other non-JSON values replaced by strings (for the manifest's config)."""
+    if isinstance(obj, Mapping):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    if isinstance(obj, Tensor) and obj.numel() <= 16:
+        return obj.tolist()
+    return repr(obj) if not isinstance(obj, Tensor) else f"Tensor{tuple(obj.shape)}"
+
+
+def versions() -> dict[str, str]:
+    """Versions of the libraries an artifact depends on."""
+    import numpy
+    import safetensors
+
+    from . import __version__
+    return {"ifscope": __version__, "python": platform.python_version(), "torch": torch.__version__,
+            "numpy": numpy.__version__, "safetensors": safetensors.__version__}
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class RunDir:
+    """A run directory and its manifest. Artifacts are recorded with their sha256 and verified on every load."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.manifest: dict[str, Any] = self._read_manifest()
+        self.shards_reused = self.shards_computed = 0  # by the last train_shards pass
+
+    def _read_manifest(self) -> dict[str, Any]:
+        file = self.path / MANIFEST
+        if not file.exists():
+            return {}
+        manifest = read_json(file)
+        if not isinstance(manifest, dict) or "format_version" not in manifest:
+            raise ArtifactError(f"{file} is not an ifscope manifest (no format_version); use another --workdir")
+        version = manifest["format_version"]
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise ArtifactError(f"{file} has format_version {version!r}, newer than this ifscope reads "
+                                f"({FORMAT_VERSION}); upgrade ifscope or use another --workdir")
+        manifest.setdefault("artifacts", {})
+        return manifest
+
+    @property
+    def exists(self) -> bool:
+        return bool(self.manifest)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return dict(self.manifest.get("config", {}))
+
+    def _save_manifest(self) -> None:
+        self.manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        write_json(self.path / MANIFEST, self.manifest)
+
+    def bind(self, fingerprints: Mapping[str, str], config: Mapping[str, Any] | None = None) -> list[str]:
+        """Claim the directory for these fingerprints (and config). A fingerprint that differs from the recorded one
+        raises ArtifactError; a different config drops the artifacts made under the old one. Returns what was dropped."""
+        if not self.manifest:
+            self.manifest = {"format_version": FORMAT_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                                       time.gmtime()),
+                             "versions": versions(), "fingerprints": {}, "config": {}, "artifacts": {}}
+        recorded = self.manifest.setdefault("fingerprints", {})
+        for key, value in fingerprints.items():
+            if key in recorded and recorded[key] != value:
+                raise ArtifactError(f"run directory {self.path} was made for another {key} (fingerprint "
+                                    f"{recorded[key][:12]}…, this one is {value[:12]}…); use another --workdir, or "
+                                    "delete the directory to start over")
+        recorded.update(fingerprints)
+        dropped: list[str] = []
+        if config is not None:
+            config = jsonable(config)
+            if self.manifest.get("config") and self.manifest["config"] != config:
+                dropped = sorted(self.manifest["artifacts"])
+                for name in dropped:
+                    self.drop(name, save=False)
+            self.manifest["config"] = config
+            self.manifest["versions"] = versions()
+        self._save_manifest()
+        return dropped
+
+    def has(self, name: str) -> bool:
+        return name in self.manifest.get("artifacts", {}) and (self.path / name).exists()
+
+    def drop(self, name: str, save: bool = True) -> None:
+        """Forget an artifact and delete its file."""
+        self.manifest.get("artifacts", {}).pop(name, None)
+        (self.path / name).unlink(missing_ok=True)
+        if save:
+            self._save_manifest()
+
+    def write_bytes(self, name: str, data: bytes, **meta: Any) -> Path:
+        """Atomically write an artifact and record its sha256 in the manifest."""
+        if not self.manifest:
+            raise ArtifactError(f"run directory {self.path} is not bound to a model yet; fit first")
+        path = atomic_write_bytes(self.path / name, data)
+        self.manifest["artifacts"][name] = {"sha256": _sha256(data), "bytes": len(data), **meta}
+        self._save_manifest()
+        return path
+
+    def read_bytes(self, name: str) -> bytes:
+        """An artifact's bytes, verified against the manifest's sha256 (ArtifactError naming the file otherwise)."""
+        file = self.path / name
+        entry = self.manifest.get("artifacts", {}).get(name)
+        if entry is None:
+            raise ArtifactError(f"{file} is not recorded in {self.path / MANIFEST}; run the command that makes it")
+        try:
+            data = file.read_bytes()
+        except FileNotFoundError as exc:
+            raise ArtifactError(f"{file} is missing though the manifest lists it; rerun the command that makes "
+                                "it") from exc
+        if len(data) != entry["bytes"] or _sha256(data) != entry["sha256"]:
+            what = "truncated" if len(data) < entry["bytes"] else "corrupted"
+            raise ArtifactError(f"{file} is {what} (sha256 or size differs from the manifest); delete it and rerun "
+                                "the command that makes it")
+        return data
+
+    def save_tensors(self, name: str, tensors: Mapping[str, Tensor], **meta: Any) -> Path:
+        """Write tensors as safetensors (never pickle)."""
+        from safetensors.torch import save
+        return self.write_bytes(name, save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}), **meta)
+
+    def load_tensors(self, name: str) -> dict[str, Tensor]:
+        from safetensors.torch import load
+        data = self.read_bytes(name)
+        try:
+            return load(data)
+        except Exception as exc:  # safetensors raises its own error types
+            raise ArtifactError(f"{self.path / name} is not a valid safetensors file ({exc}); delete it and rerun "
+                                "the command that makes it") from exc
+
+    def save_json(self, name: str, obj: Any) -> Path:
+        return self.write_bytes(name, _json_bytes(obj))
+
+    def load_json(self, name: str) -> Any:
+        """A JSON artifact; verified when the manifest records it, read as it is otherwise."""
+        if name in self.manifest.get("artifacts", {}):
+            try:
+                return json.loads(self.read_bytes(name))
+            except json.JSONDecodeError as exc:
+                raise ArtifactError(f"{self.path / name} is not valid JSON ({exc})") from exc
+        return read_json(self.path / name)
+
+    def train_shards(self, n: int, shard_size: int, embed: Callable[[Tensor], Tensor],
+                     progress: Any = None) -> Iterator[tuple[Tensor, Tensor]]:
+        """Yield ``(positions, embeddings)`` per block of ``shard_size`` examples, loading the shards already in
+        ``DIR/train/`` and computing (``embed(positions)``) and saving the others: a killed run resumes here."""
+        self.shards_reused = self.shards_computed = 0
+        for i, start in enumerate(range(0, n, shard_size)):
+            pos = torch.arange(start, min(n, start + shard_size))
+            name = f"{SHARD_DIR}/{i:05d}.safetensors"
+            if self.has(name):
+                emb = self.load_tensors(name)["embeddings"]
+                if len(emb) != len(pos):
+                    raise ArtifactError(f"{self.path / name} holds {len(emb)} rows, expected {len(pos)}; delete "
+                                        f"{self.path / SHARD_DIR} and rerun")
+                self.shards_reused += 1
+            else:
+                emb = embed(pos)
+                self.save_tensors(name, {"embeddings": emb, "positions": pos})
+                self.shards_computed += 1
+            if progress is not None:
+                progress.update(len(pos))
+            yield pos, emb
+        if progress is not None:
+            progress.close()

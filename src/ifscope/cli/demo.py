@@ -1,47 +1,65 @@
-"""``ifscope demo``: ABIF on the digits default; the top proponents and opponents of a few test digits."""
+"""``ifscope demo``: the whole pipeline on the built-in digits default, ending with the HTML report's path.
+
+Each step is the subcommand itself, called with the same options a user would type; a step whose subcommand is
+registered in ``SUBCOMMANDS`` joins the pipeline (``fade``, ``diagnose``, ``correct`` plug in that way).
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from typing import Any
 
+DEMO_WORKDIR = "ifscope-demo"
+PLUGGABLE = ("fade", "diagnose", "correct")  # run between top and report when registered
+
+
+def default_recipe() -> str:
+    from ..recipes import _registry
+    return "digits-cnn" if "digits-cnn" in _registry() else "digits-mlp"
+
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser("demo", help="run ifscope end to end on the built-in digits model")
+    p = sub.add_parser("demo", help="run fit, scores, top, (fade, diagnose, correct,) report on the digits default")
+    p.add_argument("--recipe", default=None, help="recipe (default: the built-in digits model)")
+    p.add_argument("--workdir", default=DEMO_WORKDIR, help=f"run directory (default ./{DEMO_WORKDIR})")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rank", type=int, default=50)
     p.add_argument("--iterations", type=int, default=200)
-    p.add_argument("--queries", type=int, default=4)
-    p.add_argument("-k", type=int, default=5)
+    p.add_argument("--queries", default="0-5", help="test examples shown in the gallery (default 0-5)")
+    p.add_argument("-k", type=int, default=6, help="proponents and opponents per query (default 6)")
     return p
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    from ..influence import Influence
-    from ..recipes.digits import digits_mlp
-
+def step(name: str, argv: list[str]) -> dict[str, Any]:
+    """Run subcommand ``name`` in this process exactly as ``ifscope NAME ARGV...`` would."""
+    from . import build_parser
+    args = build_parser().parse_args([name, *argv])
     t0 = time.time()
-    recipe = digits_mlp(seed=args.seed)
-    x, y = recipe.test
-    inf = Influence(recipe.task, recipe.train, method="arnoldi", rank=args.rank, iterations=args.iterations,
-                    weight_decay=recipe.info["weight_decay"], seed=args.seed)
-    inf.fit()
-    queries = (x[: args.queries], y[: args.queries])
-    top = inf.top(queries, k=args.k)
-    ytr = recipe.train[1]
-    preds = recipe.model(queries[0]).argmax(1)
-    lines = [f"digits MLP ({sum(p.numel() for p in recipe.model.parameters())} parameters, {inf.n_train} training "
-             f"images), ABIF rank {len(inf.estimator.eigenvalues)} from {args.iterations} Arnoldi iterations"]
-    out = []
-    for q in range(len(queries[1])):
-        row = {"query": q, "label": int(queries[1][q]), "predicted": int(preds[q]),
-               "proponents": [[int(i), int(ytr[i]), float(s)] for i, s in
-                              zip(top.proponents[q], top.proponent_scores[q])],
-               "opponents": [[int(i), int(ytr[i]), float(s)] for i, s in zip(top.opponents[q], top.opponent_scores[q])]}
-        out.append(row)
-        lines.append(f"test digit {q}: label {row['label']}, predicted {row['predicted']}")
-        lines.append("  proponents: " + ", ".join(f"#{i} ({c}) {s:+.3g}" for i, c, s in row["proponents"]))
-        lines.append("  opponents:  " + ", ".join(f"#{i} ({c}) {s:+.3g}" for i, c, s in row["opponents"]))
-    lines.append(f"done in {time.time() - t0:.1f} s")
-    return {"queries": out, "seconds": time.time() - t0, "summary": "\n".join(lines)}
+    result = args.run(args)
+    print(f"ifscope demo: {name} done in {time.time() - t0:.1f} s", file=sys.stderr)
+    return result
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from . import SUBCOMMANDS
+    t0 = time.time()
+    recipe = args.recipe or default_recipe()
+    common = ["--recipe", recipe, "--workdir", args.workdir, "--seed", str(args.seed)]
+    steps: dict[str, dict[str, Any]] = {}
+    steps["fit"] = step("fit", [*common, "--rank", str(args.rank), "--iterations", str(args.iterations)])
+    steps["scores"] = step("scores", common)
+    steps["top"] = step("top", [*common, "--queries", args.queries, "-k", str(args.k)])
+    for name in PLUGGABLE:
+        if name in SUBCOMMANDS:
+            steps[name] = step(name, common)
+    steps["report"] = step("report", [args.workdir])
+    report = steps["report"]["report"]
+    lines = [f"ifscope demo on {recipe} in {time.time() - t0:.0f} s, artifacts in {args.workdir}/"]
+    lines += [f"  {name}: {r['summary'].splitlines()[0]}" for name, r in steps.items() if r.get("summary")]
+    lines.append(f"report: {report}")
+    for r in steps.values():
+        r.pop("summary", None)
+    return {"recipe": recipe, "workdir": args.workdir, "report": report, "seconds": time.time() - t0,
+            "steps": steps, "summary": "\n".join(lines)}

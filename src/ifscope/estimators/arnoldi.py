@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import torch
 from torch import Tensor
 
 from ..arnoldi import Eigenpairs, arnoldi, distill
@@ -35,6 +36,8 @@ class Arnoldi(Estimator):
         self.set_eigenpairs(distill(result, rank, str(self.options["select"])))
         self.warnings = arnoldi_health(result.breakdown, result.steps, iterations, dim, rank, self.pairs.values,
                                        self.ctx.damping)
+        h = result.H[:result.steps, :result.steps].double()
+        self.ritz_values = torch.linalg.eigvalsh((h + h.T) / 2).flip(0).to(self.ctx.dtype)  # all of them, for the spectrum
 
     def set_eigenpairs(self, pairs: Eigenpairs) -> None:
         self.pairs = pairs
@@ -57,10 +60,11 @@ class Arnoldi(Estimator):
 
     def state_dict(self) -> dict[str, Tensor]:
         return {"eigenvalues": self.pairs.values, "eigenvectors": self.pairs.vectors,
-                "residuals": self.pairs.residuals}
+                "residuals": self.pairs.residuals, "ritz_values": self.ritz_values}
 
     def load_state_dict(self, state: Mapping[str, Tensor]) -> None:
         self.set_eigenpairs(Eigenpairs(state["eigenvalues"], state["eigenvectors"], state["residuals"]))
+        self.ritz_values = state.get("ritz_values", state["eigenvalues"])
         self.hvp_calls, self.breakdown, self.warnings = 0, False, []
 
     @property

@@ -39,6 +39,7 @@ def builtin(name: str) -> Callable[..., Recipe]:
 def load_recipe(spec: str, **kwargs: Any) -> Recipe:
     """Build the recipe named ``spec``: a built-in name (``digits-mlp``) or ``path/to/file.py:function``."""
     import importlib.util
+    import inspect
     from pathlib import Path
 
     from ..checks import check_recipe
@@ -59,6 +60,9 @@ def load_recipe(spec: str, **kwargs: Any) -> Recipe:
             raise ConfigError(f"recipe file {path!r} has no function {func!r}")
     else:
         fn = builtin(spec)
+    params = inspect.signature(fn).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        kwargs = {k: v for k, v in kwargs.items() if k in params}  # e.g. a recipe without a seed argument
     try:
         recipe = fn(**kwargs)
     except IfscopeError:

@@ -38,12 +38,13 @@ def mlp(hidden: int = 32, seed: int = 0) -> nn.Module:
 
 
 def digits_mlp(n_train: int = 1000, n_test: int = 300, hidden: int = 32, steps: int = 1500, lr: float = 0.02,
-               weight_decay: float = 1e-3, flip: float = 0.0, seed: int = 0) -> Recipe:
+               weight_decay: float = 1e-3, flip: float = 0.0, seed: int = 0, progress: bool = False) -> Recipe:
     """A tanh MLP (64→hidden→10) trained to near convergence by full-batch Adam with weight decay."""
     train_ds, test_ds, flipped = digits_data(n_train, n_test, seed, flip)
     model = mlp(hidden, seed)
     task = classification(model)
-    result = train(task, train_ds, steps=steps, lr=lr, optimizer="adam", weight_decay=weight_decay, seed=seed)
+    result = train(task, train_ds, steps=steps, lr=lr, optimizer="adam", weight_decay=weight_decay, seed=seed,
+                   progress=progress)
     load_params(model, result.params)
     return Recipe(model, task, train_ds, test_ds,
                   info={"weight_decay": weight_decay, "flipped": flipped, "image_shape": (8, 8),

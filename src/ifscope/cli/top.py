@@ -1,0 +1,92 @@
+"""``ifscope top``: the strongest proponents and opponents of a few test queries, saved as ``DIR/top.json``.
+
+``top.json`` also carries what the report's gallery draws: each example's pixels (recipes whose ``info`` has
+``image_shape``) or its text (``info["texts"] = {"train": [...], "test": [...]}``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from . import common_arguments, influence_arguments, influence_for, recipe_for
+from .scores import query_subset
+
+TOP = "top.json"
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("top", help="top-k proponents and opponents of test queries")
+    influence_arguments(common_arguments(p))
+    p.add_argument("--queries", default="0-3", help="test indices, e.g. 0-3,10 (default 0-3)")
+    p.add_argument("-k", type=int, default=5, help="proponents and opponents per query (default 5)")
+    return p
+
+
+def _view(recipe: Any, split: str, ds: Any, index: int) -> dict[str, Any]:
+    """What the report draws for one example: pixels for image data, text for text data, nothing otherwise."""
+    from ..data import take
+    info = recipe.info
+    texts = info.get("texts")
+    if isinstance(texts, dict) and split in texts:
+        return {"text": str(texts[split][index])}
+    if "image_shape" in info:
+        batch = take(ds, [index])
+        x = batch[0] if isinstance(batch, (tuple, list)) else next(iter(batch.values()))
+        return {"pixels": [round(float(v), 4) for v in x.reshape(-1)]}
+    return {}
+
+
+def _labels(recipe: Any, ds: Any, indices: list[int]) -> tuple[list[int], list[int]]:
+    """Gold labels and the model's predicted classes of the examples at ``indices``."""
+    import torch
+
+    from ..data import take
+    task = recipe.task
+    batch = take(ds, indices)
+    params, rest = task.state()
+    with task.evaluating(), torch.no_grad():
+        out = task.forward(params, rest, batch)
+    gold = task.targets(batch).reshape(-1).tolist()
+    pred = out.argmax(-1).reshape(-1).tolist() if out.dim() == 2 else [None] * len(indices)
+    return [int(g) for g in gold], pred
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from ..data import as_dataset
+    recipe = recipe_for(args)
+    t0 = time.time()
+    inf = influence_for(args, recipe).fit()
+    idx, queries = query_subset(args, recipe, args.queries, inf)
+    top = inf.top(queries, k=args.k)
+    test, train = as_dataset(recipe.test, "test"), inf.train
+    gold, pred = _labels(recipe, test, idx)
+    flipped = recipe.info.get("flipped")
+    classes = recipe.info.get("classes")
+    rows, lines = [], []
+
+    def item(i: int, s: float) -> dict[str, Any]:
+        label = _labels(recipe, train, [i])[0][0]
+        out = {"index": i, "label": label, "score": s, **_view(recipe, "train", train, i)}
+        if flipped is not None:
+            out["flipped"] = bool(flipped[i])
+        return out
+
+    for q, qi in enumerate(idx):
+        row = {"index": qi, "label": gold[q], "predicted": pred[q], **_view(recipe, "test", test, qi),
+               "proponents": [item(int(i), float(s)) for i, s in zip(top.proponents[q], top.proponent_scores[q])],
+               "opponents": [item(int(i), float(s)) for i, s in zip(top.opponents[q], top.opponent_scores[q])]}
+        rows.append(row)
+        lines.append(f"test #{qi}: label {row['label']}, predicted {row['predicted']}")
+        for side in ("proponents", "opponents"):
+            lines.append(f"  {side + ':':12s} " + ", ".join(f"#{e['index']} ({e['label']}) {e['score']:+.3g}"
+                                                            for e in row[side]))
+    view = ("text" if isinstance(recipe.info.get("texts"), dict) else
+            "image" if "image_shape" in recipe.info else "none")
+    result = {"k": top.proponents.shape[1], "n_train": inf.n_train, "method": inf.method, "view": view,
+              "image_shape": list(recipe.info.get("image_shape", [])), "classes": classes, "queries": rows}
+    path = inf.run.save_json(TOP, result)
+    lines.insert(0, f"top {result['k']} proponents and opponents of {len(idx)} test queries -> {path} "
+                    f"({time.time() - t0:.1f} s)")
+    return {**result, "path": str(path), "summary": "\n".join(lines)}

@@ -1,0 +1,13 @@
+"""Small recipes for the command-line tests, given to `ifscope --recipe tests/recipes_for_tests.py:NAME`."""
+
+from ifscope.recipes.digits import digits_mlp
+
+
+def tiny(seed=0):
+    """200 training digits, a 16-unit MLP: about a second to build."""
+    return digits_mlp(n_train=200, n_test=40, steps=300, hidden=16, seed=seed)
+
+
+def wide(seed=0):
+    """1000 training digits, so that a scores run writes many shards (the resume test kills it midway)."""
+    return digits_mlp(n_train=1000, n_test=20, steps=200, hidden=16, seed=seed)
