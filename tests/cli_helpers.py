@@ -13,7 +13,6 @@ WIDE = str(ROOT / "tests" / "recipes_for_tests.py") + ":wide"
 def cli_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
-    env.setdefault("OMP_NUM_THREADS", "1")
     return env
 
 

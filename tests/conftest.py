@@ -8,7 +8,6 @@ from torch import nn
 
 import ifscope
 
-torch.set_num_threads(2)
 
 
 def fit_logistic(x: torch.Tensor, y: torch.Tensor, weight_decay: float, model: nn.Module | None = None,
