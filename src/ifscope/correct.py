@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.utils.data import ConcatDataset
 from tqdm.auto import tqdm
 
 from .data import as_dataset, batches, take
@@ -30,10 +31,11 @@ from .training import Schedule, replay
 STRATEGIES = ("proponents", "opponents", "both")
 METHODS = ("influence", "random", "random_same_class", "query_itself")
 # Defaults chosen by benchmarks/correct_sweep.py on a development split (docs/correct.md).
-DEFAULT_K = 32
-DEFAULT_STEPS = 10
+DEFAULT_K = 16
+DEFAULT_STEPS = 30
 DEFAULT_LR = 0.3
 DEFAULT_STRATEGY = "proponents"
+DEFAULT_ANCHOR = 200
 
 
 @dataclass
@@ -159,18 +161,23 @@ def _evaluate(inf: Influence, params: Params, rest: Mapping[str, Tensor], data: 
 
 
 def _finetune(inf: Influence, params0: Params, rest: Mapping[str, Tensor], data: Any, descend: Tensor,
-              ascend: Tensor, steps: int, lr: float) -> Params:
-    """``steps`` SGD steps on ``(1/|B|)(Σ_descend ℓ − Σ_ascend ℓ) + (wd/2)‖θ‖²`` with ``B = descend ∪ ascend``."""
-    n = len(data)
-    idx = torch.cat([descend, ascend])
-    weights = torch.zeros(n)
-    weights[descend] = 1.0
-    weights[ascend] = -1.0
+              ascend: Tensor, anchor: Tensor, steps: int, lr: float) -> Params:
+    """``steps`` SGD steps on ``(1/|S|)(Σ_descend ℓ − Σ_ascend ℓ) + (1/|A|) Σ_anchor ℓ + (wd/2)‖θ‖²``, ``S = descend ∪ ascend``."""
+    idx = torch.cat([descend, ascend, anchor])
+    m, s = len(idx), len(descend) + len(ascend)
+    weights = torch.zeros(len(data))
+    weights[descend] = m / s
+    weights[ascend] = -m / s
+    if len(anchor):
+        weights[anchor] = m / len(anchor)
     schedule = Schedule([idx] * steps, lr=lr, optimizer="sgd", weight_decay=inf.config["weight_decay"])
     return replay(inf.task, params0, data, schedule, weights=weights, rest=rest).params
 
 
-def _check_options(k: int, steps: int, lr: float, strategy: str, baselines: Sequence[str], n_train: int) -> None:
+def _check_options(k: int, steps: int, lr: float, strategy: str, baselines: Sequence[str], n_train: int,
+                   anchor: int) -> None:
+    if not isinstance(anchor, int) or anchor < 0:
+        raise ConfigError(f"anchor must be a non-negative integer (training examples kept in each step), got {anchor!r}")
     if not isinstance(k, int) or k < 1:
         raise ConfigError(f"k must be a positive integer, got {k!r}")
     limit = n_train // 2 if strategy == "both" else n_train
@@ -189,12 +196,13 @@ def _check_options(k: int, steps: int, lr: float, strategy: str, baselines: Sequ
 
 def correct(influence: Influence, queries: Any, *, heldout: Any | None = None, indices: Sequence[int] | None = None,
             k: int = DEFAULT_K, steps: int = DEFAULT_STEPS, lr: float = DEFAULT_LR, strategy: str = DEFAULT_STRATEGY,
-            baselines: Sequence[str] = METHODS[1:], group: bool = False, include_correct: bool = False,
+            anchor: int = DEFAULT_ANCHOR, baselines: Sequence[str] = METHODS[1:], group: bool = False, include_correct: bool = False,
             seed: int = 0, save: str | Path | None = None, progress: bool = True) -> Correction:
     """Fix mis-predicted queries by ``steps`` SGD steps (rate ``lr``) from the checkpoint on their top-``k`` proponents
     (descent), top-``k`` opponents (ascent) or both, ranked by ``score(q, i) = ∇ℓ(q, gold)ᵀ H⁻¹ ∇ℓ(zᵢ)``.
 
-    ``queries`` hold gold labels; ``indices`` picks positions among them (default: every mis-predicted one).
+    ``anchor`` adds that many other (seeded random) training examples to every step, at total weight equal to the
+    selection's, to hold the rest of the model in place. ``queries`` hold gold labels; ``indices`` picks positions among them (default: every mis-predicted one).
     Queries already predicted correctly are skipped unless ``include_correct``. ``group=True`` makes one correction
     for all queries from the summed scores. ``heldout`` (examples not among the queries) measures side effects.
     ``baselines`` spend the same budget on ``random`` training examples, ``random_same_class`` ones (descent on the
@@ -204,7 +212,7 @@ def correct(influence: Influence, queries: Any, *, heldout: Any | None = None, i
     if not isinstance(influence, Influence):
         raise ConfigError(f"influence must be an ifscope.Influence, not {type(influence).__name__}")
     baselines = list(baselines)
-    _check_options(k, steps, lr, strategy, baselines, influence.n_train)
+    _check_options(k, steps, lr, strategy, baselines, influence.n_train, anchor)
     q_data = as_dataset(queries, "queries")
     h_data = as_dataset(heldout, "heldout") if heldout is not None else None
     t0 = time.perf_counter()
@@ -234,7 +242,8 @@ def correct(influence: Influence, queries: Any, *, heldout: Any | None = None, i
         h_ok0 = h_pred0 == h_gold
         h_before = (float(h_ok0.float().mean()), float(h_loss0.mean()))
 
-    config = {"k": k, "steps": steps, "lr": float(lr), "strategy": strategy, "group": group, "seed": seed,
+    config = {"k": k, "steps": steps, "lr": float(lr), "strategy": strategy, "anchor": anchor, "group": group,
+              "seed": seed,
               "method": influence.method, "include_correct": include_correct}
     if not chosen:
         return Correction([], skipped, {}, config, h_before, float("nan"), fit_seconds)
@@ -291,11 +300,13 @@ def correct(influence: Influence, queries: Any, *, heldout: Any | None = None, i
         for method in methods:
             t1 = time.perf_counter()
             if method == "query_itself":
-                descend, ascend = torch.arange(len(members)), torch.empty(0, dtype=torch.long)
-                params = _finetune(influence, params0, rest, member_data, descend, ascend, steps, lr)
+                data = ConcatDataset([influence.train, member_data])
+                descend, ascend = n_train + torch.arange(len(members)), torch.empty(0, dtype=torch.long)
             else:
+                data = influence.train
                 descend, ascend = sel[method]
-                params = _finetune(influence, params0, rest, influence.train, descend, ascend, steps, lr)
+            anchored = pick(everyone, anchor, torch.cat([descend, ascend])) if anchor else torch.empty(0, dtype=torch.long)
+            params = _finetune(influence, params0, rest, data, descend, ascend, anchored, steps, lr)
             p_after, l_after, _ = _evaluate(influence, params, rest, member_data)
             seconds = time.perf_counter() - t1 + (score_seconds if method == "influence" else 0.0)
             h_acc = h_loss = broken = None
