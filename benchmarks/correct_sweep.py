@@ -29,6 +29,7 @@ def main() -> None:
     ap.add_argument("--steps", default="3,10")
     ap.add_argument("--lr", default="0.03,0.1,0.3")
     ap.add_argument("--anchor", default="0", help="other training examples added to each step (0 = none)")
+    ap.add_argument("--stop", default="0", help="stop a correction once its query is fixed: 0, 1 or 0,1")
     args = ap.parse_args()
 
     recipe = load_recipe(args.recipe, n_test=args.n_test, seed=args.seed)
@@ -38,28 +39,28 @@ def main() -> None:
     test = as_dataset(recipe.test, "test")
     queries, heldout = take(test, q_idx), take(test, h_idx)
     print(f"{args.recipe} seed {args.seed}: {len(q_idx)} mis-predicted queries, {len(h_idx)} held-out images\n")
-    print("| strategy | k | steps | lr | anchor | fix influence | fix random | fix same-class | ratio | held-out acc drop (pts) "
+    print("| strategy | k | steps | lr | anchor | stop | fix influence | fix random | fix same-class | ratio | held-out acc drop (pts) "
           "| broken (mean) | s/correction |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     grid = itertools.product(args.strategies.split(","), [int(v) for v in args.k.split(",")],
                              [int(v) for v in args.steps.split(",")], [float(v) for v in args.lr.split(",")],
-                             [int(v) for v in args.anchor.split(",")])
+                             [int(v) for v in args.anchor.split(",")], [bool(int(v)) for v in args.stop.split(",")])
     best = None
-    for strategy, k, steps, lr, anchor in grid:
-        d = correct(inf, queries, heldout=heldout, k=k, steps=steps, lr=lr, strategy=strategy, anchor=anchor,
+    for strategy, k, steps, lr, anchor, stop in grid:
+        d = correct(inf, queries, heldout=heldout, k=k, steps=steps, lr=lr, strategy=strategy, anchor=anchor, stop_when_fixed=stop,
                     baselines=["random", "random_same_class"], seed=args.seed, progress=False).to_dict()
         fr = d["fix_rate"]
         drop = 100 * (d["heldout_accuracy"]["before"] - d["heldout_accuracy"]["after"])
         ratio = fr["influence"] / fr["random"] if fr["random"] else float("inf")
-        print(f"| {strategy} | {k} | {steps} | {lr:g} | {anchor} | {fr['influence']:.2f} | {fr['random']:.2f} | "
+        print(f"| {strategy} | {k} | {steps} | {lr:g} | {anchor} | {'yes' if stop else 'no'} | {fr['influence']:.2f} | {fr['random']:.2f} | "
               f"{fr['random_same_class']:.2f} | {ratio:.1f} | {drop:.2f} | {d['broken']:.1f} | "
               f"{d['seconds_per_correction']:.3f} |", flush=True)
         key = (fr["influence"], -drop)
         if drop <= 1.0 and (best is None or key > best[0]):
-            best = (key, strategy, k, steps, lr, anchor)
+            best = (key, strategy, k, steps, lr, anchor, stop)
     if best is not None:
         print(f"\nbest with held-out drop <= 1 point: strategy={best[1]} k={best[2]} steps={best[3]} lr={best[4]:g} "
-              f"anchor={best[5]}")
+              f"anchor={best[5]} stop_when_fixed={best[6]}")
     else:
         print("\nno setting kept the held-out accuracy drop within 1 point")
 

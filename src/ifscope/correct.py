@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ DEFAULT_STEPS = 30
 DEFAULT_LR = 0.3
 DEFAULT_STRATEGY = "proponents"
 DEFAULT_ANCHOR = 200
+DEFAULT_STOP = False
 
 
 @dataclass
@@ -49,6 +50,7 @@ class Outcome:
     heldout_loss: float | None
     broken: int | None
     seconds: float
+    steps: int                                           # SGD steps taken (fewer than asked when stopped early)
     selected: list[int] = field(default_factory=list)   # training examples descended on
     ascended: list[int] = field(default_factory=list)   # training examples ascended on
 
@@ -107,18 +109,17 @@ class Correction:
         return [q.outcomes[method] for q in self.queries]
 
     def summary(self, method: str) -> dict[str, Any]:
-        """Aggregate of ``method``: fix rate, mean query loss after, and held-out side effects averaged over corrections."""
+        """``method``'s fix rate, mean query loss after, and held-out side effects averaged over corrections."""
         outs = self._corrections(method)
-        mean = (lambda xs: sum(xs) / len(xs) if xs and None not in xs else None)
         per_query = [q.outcomes[method] for q in self.queries]
         return {"fix_rate": self.fix_rate(method),
-                "loss_after": mean([o.loss_after for o in per_query]),
-                "heldout_accuracy_after": mean([o.heldout_accuracy for o in outs]),
-                "heldout_loss_after": mean([o.heldout_loss for o in outs]),
-                "broken": mean([o.broken for o in outs]),
+                "loss_after": _mean([o.loss_after for o in per_query]),
+                "heldout_accuracy_after": _mean([o.heldout_accuracy for o in outs]),
+                "heldout_loss_after": _mean([o.heldout_loss for o in outs]),
+                "broken": _mean([o.broken for o in outs]),
                 "broken_max": max((o.broken for o in outs), default=None) if outs and outs[0].broken is not None
                 else None,
-                "seconds": mean([o.seconds for o in outs])}
+                "seconds": _mean([o.seconds for o in outs])}
 
     def to_dict(self) -> dict[str, Any]:
         """The ``correct.json`` document; top-level side effects are the influence method's, averaged per correction."""
@@ -142,6 +143,10 @@ class Correction:
         }
 
 
+def _mean(xs: Sequence[float | int | None]) -> float | None:
+    return sum(xs) / len(xs) if xs and None not in xs else None  # type: ignore[arg-type]
+
+
 def _evaluate(inf: Influence, params: Params, rest: Mapping[str, Tensor], data: Any) -> tuple[Tensor, Tensor, Tensor]:
     """``(predicted class, per-example loss, label)`` of every example in ``data`` under ``params``."""
     task = inf.task
@@ -161,8 +166,10 @@ def _evaluate(inf: Influence, params: Params, rest: Mapping[str, Tensor], data: 
 
 
 def _finetune(inf: Influence, params0: Params, rest: Mapping[str, Tensor], data: Any, descend: Tensor,
-              ascend: Tensor, anchor: Tensor, steps: int, lr: float) -> Params:
-    """``steps`` SGD steps on ``(1/|S|)(Σ_descend ℓ − Σ_ascend ℓ) + (1/|A|) Σ_anchor ℓ + (wd/2)‖θ‖²``, ``S = descend ∪ ascend``."""
+              ascend: Tensor, anchor: Tensor, steps: int, lr: float,
+              done: Callable[[Params], bool] | None = None) -> tuple[Params, int]:
+    """Up to ``steps`` SGD steps on ``(1/|S|)(Σ_descend ℓ − Σ_ascend ℓ) + (1/|A|) Σ_anchor ℓ + (wd/2)‖θ‖²`` with
+    ``S = descend ∪ ascend``, stopping early once ``done(params)``; returns the parameters and the steps taken."""
     idx = torch.cat([descend, ascend, anchor])
     m, s = len(idx), len(descend) + len(ascend)
     weights = torch.zeros(len(data))
@@ -170,14 +177,24 @@ def _finetune(inf: Influence, params0: Params, rest: Mapping[str, Tensor], data:
     weights[ascend] = -m / s
     if len(anchor):
         weights[anchor] = m / len(anchor)
-    schedule = Schedule([idx] * steps, lr=lr, optimizer="sgd", weight_decay=inf.config["weight_decay"])
-    return replay(inf.task, params0, data, schedule, weights=weights, rest=rest).params
+    if done is None:
+        schedule = Schedule([idx] * steps, lr=lr, optimizer="sgd", weight_decay=inf.config["weight_decay"])
+        return replay(inf.task, params0, data, schedule, weights=weights, rest=rest).params, steps
+    # plain SGD keeps no optimiser state, so single-step replays chain into exactly the same trajectory
+    one = Schedule([idx], lr=lr, optimizer="sgd", weight_decay=inf.config["weight_decay"])
+    params = params0
+    for t in range(1, steps + 1):
+        params = replay(inf.task, params, data, one, weights=weights, rest=rest).params
+        if done(params):
+            return params, t
+    return params, steps
 
 
 def _check_options(k: int, steps: int, lr: float, strategy: str, baselines: Sequence[str], n_train: int,
                    anchor: int) -> None:
     if not isinstance(anchor, int) or anchor < 0:
-        raise ConfigError(f"anchor must be a non-negative integer (training examples kept in each step), got {anchor!r}")
+        raise ConfigError(f"anchor must be a non-negative integer (training examples added to each step), "
+                          f"got {anchor!r}")
     if not isinstance(k, int) or k < 1:
         raise ConfigError(f"k must be a positive integer, got {k!r}")
     limit = n_train // 2 if strategy == "both" else n_train
@@ -196,13 +213,17 @@ def _check_options(k: int, steps: int, lr: float, strategy: str, baselines: Sequ
 
 def correct(influence: Influence, queries: Any, *, heldout: Any | None = None, indices: Sequence[int] | None = None,
             k: int = DEFAULT_K, steps: int = DEFAULT_STEPS, lr: float = DEFAULT_LR, strategy: str = DEFAULT_STRATEGY,
-            anchor: int = DEFAULT_ANCHOR, baselines: Sequence[str] = METHODS[1:], group: bool = False, include_correct: bool = False,
-            seed: int = 0, save: str | Path | None = None, progress: bool = True) -> Correction:
+            anchor: int = DEFAULT_ANCHOR, stop_when_fixed: bool = DEFAULT_STOP, baselines: Sequence[str] = METHODS[1:],
+            group: bool = False, include_correct: bool = False, seed: int = 0, save: str | Path | None = None,
+            progress: bool = True) -> Correction:
     """Fix mis-predicted queries by ``steps`` SGD steps (rate ``lr``) from the checkpoint on their top-``k`` proponents
     (descent), top-``k`` opponents (ascent) or both, ranked by ``score(q, i) = ∇ℓ(q, gold)ᵀ H⁻¹ ∇ℓ(zᵢ)``.
 
     ``anchor`` adds that many other (seeded random) training examples to every step, at total weight equal to the
-    selection's, to hold the rest of the model in place. ``queries`` hold gold labels; ``indices`` picks positions among them (default: every mis-predicted one).
+    selection's, to hold the rest of the model in place. ``stop_when_fixed`` stops a correction (and each baseline's)
+    at the first step after which its queries are all predicted correctly.
+
+    ``queries`` hold gold labels; ``indices`` picks positions among them (default: every mis-predicted one).
     Queries already predicted correctly are skipped unless ``include_correct``. ``group=True`` makes one correction
     for all queries from the summed scores. ``heldout`` (examples not among the queries) measures side effects.
     ``baselines`` spend the same budget on ``random`` training examples, ``random_same_class`` ones (descent on the
@@ -232,7 +253,8 @@ def correct(influence: Influence, queries: Any, *, heldout: Any | None = None, i
         chosen = list(dict.fromkeys(int(i) for i in indices))
         bad = [i for i in chosen if not 0 <= i < len(q_data)]
         if bad:
-            raise ConfigError(f"query indices {bad[:5]} are outside [0, {len(q_data)}); give positions in the query set")
+            raise ConfigError(f"query indices {bad[:5]} are outside [0, {len(q_data)}); give positions in the "
+                              "query set")
     skipped = [i for i in chosen if not include_correct and bool(pred0[i] == gold[i])]
     chosen = [i for i in chosen if i not in skipped]
 
@@ -242,7 +264,8 @@ def correct(influence: Influence, queries: Any, *, heldout: Any | None = None, i
         h_ok0 = h_pred0 == h_gold
         h_before = (float(h_ok0.float().mean()), float(h_loss0.mean()))
 
-    config = {"k": k, "steps": steps, "lr": float(lr), "strategy": strategy, "anchor": anchor, "group": group,
+    config = {"k": k, "steps": steps, "lr": float(lr), "strategy": strategy, "anchor": anchor,
+              "stop_when_fixed": stop_when_fixed, "group": group,
               "seed": seed,
               "method": influence.method, "include_correct": include_correct}
     if not chosen:
@@ -297,6 +320,10 @@ def correct(influence: Influence, queries: Any, *, heldout: Any | None = None, i
     for r, sel in enumerate(selections):
         members = [chosen[r]] if not group else chosen
         member_data = as_dataset(take(q_data, members), "queries")
+        member_gold = gold[members]
+
+        def fixes_all(params: Params, member_data: Any = member_data, member_gold: Tensor = member_gold) -> bool:
+            return bool((_evaluate(influence, params, rest, member_data)[0] == member_gold).all())
         for method in methods:
             t1 = time.perf_counter()
             if method == "query_itself":
@@ -305,8 +332,9 @@ def correct(influence: Influence, queries: Any, *, heldout: Any | None = None, i
             else:
                 data = influence.train
                 descend, ascend = sel[method]
-            anchored = pick(everyone, anchor, torch.cat([descend, ascend])) if anchor else torch.empty(0, dtype=torch.long)
-            params = _finetune(influence, params0, rest, data, descend, ascend, anchored, steps, lr)
+            anchored = pick(everyone, anchor, torch.cat([descend, ascend])) if anchor else empty
+            params, taken = _finetune(influence, params0, rest, data, descend, ascend, anchored, steps, lr,
+                                      fixes_all if stop_when_fixed else None)
             p_after, l_after, _ = _evaluate(influence, params, rest, member_data)
             seconds = time.perf_counter() - t1 + (score_seconds if method == "influence" else 0.0)
             h_acc = h_loss = broken = None
@@ -317,7 +345,8 @@ def correct(influence: Influence, queries: Any, *, heldout: Any | None = None, i
             for j, i in enumerate(members):
                 out = Outcome(fixed=bool(p_after[j] == gold[i]), loss_after=float(l_after[j]),
                               predicted_after=int(p_after[j]), heldout_accuracy=h_acc, heldout_loss=h_loss,
-                              broken=broken, seconds=seconds, selected=descend.tolist(), ascended=ascend.tolist())
+                              broken=broken, seconds=seconds, steps=taken, selected=descend.tolist(),
+                              ascended=ascend.tolist())
                 if method == "query_itself":
                     out.selected = []
                 results[i][method] = out

@@ -12,7 +12,7 @@ from . import common_arguments
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    from ..correct import DEFAULT_ANCHOR, DEFAULT_K, DEFAULT_LR, DEFAULT_STEPS, DEFAULT_STRATEGY, METHODS, STRATEGIES
+    from .. import correct as c
     p = sub.add_parser("correct", help="fix mis-predictions with a few fine-tuning steps on influential examples",
                        description="Queries are the test examples the model mis-predicts (or --indices); the "
                                    "held-out set for side effects is every other test example.")
@@ -22,21 +22,23 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--method", default="arnoldi", help="influence method (arnoldi, exact, cg, lissa, graddot, tracin)")
     p.add_argument("--rank", type=int, default=50, help="arnoldi: eigenpairs kept")
     p.add_argument("--iterations", type=int, default=200, help="arnoldi: Arnoldi iterations")
-    p.add_argument("--k", type=int, default=DEFAULT_K, help="training examples per correction")
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="SGD steps per correction")
-    p.add_argument("--lr", type=float, default=DEFAULT_LR, help="SGD learning rate")
-    p.add_argument("--strategy", choices=STRATEGIES, default=DEFAULT_STRATEGY,
+    p.add_argument("--k", type=int, default=c.DEFAULT_K, help="training examples per correction")
+    p.add_argument("--steps", type=int, default=c.DEFAULT_STEPS, help="SGD steps per correction")
+    p.add_argument("--lr", type=float, default=c.DEFAULT_LR, help="SGD learning rate")
+    p.add_argument("--strategy", choices=c.STRATEGIES, default=c.DEFAULT_STRATEGY,
                    help="descend on proponents, ascend on opponents, or both")
-    p.add_argument("--anchor", type=int, default=DEFAULT_ANCHOR,
+    p.add_argument("--anchor", type=int, default=c.DEFAULT_ANCHOR,
                    help="other random training examples kept in each step to hold the model in place (0 = none)")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--queries", type=int, default=None, metavar="N",
                        help="correct the first N mis-predicted test examples (default: all)")
     which.add_argument("--indices", type=int, nargs="+", default=None,
                        help="test positions to correct (already-correct ones are skipped unless --include-correct)")
+    p.add_argument("--stop-when-fixed", action="store_true",
+                   help="stop each correction at the first step after which its query is predicted correctly")
     p.add_argument("--include-correct", action="store_true", help="also fine-tune queries already predicted correctly")
     p.add_argument("--group", action="store_true", help="one correction for all queries at once (summed scores)")
-    p.add_argument("--baselines", nargs="*", default=list(METHODS[1:]), choices=METHODS[1:])
+    p.add_argument("--baselines", nargs="*", default=list(c.METHODS[1:]), choices=c.METHODS[1:])
     p.add_argument("--save", action="store_true", help="write the corrected parameters to DIR/corrected.safetensors")
     return p
 
@@ -76,16 +78,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     options = {"rank": args.rank, "iterations": args.iterations} if args.method == "arnoldi" else {}
     inf = Influence(recipe.task, recipe.train, method=args.method, weight_decay=recipe.info.get("weight_decay", 0.0),
                     seed=args.seed, **options)
+    t_fit = time.time()
     inf.fit()
+    fit_seconds = time.time() - t_fit
     q_idx, h_idx = split_mispredicted(inf, test, n=args.queries, indices=args.indices)
     workdir = Path(args.workdir)
     result = correct(inf, test, heldout=take(test, h_idx) if h_idx else None, indices=q_idx, k=args.k,
-                     steps=args.steps, lr=args.lr, strategy=args.strategy, anchor=args.anchor, baselines=args.baselines, group=args.group,
+                     steps=args.steps, lr=args.lr, strategy=args.strategy, anchor=args.anchor,
+                     stop_when_fixed=args.stop_when_fixed, baselines=args.baselines, group=args.group,
                      include_correct=args.include_correct, seed=args.seed,
                      save=workdir / "corrected.safetensors" if args.save and q_idx else None)
     out = result.to_dict()
     out["recipe"] = args.recipe
     out["n_test"], out["n_heldout"] = len(test), len(h_idx)
+    out["fit_seconds"] = fit_seconds
     out["heldout"] = "every test example not used as a query"
     out["seconds"] = time.time() - t0
     write_json(workdir / "correct.json", out)
