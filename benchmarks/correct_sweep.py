@@ -2,8 +2,8 @@
 
 Queries are every test image the trained model mis-predicts (recipe with all 797 images not used for training as
 its test set); the held-out set is every other test image. The defaults in ``ifscope.correct`` were chosen on a
-development seed (``--seed 1``) as the largest influence fix rate whose mean held-out accuracy drop is ≤ 1 point,
-then reported on the default seed 0 (docs/correct.md).
+development seed (``--seed 1``) as the largest influence fix rate whose mean held-out accuracy drop is ≤ 0.5 point
+(half the 1-point target, a margin for a new model), then reported on the default seed 0 (docs/correct.md).
 
     OMP_NUM_THREADS=1 python benchmarks/correct_sweep.py --seed 1
 """
@@ -29,6 +29,8 @@ def main() -> None:
     ap.add_argument("--steps", default="3,10")
     ap.add_argument("--lr", default="0.03,0.1,0.3")
     ap.add_argument("--anchor", default="0", help="other training examples added to each step (0 = none)")
+    ap.add_argument("--max-drop", type=float, default=0.5,
+                    help="held-out accuracy drop (points) the chosen setting may cost on this seed")
     ap.add_argument("--stop", default="0", help="stop a correction once its query is fixed: 0, 1 or 0,1")
     args = ap.parse_args()
 
@@ -56,13 +58,13 @@ def main() -> None:
               f"{fr['random_same_class']:.2f} | {ratio:.1f} | {drop:.2f} | {d['broken']:.1f} | "
               f"{d['seconds_per_correction']:.3f} |", flush=True)
         key = (fr["influence"], -drop)
-        if drop <= 1.0 and (best is None or key > best[0]):
+        if drop <= args.max_drop and (best is None or key > best[0]):
             best = (key, strategy, k, steps, lr, anchor, stop)
     if best is not None:
-        print(f"\nbest with held-out drop <= 1 point: strategy={best[1]} k={best[2]} steps={best[3]} lr={best[4]:g} "
-              f"anchor={best[5]} stop_when_fixed={best[6]}")
+        print(f"\nbest with held-out drop <= {args.max_drop:g} point: strategy={best[1]} k={best[2]} steps={best[3]} "
+              f"lr={best[4]:g} anchor={best[5]} stop_when_fixed={best[6]}")
     else:
-        print("\nno setting kept the held-out accuracy drop within 1 point")
+        print(f"\nno setting kept the held-out accuracy drop within {args.max_drop:g} point")
 
 
 if __name__ == "__main__":

@@ -30,10 +30,10 @@ from .training import Schedule, replay
 
 STRATEGIES = ("proponents", "opponents", "both")
 METHODS = ("influence", "random", "random_same_class", "query_itself")
-# Defaults chosen by benchmarks/correct_sweep.py on a development split (docs/correct.md).
-DEFAULT_K = 16
+# Defaults chosen by benchmarks/correct_sweep.py on a development model (digits-mlp, seed 1); docs/correct.md.
+DEFAULT_K = 32
 DEFAULT_STEPS = 30
-DEFAULT_LR = 0.3
+DEFAULT_LR = 0.1
 DEFAULT_STRATEGY = "proponents"
 DEFAULT_ANCHOR = 200
 DEFAULT_STOP = False
