@@ -8,8 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ifscope import ConfigError, Influence
-from ifscope.correct import correct, split_mispredicted
+from ifscope import ConfigError, Influence, correct, split_mispredicted
 from ifscope.data import as_dataset, take
 from ifscope.recipes.digits import digits_mlp
 

@@ -1,5 +1,6 @@
 """ifscope: influence functions for PyTorch that say what they can and cannot predict."""
 
+from .correct import Correction, correct, split_mispredicted
 from .errors import ArtifactError, ConfigError, DataError, IfscopeError, NumericalError
 from .influence import Influence
 from .scores import TopInfluences
@@ -10,4 +11,5 @@ __version__ = "0.1.0"
 __all__ = [
     "ArtifactError", "ConfigError", "DataError", "IfscopeError", "Influence", "NumericalError", "Task",
     "TopInfluences", "classification", "__version__",
+    "Correction", "correct", "split_mispredicted",
 ]

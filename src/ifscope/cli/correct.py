@@ -12,7 +12,15 @@ from . import common_arguments
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    from .. import correct as c
+    from ..correct import (
+        DEFAULT_ANCHOR,
+        DEFAULT_K,
+        DEFAULT_LR,
+        DEFAULT_STEPS,
+        DEFAULT_STRATEGY,
+        METHODS,
+        STRATEGIES,
+    )
     p = sub.add_parser("correct", help="fix mis-predictions with a few fine-tuning steps on influential examples",
                        description="Queries are the test examples the model mis-predicts (or --indices); the "
                                    "held-out set for side effects is every other test example.")
@@ -22,12 +30,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--method", default="arnoldi", help="influence method (arnoldi, exact, cg, lissa, graddot, tracin)")
     p.add_argument("--rank", type=int, default=50, help="arnoldi: eigenpairs kept")
     p.add_argument("--iterations", type=int, default=200, help="arnoldi: Arnoldi iterations")
-    p.add_argument("--k", type=int, default=c.DEFAULT_K, help="training examples per correction")
-    p.add_argument("--steps", type=int, default=c.DEFAULT_STEPS, help="SGD steps per correction")
-    p.add_argument("--lr", type=float, default=c.DEFAULT_LR, help="SGD learning rate")
-    p.add_argument("--strategy", choices=c.STRATEGIES, default=c.DEFAULT_STRATEGY,
+    p.add_argument("--k", type=int, default=DEFAULT_K, help="training examples per correction")
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="SGD steps per correction")
+    p.add_argument("--lr", type=float, default=DEFAULT_LR, help="SGD learning rate")
+    p.add_argument("--strategy", choices=STRATEGIES, default=DEFAULT_STRATEGY,
                    help="descend on proponents, ascend on opponents, or both")
-    p.add_argument("--anchor", type=int, default=c.DEFAULT_ANCHOR,
+    p.add_argument("--anchor", type=int, default=DEFAULT_ANCHOR,
                    help="other random training examples kept in each step to hold the model in place (0 = none)")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--queries", type=int, default=None, metavar="N",
@@ -38,7 +46,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="stop each correction at the first step after which its query is predicted correctly")
     p.add_argument("--include-correct", action="store_true", help="also fine-tune queries already predicted correctly")
     p.add_argument("--group", action="store_true", help="one correction for all queries at once (summed scores)")
-    p.add_argument("--baselines", nargs="*", default=list(c.METHODS[1:]), choices=c.METHODS[1:])
+    p.add_argument("--baselines", nargs="*", default=list(METHODS[1:]), choices=METHODS[1:])
     p.add_argument("--save", action="store_true", help="write the corrected parameters to DIR/corrected.safetensors")
     return p
 
