@@ -143,3 +143,13 @@ def test_stop_when_fixed_stops_at_the_first_fixing_step(setup):
             if o.steps > 1:
                 assert not correct(inf, test, **{**kw, "indices": [q.index], "steps": o.steps - 1}).queries[0] \
                     .outcomes["influence"].fixed
+
+
+def test_nothing_to_correct_gives_an_empty_but_valid_document(setup):
+    _, inf, test, _, right = setup
+    res = correct(inf, test, indices=right[:2], progress=False)
+    d = res.to_dict()
+    assert d["n_queries"] == 0 and d["skipped"] == right[:2] and d["fix_rate"] == {} and res.params == {}
+    json.dumps(d, allow_nan=False)
+    with pytest.raises(ConfigError, match="already predicted correctly"):
+        res.fix_rate()

@@ -86,7 +86,7 @@ class Correction:
     params: dict[int | str, Params]
     config: dict[str, Any]
     heldout_before: tuple[float, float] | None   # (accuracy, mean loss) of the checkpoint on the held-out set
-    seconds_per_correction: float
+    seconds_per_correction: float | None       # None when there was nothing to correct
     fit_seconds: float
     group_outcomes: dict[str, Outcome] | None = None
 
@@ -100,7 +100,7 @@ class Correction:
     def fix_rate(self, method: str = "influence") -> float:
         """Fraction of the corrected queries predicted correctly after ``method``'s correction."""
         if not self.queries:
-            return float("nan")
+            raise ConfigError("no query was corrected (all were already predicted correctly), so there is no fix rate")
         return sum(q.outcomes[method].fixed for q in self.queries) / len(self.queries)
 
     def _corrections(self, method: str) -> list[Outcome]:
@@ -269,7 +269,7 @@ def correct(influence: Influence, queries: Any, *, heldout: Any | None = None, i
               "seed": seed,
               "method": influence.method, "include_correct": include_correct}
     if not chosen:
-        return Correction([], skipped, {}, config, h_before, float("nan"), fit_seconds)
+        return Correction([], skipped, {}, config, h_before, None, fit_seconds)
 
     t_score = time.perf_counter()
     sub = take(q_data, chosen)
@@ -283,12 +283,12 @@ def correct(influence: Influence, queries: Any, *, heldout: Any | None = None, i
     train_labels = _evaluate(influence, params0, rest, influence.train)[2]
     gen = torch.Generator().manual_seed(seed)
 
-    def pick(pool: Tensor, count: int, exclude: Tensor | None = None) -> Tensor:
+    def pick(pool: Tensor, count: int, exclude: Tensor | None = None, what: str = "random_same_class") -> Tensor:
         if exclude is not None and len(exclude):
             pool = pool[~torch.isin(pool, exclude)]
         if len(pool) == 0:
-            raise DataError("no training example is available for the random_same_class baseline (no training "
-                            "example has the query's class); drop that baseline")
+            raise DataError(f"no training example is left to draw for {what} (none of the needed class, or all "
+                            f"already selected); drop that option or lower k")
         return pool[torch.randperm(len(pool), generator=gen)[:count]]
 
     everyone = torch.arange(n_train)
@@ -332,7 +332,7 @@ def correct(influence: Influence, queries: Any, *, heldout: Any | None = None, i
             else:
                 data = influence.train
                 descend, ascend = sel[method]
-            anchored = pick(everyone, anchor, torch.cat([descend, ascend])) if anchor else empty
+            anchored = pick(everyone, anchor, torch.cat([descend, ascend]), "the anchor") if anchor else empty
             params, taken = _finetune(influence, params0, rest, data, descend, ascend, anchored, steps, lr,
                                       fixes_all if stop_when_fixed else None)
             p_after, l_after, _ = _evaluate(influence, params, rest, member_data)

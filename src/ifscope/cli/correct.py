@@ -75,7 +75,7 @@ def _recipe(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from ..correct import correct, split_mispredicted
+    from ..correct import correct, save_params, split_mispredicted
     from ..data import as_dataset, take
     from ..influence import Influence
     from ..store import write_json
@@ -94,9 +94,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result = correct(inf, test, heldout=take(test, h_idx) if h_idx else None, indices=q_idx, k=args.k,
                      steps=args.steps, lr=args.lr, strategy=args.strategy, anchor=args.anchor,
                      stop_when_fixed=args.stop_when_fixed, baselines=args.baselines, group=args.group,
-                     include_correct=args.include_correct, seed=args.seed,
-                     save=workdir / "corrected.safetensors" if args.save and q_idx else None)
+                     include_correct=args.include_correct, seed=args.seed)
     out = result.to_dict()
+    if args.save and result.params:
+        out["saved"] = save_params(result, workdir / "corrected.safetensors").name
     out["recipe"] = args.recipe
     out["n_test"], out["n_heldout"] = len(test), len(h_idx)
     out["fit_seconds"] = fit_seconds
