@@ -1,6 +1,7 @@
 """ifscope: influence functions for PyTorch that say what they can and cannot predict."""
 
 from .checks import TINY_EIGENVALUE_RATIO
+from .correct import Correction, correct, split_mispredicted
 from .errors import ArtifactError, ConfigError, DataError, IfscopeError, NumericalError
 from .errors import NonFiniteError, NumericalWarning
 from .influence import Influence
@@ -17,4 +18,5 @@ __all__ = [
     "NonFiniteError", "NumericalWarning", "TINY_EIGENVALUE_RATIO",
     "RunDir",
     "render_report",
+    "Correction", "correct", "split_mispredicted",
 ]

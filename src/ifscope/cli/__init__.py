@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import ConfigError, IfscopeError
 
-SUBCOMMANDS = ["demo", "fit", "scores", "top", "report", "check"]
+SUBCOMMANDS = ["demo", "fit", "scores", "top", "report", "check", "correct"]
 DEFAULT_WORKDIR = "runs/ifscope"
 
 

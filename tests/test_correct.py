@@ -1,0 +1,155 @@
+"""ifscope.correct: the caller's model is untouched, correct queries are left alone, a seed fixes the result."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ifscope import ConfigError, Influence, correct, split_mispredicted
+from ifscope.data import as_dataset, take
+from ifscope.recipes.digits import digits_mlp
+
+
+@pytest.fixture(scope="module")
+def setup():
+    recipe = digits_mlp(n_train=200, n_test=300, hidden=8, steps=300, seed=0)
+    inf = Influence(recipe.task, recipe.train, method="arnoldi", rank=10, iterations=30,
+                    weight_decay=recipe.info["weight_decay"], progress=False).fit()
+    test = as_dataset(recipe.test)
+    wrong, right = split_mispredicted(inf, test)
+    assert len(wrong) >= 4, "the tiny model should mis-predict a few test digits"
+    return recipe, inf, test, wrong, right
+
+
+def small(inf, test, wrong, right, **kw):
+    return correct(inf, test, heldout=take(test, right[:100]), indices=wrong[:3], k=8, steps=5, anchor=20,
+                   progress=False, **kw)
+
+
+def test_caller_model_is_never_modified(setup):
+    recipe, inf, test, wrong, right = setup
+    before = {k: v.clone() for k, v in recipe.model.state_dict().items()}
+    res = small(inf, test, wrong, right)
+    for k, v in recipe.model.state_dict().items():
+        assert torch.equal(v, before[k]), f"{k} changed"
+    for params in res.params.values():   # the corrections themselves did move
+        assert any(not torch.equal(params[n], before[n]) for n in params)
+
+
+def test_correct_queries_are_left_alone_unless_asked(setup):
+    _, inf, test, wrong, right = setup
+    idx = [wrong[0], right[0]]
+    res = correct(inf, test, indices=idx, k=8, steps=3, anchor=0, baselines=[], progress=False)
+    assert res.skipped == [right[0]]
+    assert [q.index for q in res.queries] == [wrong[0]] and set(res.params) == {wrong[0]}
+    forced = correct(inf, test, indices=idx, k=8, steps=3, anchor=0, baselines=[], include_correct=True,
+                     progress=False)
+    assert forced.skipped == [] and set(forced.params) == set(idx)
+    default = correct(inf, test, k=8, steps=3, anchor=0, baselines=[], progress=False)
+    assert [q.index for q in default.queries] == wrong   # default: exactly the mis-predicted ones
+
+
+def test_fixed_seed_reproduces_the_corrected_parameters(setup):
+    _, inf, test, wrong, right = setup
+    a, b = small(inf, test, wrong, right, seed=3), small(inf, test, wrong, right, seed=3)
+    assert set(a.params) == set(b.params)
+    for key in a.params:
+        for n in a.params[key]:
+            assert torch.equal(a.params[key][n], b.params[key][n])
+    assert a.to_dict()["fix_rate"] == b.to_dict()["fix_rate"]
+    sel = [q.outcomes["random"].selected for q in a.queries]
+    assert sel == [q.outcomes["random"].selected for q in b.queries]
+    c = small(inf, test, wrong, right, seed=4)   # another seed draws other random examples (and anchors)
+    assert sel != [q.outcomes["random"].selected for q in c.queries]
+    assert any(not torch.equal(a.params[k][n], c.params[k][n]) for k in a.params for n in a.params[k])
+
+
+def test_influence_selection_is_the_top_k_proponents_and_opponents(setup):
+    _, inf, test, wrong, right = setup
+    res = correct(inf, test, indices=wrong[:2], k=5, steps=2, strategy="both", anchor=0, baselines=["random"],
+                  progress=False)
+    scores = inf.scores(take(test, wrong[:2]))
+    for row, q in zip(scores, res.queries):
+        o = q.outcomes["influence"]
+        assert sorted(o.selected) == sorted(torch.topk(row, 5).indices.tolist())
+        assert sorted(o.ascended) == sorted(torch.topk(-row, 5).indices.tolist())
+        assert len(q.outcomes["random"].selected) == 5 and len(q.outcomes["random"].ascended) == 5
+
+
+def test_output_document_and_safetensors(setup, tmp_path):
+    _, inf, test, wrong, right = setup
+    path = tmp_path / "corrected.safetensors"
+    res = small(inf, test, wrong, right, save=path)
+    d = json.loads(json.dumps(res.to_dict()))
+    assert d["n_queries"] == 3
+    assert set(d["fix_rate"]) == {"influence", "random", "random_same_class", "query_itself"}
+    assert d["heldout_accuracy"]["before"] == 1.0 and 0.0 <= d["heldout_accuracy"]["after"] <= 1.0
+    assert d["broken"] >= 0 and d["seconds_per_correction"] > 0
+    assert [q["index"] for q in d["queries"]] == wrong[:3]
+    assert all(isinstance(q["fixed"], bool) for q in d["queries"])
+    assert d["fix_rate"]["influence"] == sum(q["fixed"] for q in d["queries"]) / 3
+    saved = load_file(str(path))
+    for i in wrong[:3]:
+        for n, t in res.params[i].items():
+            assert torch.equal(saved[f"query{i}/{n}"], t)
+
+
+def test_group_correction_makes_one_model(setup):
+    _, inf, test, wrong, right = setup
+    res = correct(inf, test, heldout=take(test, right[:50]), indices=wrong[:3], k=8, steps=3, group=True,
+                  baselines=["random"], progress=False)
+    assert set(res.params) == {"group"} and res.n_queries == 3
+    assert len({q.outcomes["influence"].heldout_accuracy for q in res.queries}) == 1
+
+
+@pytest.mark.parametrize("kw, word", [({"strategy": "sideways"}, "strategy"), ({"k": 0}, "k"),
+                                      ({"lr": -1.0}, "lr"), ({"baselines": ["oracle"]}, "baseline"),
+                                      ({"indices": [10**6]}, "indices"), ({"anchor": -1}, "anchor")])
+def test_bad_options_raise_config_errors(setup, kw, word):
+    _, inf, test, _, _ = setup
+    with pytest.raises(ConfigError, match=word):
+        correct(inf, test, progress=False, **kw)
+
+
+def test_cli_writes_correct_json(tmp_path):
+    from ifscope.cli import main
+    recipe_file = tmp_path / "tiny.py"
+    recipe_file.write_text("from ifscope.recipes.digits import digits_mlp\n"
+                           "def make(seed=0, n_test=300):\n"
+                           "    return digits_mlp(n_train=200, n_test=n_test, hidden=8, steps=300, seed=seed)\n")
+    workdir = tmp_path / "run"
+    rc = main(["correct", "--recipe", f"{recipe_file}:make", "--workdir", str(workdir), "--rank", "10",
+               "--iterations", "30", "--queries", "3", "--k", "8", "--steps", "3", "--save"])
+    assert rc == 0
+    d = json.loads((workdir / "correct.json").read_text())
+    assert d["n_queries"] == 3 and d["n_heldout"] == 297 and "influence" in d["fix_rate"]
+    assert (workdir / "corrected.safetensors").is_file()
+
+
+def test_stop_when_fixed_stops_at_the_first_fixing_step(setup):
+    _, inf, test, wrong, right = setup
+    kw = dict(indices=wrong[:2], k=8, steps=12, lr=0.3, anchor=0, baselines=[], progress=False)
+    stopped = correct(inf, test, stop_when_fixed=True, **kw)
+    for q in stopped.queries:
+        o = q.outcomes["influence"]
+        assert 1 <= o.steps <= 12 and (o.fixed or o.steps == 12)
+        if o.fixed:   # the same number of plain steps reproduces the stopped parameters, one fewer does not fix
+            again = correct(inf, test, **{**kw, "indices": [q.index], "steps": o.steps})
+            for n, t in stopped.params[q.index].items():
+                torch.testing.assert_close(again.params[q.index][n], t)
+            if o.steps > 1:
+                assert not correct(inf, test, **{**kw, "indices": [q.index], "steps": o.steps - 1}).queries[0] \
+                    .outcomes["influence"].fixed
+
+
+def test_nothing_to_correct_gives_an_empty_but_valid_document(setup):
+    _, inf, test, _, right = setup
+    res = correct(inf, test, indices=right[:2], progress=False)
+    d = res.to_dict()
+    assert d["n_queries"] == 0 and d["skipped"] == right[:2] and d["fix_rate"] == {} and res.params == {}
+    json.dumps(d, allow_nan=False)
+    with pytest.raises(ConfigError, match="already predicted correctly"):
+        res.fix_rate()
