@@ -13,6 +13,8 @@ Thresholds are the constants below; docs/diagnose.md states why each is where it
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import math
 import sys
 import time
@@ -48,8 +50,9 @@ RESIDUAL_HOLD, RESIDUAL_QUESTION = 1e-2, 1e-1
 AGREE_HOLD, AGREE_QUESTION = 0.9, 0.7
 # trajectory: ‖∇L(θ)‖ / ‖∇L(θ₀)‖ (θ₀ = start of training), or ‖∇L‖ / RMS‖∇ℓᵢ‖ when θ₀ is unknown.
 GRADIENT_HOLD, GRADIENT_QUESTION = 1e-2, 1e-1
-# divergence: the first-order horizon log(1/|ε|)/rate against the longest T asked about.
-HORIZON_HOLD, HORIZON_QUESTION = 1.0, 0.1
+# divergence: the first-order horizon log(1/|ε|)/rate against the longest T asked about. Past the horizon the
+# growth factor e^{rT} of the gap exceeds 1/|ε| (= N for removal); by twice the horizon it exceeds it N-fold.
+HORIZON_HOLD, HORIZON_QUESTION = 1.0, 0.5
 # first_order: ‖actual − linear‖ / ‖linear‖ at each ε; linear = the smallest-ε response scaled to ε.
 REMAINDER_HOLD, REMAINDER_QUESTION = 0.1, 0.5
 
@@ -138,6 +141,14 @@ def _variant(inf: Influence, train: Dataset | None = None, **overrides: Any) -> 
     config = dict(inf.config)
     method = config.pop("method")
     config.update(overrides)
+    if method == "arnoldi" and train is None and set(overrides) == {"damping"}:
+        # ABIF adds damping to the kept eigenvalues after the fit: reuse the eigenpairs instead of refitting
+        v = Influence(inf.task, inf.train, method, progress=inf.show_progress, **config)
+        est = copy.copy(inf.estimator)
+        est.ctx = dataclasses.replace(est.ctx, damping=float(overrides["damping"]))
+        est.set_eigenpairs(est.pairs)
+        v.estimator = est
+        return v
     return Influence(inf.task, inf.train if train is None else train, method, progress=inf.show_progress,
                      **config).fit()
 
@@ -292,7 +303,7 @@ def _key_figures(name: str, a: dict[str, Any]) -> str:
                    else ""))
     if name == "divergence":
         return (f"gap {_fmt(a['gap'][0])}→{_fmt(a['gap'][-1])} over T {a['steps'][0]}→{a['steps'][-1]}, rate "
-                f"{_fmt(a['rate'])}/step, horizon {_fmt(a['horizon']) if a['horizon'] is not None else 'unbounded'}")
+                f"{_fmt(a['rate'])}/step (peak {_fmt(a['peak_rate'])}), horizon {_fmt(a['horizon']) if a['horizon'] is not None else 'unbounded'}")
     if name == "first_order":
         return f"max remainder {_fmt(a['max_remainder'])}, min R² {_fmt(min(a['r2']))}"
     return ""
@@ -507,8 +518,8 @@ def _stability(inf: Influence, sp: _Spectrum, qdata: Dataset, q_idx: Tensor, t_i
     grades = {"condition": _grade(None if condition is None else condition * eps, CONDITION_HOLD, CONDITION_QUESTION),
               "residual": _grade(rel, RESIDUAL_HOLD, RESIDUAL_QUESTION),
               **{k: _grade(v, AGREE_HOLD, AGREE_QUESTION, higher_is_better=True) for k, v in agreement.items()}}
-    problems = ["damping" if k.startswith("damping") else k for k, g in grades.items()
-                if g not in (None, "holds")]
+    problems = list(dict.fromkeys("damping" if k.startswith("damping") else k for k, g in grades.items()
+                                  if g not in (None, "holds")))
     return dict(verdict=_worst(*grades.values()), condition=condition, machine_epsilon=eps,
                 condition_times_epsilon=None if condition is None else condition * eps, max_relative_residual=rel,
                 agreement=agreement, problems=problems)
@@ -570,15 +581,25 @@ def _schedule_info(s: Schedule) -> dict[str, Any]:
     return dict(optimizer=s.optimizer, lr=s.lr, batch_size=len(s.batches[0]), weight_decay=s.weight_decay)
 
 
+def peak_rate(steps: Sequence[int], gap: Sequence[float]) -> float:
+    """The largest exponential rate beyond linear growth between consecutive horizons:
+    ``max_i [log(g_{i+1}/g_i) − log(T_{i+1}/T_i)] / (T_{i+1} − T_i)`` (catches a burst that later saturates)."""
+    rates = [(math.log(g1 / g0) - math.log(t1 / t0)) / (t1 - t0)
+             for t0, t1, g0, g1 in zip(steps, steps[1:], gap, gap[1:]) if g0 > 0 and g1 > 0]
+    return max(rates) if rates else float("nan")
+
+
 def _divergence(gt: GroundTruth, n: int, schedule: Schedule) -> dict[str, Any]:
     gap = gt.gap.double().mean(1)
     rate, scale = growth_rate(gt.steps, gap.tolist())
+    peak = peak_rate(gt.steps, gap.tolist())
     eps = 1.0 / n  # removal from a mean over n examples
-    horizon = math.log(1 / eps) / rate if rate > 0 else float("inf")
+    worst = max(r for r in (rate, peak) if r == r) if (rate == rate or peak == peak) else float("nan")
+    horizon = math.log(1 / eps) / worst if worst > 0 else float("inf")
     verdict = _grade(horizon / max(gt.steps), HORIZON_HOLD, HORIZON_QUESTION, higher_is_better=True)
     return dict(verdict=verdict, steps=gt.steps, gap=gap, gap_per_id=gt.gap.double().T, ids=gt.ids,
-                rate=rate, fit_scale=scale, epsilon=eps, horizon=horizon if math.isfinite(horizon) else None,
-                schedule=_schedule_info(schedule))
+                rate=rate, fit_scale=scale, peak_rate=peak, epsilon=eps,
+                horizon=horizon if math.isfinite(horizon) else None, schedule=_schedule_info(schedule))
 
 
 def _first_order(inf: Influence, removal: GroundTruth, qdata: Dataset, q_idx: Tensor, ids: Tensor,
