@@ -208,6 +208,8 @@ def test_cli_writes_json_and_figures(tmp_path: Path):
     assert on_disk["assumptions"]["convexity"]["verdict"] == result["assumptions"]["convexity"]["verdict"]
     assert (tmp_path / "run" / "diagnose_spectrum.png").stat().st_size > 1000
     assert (tmp_path / "run" / "diagnose_gap.png").stat().st_size > 1000
-    bad = subprocess.run(cmd[:-1] + ["--recipe-arg", "nonsense=1"], capture_output=True, text=True, env=env,
-                         timeout=120)
-    assert bad.returncode == 2 and "nonsense" in bad.stderr
+
+def test_cli_rejects_a_bad_recipe_argument(tmp_path: Path, capsys):
+    from ifscope.cli import main
+    code = main(["diagnose", "--recipe", "digits-mlp", "--workdir", str(tmp_path), "--recipe-arg", "nonsense=1"])
+    assert code == 2 and "nonsense" in capsys.readouterr().err

@@ -204,10 +204,8 @@ ADVICE: dict[str, dict[str, str]] = {
     },
     "stability": {
         "holds": "scores are insensitive to precision, rank, Hessian sample and damping",
-        "questionable": "scores move with the numerical choices: report top-k lists rather than values, and "
-                        "check the figure that disagrees (float64, a larger Hessian sample, more iterations)",
-        "violated": "scores are dominated by numerical choices: use float64, fewer/larger kept eigenvalues "
-                    "(lower rank), more Arnoldi iterations, a larger Hessian sample, or damping",
+        "questionable": "scores move with the numerical choices: trust top-k lists more than values",
+        "violated": "scores are dominated by numerical choices",
     },
     "trajectory": {
         "holds": "the checkpoint is near a stationary point: scores describe a local optimum",
