@@ -566,7 +566,7 @@ def _trajectory(inf: Influence, qdata: Dataset, q_idx: Tensor, t_idx: Tensor, in
 
 
 def _default_schedule(inf: Influence, sp: _Spectrum, steps: int, seed: int) -> Schedule:
-    """Full-batch gradient descent with lr ``1/λ_max`` and the influence's weight decay (SCIENCE.md §5)."""
+    """Full-batch gradient descent with lr ``1/λ_max`` and the influence's weight decay: continued training as the scores' ground truth."""
     lmax = sp.lambda_max
     if not lmax > 0:
         raise ConfigError(f"the top Hessian eigenvalue is {lmax:.3g} (not positive): no stable GD step exists; "
