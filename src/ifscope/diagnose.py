@@ -222,7 +222,8 @@ ADVICE: dict[str, dict[str, str]] = {
                     "with a short horizon, or only small-T predictions",
     },
     "first_order": {
-        "holds": "the response is linear in ε: predicted magnitudes are usable",
+        "holds": "the actual response is linear in ε: removal acts like a scaled small up-weighting, so "
+                 "first-order magnitudes apply",
         "questionable": "the magnitude of large perturbations (removal) is off, rankings survive: use rankings, "
                         "or small-ε up-weighting semantics for magnitudes",
         "violated": "even rankings of large perturbations depart from the first-order prediction: read scores "
