@@ -213,3 +213,16 @@ def test_cli_rejects_a_bad_recipe_argument(tmp_path: Path, capsys):
     from ifscope.cli import main
     code = main(["diagnose", "--recipe", "digits-mlp", "--workdir", str(tmp_path), "--recipe-arg", "nonsense=1"])
     assert code == 2 and "nonsense" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["exact", "graddot"])
+def test_other_methods_are_diagnosed(method):
+    data = blobs()
+    task, _ = logistic(data, steps=400, wd=1.0)
+    inf = ifscope.Influence(task, data, method=method, weight_decay=1.0, progress=False)
+    s = ifscope.diagnose(inf, data, checks=["convexity", "stability"], n_queries=4, n_train=30,
+                         spectrum_iterations=18).assumptions
+    assert s["convexity"]["verdict"] == "holds"
+    assert s["stability"]["agreement"]["float32_vs_float64"] > 0.99
+    assert ("disjoint_hessian_samples" in s["stability"]["agreement"]) == (method == "exact")
+    assert s["stability"]["verdict"] == "holds", s["stability"]

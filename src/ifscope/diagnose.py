@@ -290,7 +290,8 @@ def _key_figures(name: str, a: dict[str, Any]) -> str:
     a = _num(a)
     if name == "convexity":
         return (f"λmax {_fmt(a['lambda_max'])}, λmin {_fmt(a['lambda_min'])}, |λmin|/λmax "
-                f"{_fmt(a['negative_ratio'])}, kept negative {a['kept_negative']}/{a['kept']}")
+                f"{_fmt(a['negative_ratio'])}, kept negative {a['kept_negative']}/"
+                + ("whole spectrum" if a["kept"] is None else str(a["kept"])))
     if name == "stability":
         agree = {k: v for k, v in a["agreement"].items() if v is not None}
         low = min(agree, key=agree.get) if agree else None
