@@ -2,6 +2,7 @@
 
 from .checks import TINY_EIGENVALUE_RATIO
 from .correct import Correction, correct, split_mispredicted
+from .diagnose import Diagnosis, diagnose
 from .errors import ArtifactError, ConfigError, DataError, IfscopeError, NumericalError
 from .errors import NonFiniteError, NumericalWarning
 from .influence import Influence
@@ -19,4 +20,6 @@ __all__ = [
     "RunDir",
     "render_report",
     "Correction", "correct", "split_mispredicted",
+    "Diagnosis",
+    "diagnose",
 ]

@@ -39,13 +39,19 @@ def mlp(hidden: int = 32, seed: int = 0) -> nn.Module:
 
 def digits_mlp(n_train: int = 1000, n_test: int = 300, hidden: int = 32, steps: int = 1500, lr: float = 0.02,
                weight_decay: float = 1e-3, flip: float = 0.0, seed: int = 0, progress: bool = False) -> Recipe:
-    """A tanh MLP (64→hidden→10) trained to near convergence by full-batch Adam with weight decay."""
+    """A tanh MLP (64→hidden→10) trained to near convergence by full-batch Adam with weight decay.
+
+    ``info`` also records the parameters at the start of training (``initial``) and at every quarter of it
+    (``checkpoints``, ``(params, lr)`` pairs, the last one being the final model), for ``ifscope.diagnose``.
+    """
     train_ds, test_ds, flipped = digits_data(n_train, n_test, seed, flip)
     model = mlp(hidden, seed)
     task = classification(model)
+    initial = {k: v.detach().clone() for k, v in model.named_parameters()}
     result = train(task, train_ds, steps=steps, lr=lr, optimizer="adam", weight_decay=weight_decay, seed=seed,
-                   progress=progress)
+                   checkpoint_every=max(1, steps // 4), progress=progress)
     load_params(model, result.params)
     return Recipe(model, task, train_ds, test_ds,
                   info={"weight_decay": weight_decay, "flipped": flipped, "image_shape": (8, 8),
-                        "classes": [str(i) for i in range(10)], "final_loss": result.losses[-1]})
+                        "classes": [str(i) for i in range(10)], "final_loss": result.losses[-1],
+                        "initial": initial, "checkpoints": result.checkpoints})

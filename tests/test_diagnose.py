@@ -1,0 +1,228 @@
+"""Verdicts of ifscope.diagnose on tiny models where each assumption is known to hold or to fail."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import ifscope
+from ifscope.diagnose import growth_rate, spearman_rows
+from ifscope.training import load_params, train
+
+N, D, C = 300, 5, 3
+
+
+def blobs(seed: int = 0, scales: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Three overlapping Gaussian classes in 5 dimensions (so the optimum is finite without weight decay too)."""
+    gen = torch.Generator().manual_seed(seed)
+    y = torch.arange(N) % C
+    centers = torch.randn(C, D, generator=gen)
+    x = centers[y] + 1.5 * torch.randn(N, D, generator=gen)
+    return (x * scales if scales is not None else x), y
+
+
+def logistic(data, steps: int, wd: float = 1e-2, lr: float = 0.5, seed: int = 0):
+    """A convex softmax regression trained by full-batch GD from its seeded initialisation; returns (task, initial)."""
+    torch.manual_seed(seed)
+    model = nn.Linear(D, C)
+    initial = {k: v.detach().clone() for k, v in model.named_parameters()}
+    task = ifscope.classification(model)
+    if steps:
+        load_params(model, train(task, data, steps=steps, lr=lr, weight_decay=wd).params)
+    return task, initial
+
+
+def influence(task, data, wd: float, rank: int = 18, **kw) -> ifscope.Influence:
+    return ifscope.Influence(task, data, method="arnoldi", rank=rank, iterations=18, weight_decay=wd,
+                             progress=False, **kw)
+
+
+def test_convex_model_holds_everywhere_it_should():
+    data = blobs()
+    task, initial = logistic(data, steps=400)
+    d = ifscope.diagnose(influence(task, data, 1e-2), data, n_queries=6, n_train=40, n_ids=3, steps=(1, 5, 25),
+                         spectrum_iterations=18, initial=initial)
+    a = d.to_dict()["assumptions"]
+    assert set(a) == {"convexity", "stability", "trajectory", "divergence", "first_order"}
+    assert a["convexity"]["verdict"] == "holds"
+    assert a["convexity"]["lambda_min"] >= 1e-2 * 0.99  # weight decay bounds the spectrum from below
+    assert a["convexity"]["negative_count"] == 0 and a["convexity"]["kept_negative"] == 0
+    assert a["trajectory"]["verdict"] == "holds", a["trajectory"]
+    assert a["divergence"]["verdict"] == "holds" and a["divergence"]["rate"] < 0  # GD on a convex loss saturates
+    f = a["first_order"]
+    # the remainder is second order: relative to the linear part it grows like |ε| (ε = 0.1 vs ε = 1)
+    for small, large in zip(f["remainder"]["0.1"], f["remainder"]["1"]):
+        assert 0.05 < small / large < 0.2
+    assert f["verdict"] == "holds" and f["max_remainder"] < 0.1 and min(f["r2"]) > 0.99
+    assert f["linear_up_to"] == 25
+    for v in a.values():
+        assert v["verdict"] in ("holds", "questionable", "violated") and v["advice"]
+    json.dumps(d.to_dict())  # JSON-ready (no inf, no tensors)
+    assert "convexity" in d.table() and "holds" in d.table()
+
+
+def saddle(scale: float = 0.0):
+    """A two-layer linear classifier at (or near) its saddle W1 = W2 = 0: the Hessian there is [[0, B], [Bᵀ, 0]]."""
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(D, 4, bias=False), nn.Linear(4, C, bias=False))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(scale)
+    return ifscope.classification(model)
+
+
+def test_convexity_violated_at_a_saddle():
+    data = blobs()
+    inf = ifscope.Influence(saddle(), data, method="arnoldi", rank=5, iterations=32, progress=False)
+    a = ifscope.diagnose(inf, data, checks=["convexity"], spectrum_iterations=32).to_dict()["assumptions"]
+    c = a["convexity"]
+    assert c["verdict"] == "violated"
+    assert c["lambda_min"] == pytest.approx(-c["lambda_max"], rel=1e-3)  # the spectrum of [[0,B],[Bᵀ,0]] is ±σ
+    assert c["negative_count"] >= 1 and c["negative_mass"] > 0.5
+    # keeping eigenvalues by magnitude puts negative ones into the inverse: counted
+    mag = ifscope.Influence(saddle(), data, method="arnoldi", rank=4, iterations=32, select="magnitude",
+                            progress=False)
+    m = ifscope.diagnose(mag, data, checks=["convexity"], spectrum_iterations=32).assumptions["convexity"]
+    assert m["kept_negative"] == 2 and m["verdict"] == "violated"
+
+
+def test_divergence_violated_near_a_saddle():
+    data = blobs()
+    inf = ifscope.Influence(saddle(1e-3), data, method="arnoldi", rank=5, iterations=32, progress=False)
+    a = ifscope.diagnose(inf, data, checks=["divergence"], n_queries=4, n_ids=2, steps=(1, 10, 30, 100),
+                         spectrum_iterations=32).assumptions["divergence"]
+    assert a["rate"] > 0 and a["verdict"] == "violated", a
+    assert a["horizon"] < 50
+
+
+def test_stability_flips_with_conditioning():
+    data = blobs()
+    task, _ = logistic(data, steps=400, wd=1.0)  # strong weight decay: all eigenvalues within a factor ~3
+    good = ifscope.diagnose(influence(task, data, 1.0), data, checks=["stability"], n_queries=6, n_train=40,
+                            spectrum_iterations=18).assumptions["stability"]
+    assert good["verdict"] == "holds", good
+    assert good["agreement"]["float32_vs_float64"] > 0.99
+    assert good["agreement"]["rank_k_vs_2k"] is None  # rank 18 is the whole space
+    # features on scales from 1 to 1e-4 and no weight decay: Hessian eigenvalues span ~8 decades
+    scales = torch.logspace(0, -4, D)
+    bad_data = blobs(scales=scales)
+    bad_task, _ = logistic(bad_data, steps=400, wd=0.0)
+    bad = ifscope.diagnose(influence(bad_task, bad_data, 0.0), bad_data, checks=["stability"], n_queries=6,
+                           n_train=40, spectrum_iterations=18).assumptions["stability"]
+    assert bad["verdict"] == "violated", bad
+    assert bad["condition_times_epsilon"] > 1e-2
+    assert "condition" in bad["problems"]
+
+
+def test_trajectory_flips_far_from_convergence():
+    data = blobs()
+    verdicts = {}
+    for steps in (2, 400):
+        task, initial = logistic(data, steps=steps)
+        t = ifscope.diagnose(influence(task, data, 1e-2), data, checks=["trajectory"], initial=initial,
+                             n_queries=6, n_train=40).assumptions["trajectory"]
+        verdicts[steps] = t
+    assert verdicts[2]["verdict"] == "violated" and verdicts[2]["gradient_ratio"] > 0.1
+    assert verdicts[400]["verdict"] == "holds" and verdicts[400]["gradient_ratio"] < 1e-2
+    # without the start of training, the mean gradient against the per-example ones still flips
+    for steps, want in ((2, "violated"), (400, "holds")):
+        task, _ = logistic(data, steps=steps)
+        t = ifscope.diagnose(influence(task, data, 1e-2), data, checks=["trajectory"], n_queries=6,
+                             n_train=40).assumptions["trajectory"]
+        assert t["gradient_reference"] == "per-example gradients" and t["verdict"] == want, (steps, t)
+
+
+def test_checkpoint_agreement_is_measured():
+    data = blobs()
+    task, _ = logistic(data, steps=400)
+    state = {k: v.detach().clone() for k, v in task.model.named_parameters()}
+    early, _ = logistic(data, steps=3)
+    early_state = {k: v.detach().clone() for k, v in early.model.named_parameters()}
+    t = ifscope.diagnose(influence(task, data, 1e-2), data, checks=["trajectory"], n_queries=6, n_train=40,
+                         checkpoints=[(early_state, 0.5), state]).assumptions["trajectory"]
+    assert t["checkpoint_agreement"][1] == pytest.approx(1.0)  # the same parameters give the same scores
+    assert t["checkpoint_agreement"][0] < t["checkpoint_agreement"][1]
+    assert torch.equal(task.model.weight, state["weight"])  # the model is restored afterwards
+
+
+def test_growth_rate_recovers_exponential_and_saturating_gaps():
+    steps = [1, 3, 10, 30, 100]
+    for r in (0.05, -0.05):
+        gap = [2e-3 * math.expm1(r * t) / r for t in steps]
+        fit, scale = growth_rate(steps, gap)
+        assert fit == pytest.approx(r, rel=1e-3) and scale == pytest.approx(2e-3, rel=1e-2)
+    fit, _ = growth_rate(steps, [1e-3 * t for t in steps])
+    assert abs(fit) < 1e-4
+
+
+def test_spearman_rows():
+    a = torch.randn(3, 50)
+    assert spearman_rows(a, 2 * a + 1) == pytest.approx(1.0)
+    assert spearman_rows(a, -a) == pytest.approx(-1.0)
+
+
+def test_bad_options_raise():
+    data = blobs()
+    task, _ = logistic(data, steps=0)
+    inf = influence(task, data, 1e-2)
+    with pytest.raises(ifscope.ConfigError, match="unknown check"):
+        ifscope.diagnose(inf, checks=["convexitty"])
+    with pytest.raises(ifscope.ConfigError, match="reference_epsilon"):
+        ifscope.diagnose(inf, epsilons=[0.001])
+    with pytest.raises(ifscope.ConfigError, match="n_ids"):
+        ifscope.diagnose(inf, n_ids=0)
+
+
+def test_cli_writes_json_and_figures(tmp_path: Path):
+    recipe = tmp_path / "tiny.py"
+    recipe.write_text(textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_diagnose import blobs, logistic
+        from ifscope.recipes import Recipe
+
+        def make(steps=400):
+            data = blobs()
+            task, initial = logistic(data, steps=steps)
+            return Recipe(task.model, task, data, data, info={{"weight_decay": 1e-2, "initial": initial}})
+    """))
+    env = {**os.environ, "PYTHONPATH": str(Path(ifscope.__file__).parents[1])}
+    cmd = [sys.executable, "-m", "ifscope", "diagnose", "--recipe", f"{recipe}:make", "--workdir", str(tmp_path / "run"),
+           "--rank", "18", "--iterations", "18", "--spectrum-iterations", "18", "--n-queries", "4", "--n-train", "30",
+           "--n-ids", "2", "--steps", "1", "5", "--checks", "convexity", "trajectory", "divergence", "--json"]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert set(result["assumptions"]) == {"convexity", "trajectory", "divergence"}
+    assert result["assumptions"]["trajectory"]["gradient_reference"] == "start of training"
+    on_disk = json.loads((tmp_path / "run" / "diagnose.json").read_text())
+    assert on_disk["assumptions"]["convexity"]["verdict"] == result["assumptions"]["convexity"]["verdict"]
+    assert (tmp_path / "run" / "diagnose_spectrum.png").stat().st_size > 1000
+    assert (tmp_path / "run" / "diagnose_gap.png").stat().st_size > 1000
+
+def test_cli_rejects_a_bad_recipe_argument(tmp_path: Path, capsys):
+    from ifscope.cli import main
+    code = main(["diagnose", "--recipe", "digits-mlp", "--workdir", str(tmp_path), "--recipe-arg", "nonsense=1"])
+    assert code == 2 and "nonsense" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["exact", "graddot"])
+def test_other_methods_are_diagnosed(method):
+    data = blobs()
+    task, _ = logistic(data, steps=400, wd=1.0)
+    inf = ifscope.Influence(task, data, method=method, weight_decay=1.0, progress=False)
+    s = ifscope.diagnose(inf, data, checks=["convexity", "stability"], n_queries=4, n_train=30,
+                         spectrum_iterations=18).assumptions
+    assert s["convexity"]["verdict"] == "holds"
+    assert s["stability"]["agreement"]["float32_vs_float64"] > 0.99
+    assert ("disjoint_hessian_samples" in s["stability"]["agreement"]) == (method == "exact")
+    assert s["stability"]["verdict"] == "holds", s["stability"]
