@@ -1,6 +1,7 @@
 """ifscope: influence functions for PyTorch that say what they can and cannot predict."""
 
 from .errors import ArtifactError, ConfigError, DataError, IfscopeError, NumericalError
+from . import training
 from .influence import Influence
 from .scores import TopInfluences
 from .task import Task, classification

@@ -1,0 +1,156 @@
+"""Horizon-aware influence: ``score_T(q, z) = ∇ℓ(q)ᵀ f_T(H) ∇ℓ(z)`` with ``f_T(λ) = (1 − (1 − ηλ)^T)/λ``.
+
+``f_T(H) g = η Σ_{s<T} (I − ηH)^s g`` is the first-order change of the parameters after T steps of gradient descent
+with step η when the training loss gains ``−g·θ`` (SCIENCE.md §2); T → ∞ (with 0 < ηλ < 2) gives ``H⁻¹g``, the
+classic influence function, and dropping the propagation ``(I − ηH)^s`` gives TracIn's ``ηT g``. It is exact to
+first order for full-batch gradient descent with a constant step; see docs/fade.md for SGD, momentum and Adam.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from ..data import Batch
+from ..errors import ConfigError, NumericalError
+from .base import GradientTrainEmbedding
+from .lissa import power_iteration
+
+SOLVERS = ("auto", "recursion", "lanczos")
+
+
+def horizon_filter(lam: Tensor, horizon: float, lr: float) -> Tensor:
+    """``f_T(λ) = (1 − (1 − ηλ)^T)/λ = η Σ_{s<T} (1 − ηλ)^s`` elementwise, stable near λ = 0; ``T = inf`` gives ``1/λ``."""
+    lam64 = lam.double()
+    if math.isinf(horizon):
+        return (1.0 / lam64).to(lam.dtype)
+    x = lr * lam64
+    safe = x < 1  # log1p(-x) is defined; accurate for tiny |x| where the naive formula cancels
+    x_safe = torch.where(safe, x, torch.zeros_like(x))
+    stable = -torch.expm1(horizon * torch.log1p(-x_safe))
+    naive = 1 - (1 - x) ** horizon
+    num = torch.where(safe, stable, naive)
+    out = torch.where(lam64 == 0, torch.full_like(lam64, lr * horizon), num / torch.where(lam64 == 0, 1.0, lam64))
+    return out.to(lam.dtype)
+
+
+def check_horizon(horizon, lr, method: str) -> tuple[float, float | None]:
+    """Validate ``horizon`` (positive integer or ``inf``) and ``lr`` (positive or ``None`` = 1/λ_max)."""
+    if horizon is None:
+        raise ConfigError(f"method={method!r} with horizon-aware scores needs horizon=T (training steps, e.g. 100) "
+                          "and lr=η (the step size; default 1/λ_max)")
+    try:
+        h = float(horizon)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"horizon must be a positive integer number of steps or inf, got {horizon!r}") from exc
+    if not (math.isinf(h) or (h >= 1 and h == int(h))):
+        raise ConfigError(f"horizon must be a positive integer number of steps or inf, got {horizon!r}")
+    if lr is not None and (not isinstance(lr, (int, float)) or not lr > 0 or math.isinf(lr)):
+        raise ConfigError(f"lr must be a positive step size (or None for 1/λ_max), got {lr!r}")
+    return h, (None if lr is None else float(lr))
+
+
+def block_lanczos(matmat: Callable[[Tensor], Tensor], g: Tensor, iterations: int
+                  ) -> tuple[Tensor, Tensor, list[int]]:
+    """Lanczos on each row of ``g`` [B, dim] at once, re-orthogonalised fully (twice): ``Q`` [B, m, dim]
+    orthonormal Krylov bases with ``Q[:, 0] = g/‖g‖``, ``T`` [B, m, m] the projected operator, and each row's
+    Krylov dimension (smaller than m where the space became invariant; later rows of ``Q`` are zero)."""
+    b, dim = g.shape
+    m = min(iterations, dim)
+    Q = torch.zeros(b, m, dim, dtype=g.dtype)
+    T = torch.zeros(b, m + 1, m, dtype=g.dtype)
+    norm = g.norm(dim=1, keepdim=True)
+    Q[:, 0] = torch.where(norm > 0, g / norm.clamp_min(torch.finfo(g.dtype).tiny), torch.zeros_like(g))
+    sizes = [m if float(n) > 0 else 0 for n in norm[:, 0]]
+    tol = 1e-10 if g.dtype == torch.float64 else 1e-5
+    scale = torch.zeros(b, dtype=g.dtype)
+    for j in range(m):
+        w = matmat(Q[:, j])
+        scale = torch.maximum(scale, w.norm(dim=1))
+        for _ in range(2):
+            coef = torch.einsum("bkd,bd->bk", Q[:, : j + 1], w)
+            w = w - torch.einsum("bk,bkd->bd", coef, Q[:, : j + 1])
+            T[:, : j + 1, j] += coef
+        beta = w.norm(dim=1)
+        alive = beta > tol * scale.clamp_min(1e-30)
+        for i in range(b):
+            if not bool(alive[i]) and sizes[i] > j + 1:
+                sizes[i] = j + 1
+        T[:, j + 1, j] = torch.where(alive, beta, torch.zeros_like(beta))
+        if j + 1 < m:
+            Q[:, j + 1] = torch.where(alive[:, None], w / beta.clamp_min(1e-300)[:, None], torch.zeros_like(w))
+    T = T[:, :m, :m]
+    return Q, (T + T.transpose(1, 2)) / 2, sizes
+
+
+def lanczos_apply(Q: Tensor, T: Tensor, sizes: Sequence[int], norms: Tensor,
+                  fns: Sequence[Callable[[Tensor], Tensor]]) -> Tensor:
+    """``[len(fns), B, dim]``: ``‖g‖ Q f(T) e₁`` for each function ``f`` of the eigenvalues, row by row on its own
+    Krylov dimension."""
+    out = torch.zeros(len(fns), Q.shape[0], Q.shape[2], dtype=Q.dtype)
+    for b, m in enumerate(sizes):
+        if m == 0:
+            continue
+        vals, vecs = torch.linalg.eigh(T[b, :m, :m].double())
+        for k, fn in enumerate(fns):
+            coeff = vecs @ (fn(vals) * vecs[0])  # V f(Λ) Vᵀ e₁
+            out[k, b] = float(norms[b]) * (coeff.to(Q.dtype) @ Q[b, :m])
+    return out
+
+
+class Horizon(GradientTrainEmbedding):
+    """Train embedding ``g``; query embedding ``f_T(H) ∇ℓ(q)``, by the T-step recursion ``x ← x + η(g − Hx)`` when
+    ``T ≤ krylov`` (exact, T Hessian-vector products per block of queries) or else ``krylov`` Lanczos steps on the
+    query gradient (the matrix function read off the Krylov space). ``lr=None`` takes η = 1/λ_max."""
+
+    name = "horizon"
+    OPTIONS = {"horizon": None, "lr": None, "krylov": 100, "solver": "auto"}
+
+    def fit(self) -> None:
+        self.horizon, lr = check_horizon(self.options["horizon"], self.options["lr"], self.name)
+        if self.options["solver"] not in SOLVERS:
+            raise ConfigError(f"solver must be one of {SOLVERS}, got {self.options['solver']!r}")
+        if int(self.options["krylov"]) < 1:
+            raise ConfigError(f"krylov must be a positive number of Lanczos steps, got {self.options['krylov']!r}")
+        self.op = self.ctx.curvature_operator()
+        if lr is None:
+            top = power_iteration(self.op.matvec, self.op.dim, self.ctx.dtype, iterations=50, seed=self.ctx.seed)
+            if top <= 0:
+                raise NumericalError("the curvature is zero at this checkpoint; give lr=... explicitly")
+            lr = 1.0 / top
+        self.lr = lr
+
+    def solver_for(self, horizons: Sequence[float]) -> str:
+        solver = str(self.options["solver"])
+        if solver == "auto":
+            return "recursion" if max(horizons) <= int(self.options["krylov"]) else "lanczos"
+        if solver == "recursion" and any(math.isinf(h) for h in horizons):
+            raise ConfigError("the recursion cannot run an infinite horizon; use solver='lanczos'")
+        return solver
+
+    def apply_horizons(self, g: Tensor, horizons: Sequence[float]) -> Tensor:
+        """``[len(horizons), B, dim]``: ``f_T(H) g`` for each ``T``, sharing one recursion or Lanczos basis."""
+        horizons = [float(h) for h in horizons]
+        if self.solver_for(horizons) == "recursion":
+            wanted = {int(h): i for i, h in enumerate(horizons)}
+            out = torch.empty(len(horizons), *g.shape, dtype=g.dtype)
+            x = torch.zeros_like(g)
+            for t in range(1, int(max(horizons)) + 1):
+                x = x + self.lr * (g - self.op.matmat(x))
+                for h, i in wanted.items():
+                    if h == t:
+                        out[i] = x
+            return out
+        Q, T, sizes = block_lanczos(self.op.matmat, g, int(self.options["krylov"]))
+        fns = [lambda lam, h=h: horizon_filter(lam, h, self.lr) for h in horizons]
+        return lanczos_apply(Q, T, sizes, g.norm(dim=1), fns)
+
+    def apply(self, g: Tensor) -> Tensor:
+        return self.apply_horizons(g, [self.horizon])[0]
+
+    def scores_over_horizons(self, queries: Batch, train: Batch, horizons: Sequence[float]) -> Tensor:
+        """``[len(horizons), n_queries, n_train]`` horizon-aware scores for each ``T``."""
+        return self.apply_horizons(self.ctx.grads(queries), horizons) @ self.ctx.grads(train).T
