@@ -13,7 +13,7 @@ import sys
 
 from ..errors import IfscopeError
 
-SUBCOMMANDS = ["demo"]
+SUBCOMMANDS = ["demo", "fade"]
 
 
 def common_arguments(p: argparse.ArgumentParser, workdir: bool = True) -> argparse.ArgumentParser:
