@@ -10,6 +10,7 @@ import ifscope
 from ifscope.curvature import Curvature
 from ifscope.estimators.horizon import horizon_filter
 from ifscope.projection import per_example_grads
+from ifscope.training import load_params, train
 
 WD = 0.05
 
@@ -21,8 +22,8 @@ def _setup(hidden: int | None):
     layers = [nn.Linear(3, 2)] if hidden is None else [nn.Linear(3, hidden), nn.Tanh(), nn.Linear(hidden, 2)]
     model = nn.Sequential(*layers).double()
     task = ifscope.classification(model)
-    result = ifscope.training.train(task, (x, y), steps=200, lr=0.5, weight_decay=WD, dtype=torch.float64)
-    ifscope.training.load_params(model, result.params)
+    result = train(task, (x, y), steps=200, lr=0.5, weight_decay=WD, dtype=torch.float64)
+    load_params(model, result.params)
     return task, (x[:30], y[:30]), (x[30:], y[30:])
 
 

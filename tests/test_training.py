@@ -73,3 +73,28 @@ def test_bad_inputs_raise_clear_errors():
         replay(task, params0, data, schedule, steps=10)
     with pytest.raises(ifscope.ConfigError, match="optimizer"):
         replay(task, params0, data, Schedule(schedule.batches, lr=0.1, optimizer="rmsprop"))
+
+
+def test_ground_truth_matches_separate_replays_and_is_batch_invariant():
+    from ifscope.groundtruth import actual_changes
+    task, data = _task()
+    params0, rest = task.state(torch.float64)
+    schedule = Schedule(make_batches(24, 6, 8, seed=2), lr=0.2, optimizer="momentum")
+    queries = (data[0][:5], data[1][:5])
+    ids = [3, 11, 20]
+    gt = actual_changes(task, data, queries, ids, [2, 6], schedule, mode="upweight", epsilon=0.5,
+                        dtype=torch.float64, progress=False, vectorize=2)
+    gt1 = actual_changes(task, data, queries, ids, [2, 6], schedule, mode="upweight", epsilon=0.5,
+                         dtype=torch.float64, progress=False, vectorize=1)
+    torch.testing.assert_close(gt.delta, gt1.delta, rtol=1e-9, atol=1e-12)
+    base = replay(task, params0, data, schedule, rest=rest).params
+    w = torch.ones(24)
+    w[11] = 1.5
+    moved = replay(task, params0, data, schedule, weights=w, rest=rest).params
+    x = queries[0].double()
+    with task.evaluating():  # the model has dropout; ground truth runs in eval mode
+        change = task.per_example_loss(moved, rest, (x, queries[1])) - task.per_example_loss(base, rest, (x, queries[1]))
+    torch.testing.assert_close(gt.delta[1, 1], change.detach(), rtol=1e-9, atol=1e-12)
+    gap = torch.cat([(moved[k] - base[k]).flatten() for k in base]).norm()
+    torch.testing.assert_close(gt.gap[1, 1], gap, rtol=1e-9, atol=1e-12)
+    assert gt.gap[0, 0] > 0 or 3 not in torch.cat(schedule.batches[:2]).tolist()

@@ -1,7 +1,6 @@
 """ifscope: influence functions for PyTorch that say what they can and cannot predict."""
 
 from .errors import ArtifactError, ConfigError, DataError, IfscopeError, NumericalError
-from . import training
 from .fade import FadeResult, fade_curve, plot_fade
 from .influence import Influence
 from .scores import TopInfluences

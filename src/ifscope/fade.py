@@ -41,14 +41,15 @@ def method_label(influence: Influence) -> str:
     return influence.method
 
 
-def gd_schedule(influence: Influence, steps: int, lr: float | None = None) -> Schedule:
-    """Full-batch gradient descent for ``steps`` steps with the influence's weight decay and ``lr`` (default
-    1/λ_max of its curvature, the largest stable-and-monotone step)."""
+def gd_schedule(influence: Influence, steps: int, lr: float | None = None, batch_size: int | None = None,
+                seed: int = 0) -> Schedule:
+    """Gradient descent for ``steps`` steps with the influence's weight decay and ``lr`` (default 1/λ_max of its
+    curvature, the largest stable-and-monotone step): full-batch, or seeded minibatches of ``batch_size``."""
     if lr is None:
         est = influence.estimator if influence.estimator is not None else influence.fit().estimator
         op = est.ctx.curvature_operator(damping=0.0)
         lr = 1.0 / power_iteration(op.matvec, op.dim, influence.dtype, iterations=50, seed=influence.config["seed"])
-    return Schedule(make_batches(influence.n_train, steps, None, 0), lr=float(lr),
+    return Schedule(make_batches(influence.n_train, steps, batch_size, seed), lr=float(lr),
                     weight_decay=influence.config["weight_decay"])
 
 
@@ -213,6 +214,10 @@ def fade_curve(influence: Influence | Mapping[str, Influence], queries: Any, ids
             row["spearman_per_query"].append(_per_query(spearman, a, b))
             row["slope"].append(float((a * b).sum() / (a * a).sum()) if (a * a).sum() > 0 else float("nan"))
         row["horizon_half"] = half_life(steps, row["pearson"])
+        est = inf.estimator
+        if getattr(est, "horizon", None) is not None and hasattr(est, "left_out"):
+            # validity of ηT on the complement: η·λ·T at the largest eigenvalue outside the basis, per T
+            row["complement_eta_lambda_T"] = [est.lr * est.left_out * t for t in steps]
         out[name] = row
     gap = truth.gap.double().mean(1).tolist()
     rate, scale = fit_gap_rate(steps, gap) if all(g > 0 for g in gap) else (float("nan"), float("nan"))

@@ -39,6 +39,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--methods", type=_methods, default=list(ALL_METHODS),
                    help=f"comma-separated subset of {','.join(ALL_METHODS)}")
     p.add_argument("--lr", type=float, default=None, help="step size of the continued training (default 1/λ_max)")
+    p.add_argument("--train-batch-size", type=int, default=None,
+                   help="minibatch SGD for the continued training (default: full-batch gradient descent)")
     p.add_argument("--rank", type=int, default=100, help="Arnoldi eigenpairs kept")
     p.add_argument("--iterations", type=int, default=200, help="Arnoldi iterations")
     p.add_argument("--krylov", type=int, default=100, help="Lanczos steps for the horizon method's query vectors")
@@ -73,7 +75,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     steps = sorted(set(args.steps))
     shared = dict(weight_decay=float(recipe.info.get("weight_decay", 0.0)), dtype=args.dtype, seed=args.seed,
                   batch_size=args.batch_size)
-    schedule = gd_schedule(Influence(recipe.task, train, method="graddot", **shared), max(steps), args.lr)
+    if args.train_batch_size is not None and args.train_batch_size < 1:
+        raise ConfigError(f"--train-batch-size must be a positive integer, got {args.train_batch_size}")
+    schedule = gd_schedule(Influence(recipe.task, train, method="graddot", **shared), max(steps), args.lr,
+                           batch_size=args.train_batch_size, seed=args.seed)
     horizon = dict(horizon=max(steps), lr=schedule.lr)
     build = {
         "horizon": lambda: Influence(recipe.task, train, method="horizon", krylov=args.krylov, **horizon, **shared),
@@ -94,7 +99,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     write_json(workdir / "fade.json", out)
     plot_fade(result, workdir / "fade.png")
     half = "beyond the grid" if result.horizon_half is None else f"{result.horizon_half:.3g}"
-    summary = [f"fade ({args.mode}, {args.n_ids} training examples x {args.n_queries} queries, full-batch GD "
+    how = "full-batch GD" if args.train_batch_size is None else f"SGD batch {args.train_batch_size}"
+    out["train_batch_size"] = args.train_batch_size
+    summary = [f"fade ({args.mode}, {args.n_ids} training examples x {args.n_queries} queries, {how} "
                f"lr {schedule.lr:.3g}, recipe {args.recipe})", result.table("pearson"), result.table("spearman"),
                "gap:   " + " ".join(f"{g:.3g}" for g in result.gap),
                f"gap growth rate r = {result.gap_rate:.3g} per step; T_1/2 ({result.reference}) = {half}",
