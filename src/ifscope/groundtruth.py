@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .data import as_dataset, batch_len, take
+from .data import as_dataset, take
 from .errors import ConfigError
 from .params import Params, ParamSpace
 from .task import Task

@@ -111,8 +111,8 @@ def replay(task: Task, params0: Mapping[str, Tensor], train: Any, schedule: Sche
             batch = task.cast(take(data, idx), dtype)
             wb = w[idx].to(dtype)
 
-            def objective(p: Params) -> Tensor:
-                loss = (wb * task.per_example_loss(p, rest, batch)).sum() / len(idx)
+            def objective(p: Params, wb: Tensor = wb, batch: Any = batch, size: int = len(idx)) -> Tensor:
+                loss = (wb * task.per_example_loss(p, rest, batch)).sum() / size
                 return loss + 0.5 * wd * sum((v * v).sum() for v in p.values()) if wd else loss
             g = grad(objective)(params)
             with torch.no_grad():
@@ -165,8 +165,8 @@ def replay_many(task: Task, params0: Mapping[str, Tensor], train: Any, schedule:
             idx = schedule.batches[t]
             batch = task.cast(take(data, idx), dtype)
 
-            def objective(p: Params, wb: Tensor) -> Tensor:
-                loss = (wb * task.per_example_loss(p, rest, batch)).sum() / len(idx)
+            def objective(p: Params, wb: Tensor, batch: Any = batch, size: int = len(idx)) -> Tensor:
+                loss = (wb * task.per_example_loss(p, rest, batch)).sum() / size
                 return loss + 0.5 * wd * sum((v * v).sum() for v in p.values()) if wd else loss
             g = vmap(grad(objective))(params, w[:, idx].to(dtype))
             if not all(torch.isfinite(v).all() for v in g.values()):
