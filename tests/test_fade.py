@@ -60,7 +60,7 @@ def test_keys_and_shapes(fade):
     for m in d["methods"].values():
         for key in ("pearson", "spearman", "pearson_per_query", "spearman_per_query", "slope"):
             assert len(m[key]) == len(STEPS)
-    assert len(d["gap"]) == len(STEPS) and isinstance(d["gap_rate"], float)
+    assert len(d["gap"]) == len(STEPS) and isinstance(d["gap_rate"], float) and d["gap_exponent"] > 0
     assert d["epsilon"] == pytest.approx(-1 / 60)
     assert removal.predicted["horizon"].shape == removal.truth.delta.shape == (len(STEPS), 12, 20)
 

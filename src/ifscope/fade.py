@@ -128,6 +128,7 @@ class FadeResult:
     gap: list[float]
     gap_rate: float
     gap_scale: float
+    gap_exponent: float  # slope of log gap against log T: 1 = linear growth, rising above 1 = divergence
     horizon_half: float | None
     reference: str
     truth: GroundTruth = field(repr=False)
@@ -139,8 +140,8 @@ class FadeResult:
         return {"steps": self.steps, "mode": self.mode, "epsilon": self.epsilon, "lr": self.lr,
                 "n_ids": int(self.truth.delta.shape[1]), "n_queries": int(self.truth.delta.shape[2]),
                 "ids": self.truth.ids.tolist(), "methods": self.methods, "gap": self.gap, "gap_rate": self.gap_rate,
-                "gap_scale": self.gap_scale, "horizon_half": self.horizon_half, "reference_method": self.reference,
-                "seconds": self.seconds}
+                "gap_scale": self.gap_scale, "gap_exponent": self.gap_exponent, "horizon_half": self.horizon_half,
+                "reference_method": self.reference, "seconds": self.seconds}
 
     def table(self, key: str = "pearson") -> str:
         """A text table of ``key`` per method (rows) and T (columns)."""
@@ -220,11 +221,13 @@ def fade_curve(influence: Influence | Mapping[str, Influence], queries: Any, ids
             row["complement_eta_lambda_T"] = [est.lr * est.left_out * t for t in steps]
         out[name] = row
     gap = truth.gap.double().mean(1).tolist()
-    rate, scale = fit_gap_rate(steps, gap) if all(g > 0 for g in gap) else (float("nan"), float("nan"))
+    positive = all(g > 0 for g in gap)
+    rate, scale = fit_gap_rate(steps, gap) if positive else (float("nan"), float("nan"))
+    exponent = float(np.polyfit(np.log(steps), np.log(gap), 1)[0]) if positive and len(steps) > 1 else float("nan")
     reference = "horizon" if "horizon" in out else next(iter(out))
     lr = schedule.lr if schedule is not None else float("nan")
     return FadeResult(steps, mode, float(epsilon) if mode == "upweight" else -1.0 / n, lr, out, gap, rate, scale,
-                      out[reference]["horizon_half"], reference, truth, predicted, time.time() - t0)
+                      exponent, out[reference]["horizon_half"], reference, truth, predicted, time.time() - t0)
 
 
 def plot_fade(result: FadeResult, path: str | Path) -> Path:
@@ -243,7 +246,7 @@ def plot_fade(result: FadeResult, path: str | Path) -> Path:
             title=f"influence fades ({result.mode}; Pearson solid, Spearman dashed)")
     ax1.axhline(0, color="grey", lw=0.5)
     ax1.legend(fontsize=8)
-    ax2.plot(result.steps, result.gap, "o", label="mean ‖θ_w(T) − θ(T)‖")
+    ax2.plot(result.steps, result.gap, "o", label=f"mean ‖θ_w(T) − θ(T)‖ (∝ T^{result.gap_exponent:.2f})")
     if not math.isnan(result.gap_rate):
         t = np.geomspace(min(result.steps), max(result.steps), 100)
         r = result.gap_rate

@@ -104,7 +104,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     summary = [f"fade ({args.mode}, {args.n_ids} training examples x {args.n_queries} queries, {how} "
                f"lr {schedule.lr:.3g}, recipe {args.recipe})", result.table("pearson"), result.table("spearman"),
                "gap:   " + " ".join(f"{g:.3g}" for g in result.gap),
-               f"gap growth rate r = {result.gap_rate:.3g} per step; T_1/2 ({result.reference}) = {half}",
+               f"gap growth: rate r = {result.gap_rate:.3g} per step in c(e^rT - 1)/r, exponent "
+               f"{result.gap_exponent:.2f} in T^a; T_1/2 ({result.reference}) = {half}",
                f"wrote {workdir / 'fade.json'} and {workdir / 'fade.png'} in {out['seconds']:.0f} s"]
     out["summary"] = "\n".join(summary)
     return out
