@@ -154,7 +154,8 @@ def _scores(influence: Influence, queries: Any, train_ids: Tensor, steps: Sequen
     """``[n_steps, n_queries, n_ids]`` scores; horizon-aware methods are evaluated at each T, the others once."""
     est = influence.estimator if influence.estimator is not None else influence.fit().estimator
     task, dtype = influence.task, influence.dtype
-    q_batch = task.cast(take(as_dataset(queries, "queries"), range(len(as_dataset(queries, "queries")))), dtype)
+    q_data = as_dataset(queries, "queries")
+    q_batch = task.cast(take(q_data, range(len(q_data))), dtype)
     z_batch = task.cast(take(influence.train, train_ids), dtype)
     aware = hasattr(est, "scores_over_horizons") and getattr(est, "horizon", 0) is not None
     with task.evaluating():
