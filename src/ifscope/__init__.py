@@ -2,6 +2,7 @@
 
 from .errors import ArtifactError, ConfigError, DataError, IfscopeError, NumericalError
 from .fade import FadeResult, fade_curve, plot_fade
+from .groundtruth import GroundTruth, actual_changes
 from .influence import Influence
 from .scores import TopInfluences
 from .task import Task, classification
@@ -9,6 +10,6 @@ from .task import Task, classification
 __version__ = "0.1.0"
 
 __all__ = [
-    "ArtifactError", "ConfigError", "DataError", "FadeResult", "IfscopeError", "Influence", "NumericalError", "Task",
-    "TopInfluences", "classification", "fade_curve", "plot_fade", "__version__",
+    "ArtifactError", "ConfigError", "DataError", "FadeResult", "GroundTruth", "IfscopeError", "Influence", "NumericalError", "Task",
+    "TopInfluences", "actual_changes", "classification", "fade_curve", "plot_fade", "__version__",
 ]
