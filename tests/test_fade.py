@@ -148,3 +148,19 @@ def test_cli_fade_json(tmp_path):
     assert (tmp_path / "run" / "fade.png").stat().st_size > 0
     bad = subprocess.run(cmd[:-1] + ["--n-ids", "500"], capture_output=True, text=True, env=env, timeout=120)
     assert bad.returncode == 2 and "--n-ids" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_schedule_aware_horizon_follows_a_minibatch_order():
+    task, tr, te = _convex()
+    shared = dict(weight_decay=WD, dtype=torch.float64, progress=False)
+    probe = ifscope.Influence(task, tr, method="graddot", **shared)
+    # 3 batches per epoch (each id in 1 of 3 steps); a small step, so that batch noise barely moves the trajectory
+    schedule = gd_schedule(probe, 30, lr=0.2, batch_size=20, seed=3)
+    methods = {name: ifscope.Influence(task, tr, method="horizon", horizon=30, lr=schedule.lr, krylov=15,
+                                       batch_order=order, **shared)
+               for name, order in (("horizon", "average"), ("horizon_schedule", "schedule"))}
+    res = ifscope.fade_curve(methods, te, list(range(0, 60, 4)), steps=[1, 2, 10, 30], mode="upweight",
+                             epsilon=1e-3, schedule=schedule, progress=False)
+    sched, avg = res.methods["horizon_schedule"]["pearson"], res.methods["horizon"]["pearson"]
+    assert min(sched) > 0.99, sched
+    assert sched[0] > avg[0] + 0.2  # after one step only the ids in the first batch have moved anything

@@ -112,3 +112,26 @@ def test_filter_is_stable_near_zero_and_has_the_right_limits():
     assert f[2] == pytest.approx((1 - (1 - 1e-4) ** 100) / 1e-3)
     assert f[4] == pytest.approx((1 - 1.01 ** 100) / -0.1)
     torch.testing.assert_close(horizon_filter(lam[2:4], math.inf, 0.1), 1 / lam[2:4])
+
+
+def test_schedule_aware_scores_match_the_dense_sum_over_the_batches_holding_each_example():
+    from ifscope.training import Schedule, make_batches
+    task, train, queries = _setup(hidden=4)
+    lr = 0.3
+    schedule = Schedule(make_batches(30, 12, 10, seed=1), lr=lr)
+    ids = torch.tensor([0, 4, 17, 29])
+    params, rest = task.state(torch.float64)
+    h = Curvature(task, params, rest, [train], weight_decay=WD).dense()
+    gq = per_example_grads(task, params, rest, queries)
+    gz = per_example_grads(task, params, rest, (train[0][ids], train[1][ids]))
+    prop = torch.eye(len(h), dtype=torch.float64) - lr * h
+    inf = _influence(task, train, method="horizon", horizon=12, lr=lr, krylov=26, batch_order="schedule").fit()
+    got = inf.estimator.scores_for_schedule(queries, (train[0][ids], train[1][ids]), ids, schedule, 30, [1, 5, 12])
+    for k, t in enumerate([1, 5, 12]):
+        expected = torch.zeros(len(gq), len(ids), dtype=torch.float64)
+        for s in range(t):
+            held = torch.isin(ids, schedule.batches[s]).double()
+            expected += lr * (30 / 10) * (gq @ torch.linalg.matrix_power(prop, t - 1 - s) @ gz.T) * held
+        torch.testing.assert_close(got[k], expected, rtol=1e-7, atol=1e-10)
+    with pytest.raises(ifscope.ConfigError, match="batch order"):
+        inf.scores(queries)

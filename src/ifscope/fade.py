@@ -38,6 +38,8 @@ def method_label(influence: Influence) -> str:
     """``arnoldi_horizon`` for the horizon-aware Arnoldi variant, else the method name."""
     if influence.method == "arnoldi" and influence.config.get("horizon") is not None:
         return "arnoldi_horizon"
+    if influence.method == "horizon" and influence.config.get("batch_order") == "schedule":
+        return "horizon_schedule"
     return influence.method
 
 
@@ -150,7 +152,8 @@ class FadeResult:
         return "\n".join([head, *rows])
 
 
-def _scores(influence: Influence, queries: Any, train_ids: Tensor, steps: Sequence[int]) -> Tensor:
+def _scores(influence: Influence, queries: Any, train_ids: Tensor, steps: Sequence[int],
+            schedule: Schedule | None) -> Tensor:
     """``[n_steps, n_queries, n_ids]`` scores; horizon-aware methods are evaluated at each T, the others once."""
     est = influence.estimator if influence.estimator is not None else influence.fit().estimator
     task, dtype = influence.task, influence.dtype
@@ -159,6 +162,11 @@ def _scores(influence: Influence, queries: Any, train_ids: Tensor, steps: Sequen
     z_batch = task.cast(take(influence.train, train_ids), dtype)
     aware = hasattr(est, "scores_over_horizons") and getattr(est, "horizon", 0) is not None
     with task.evaluating():
+        if influence.config.get("batch_order") == "schedule":
+            if schedule is None:
+                raise ConfigError("batch_order='schedule' needs the schedule of the continued training: pass "
+                                  "schedule= to fade_curve")
+            return est.scores_for_schedule(q_batch, z_batch, train_ids, schedule, influence.n_train, steps)
         if aware:
             return est.scores_over_horizons(q_batch, z_batch, steps)
         s = influence.query_embeddings(queries) @ est.train_embed(z_batch).T
@@ -202,7 +210,7 @@ def fade_curve(influence: Influence | Mapping[str, Influence], queries: Any, ids
     bar = tqdm(methods.items(), desc="fade: scoring methods", file=sys.stderr, leave=False, disable=not progress)
     for name, inf in bar:
         bar.set_postfix(method=name)
-        s = _scores(inf, queries, ids_t, steps).double()  # [n_steps, n_queries, n_ids]
+        s = _scores(inf, queries, ids_t, steps, schedule).double()  # [n_steps, n_queries, n_ids]
         pred = -(truth.weight - 1.0) * s.transpose(1, 2) / n
         predicted[name] = pred
         p = pred.numpy()

@@ -9,7 +9,8 @@ from typing import Any
 
 from . import common_arguments
 
-ALL_METHODS = ("horizon", "arnoldi", "arnoldi_horizon", "exact", "graddot", "tracin")
+DEFAULT_METHODS = ("horizon", "arnoldi", "arnoldi_horizon", "exact", "graddot", "tracin")
+ALL_METHODS = (*DEFAULT_METHODS, "horizon_schedule")
 
 
 def _ints(text: str) -> list[int]:
@@ -36,8 +37,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--epsilon", type=float, default=0.01, help="up-weighting: the example's weight becomes 1 + ε")
     p.add_argument("--n-ids", type=int, default=40, help="training examples re-weighted (seeded random sample)")
     p.add_argument("--n-queries", type=int, default=20, help="test examples whose loss is tracked (seeded sample)")
-    p.add_argument("--methods", type=_methods, default=list(ALL_METHODS),
-                   help=f"comma-separated subset of {','.join(ALL_METHODS)}")
+    p.add_argument("--methods", type=_methods, default=None,
+                   help=f"comma-separated subset of {','.join(ALL_METHODS)} (default: all but horizon_schedule, "
+                        "which is added under --train-batch-size)")
     p.add_argument("--lr", type=float, default=None, help="step size of the continued training (default 1/λ_max)")
     p.add_argument("--train-batch-size", type=int, default=None,
                    help="minibatch SGD for the continued training (default: full-batch gradient descent)")
@@ -86,12 +88,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                      iterations=args.iterations, **shared),
         "arnoldi_horizon": lambda: Influence(recipe.task, train, method="arnoldi", rank=args.rank,
                                              iterations=args.iterations, **horizon, **shared),
+        "horizon_schedule": lambda: Influence(recipe.task, train, method="horizon", krylov=args.krylov,
+                                              batch_order="schedule", **horizon, **shared),
         "exact": lambda: Influence(recipe.task, train, method="exact", **shared),
         "graddot": lambda: Influence(recipe.task, train, method="graddot", **shared),
         "tracin": lambda: Influence(recipe.task, train, method="tracin", **shared, checkpoints=trajectory_checkpoints(
             recipe.task, train, schedule, max(steps), dtype=getattr(torch, args.dtype))),
     }
-    methods = {name: build[name]() for name in args.methods}
+    names = args.methods or [*DEFAULT_METHODS, *(["horizon_schedule"] if args.train_batch_size else [])]
+    methods = {name: build[name]() for name in names}
     result = fade_curve(methods, queries, ids, steps=steps, mode=args.mode, epsilon=args.epsilon, schedule=schedule)
     out = result.to_dict()
     out.update(recipe=args.recipe, seed=args.seed, query_ids=q_idx.tolist(), seconds=time.time() - t0)

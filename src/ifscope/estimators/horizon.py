@@ -107,12 +107,14 @@ class Horizon(GradientTrainEmbedding):
     query gradient (the matrix function read off the Krylov space). ``lr=None`` takes η = 1/λ_max."""
 
     name = "horizon"
-    OPTIONS = {"horizon": None, "lr": None, "krylov": 100, "solver": "auto"}
+    OPTIONS = {"horizon": None, "lr": None, "krylov": 100, "solver": "auto", "batch_order": "average"}
 
     def fit(self) -> None:
         self.horizon, lr = check_horizon(self.options["horizon"], self.options["lr"], self.name)
         if self.options["solver"] not in SOLVERS:
             raise ConfigError(f"solver must be one of {SOLVERS}, got {self.options['solver']!r}")
+        if self.options["batch_order"] not in ("average", "schedule"):
+            raise ConfigError(f"batch_order must be 'average' or 'schedule', got {self.options['batch_order']!r}")
         if int(self.options["krylov"]) < 1:
             raise ConfigError(f"krylov must be a positive number of Lanczos steps, got {self.options['krylov']!r}")
         self.op = self.ctx.curvature_operator()
@@ -149,7 +151,40 @@ class Horizon(GradientTrainEmbedding):
         return lanczos_apply(Q, T, sizes, g.norm(dim=1), fns)
 
     def apply(self, g: Tensor) -> Tensor:
+        if self.options["batch_order"] == "schedule":
+            raise ConfigError("batch_order='schedule' scores depend on the batch order of the continued training, "
+                              "which only fade_curve knows; use batch_order='average' for scores, top and "
+                              "self-influence")
         return self.apply_horizons(g, [self.horizon])[0]
+
+    def scores_for_schedule(self, queries: Batch, train: Batch, ids: Tensor, schedule, n_train: int,
+                            horizons: Sequence[int]) -> Tensor:
+        """``[len(horizons), n_queries, n_ids]``: ``η Σ_{s<T, z∈b_s} (N/|b_s|) g_qᵀ(I − ηH)^{T−1−s} g_z``, the
+        linearised response to re-weighting z under this SGD batch order (equal to the average formula for full
+        batches); ``(I − ηH)^k g_q`` is read off one Lanczos basis per query."""
+        if schedule.optimizer != "sgd":
+            raise ConfigError(f"batch_order='schedule' is derived for plain SGD, not {schedule.optimizer!r}")
+        horizons = [int(h) for h in horizons]
+        t_max = max(horizons)
+        lr = float(schedule.lr)
+        gq, gz = self.ctx.grads(queries), self.ctx.grads(train)
+        weights = torch.zeros(len(ids), t_max, dtype=torch.float64)  # (N/|b_s|) at the steps whose batch holds z
+        for s in range(t_max):
+            batch = schedule.batches[s]
+            weights[:, s] = torch.isin(ids, batch).double() * (n_train / len(batch))
+        Q, T, sizes = block_lanczos(self.op.matmat, gq, int(self.options["krylov"]))
+        out = torch.zeros(len(horizons), len(gq), len(ids), dtype=torch.float64)
+        for b, m in enumerate(sizes):
+            if m == 0:
+                continue
+            vals, vecs = torch.linalg.eigh(T[b, :m, :m].double())
+            a = float(gq[b].norm()) * vecs[0]                             # [m]: ‖g_q‖ Vᵀ e₁
+            coef = vecs.T @ (Q[b, :m].double() @ gz.double().T)           # [m, n]: Vᵀ Qᵀ g_z
+            powers = (1 - lr * vals)[None, :] ** torch.arange(t_max, dtype=torch.float64)[:, None]  # [t_max, m]
+            for k, t in enumerate(horizons):
+                w = weights[:, :t].flip(1) @ powers[:t]                    # [n, m]: Σ_s w_s (1 − ηθ)^{T−1−s}
+                out[k, b] = lr * ((a[:, None] * coef) * w.T).sum(0)
+        return out.to(gq.dtype)
 
     def scores_over_horizons(self, queries: Batch, train: Batch, horizons: Sequence[float]) -> Tensor:
         """``[len(horizons), n_queries, n_train]`` horizon-aware scores for each ``T``."""
