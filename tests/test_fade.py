@@ -40,7 +40,7 @@ def fade():
         "horizon": ifscope.Influence(task, tr, method="horizon", horizon=max(STEPS), lr=schedule.lr, **shared),
         "exact": ifscope.Influence(task, tr, method="exact", **shared),
         "graddot": graddot,
-        "tracin": ifscope.Influence(task, tr, method="tracin", **shared,
+        "tracin": ifscope.Influence(task, tr, method="tracin", per_step=True, **shared,
                                     checkpoints=trajectory_checkpoints(task, tr, schedule, max(STEPS), torch.float64)),
         "arnoldi_horizon": ifscope.Influence(task, tr, method="arnoldi", rank=4, iterations=15, horizon=max(STEPS),
                                              lr=schedule.lr, **shared),
@@ -88,6 +88,15 @@ def test_tracin_is_lr_times_graddot_at_one_step(fade):
 def test_figure_is_written(fade, tmp_path):
     path = ifscope.plot_fade(fade[0], tmp_path / "fade.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_tracin_over_training_checkpoints_is_scored_once():
+    task, tr, te = _convex()
+    params, _ = task.state(torch.float64)
+    inf = ifscope.Influence(task, tr, method="tracin", checkpoints=[(params, 0.1), (params, 0.2)], weight_decay=WD,
+                            dtype=torch.float64, progress=False)
+    res = ifscope.fade_curve(inf, te, [0, 5, 9], steps=STEPS, schedule=None, progress=False)
+    assert torch.equal(res.predicted["tracin"][0], res.predicted["tracin"][-1])  # not a horizon-aware score
 
 
 def test_half_life_and_gap_fit():

@@ -160,7 +160,7 @@ def _scores(influence: Influence, queries: Any, train_ids: Tensor, steps: Sequen
     q_data = as_dataset(queries, "queries")
     q_batch = task.cast(take(q_data, range(len(q_data))), dtype)
     z_batch = task.cast(take(influence.train, train_ids), dtype)
-    aware = hasattr(est, "scores_over_horizons") and getattr(est, "horizon", 0) is not None
+    aware = bool(getattr(est, "horizon_aware", False))
     with task.evaluating():
         if influence.config.get("batch_order") == "schedule":
             if schedule is None:
@@ -180,8 +180,8 @@ def fade_curve(influence: Influence | Mapping[str, Influence], queries: Any, ids
     """Per T: Pearson/Spearman between ``−(w−1)·score(q, z)/N`` and the actual change ``ℓ_q(θ_w(T)) − ℓ_q(θ(T))``.
 
     ``influence`` is one fitted (or unfitted) :class:`Influence` or a mapping ``name → Influence``; methods with
-    a horizon (``horizon``, ``arnoldi`` with ``horizon=``, ``tracin`` with one checkpoint per step) are
-    re-evaluated at each T. ``schedule`` is the continued training (default: full-batch gradient descent,
+    a horizon (``horizon``, ``arnoldi`` with ``horizon=``, ``tracin`` with ``per_step=True`` and one checkpoint
+    per step from :func:`trajectory_checkpoints`) are re-evaluated at each T; the others are scored once. ``schedule`` is the continued training (default: full-batch gradient descent,
     lr = 1/λ_max, the influence's weight decay); ``truth`` a precomputed ground truth to reuse.
     """
     t0 = time.time()

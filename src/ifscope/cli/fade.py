@@ -92,8 +92,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                               batch_order="schedule", **horizon, **shared),
         "exact": lambda: Influence(recipe.task, train, method="exact", **shared),
         "graddot": lambda: Influence(recipe.task, train, method="graddot", **shared),
-        "tracin": lambda: Influence(recipe.task, train, method="tracin", **shared, checkpoints=trajectory_checkpoints(
-            recipe.task, train, schedule, max(steps), dtype=getattr(torch, args.dtype))),
+        "tracin": lambda: Influence(recipe.task, train, method="tracin", per_step=True, **shared,
+                                    checkpoints=trajectory_checkpoints(recipe.task, train, schedule, max(steps),
+                                                                       dtype=getattr(torch, args.dtype))),
     }
     names = args.methods or [*DEFAULT_METHODS, *(["horizon_schedule"] if args.train_batch_size else [])]
     methods = {name: build[name]() for name in names}

@@ -67,6 +67,10 @@ class Arnoldi(Estimator):
         self.lr = lr if lr is not None else 1.0 / float(pairs.values.max() + self.ctx.damping)
         self.inv = self.filters(self.horizon)
 
+    @property
+    def horizon_aware(self) -> bool:
+        return getattr(self, "horizon", None) is not None
+
     def filters(self, horizon: float) -> Tensor:
         """``f_T(λⱼ)`` on the kept eigenvalues, less ``ηT`` when the complement term carries that part."""
         f = horizon_filter(self.pairs.values + self.ctx.damping, horizon, self.lr)

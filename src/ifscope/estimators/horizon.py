@@ -109,6 +109,8 @@ class Horizon(GradientTrainEmbedding):
     name = "horizon"
     OPTIONS = {"horizon": None, "lr": None, "krylov": 100, "solver": "auto", "batch_order": "average"}
 
+    horizon_aware = True
+
     def fit(self) -> None:
         self.horizon, lr = check_horizon(self.options["horizon"], self.options["lr"], self.name)
         if self.options["solver"] not in SOLVERS:

@@ -14,7 +14,12 @@ from .base import Estimator
 
 class TracIn(Estimator):
     name = "tracin"
-    OPTIONS = {"checkpoints": None}
+    OPTIONS = {"checkpoints": None, "per_step": False}
+
+    @property
+    def horizon_aware(self) -> bool:
+        """``per_step=True``: checkpoint t is the parameters before step t + 1 of the continued training."""
+        return bool(self.options["per_step"])
 
     def fit(self) -> None:
         checkpoints = self.options["checkpoints"]
@@ -57,6 +62,9 @@ class TracIn(Estimator):
         Read as a horizon when checkpoint ``t`` holds the parameters before step ``t + 1`` of the continued
         training (one checkpoint per step), so that ``T`` checkpoints cover ``T`` steps."""
         horizons = [int(h) for h in horizons]
+        if not self.horizon_aware:
+            raise ConfigError("tracin scores over horizons need per_step=True and one checkpoint per step of the "
+                              "continued training (ifscope.fade.trajectory_checkpoints)")
         if max(horizons) > len(self.points):
             raise ConfigError(f"horizon {max(horizons)} exceeds the {len(self.points)} tracin checkpoints; give one "
                               "checkpoint per step of the continued training")
