@@ -135,3 +135,13 @@ def test_schedule_aware_scores_match_the_dense_sum_over_the_batches_holding_each
         torch.testing.assert_close(got[k], expected, rtol=1e-7, atol=1e-10)
     with pytest.raises(ifscope.ConfigError, match="batch order"):
         inf.scores(queries)
+
+
+def test_lanczos_blocks_of_queries_give_the_same_scores(monkeypatch):
+    import ifscope.estimators.horizon as horizon_module
+    task, train, queries = _setup(hidden=4)
+    inf = _influence(task, train, method="horizon", horizon=50, lr=0.8, solver="lanczos", krylov=10).fit()
+    whole = inf.scores(queries)
+    monkeypatch.setattr(horizon_module, "KRYLOV_BUDGET", 1)  # one query per block
+    inf._train_emb = None
+    torch.testing.assert_close(inf.scores(queries), whole)

@@ -20,6 +20,7 @@ from .base import GradientTrainEmbedding
 from .lissa import power_iteration
 
 SOLVERS = ("auto", "recursion", "lanczos")
+KRYLOV_BUDGET = 512 * 2**20  # bytes of Krylov bases held at once; queries are processed in blocks that fit
 
 
 def horizon_filter(lam: Tensor, horizon: float, lr: float) -> Tensor:
@@ -148,9 +149,17 @@ class Horizon(GradientTrainEmbedding):
                     if h == t:
                         out[i] = x
             return out
-        Q, T, sizes = block_lanczos(self.op.matmat, g, int(self.options["krylov"]))
         fns = [lambda lam, h=h: horizon_filter(lam, h, self.lr) for h in horizons]
-        return lanczos_apply(Q, T, sizes, g.norm(dim=1), fns)
+        parts = []
+        for block in g.split(self._block(g)):
+            Q, T, sizes = block_lanczos(self.op.matmat, block, int(self.options["krylov"]))
+            parts.append(lanczos_apply(Q, T, sizes, block.norm(dim=1), fns))
+        return torch.cat(parts, dim=1)
+
+    def _block(self, g: Tensor) -> int:
+        """Queries per Lanczos block, so that the bases ([block, krylov, dim]) fit ``KRYLOV_BUDGET``."""
+        per_query = min(int(self.options["krylov"]), g.shape[1]) * g.shape[1] * g.element_size()
+        return max(1, KRYLOV_BUDGET // max(1, per_query))
 
     def apply(self, g: Tensor) -> Tensor:
         if self.options["batch_order"] == "schedule":
@@ -174,8 +183,17 @@ class Horizon(GradientTrainEmbedding):
         for s in range(t_max):
             batch = schedule.batches[s]
             weights[:, s] = torch.isin(ids, batch).double() * (n_train / len(batch))
-        Q, T, sizes = block_lanczos(self.op.matmat, gq, int(self.options["krylov"]))
         out = torch.zeros(len(horizons), len(gq), len(ids), dtype=torch.float64)
+        for start in range(0, len(gq), self._block(gq)):
+            block = gq[start:start + self._block(gq)]
+            Q, T, sizes = block_lanczos(self.op.matmat, block, int(self.options["krylov"]))
+            self._schedule_block(out[:, start:start + len(block)], block, gz, Q, T, sizes, weights, horizons, lr)
+        return out.to(gq.dtype)
+
+    @staticmethod
+    def _schedule_block(out: Tensor, gq: Tensor, gz: Tensor, Q: Tensor, T: Tensor, sizes: Sequence[int],
+                        weights: Tensor, horizons: Sequence[int], lr: float) -> None:
+        t_max = max(horizons)
         for b, m in enumerate(sizes):
             if m == 0:
                 continue
@@ -186,7 +204,6 @@ class Horizon(GradientTrainEmbedding):
             for k, t in enumerate(horizons):
                 w = weights[:, :t].flip(1) @ powers[:t]                    # [n, m]: Σ_s w_s (1 − ηθ)^{T−1−s}
                 out[k, b] = lr * ((a[:, None] * coef) * w.T).sum(0)
-        return out.to(gq.dtype)
 
     def scores_over_horizons(self, queries: Batch, train: Batch, horizons: Sequence[float]) -> Tensor:
         """``[len(horizons), n_queries, n_train]`` horizon-aware scores for each ``T``."""
