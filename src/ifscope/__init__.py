@@ -5,6 +5,8 @@ from .correct import Correction, correct, split_mispredicted
 from .diagnose import Diagnosis, diagnose
 from .errors import ArtifactError, ConfigError, DataError, IfscopeError, NumericalError
 from .errors import NonFiniteError, NumericalWarning
+from .fade import FadeResult, fade_curve, plot_fade
+from .groundtruth import GroundTruth, actual_changes
 from .influence import Influence
 from .report import render_report
 from .scores import TopInfluences
@@ -14,12 +16,8 @@ from .task import Task, classification
 __version__ = "0.1.0"
 
 __all__ = [
-    "ArtifactError", "ConfigError", "DataError", "IfscopeError", "Influence", "NumericalError", "Task",
-    "TopInfluences", "classification", "__version__",
-    "NonFiniteError", "NumericalWarning", "TINY_EIGENVALUE_RATIO",
-    "RunDir",
-    "render_report",
-    "Correction", "correct", "split_mispredicted",
-    "Diagnosis",
-    "diagnose",
+    "actual_changes", "ArtifactError", "classification", "ConfigError", "correct", "Correction", "DataError",
+    "diagnose", "Diagnosis", "fade_curve", "FadeResult", "GroundTruth", "IfscopeError", "Influence",
+    "NonFiniteError", "NumericalError", "NumericalWarning", "plot_fade", "render_report", "RunDir",
+    "split_mispredicted", "Task", "TINY_EIGENVALUE_RATIO", "TopInfluences", "__version__",
 ]

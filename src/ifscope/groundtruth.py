@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,11 +11,11 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .data import as_dataset, batch_len, take
+from .data import as_dataset, take
 from .errors import ConfigError
 from .params import Params, ParamSpace
 from .task import Task
-from .training import Schedule, replay
+from .training import Schedule, replay_many
 
 MODES = ("remove", "upweight")
 
@@ -39,28 +39,33 @@ def _query_losses(task: Task, params: Params, rest: Mapping[str, Tensor], querie
         return task.per_example_loss(params, rest, queries)
 
 
-def _trajectory(task: Task, params0: Params, rest, train, schedule: Schedule, steps: Sequence[int], queries,
-                weights: Tensor | None) -> tuple[Tensor, list[Tensor]]:
-    """Query losses [n_steps, n_queries] and flat parameters at each step of ``steps``."""
+def _trajectories(task: Task, params0: Params, rest, train, schedule: Schedule, steps: Sequence[int], queries,
+                  weights: Tensor, tick: Callable[[], object] | None = None) -> tuple[Tensor, Tensor]:
+    """Query losses [n_steps, K, n_queries] and flat parameters [n_steps, K, dim] for K weight vectors at once."""
     space = ParamSpace(params0)
     wanted = set(steps)
     losses: dict[int, Tensor] = {}
     flat: dict[int, Tensor] = {}
 
     def record(t: int, p: Params) -> None:
+        if tick is not None:
+            tick()
         if t in wanted:
-            losses[t] = _query_losses(task, p, rest, queries)
+            losses[t] = torch.stack([_query_losses(task, {n: v[k] for n, v in p.items()}, rest, queries)
+                                     for k in range(len(weights))])
             flat[t] = space.flatten(p)
-    replay(task, params0, train, schedule, steps=max(steps), weights=weights, callback=record, rest=rest)
-    return torch.stack([losses[t] for t in steps]), [flat[t] for t in steps]
+    replay_many(task, params0, train, schedule, weights, steps=max(steps), callback=record, rest=rest)
+    return torch.stack([losses[t] for t in steps]), torch.stack([flat[t] for t in steps])
 
 
 def actual_changes(task: Task, train: Any, queries: Any, ids: Sequence[int] | Tensor, steps: Sequence[int],
                    schedule: Schedule, mode: str = "remove", epsilon: float = 0.01,
                    params0: Mapping[str, Tensor] | None = None, dtype: torch.dtype | None = None,
-                   progress: bool = True) -> GroundTruth:
+                   progress: bool = True, vectorize: int = 8) -> GroundTruth:
     """Replay ``schedule`` from the checkpoint once unchanged and once per id with that example removed (weight 0)
-    or up-weighted (weight ``1 + epsilon``), recording query losses and the parameter gap at each ``T`` in ``steps``."""
+    or up-weighted (weight ``1 + epsilon``), recording query losses and the parameter gap at each ``T`` in ``steps``.
+
+    ``vectorize`` runs that many trajectories at once (``vmap``); the unchanged one rides along in the first pass."""
     if mode not in MODES:
         raise ConfigError(f"mode must be one of {MODES}, got {mode!r}")
     steps = sorted({int(t) for t in steps})
@@ -79,17 +84,22 @@ def actual_changes(task: Task, train: Any, queries: Any, ids: Sequence[int] | Te
     q_data = as_dataset(queries, "queries")
     q_batch = task.cast(take(q_data, range(len(q_data))), next(iter(p0.values())).dtype)
     weight = 0.0 if mode == "remove" else 1.0 + float(epsilon)
-    base, base_flat = _trajectory(task, p0, rest, data, schedule, steps, q_batch, None)
-    delta = torch.empty(len(steps), len(ids_t), batch_len(q_batch), dtype=base.dtype)
-    gap = torch.empty(len(steps), len(ids_t), dtype=base.dtype)
-    bar = tqdm(total=len(ids_t), desc=f"ground truth ({mode}, T≤{max(steps)})", file=sys.stderr, leave=False,
-               disable=not progress)
-    for i, z in enumerate(ids_t.tolist()):
-        w = torch.ones(n)
-        w[z] = weight
-        losses, flat = _trajectory(task, p0, rest, data, schedule, steps, q_batch, w)
-        delta[:, i] = losses - base
-        gap[:, i] = torch.stack([(a - b).norm() for a, b in zip(flat, base_flat)])
-        bar.update(1)
+    if vectorize < 1:
+        raise ConfigError(f"vectorize must be a positive number of trajectories per pass, got {vectorize}")
+    weights = torch.ones(len(ids_t) + 1, n)  # row 0: unchanged
+    weights[torch.arange(1, len(ids_t) + 1), ids_t] = weight
+    parts_l, parts_f = [], []
+    passes = range(0, len(weights), vectorize)
+    bar = tqdm(total=len(passes) * max(steps), desc=f"ground truth ({mode}, {len(weights)} runs of {max(steps)} steps)",
+               file=sys.stderr, leave=False, disable=not progress)
+    for s in passes:
+        losses, flat = _trajectories(task, p0, rest, data, schedule, steps, q_batch, weights[s:s + vectorize],
+                                     tick=lambda: bar.update(1))
+        parts_l.append(losses)
+        parts_f.append(flat)
     bar.close()
+    losses, flat = torch.cat(parts_l, 1), torch.cat(parts_f, 1)
+    base = losses[:, 0]
+    delta = losses[:, 1:] - base[:, None]
+    gap = (flat[:, 1:] - flat[:, :1]).norm(dim=-1)
     return GroundTruth(steps, ids_t, weight, mode, delta, gap, base)

@@ -36,7 +36,8 @@ class Influence:
 
     The predicted change of query ``q``'s loss when training example ``i`` is removed from a mean over N
     examples is ``+scores[q, i] / N``. ``method`` is one of ``exact``, ``cg``, ``lissa``, ``arnoldi``,
-    ``graddot``, ``tracin``; shared options are keyword arguments below, method options
+    ``graddot``, ``tracin``, ``horizon`` (``horizon=T, lr=η``: the finite-horizon response
+    ``∇ℓ(q)ᵀ H⁻¹(I − (I − ηH)^T) ∇ℓ(z)``); shared options are keyword arguments below, method options
     (e.g. ``rank``, ``iterations`` for arnoldi) are listed by ``Influence.options(method)``.
     With ``workdir``, ``fit`` reuses the curvature saved there for the same model, data and options (and saves it
     otherwise), and training embeddings stream to / resume from shards ``workdir/train/NNNNN.safetensors``.

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.func import grad
+from torch.func import grad, vmap
 from tqdm.auto import tqdm
 
 from .data import as_dataset, take
@@ -111,8 +111,8 @@ def replay(task: Task, params0: Mapping[str, Tensor], train: Any, schedule: Sche
             batch = task.cast(take(data, idx), dtype)
             wb = w[idx].to(dtype)
 
-            def objective(p: Params) -> Tensor:
-                loss = (wb * task.per_example_loss(p, rest, batch)).sum() / len(idx)
+            def objective(p: Params, wb: Tensor = wb, batch: Any = batch, size: int = len(idx)) -> Tensor:
+                loss = (wb * task.per_example_loss(p, rest, batch)).sum() / size
                 return loss + 0.5 * wd * sum((v * v).sum() for v in p.values()) if wd else loss
             g = grad(objective)(params)
             with torch.no_grad():
@@ -133,6 +133,48 @@ def replay(task: Task, params0: Mapping[str, Tensor], train: Any, schedule: Sche
         bar.close()
     result.params = params
     return result
+
+
+def replay_many(task: Task, params0: Mapping[str, Tensor], train: Any, schedule: Schedule, weights: Tensor,
+                steps: int | None = None, callback: Callable[[int, Params], None] | None = None,
+                rest: Mapping[str, Tensor] | None = None) -> Params:
+    """:func:`replay` for K weight vectors at once (``weights`` [K, N]), vectorised over the copies with ``vmap``;
+    returns the parameters stacked ``[K, ...]`` and calls ``callback(t, stacked_params)`` after each step.
+
+    Row k follows the same update rule as ``replay(..., weights=weights[k])``; the rows need not match an
+    unbatched replay bit for bit (other kernels), so compare rows of the same call with each other."""
+    _check_schedule(schedule)
+    data = as_dataset(train, "train")
+    steps = len(schedule) if steps is None else steps
+    if steps > len(schedule):
+        raise ConfigError(f"asked for {steps} steps but the schedule has {len(schedule)}; extend it with make_batches")
+    w = torch.as_tensor(weights)
+    if w.dim() != 2 or w.shape[1] != len(data):
+        raise ConfigError(f"weights must be [copies, {len(data)}], got shape {tuple(w.shape)}")
+    k = len(w)
+    params = {n: v.detach().unsqueeze(0).expand(k, *v.shape).clone() for n, v in params0.items()}
+    dtype = next(iter(params.values())).dtype
+    if rest is None:
+        _, rest = task.state(dtype)
+    rest = dict(rest)
+    wd = schedule.weight_decay
+    state = {n: torch.zeros_like(v) for n, v in params.items()}
+    state2 = {n: torch.zeros_like(v) for n, v in params.items()}
+    with task.evaluating():
+        for t in range(steps):
+            idx = schedule.batches[t]
+            batch = task.cast(take(data, idx), dtype)
+
+            def objective(p: Params, wb: Tensor, batch: Any = batch, size: int = len(idx)) -> Tensor:
+                loss = (wb * task.per_example_loss(p, rest, batch)).sum() / size
+                return loss + 0.5 * wd * sum((v * v).sum() for v in p.values()) if wd else loss
+            g = vmap(grad(objective))(params, w[:, idx].to(dtype))
+            if not all(torch.isfinite(v).all() for v in g.values()):
+                raise NumericalError(f"the training loss gradient became NaN or inf at step {t}; lower the learning rate")
+            params = _step(schedule, params, g, state, state2, t + 1)
+            if callback is not None:
+                callback(t + 1, params)
+    return params
 
 
 def _step(s: Schedule, params: Params, g: Params, m: Params, v: Params, t: int) -> Params:

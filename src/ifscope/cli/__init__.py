@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import ConfigError, IfscopeError
 
-SUBCOMMANDS = ["demo", "fit", "scores", "top", "report", "check", "correct", "diagnose"]
+SUBCOMMANDS = ["demo", "fit", "scores", "top", "report", "check", "correct", "diagnose", "fade"]
 DEFAULT_WORKDIR = "runs/ifscope"
 
 

@@ -5,9 +5,10 @@ from .base import Context, Estimator
 from .cg import CG
 from .exact import Exact
 from .graddot import GradDot
+from .horizon import Horizon
 from .lissa import LiSSA
 from .tracin import TracIn
 
-METHODS: dict[str, type[Estimator]] = {cls.name: cls for cls in (Exact, CG, LiSSA, Arnoldi, GradDot, TracIn)}
+METHODS: dict[str, type[Estimator]] = {cls.name: cls for cls in (Exact, CG, LiSSA, Arnoldi, GradDot, TracIn, Horizon)}
 
-__all__ = ["METHODS", "Arnoldi", "CG", "Context", "Estimator", "Exact", "GradDot", "LiSSA", "TracIn"]
+__all__ = ["METHODS", "Arnoldi", "CG", "Context", "Estimator", "Exact", "GradDot", "Horizon", "LiSSA", "TracIn"]

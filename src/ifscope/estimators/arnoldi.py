@@ -1,8 +1,13 @@
-"""ABIF: ``score = Σⱼ Pⱼ(q) Pⱼ(z) / λⱼ`` with ``Pⱼ(z) = ∇ℓ(z)·uⱼ`` on the top Arnoldi eigenpairs ``(λⱼ, uⱼ)``."""
+"""ABIF: ``score = Σⱼ Pⱼ(q) Pⱼ(z) / λⱼ`` with ``Pⱼ(z) = ∇ℓ(z)·uⱼ`` on the top Arnoldi eigenpairs ``(λⱼ, uⱼ)``.
+
+With ``horizon=T`` (and ``lr=η``) it is the cheap horizon-aware variant: ``Σⱼ Pⱼ(q) Pⱼ(z) f_T(λⱼ)`` with
+``f_T(λ) = (1 − (1 − ηλ)^T)/λ``, plus ``ηT (g_q·g_z − P(q)·P(z))`` on the complement of the basis
+(``complement=True``), which is right only while ``ηλT ≪ 1`` for every eigenvalue left out.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -12,13 +17,19 @@ from ..checks import arnoldi_health, check_sizes
 from ..data import Batch
 from ..projection import project
 from .base import Estimator
+from .horizon import check_horizon, horizon_filter
 
 
 class Arnoldi(Estimator):
-    """Train embedding ``P Λ⁻¹``, query embedding ``P`` (``k`` columns); no per-example gradient is stored."""
+    """Train embedding ``P Λ⁻¹``, query embedding ``P`` (``k`` columns); no per-example gradient is stored.
+
+    With ``horizon=T``: train ``P f_T(Λ)`` and query ``P``; with ``complement=True`` also ``√(ηT) g`` on both
+    sides, less ``ηT`` on the basis (this stores per-example gradients). ``lr=None`` takes η = 1/λ_max.
+    """
 
     name = "arnoldi"
-    OPTIONS = {"rank": 50, "iterations": 200, "select": "positive"}
+    OPTIONS = {"rank": 50, "iterations": 200, "select": "positive", "horizon": None, "lr": None,
+               "complement": True}
 
     def fit(self) -> None:
         rank, iterations = self.options["rank"], self.options["iterations"]
@@ -38,25 +49,59 @@ class Arnoldi(Estimator):
                                        self.ctx.damping)
         h = result.H[:result.steps, :result.steps].double()
         self.ritz_values = torch.linalg.eigvalsh((h + h.T) / 2).flip(0).to(self.ctx.dtype)  # all of them, for the spectrum
+        self.left_out = self._left_out()
 
     def set_eigenpairs(self, pairs: Eigenpairs) -> None:
         self.pairs = pairs
-        self.inv = 1.0 / (pairs.values + self.ctx.damping)
+        self.horizon: float | None = None
+        if self.options["horizon"] is None:
+            self.inv = 1.0 / (pairs.values + self.ctx.damping)
+            return
+        self.horizon, lr = check_horizon(self.options["horizon"], self.options["lr"], self.name)
+        self.lr = lr if lr is not None else 1.0 / float(pairs.values.max() + self.ctx.damping)
+        self.inv = self.filters(self.horizon)
+
+    @property
+    def horizon_aware(self) -> bool:
+        return getattr(self, "horizon", None) is not None
+
+    def filters(self, horizon: float) -> Tensor:
+        """``f_T(λⱼ)`` on the kept eigenvalues, less ``ηT`` when the complement term carries that part."""
+        f = horizon_filter(self.pairs.values + self.ctx.damping, horizon, self.lr)
+        return f - self.lr * horizon if self.options["complement"] else f
 
     def projections(self, batch: Batch) -> Tensor:
         """``[B, k]``: each example's gradient projected on the kept eigenvectors."""
         return project(self.ctx.task, self.ctx.params, self.ctx.rest, batch, self.pairs.vectors,
                        path=self.ctx.projection)
 
+    def _with_complement(self, p: Tensor, batch: Batch, horizon: float | None = None) -> Tensor:
+        if self.horizon is None or not self.options["complement"]:
+            return p
+        t = self.horizon if horizon is None else horizon
+        return torch.cat([p, (self.lr * t) ** 0.5 * self.ctx.grads(batch)], dim=1)
+
     def train_embed(self, batch: Batch) -> Tensor:
-        return self.projections(batch) * self.inv
+        return self._with_complement(self.projections(batch) * self.inv, batch)
 
     def query_embed(self, batch: Batch) -> Tensor:
-        return self.projections(batch)
+        return self._with_complement(self.projections(batch), batch)
 
     def self_embed(self, batch: Batch) -> tuple[Tensor, Tensor]:
         p = self.projections(batch)
-        return p, p * self.inv
+        return self._with_complement(p, batch), self._with_complement(p * self.inv, batch)
+
+    def scores_over_horizons(self, queries: Batch, train: Batch, horizons: Sequence[float]) -> Tensor:
+        """``[len(horizons), n_queries, n_train]`` scores of the horizon-aware variant at each ``T``."""
+        if self.horizon is None:
+            raise ConfigError("scores over horizons need the horizon-aware variant: pass horizon=T to method='arnoldi'")
+        pq, pz = self.projections(queries), self.projections(train)
+        dot = self.ctx.grads(queries) @ self.ctx.grads(train).T if self.options["complement"] else 0.0
+        out = []
+        for t in horizons:
+            s = (pq * self.filters(float(t))) @ pz.T
+            out.append(s + self.lr * float(t) * dot if self.options["complement"] else s)
+        return torch.stack(out)
 
     def state_dict(self) -> dict[str, Tensor]:
         return {"eigenvalues": self.pairs.values, "eigenvectors": self.pairs.vectors,
@@ -66,10 +111,17 @@ class Arnoldi(Estimator):
         self.set_eigenpairs(Eigenpairs(state["eigenvalues"], state["eigenvectors"], state["residuals"]))
         self.ritz_values = state.get("ritz_values", state["eigenvalues"])
         self.hvp_calls, self.breakdown, self.warnings = 0, False, []
+        self.left_out = self._left_out()
+
+    def _left_out(self) -> float:
+        """The largest Ritz value left out of the basis: the horizon variant needs η·λ·T ≪ 1 there."""
+        below = self.ritz_values[self.ritz_values < float(self.pairs.values.min())]
+        return float(below.max()) if len(below) else 0.0
 
     @property
     def eigenvalues(self) -> Tensor:
         return self.pairs.values
 
     def __repr__(self) -> str:
-        return f"Arnoldi(rank={len(self.pairs.values) if hasattr(self, 'pairs') else '?'})"
+        horizon = f", horizon={self.horizon:g}, lr={self.lr:.3g}" if getattr(self, "horizon", None) else ""
+        return f"Arnoldi(rank={len(self.pairs.values) if hasattr(self, 'pairs') else '?'}{horizon})"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -14,7 +14,12 @@ from .base import Estimator
 
 class TracIn(Estimator):
     name = "tracin"
-    OPTIONS = {"checkpoints": None}
+    OPTIONS = {"checkpoints": None, "per_step": False}
+
+    @property
+    def horizon_aware(self) -> bool:
+        """``per_step=True``: checkpoint t is the parameters before step t + 1 of the continued training."""
+        return bool(self.options["per_step"])
 
     def fit(self) -> None:
         checkpoints = self.options["checkpoints"]
@@ -50,3 +55,23 @@ class TracIn(Estimator):
     def self_embed(self, batch: Batch) -> tuple[Tensor, Tensor]:
         e = self._embed(batch)
         return e, e
+
+    def scores_over_horizons(self, queries: Batch, train: Batch, horizons: Sequence[float]) -> Tensor:
+        """``[len(horizons), n_queries, n_train]``: the sum over the first ``T`` checkpoints, for each ``T``.
+
+        Read as a horizon when checkpoint ``t`` holds the parameters before step ``t + 1`` of the continued
+        training (one checkpoint per step), so that ``T`` checkpoints cover ``T`` steps."""
+        horizons = [int(h) for h in horizons]
+        if not self.horizon_aware:
+            raise ConfigError("tracin scores over horizons need per_step=True and one checkpoint per step of the "
+                              "continued training (ifscope.fade.trajectory_checkpoints)")
+        if max(horizons) > len(self.points):
+            raise ConfigError(f"horizon {max(horizons)} exceeds the {len(self.points)} tracin checkpoints; give one "
+                              "checkpoint per step of the continued training")
+        total = None
+        out: dict[int, Tensor] = {}
+        for t, (p, r, lr) in enumerate(self.points[: max(horizons)], start=1):
+            s = lr * self.ctx.grads(queries, p, r) @ self.ctx.grads(train, p, r).T
+            total = s if total is None else total + s
+            out[t] = total
+        return torch.stack([out[h] for h in horizons])

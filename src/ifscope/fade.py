@@ -1,0 +1,271 @@
+"""The fade curve: how well influence scores predict the actual effect of continued training, as the horizon T grows.
+
+For training example ``z`` re-weighted to ``w`` (0 = removed, ``1 + ε`` = up-weighted) in a mean over N examples,
+the first-order change of query ``q``'s loss is ``−(w − 1)·score(q, z)/N``: ``+score/N`` for a removal (ε = −1/N per
+example), ``−ε·score/N`` for an up-weighting. Predictions are put in these units and correlated (Pearson, Spearman)
+with the actual changes measured by :func:`ifscope.groundtruth.actual_changes` after T steps.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.optimize import minimize_scalar
+from scipy.stats import rankdata
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .data import as_dataset, take
+from .errors import ConfigError
+from .estimators.lissa import power_iteration
+from .groundtruth import MODES, GroundTruth, actual_changes
+from .influence import Influence
+from .task import Task
+from .training import Schedule, make_batches, replay
+
+DEFAULT_STEPS = (1, 3, 10, 30, 100, 300, 1000)
+
+
+def method_label(influence: Influence) -> str:
+    """``arnoldi_horizon`` for the horizon-aware Arnoldi variant, else the method name."""
+    if influence.method == "arnoldi" and influence.config.get("horizon") is not None:
+        return "arnoldi_horizon"
+    if influence.method == "horizon" and influence.config.get("batch_order") == "schedule":
+        return "horizon_schedule"
+    return influence.method
+
+
+def gd_schedule(influence: Influence, steps: int, lr: float | None = None, batch_size: int | None = None,
+                seed: int = 0) -> Schedule:
+    """Gradient descent for ``steps`` steps with the influence's weight decay and ``lr`` (default 1/λ_max of its
+    curvature, the largest stable-and-monotone step): full-batch, or seeded minibatches of ``batch_size``."""
+    if lr is None:
+        est = influence.estimator if influence.estimator is not None else influence.fit().estimator
+        op = est.ctx.curvature_operator(damping=0.0)
+        lr = 1.0 / power_iteration(op.matvec, op.dim, influence.dtype, iterations=50, seed=influence.config["seed"])
+    return Schedule(make_batches(influence.n_train, steps, batch_size, seed), lr=float(lr),
+                    weight_decay=influence.config["weight_decay"])
+
+
+def trajectory_checkpoints(task: Task, train: Any, schedule: Schedule, steps: int,
+                           dtype: torch.dtype | None = None) -> list[tuple[dict[str, Tensor], float]]:
+    """``[(θ_t, η)]`` for ``t = 0..steps−1`` along the unperturbed replay of ``schedule``: TracIn over that horizon."""
+    params0, rest = task.state(dtype)
+    out = [({k: v.clone() for k, v in params0.items()}, schedule.lr)]
+    if steps > 1:
+        res = replay(task, params0, train, schedule, steps=steps - 1, checkpoint_every=1, rest=rest)
+        out += res.checkpoints
+    return out
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation; NaN when either side is constant."""
+    if a.std() == 0 or b.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation (average ranks for ties)."""
+    return pearson(rankdata(a), rankdata(b))
+
+
+def _per_query(fn, pred: np.ndarray, actual: np.ndarray) -> float:
+    vals = [fn(pred[:, q], actual[:, q]) for q in range(pred.shape[1])]
+    vals = [v for v in vals if not math.isnan(v)]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def half_life(steps: Sequence[int], corr: Sequence[float]) -> float | None:
+    """The first T (log-interpolated) where ``corr`` falls to half its value at the smallest T; None if never."""
+    c0 = corr[0]
+    if not c0 > 0:
+        return None
+    for k in range(1, len(steps)):
+        if corr[k] <= c0 / 2:
+            a, b = corr[k - 1], corr[k]
+            frac = (a - c0 / 2) / (a - b) if a != b else 1.0
+            return float(math.exp(math.log(steps[k - 1]) + frac * (math.log(steps[k]) - math.log(steps[k - 1]))))
+    return None
+
+
+def fit_gap_rate(steps: Sequence[int], gap: Sequence[float]) -> tuple[float, float]:
+    """``(r, c)`` with ``gap(T) ≈ c·(e^{rT} − 1)/r`` fitted on log scale: r > 0 exponential divergence (Gronwall,
+    SCIENCE.md §2), r ≈ 0 linear growth, r < 0 saturation at ``c/|r|``."""
+    t = np.asarray(steps, dtype=float)
+    y = np.log(np.asarray(gap, dtype=float))
+
+    def log_shape(r: float) -> np.ndarray:
+        if abs(r) * t.max() < 1e-8:
+            return np.log(t)
+        return np.log(np.expm1(r * t) / r)
+
+    def sse(r: float) -> float:
+        res = y - log_shape(r)
+        return float(((res - res.mean()) ** 2).sum())
+
+    hi = 40.0 / t.max()
+    fit = minimize_scalar(sse, bounds=(-2.0 / t.min(), hi), method="bounded", options={"xatol": 1e-10})
+    r = float(fit.x)
+    return r, float(np.exp((y - log_shape(r)).mean()))
+
+
+@dataclass
+class FadeResult:
+    """Correlation of predicted with actual changes per method and per T, the parameter gap and its growth."""
+
+    steps: list[int]
+    mode: str
+    epsilon: float
+    lr: float
+    methods: dict[str, dict[str, Any]]
+    gap: list[float]
+    gap_rate: float
+    gap_scale: float
+    gap_exponent: float  # slope of log gap against log T: 1 = linear growth, rising above 1 = divergence
+    horizon_half: float | None
+    reference: str
+    truth: GroundTruth = field(repr=False)
+    predicted: dict[str, Tensor] = field(repr=False)  # [n_steps, n_ids, n_queries] in the units of truth.delta
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``fade.json`` content."""
+        return {"steps": self.steps, "mode": self.mode, "epsilon": self.epsilon, "lr": self.lr,
+                "n_ids": int(self.truth.delta.shape[1]), "n_queries": int(self.truth.delta.shape[2]),
+                "ids": self.truth.ids.tolist(), "methods": self.methods, "gap": self.gap, "gap_rate": self.gap_rate,
+                "gap_scale": self.gap_scale, "gap_exponent": self.gap_exponent, "horizon_half": self.horizon_half,
+                "reference_method": self.reference, "seconds": self.seconds}
+
+    def table(self, key: str = "pearson") -> str:
+        """A text table of ``key`` per method (rows) and T (columns)."""
+        head = f"{key:>16} " + " ".join(f"{'T=' + str(t):>7}" for t in self.steps)
+        rows = [f"{name:>16} " + " ".join(f"{v:7.3f}" for v in m[key]) for name, m in self.methods.items()]
+        return "\n".join([head, *rows])
+
+
+def _scores(influence: Influence, queries: Any, train_ids: Tensor, steps: Sequence[int],
+            schedule: Schedule | None) -> Tensor:
+    """``[n_steps, n_queries, n_ids]`` scores; horizon-aware methods are evaluated at each T, the others once."""
+    est = influence.estimator if influence.estimator is not None else influence.fit().estimator
+    task, dtype = influence.task, influence.dtype
+    q_data = as_dataset(queries, "queries")
+    q_batch = task.cast(take(q_data, range(len(q_data))), dtype)
+    z_batch = task.cast(take(influence.train, train_ids), dtype)
+    aware = bool(getattr(est, "horizon_aware", False))
+    with task.evaluating():
+        if influence.config.get("batch_order") == "schedule":
+            if schedule is None:
+                raise ConfigError("batch_order='schedule' needs the schedule of the continued training: pass "
+                                  "schedule= to fade_curve")
+            return est.scores_for_schedule(q_batch, z_batch, train_ids, schedule, influence.n_train, steps)
+        if aware:
+            return est.scores_over_horizons(q_batch, z_batch, steps)
+        s = influence.query_embeddings(queries) @ est.train_embed(z_batch).T
+    return s.unsqueeze(0).expand(len(steps), -1, -1)
+
+
+def fade_curve(influence: Influence | Mapping[str, Influence], queries: Any, ids: Sequence[int] | Tensor,
+               steps: Sequence[int] = DEFAULT_STEPS, mode: str = "remove", epsilon: float = 0.01,
+               schedule: Schedule | None = None, truth: GroundTruth | None = None,
+               progress: bool = True) -> FadeResult:
+    """Per T: Pearson/Spearman between ``−(w−1)·score(q, z)/N`` and the actual change ``ℓ_q(θ_w(T)) − ℓ_q(θ(T))``.
+
+    ``influence`` is one fitted (or unfitted) :class:`Influence` or a mapping ``name → Influence``; methods with
+    a horizon (``horizon``, ``arnoldi`` with ``horizon=``, ``tracin`` with ``per_step=True`` and one checkpoint
+    per step from :func:`trajectory_checkpoints`) are re-evaluated at each T; the others are scored once. ``schedule`` is the continued training (default: full-batch gradient descent,
+    lr = 1/λ_max, the influence's weight decay); ``truth`` a precomputed ground truth to reuse.
+    """
+    t0 = time.time()
+    methods = {method_label(influence): influence} if isinstance(influence, Influence) else dict(influence)
+    if not methods or not all(isinstance(v, Influence) for v in methods.values()):
+        raise ConfigError("fade_curve needs an ifscope.Influence or a dict of name -> Influence")
+    if mode not in MODES:
+        raise ConfigError(f"mode must be one of {MODES}, got {mode!r}")
+    if mode == "upweight" and not epsilon:
+        raise ConfigError("up-weighting needs a non-zero epsilon (e.g. 0.01)")
+    steps = sorted({int(t) for t in steps})
+    if not steps or steps[0] < 1:
+        raise ConfigError(f"steps must be positive integers, got {steps}")
+    first = next(iter(methods.values()))
+    ids_t = torch.as_tensor(ids, dtype=torch.long).reshape(-1)
+    if truth is None:
+        schedule = schedule if schedule is not None else gd_schedule(first, max(steps))
+        truth = actual_changes(first.task, first.train, queries, ids_t, steps, schedule, mode=mode, epsilon=epsilon,
+                               dtype=first.dtype, progress=progress)
+    elif truth.steps != steps or not torch.equal(truth.ids, ids_t) or truth.mode != mode:
+        raise ConfigError("the given ground truth was computed for other steps, ids or mode; recompute it")
+    n = first.n_train
+    actual = truth.delta.double().numpy()  # [n_steps, n_ids, n_queries]
+    out: dict[str, dict[str, Any]] = {}
+    predicted: dict[str, Tensor] = {}
+    bar = tqdm(methods.items(), desc="fade: scoring methods", file=sys.stderr, leave=False, disable=not progress)
+    for name, inf in bar:
+        bar.set_postfix(method=name)
+        s = _scores(inf, queries, ids_t, steps, schedule).double()  # [n_steps, n_queries, n_ids]
+        pred = -(truth.weight - 1.0) * s.transpose(1, 2) / n
+        predicted[name] = pred
+        p = pred.numpy()
+        row: dict[str, Any] = {"pearson": [], "spearman": [], "pearson_per_query": [], "spearman_per_query": [],
+                               "slope": []}
+        for k in range(len(steps)):
+            a, b = p[k], actual[k]
+            row["pearson"].append(pearson(a.ravel(), b.ravel()))
+            row["spearman"].append(spearman(a.ravel(), b.ravel()))
+            row["pearson_per_query"].append(_per_query(pearson, a, b))
+            row["spearman_per_query"].append(_per_query(spearman, a, b))
+            row["slope"].append(float((a * b).sum() / (a * a).sum()) if (a * a).sum() > 0 else float("nan"))
+        row["horizon_half"] = half_life(steps, row["pearson"])
+        est = inf.estimator
+        if getattr(est, "horizon", None) is not None and hasattr(est, "left_out"):
+            # validity of ηT on the complement: η·λ·T at the largest eigenvalue outside the basis, per T
+            row["complement_eta_lambda_T"] = [est.lr * est.left_out * t for t in steps]
+        out[name] = row
+    gap = truth.gap.double().mean(1).tolist()
+    positive = all(g > 0 for g in gap)
+    rate, scale = fit_gap_rate(steps, gap) if positive else (float("nan"), float("nan"))
+    exponent = float(np.polyfit(np.log(steps), np.log(gap), 1)[0]) if positive and len(steps) > 1 else float("nan")
+    reference = "horizon" if "horizon" in out else next(iter(out))
+    lr = schedule.lr if schedule is not None else float("nan")
+    return FadeResult(steps, mode, float(epsilon) if mode == "upweight" else -1.0 / n, lr, out, gap, rate, scale,
+                      exponent, out[reference]["horizon_half"], reference, truth, predicted, time.time() - t0)
+
+
+def plot_fade(result: FadeResult, path: str | Path) -> Path:
+    """Save a two-panel figure: correlation (Pearson solid, Spearman dashed) per method vs T; the gap vs T."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .store import atomic_write_bytes
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    for i, (name, m) in enumerate(result.methods.items()):
+        color = f"C{i}"
+        ax1.plot(result.steps, m["pearson"], "-o", color=color, label=name, ms=3)
+        ax1.plot(result.steps, m["spearman"], "--", color=color, alpha=0.6)
+    ax1.set(xscale="log", xlabel="T (steps of continued training)", ylabel="correlation with actual change",
+            title=f"influence fades ({result.mode}; Pearson solid, Spearman dashed)")
+    ax1.axhline(0, color="grey", lw=0.5)
+    ax1.legend(fontsize=8)
+    ax2.plot(result.steps, result.gap, "o", label=f"mean ‖θ_w(T) − θ(T)‖ (∝ T^{result.gap_exponent:.2f})")
+    if not math.isnan(result.gap_rate):
+        t = np.geomspace(min(result.steps), max(result.steps), 100)
+        r = result.gap_rate
+        fit = result.gap_scale * (np.expm1(r * t) / r if abs(r) * t.max() > 1e-8 else t)
+        ax2.plot(t, fit, "-", label=f"c·(e^(rT) − 1)/r, r = {r:.3g}")
+    ax2.set(xscale="log", yscale="log", xlabel="T", ylabel="parameter gap", title="parameter gap")
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    import io
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return atomic_write_bytes(path, buf.getvalue())
