@@ -1,0 +1,289 @@
+"""ifscope against peer influence libraries on one task: time, peak memory, agreement with exact and ground truth.
+
+Every method computes the same ``[queries, train]`` score matrix (positive = proponent) at one checkpoint of a
+digits MLP. It is scored per query by Spearman correlation with (a) exact damped influence
+``∇ℓ(q)ᵀ(H + (wd + λ)I)⁻¹∇ℓ(z)`` (dense for the small model, converged CG for the large one) and (b) the actual
+change of the query loss after T steps of full-batch gradient descent (lr 1/λ_max) with the example removed
+(``groundtruth.actual_changes``). Peers run in the benchmark environment (benchmarks/setup_peers.sh):
+
+    OMP_NUM_THREADS=1 .benchenv/bin/python benchmarks/peers.py --hidden 32
+    OMP_NUM_THREADS=1 .benchenv/bin/python benchmarks/peers.py --hidden 1600 --skip exact
+
+A peer that is not installed or fails is listed with its error, not dropped silently.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.stats import spearmanr
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import ifscope
+from ifscope.estimators import METHODS
+from ifscope.groundtruth import actual_changes
+from ifscope.recipes.digits import digits_data
+from ifscope.training import Schedule, load_params, make_batches, train
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def run_measured(fn: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, float, float]:
+    """``(result, seconds, peak RSS above the start in MB)``; RSS is sampled every 2 ms on a thread."""
+    start, peak, done = rss_mb(), [0.0], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], rss_mb())
+            time.sleep(0.002)
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    t0 = time.perf_counter()
+    try:
+        out = fn()
+    finally:
+        seconds = time.perf_counter() - t0
+        done.set()
+        th.join()
+    return out, seconds, max(0.0, max(peak[0], rss_mb()) - start)
+
+
+def mean_spearman(scores: torch.Tensor, target: torch.Tensor) -> float:
+    """Mean over queries (rows) of the Spearman correlation between two ``[queries, examples]`` arrays."""
+    vals = [spearmanr(a, b).statistic for a, b in zip(scores.double().numpy(), target.double().numpy())]
+    return float(np.nanmean(vals))
+
+
+# ---- ifscope -------------------------------------------------------------------------------------------------
+IFSCOPE_OPTIONS = {  # how the benchmark configures each method it knows; others in METHODS are reported as skipped
+    "exact": {},
+    "cg": {"cg_iterations": 100},
+    "lissa": {"depth": 100},
+    "arnoldi": {"rank": 50, "iterations": 100},
+    "graddot": {},
+    "horizon": {"horizon": 100},
+}
+
+
+def ifscope_method(method: str, task, train_ds, queries, wd: float, damping: float, **opts):
+    def go():
+        inf = ifscope.Influence(task, train_ds, method=method, weight_decay=wd, damping=damping, progress=False,
+                                batch_size=256, **opts)
+        return inf.scores(queries)
+    return go
+
+
+# ---- peers ---------------------------------------------------------------------------------------------------
+def dattri_method(kind: str, model, train_ds, queries, reg: float, rank: int):
+    def go():
+        from dattri.algorithm import influence_function as dif
+        from dattri.task import AttributionTask
+
+        def loss(params, data):
+            x, y = data
+            x, y = (x.unsqueeze(0), y.unsqueeze(0)) if x.dim() == 1 else (x, y)
+            return F.cross_entropy(torch.func.functional_call(model, params, x), y.long())
+        task = AttributionTask(loss_func=loss, model=model, checkpoints=model.state_dict())
+        n = len(train_ds[0])
+        full = DataLoader(TensorDataset(*train_ds), batch_size=n)  # one batch: dattri sums per-batch inverse-HVPs
+        test = DataLoader(TensorDataset(*queries), batch_size=len(queries[0]))
+        if kind == "arnoldi":
+            att = dif.IFAttributorArnoldi(task, proj_dim=rank, max_iter=2 * rank, regularization=reg)
+        elif kind == "cg":
+            att = dif.IFAttributorCG(task, max_iter=100, regularization=reg)
+        elif kind == "lissa":
+            att = dif.IFAttributorLiSSA(task, damping=reg, recursion_depth=100)
+        elif kind == "datainf":
+            att = dif.IFAttributorDataInf(task, regularization=reg)
+        else:
+            att = dif.IFAttributorExplicit(task, regularization=reg)
+        att.cache(full)
+        return att.attribute(full, test).T  # dattri returns [train, test]
+    return go
+
+
+def kronfluence_method(model, train_ds, queries, reg: float, strategy: str = "ekfac"):
+    def go():
+        from kronfluence.analyzer import Analyzer, prepare_model
+        from kronfluence.arguments import FactorArguments, ScoreArguments
+        from kronfluence.task import Task
+
+        class Classification(Task):
+            def compute_train_loss(self, batch, model, sample=False):
+                x, y = batch
+                logits = model(x)
+                if sample:  # kronfluence's Fisher uses labels sampled from the model
+                    with torch.no_grad():
+                        y = torch.multinomial(F.softmax(logits, -1), 1).flatten()
+                return F.cross_entropy(logits, y, reduction="sum")
+
+            def compute_measurement(self, batch, model):
+                x, y = batch
+                return F.cross_entropy(model(x), y, reduction="sum")
+        task = Classification()
+        m = prepare_model(model, task)
+        with tempfile.TemporaryDirectory() as out:
+            an = Analyzer(analysis_name="bench", model=m, task=task, cpu=True, disable_model_save=True,
+                          output_dir=out, disable_tqdm=True)
+            an.fit_all_factors("f", dataset=TensorDataset(*train_ds), per_device_batch_size=256,
+                               factor_args=FactorArguments(strategy=strategy), overwrite_output_dir=True)
+            an.compute_pairwise_scores("s", factors_name="f", query_dataset=TensorDataset(*queries),
+                                       train_dataset=TensorDataset(*train_ds), per_device_query_batch_size=64,
+                                       per_device_train_batch_size=256,
+                                       score_args=ScoreArguments(damping_factor=reg), overwrite_output_dir=True)
+            return an.load_pairwise_scores("s")["all_modules"].clone()
+    return go
+
+
+def captum_method(model, train_ds, queries, reg: float):
+    def go():
+        from captum.influence._core.influence_function import NaiveInfluenceFunction
+        n = len(train_ds[0])
+        with tempfile.TemporaryDirectory() as out:
+            path = os.path.join(out, "ckpt.pt")
+            torch.save(model.state_dict(), path)
+
+            def load(m, p):
+                m.load_state_dict(torch.load(p))
+                return 1.0
+            # Captum builds the Hessian of the summed loss: damping × N there, scores × N here
+            inf = NaiveInfluenceFunction(model, DataLoader(TensorDataset(*train_ds), batch_size=256), path, load,
+                                         loss_fn=nn.CrossEntropyLoss(reduction="none"), batch_size=256,
+                                         projection_dim=None, hessian_reg=reg * n)
+            return inf.influence(queries) * n
+    return go
+
+
+def pydvl_method(kind: str, model, train_ds, queries, reg: float, rank: int):
+    def go():
+        from pydvl.influence.torch import ArnoldiInfluence, CgInfluence, DirectInfluence
+        loader = DataLoader(TensorDataset(*train_ds), batch_size=len(train_ds[0]))
+        if kind == "cg":
+            inf = CgInfluence(model, F.cross_entropy, regularization=reg, maxiter=100)
+        elif kind == "arnoldi":
+            inf = ArnoldiInfluence(model, F.cross_entropy, regularization=reg, rank=rank)
+        else:
+            inf = DirectInfluence(model, F.cross_entropy, regularization=reg)
+        inf = inf.fit(loader)
+        return inf.influences(queries[0], queries[1], train_ds[0], train_ds[1])
+    return go
+
+
+# ---- the run -------------------------------------------------------------------------------------------------
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--hidden", type=int, default=32, help="digits MLP 64 → hidden → 10")
+    ap.add_argument("--n-train", type=int, default=1000)
+    ap.add_argument("--queries", type=int, default=20)
+    ap.add_argument("--ids", type=int, default=40, help="training examples removed for the ground truth")
+    ap.add_argument("--steps", type=int, nargs="+", default=[10, 100], help="ground-truth horizons T")
+    ap.add_argument("--train-steps", type=int, default=1500, help="full-batch Adam steps to the checkpoint")
+    ap.add_argument("--weight-decay", type=float, default=1e-3)
+    ap.add_argument("--damping", type=float, default=1e-3)
+    ap.add_argument("--rank", type=int, default=50, help="kept eigenpairs for the Arnoldi methods")
+    ap.add_argument("--skip", nargs="*", default=[], help="method names to leave out (e.g. exact on a big model)")
+    ap.add_argument("--json", default=None, help="also write the rows here")
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    train_ds, test_ds, _ = digits_data(args.n_train, 300)
+    queries = (test_ds[0][: args.queries], test_ds[1][: args.queries])
+    model = nn.Sequential(nn.Linear(64, args.hidden), nn.Tanh(), nn.Linear(args.hidden, 10))
+    task = ifscope.classification(model)
+    wd, lam = args.weight_decay, args.damping
+    res = train(task, train_ds, steps=args.train_steps, lr=0.02, optimizer="adam", weight_decay=wd)
+    load_params(model, res.params)
+    model.eval()
+    n_params = sum(p.numel() for p in model.parameters())
+    reg = wd + lam  # peers do not see the weight decay: it goes into their damping
+
+    # references: exact damped influence, and the ground truth of continued training
+    exact_name = "exact" if "exact" not in args.skip else "cg"
+    ref_opts = {} if exact_name == "exact" else {"cg_iterations": 1000, "tol": 1e-7}
+    exact, exact_s, _ = run_measured(ifscope_method(exact_name, task, train_ds, queries, wd, lam, **ref_opts))
+    top = ifscope.Influence(task, train_ds, method="arnoldi", rank=1, iterations=30, weight_decay=wd,
+                            progress=False).fit().estimator.eigenvalues.max().item() + wd
+    ids = torch.randperm(args.n_train, generator=torch.Generator().manual_seed(1))[: args.ids]
+    sched = Schedule(make_batches(args.n_train, max(args.steps), None, 0), lr=1.0 / top, weight_decay=wd)
+    t0 = time.perf_counter()
+    gt = actual_changes(task, train_ds, queries, ids, args.steps, sched, mode="remove", progress=False)
+    gt_s = time.perf_counter() - t0
+
+    methods: dict[str, Callable[[], torch.Tensor]] = {}
+    for name in METHODS:
+        if name in IFSCOPE_OPTIONS and name not in args.skip:
+            opts = dict(IFSCOPE_OPTIONS[name])
+            if name == "arnoldi":
+                opts.update(rank=args.rank, iterations=2 * args.rank)
+            if name == "horizon":
+                opts.update(lr=1.0 / top)
+            methods[f"ifscope {name}"] = ifscope_method(name, task, train_ds, queries, wd,
+                                                        0.0 if name == "arnoldi" else lam, **opts)
+    peers = {
+        "dattri arnoldi": lambda: dattri_method("arnoldi", model, train_ds, queries, reg, args.rank),
+        "dattri cg": lambda: dattri_method("cg", model, train_ds, queries, reg, args.rank),
+        "dattri lissa": lambda: dattri_method("lissa", model, train_ds, queries, reg, args.rank),
+        "dattri explicit": lambda: dattri_method("explicit", model, train_ds, queries, reg, args.rank),
+        "dattri datainf": lambda: dattri_method("datainf", model, train_ds, queries, reg, args.rank),
+        "kronfluence ekfac": lambda: kronfluence_method(model, train_ds, queries, reg, "ekfac"),
+        "kronfluence kfac": lambda: kronfluence_method(model, train_ds, queries, reg, "kfac"),
+        "captum naive": lambda: captum_method(model, train_ds, queries, reg),
+        "pydvl cg": lambda: pydvl_method("cg", model, train_ds, queries, reg, args.rank),
+        "pydvl arnoldi": lambda: pydvl_method("arnoldi", model, train_ds, queries, reg, args.rank),
+        "pydvl direct": lambda: pydvl_method("direct", model, train_ds, queries, reg, args.rank),
+    }
+    for name, make in peers.items():
+        if name.split()[1] not in args.skip and name not in args.skip:
+            methods[name] = make()
+
+    rows = []
+    for name, fn in methods.items():
+        row = {"method": name}
+        try:
+            scores, seconds, mem = run_measured(fn)
+            scores = torch.as_tensor(scores).detach().float().cpu()
+            if scores.shape != exact.shape:
+                raise RuntimeError(f"score matrix of shape {tuple(scores.shape)}, expected {tuple(exact.shape)}")
+            row.update(seconds=seconds, peak_mb=mem, vs_exact=mean_spearman(scores, exact))
+            for t, step in enumerate(gt.steps):
+                row[f"vs_gt_T{step}"] = mean_spearman(scores[:, ids], gt.delta[t].T)
+        except Exception as exc:  # a peer's failure is a result to report
+            row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}"
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+
+    print(f"\ndigits MLP 64→{args.hidden}→10 ({n_params:,} parameters), {args.n_train} training examples × "
+          f"{args.queries} queries, torch {torch.__version__}, {torch.get_num_threads()} thread(s); weight decay {wd}, "
+          f"damping {lam}; reference '{exact_name}' took {exact_s:.2f} s; ground truth: remove each of {args.ids} "
+          f"examples, full-batch GD lr 1/λ_max = {1 / top:.3g}, T = {gt.steps} ({gt_s:.1f} s)")
+    ours = [r for r in rows if r["method"].startswith("ifscope") and "seconds" in r]
+    head = "| method | seconds | peak MB | Spearman vs exact | " + " | ".join(f"vs truth T={s}" for s in gt.steps)
+    print(head + " | ifscope arnoldi time / method time |")
+    print("|---" * (5 + len(gt.steps)) + "|")
+    ab = next((r for r in ours if r["method"] == "ifscope arnoldi"), None)
+    for r in rows:
+        if "error" in r:
+            print(f"| {r['method']} | failed: {r['error']} |")
+            continue
+        ratio = f"{ab['seconds'] / r['seconds']:.2f}" if ab else "-"
+        print(f"| {r['method']} | {r['seconds']:.2f} | {r['peak_mb']:.0f} | {r['vs_exact']:.2f} | "
+              + " | ".join(f"{r[f'vs_gt_T{s}']:.2f}" for s in gt.steps) + f" | {ratio} |")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"args": vars(args), "params": n_params, "rows": rows}, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()
