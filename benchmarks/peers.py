@@ -15,6 +15,7 @@ A peer that is not installed or fails is listed with its error, not dropped sile
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import tempfile
@@ -221,7 +222,7 @@ def main() -> None:
     gt = actual_changes(task, train_ds, queries, ids, args.steps, sched, mode="remove", progress=False)
     gt_s = time.perf_counter() - t0
 
-    methods: dict[str, Callable[[], torch.Tensor]] = {}
+    methods: dict[str, Callable] = {}  # ifscope: a run; peers: a factory taking their own copy of the model
     for name in METHODS:
         if name in IFSCOPE_OPTIONS and name not in args.skip:
             opts = dict(IFSCOPE_OPTIONS[name])
@@ -232,26 +233,29 @@ def main() -> None:
             methods[f"ifscope {name}"] = ifscope_method(name, task, train_ds, queries, wd,
                                                         0.0 if name == "arnoldi" else lam, **opts)
     peers = {
-        "dattri arnoldi": lambda: dattri_method("arnoldi", model, train_ds, queries, reg, args.rank),
-        "dattri cg": lambda: dattri_method("cg", model, train_ds, queries, reg, args.rank),
-        "dattri lissa": lambda: dattri_method("lissa", model, train_ds, queries, reg, args.rank),
-        "dattri explicit": lambda: dattri_method("explicit", model, train_ds, queries, reg, args.rank),
-        "dattri datainf": lambda: dattri_method("datainf", model, train_ds, queries, reg, args.rank),
-        "kronfluence ekfac": lambda: kronfluence_method(model, train_ds, queries, reg, "ekfac"),
-        "kronfluence kfac": lambda: kronfluence_method(model, train_ds, queries, reg, "kfac"),
-        "captum naive": lambda: captum_method(model, train_ds, queries, reg),
-        "pydvl cg": lambda: pydvl_method("cg", model, train_ds, queries, reg, args.rank),
-        "pydvl arnoldi": lambda: pydvl_method("arnoldi", model, train_ds, queries, reg, args.rank),
-        "pydvl direct": lambda: pydvl_method("direct", model, train_ds, queries, reg, args.rank),
+        "dattri arnoldi": lambda m: dattri_method("arnoldi", m, train_ds, queries, reg, args.rank),
+        "dattri cg": lambda m: dattri_method("cg", m, train_ds, queries, reg, args.rank),
+        "dattri lissa": lambda m: dattri_method("lissa", m, train_ds, queries, reg, args.rank),
+        "dattri explicit": lambda m: dattri_method("explicit", m, train_ds, queries, reg, args.rank),
+        "dattri datainf": lambda m: dattri_method("datainf", m, train_ds, queries, reg, args.rank),
+        "kronfluence ekfac": lambda m: kronfluence_method(m, train_ds, queries, reg, "ekfac"),
+        "kronfluence kfac": lambda m: kronfluence_method(m, train_ds, queries, reg, "kfac"),
+        "captum naive": lambda m: captum_method(m, train_ds, queries, reg),
+        "pydvl cg": lambda m: pydvl_method("cg", m, train_ds, queries, reg, args.rank),
+        "pydvl arnoldi": lambda m: pydvl_method("arnoldi", m, train_ds, queries, reg, args.rank),
+        "pydvl direct": lambda m: pydvl_method("direct", m, train_ds, queries, reg, args.rank),
     }
     for name, make in peers.items():
         if name.split()[1] not in args.skip and name not in args.skip:
-            methods[name] = make()
+            methods[name] = make
 
     rows = []
     for name, fn in methods.items():
         row = {"method": name}
         try:
+            if not name.startswith("ifscope"):
+                # each peer gets its own copy: kronfluence rewires the model's modules in place
+                fn = fn(copy.deepcopy(model))
             scores, seconds, mem = run_measured(fn)
             scores = torch.as_tensor(scores).detach().float().cpu()
             if scores.shape != exact.shape:
