@@ -183,45 +183,9 @@ def pydvl_method(kind: str, model, train_ds, queries, reg: float, rank: int):
     return go
 
 
-# ---- the run -------------------------------------------------------------------------------------------------
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--hidden", type=int, default=32, help="digits MLP 64 → hidden → 10")
-    ap.add_argument("--n-train", type=int, default=1000)
-    ap.add_argument("--queries", type=int, default=20)
-    ap.add_argument("--ids", type=int, default=40, help="training examples removed for the ground truth")
-    ap.add_argument("--steps", type=int, nargs="+", default=[10, 100], help="ground-truth horizons T")
-    ap.add_argument("--train-steps", type=int, default=1500, help="full-batch Adam steps to the checkpoint")
-    ap.add_argument("--weight-decay", type=float, default=1e-3)
-    ap.add_argument("--damping", type=float, default=1e-3)
-    ap.add_argument("--rank", type=int, default=50, help="kept eigenpairs for the Arnoldi methods")
-    ap.add_argument("--skip", nargs="*", default=[], help="method names to leave out (e.g. exact on a big model)")
-    ap.add_argument("--json", default=None, help="also write the rows here")
-    args = ap.parse_args()
-    torch.manual_seed(0)
-    train_ds, test_ds, _ = digits_data(args.n_train, 300)
-    queries = (test_ds[0][: args.queries], test_ds[1][: args.queries])
-    model = nn.Sequential(nn.Linear(64, args.hidden), nn.Tanh(), nn.Linear(args.hidden, 10))
-    task = ifscope.classification(model)
-    wd, lam = args.weight_decay, args.damping
-    res = train(task, train_ds, steps=args.train_steps, lr=0.02, optimizer="adam", weight_decay=wd)
-    load_params(model, res.params)
-    model.eval()
-    n_params = sum(p.numel() for p in model.parameters())
-    reg = wd + lam  # peers do not see the weight decay: it goes into their damping
-
-    # references: exact damped influence, and the ground truth of continued training
-    exact_name = "exact" if "exact" not in args.skip else "cg"
-    ref_opts = {} if exact_name == "exact" else {"cg_iterations": 1000, "tol": 1e-7}
-    exact, exact_s, _ = run_measured(ifscope_method(exact_name, task, train_ds, queries, wd, lam, **ref_opts))
-    top = ifscope.Influence(task, train_ds, method="arnoldi", rank=1, iterations=30, weight_decay=wd,
-                            progress=False).fit().estimator.eigenvalues.max().item() + wd
-    ids = torch.randperm(args.n_train, generator=torch.Generator().manual_seed(1))[: args.ids]
-    sched = Schedule(make_batches(args.n_train, max(args.steps), None, 0), lr=1.0 / top, weight_decay=wd)
-    t0 = time.perf_counter()
-    gt = actual_changes(task, train_ds, queries, ids, args.steps, sched, mode="remove", progress=False)
-    gt_s = time.perf_counter() - t0
-
+def method_table(args, task, train_ds, queries, wd: float, lam: float, reg: float, top: float
+                 ) -> dict[str, Callable]:
+    """Method name → a run (ifscope) or a factory that takes its own copy of the model (peers)."""
     methods: dict[str, Callable] = {}  # ifscope: a run; peers: a factory taking their own copy of the model
     for name in METHODS:
         if name in IFSCOPE_OPTIONS and name not in args.skip:
@@ -248,6 +212,97 @@ def main() -> None:
     for name, make in peers.items():
         if name.split()[1] not in args.skip and name not in args.skip:
             methods[name] = make
+    return methods
+
+
+PEER_MODULES = ("dattri.algorithm.influence_function", "dattri.task", "kronfluence.analyzer", "kronfluence.arguments",
+                "captum.influence._core.influence_function", "pydvl.influence.torch")
+
+
+def warm_imports() -> None:
+    """Import the peers before timing anything: a library's import time is not its method's cost."""
+    import importlib
+    for name in PEER_MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # reported again, with the method, when the method runs
+            print(f"cannot import {name}: {type(exc).__name__}: {exc}")
+
+
+def checkpoint(args, n_train: int):
+    """The digits MLP trained to the checkpoint on ``n_train`` examples; queries; top Hessian eigenvalue (+ wd)."""
+    torch.manual_seed(0)
+    train_ds, test_ds, _ = digits_data(n_train, 300)
+    queries = (test_ds[0][: args.queries], test_ds[1][: args.queries])
+    model = nn.Sequential(nn.Linear(64, args.hidden), nn.Tanh(), nn.Linear(args.hidden, 10))
+    task = ifscope.classification(model)
+    res = train(task, train_ds, steps=args.train_steps, lr=0.02, optimizer="adam", weight_decay=args.weight_decay)
+    load_params(model, res.params)
+    model.eval()
+    top = ifscope.Influence(task, train_ds, method="arnoldi", rank=1, iterations=30, weight_decay=args.weight_decay,
+                            progress=False).fit().estimator.eigenvalues.max().item() + args.weight_decay
+    return model, task, train_ds, queries, top
+
+
+def scaling(args) -> None:
+    """Seconds of each method (fit + scores) against the number of training examples; no references."""
+    table: dict[str, dict[int, str]] = {}
+    for n in args.scaling:
+        model, task, train_ds, queries, top = checkpoint(args, n)
+        wd, lam = args.weight_decay, args.damping
+        for name, fn in method_table(args, task, train_ds, queries, wd, lam, wd + lam, top).items():
+            try:
+                fn = fn if name.startswith("ifscope") else fn(copy.deepcopy(model))
+                _, seconds, _ = run_measured(fn)
+                cell = f"{seconds:.2f}"
+            except Exception as exc:
+                cell = f"failed ({type(exc).__name__})"
+            table.setdefault(name, {})[n] = cell
+            print(json.dumps({"method": name, "n_train": n, "seconds": cell}), flush=True)
+    print(f"\nseconds (fit + {args.queries} × N scores), digits MLP 64→{args.hidden}→10, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} thread(s)")
+    print("| method | " + " | ".join(f"N={n}" for n in args.scaling) + " |")
+    print("|---" * (1 + len(args.scaling)) + "|")
+    for name, cells in table.items():
+        print(f"| {name} | " + " | ".join(cells.get(n, "-") for n in args.scaling) + " |")
+
+
+# ---- the run -------------------------------------------------------------------------------------------------
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--hidden", type=int, default=32, help="digits MLP 64 → hidden → 10")
+    ap.add_argument("--n-train", type=int, default=1000)
+    ap.add_argument("--queries", type=int, default=20)
+    ap.add_argument("--ids", type=int, default=40, help="training examples removed for the ground truth")
+    ap.add_argument("--steps", type=int, nargs="+", default=[10, 100], help="ground-truth horizons T")
+    ap.add_argument("--train-steps", type=int, default=1500, help="full-batch Adam steps to the checkpoint")
+    ap.add_argument("--weight-decay", type=float, default=1e-3)
+    ap.add_argument("--damping", type=float, default=1e-3)
+    ap.add_argument("--rank", type=int, default=50, help="kept eigenpairs for the Arnoldi methods")
+    ap.add_argument("--skip", nargs="*", default=[], help="method names to leave out (e.g. exact on a big model)")
+    ap.add_argument("--scaling", type=int, nargs="*", default=[],
+                    help="only time every method at these training-set sizes (at most 1497 digits)")
+    ap.add_argument("--json", default=None, help="also write the rows here")
+    args = ap.parse_args()
+    warm_imports()
+    if args.scaling:
+        return scaling(args)
+    model, task, train_ds, queries, top = checkpoint(args, args.n_train)
+    n_params = sum(p.numel() for p in model.parameters())
+    wd, lam = args.weight_decay, args.damping
+    reg = wd + lam  # peers do not see the weight decay: it goes into their damping
+
+    # references: exact damped influence, and the ground truth of continued training
+    exact_name = "exact" if "exact" not in args.skip else "cg"
+    ref_opts = {} if exact_name == "exact" else {"cg_iterations": 1000, "tol": 1e-7}
+    exact, exact_s, _ = run_measured(ifscope_method(exact_name, task, train_ds, queries, wd, lam, **ref_opts))
+    ids = torch.randperm(args.n_train, generator=torch.Generator().manual_seed(1))[: args.ids]
+    sched = Schedule(make_batches(args.n_train, max(args.steps), None, 0), lr=1.0 / top, weight_decay=wd)
+    t0 = time.perf_counter()
+    gt = actual_changes(task, train_ds, queries, ids, args.steps, sched, mode="remove", progress=False)
+    gt_s = time.perf_counter() - t0
+
+    methods = method_table(args, task, train_ds, queries, wd, lam, reg, top)
 
     rows = []
     for name, fn in methods.items():
