@@ -36,3 +36,21 @@ def test_auto_picks_by_rank_and_budget(rank, budget, expected):
 def test_unknown_path_is_a_config_error():
     with pytest.raises(ifscope.ConfigError, match="jvp"):
         choose_path("fast", 1, 1, 4)
+
+
+def test_hessian_vector_products_match_the_dense_hessian():
+    from torch.autograd.functional import hessian
+
+    from ifscope.curvature import Curvature
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3)).double()
+    task = ifscope.classification(model)
+    params, rest = task.state()
+    x, y = torch.randn(30, 4, dtype=torch.float64), torch.randint(0, 3, (30,))
+    op = Curvature(task, params, rest, [(x[:17], y[:17]), (x[17:], y[17:])], weight_decay=0.1)
+    flat = op.space.flatten(params)
+    h = hessian(lambda f: task.per_example_loss(op.space.unflatten(f), rest, (x, y)).mean(), flat)
+    h = h + 0.1 * torch.eye(op.dim, dtype=torch.float64)
+    vs = torch.randn(3, op.dim, dtype=torch.float64)
+    torch.testing.assert_close(op.matmat(vs), vs @ h, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(op.matvec(vs[0]), h @ vs[0], rtol=1e-10, atol=1e-12)
