@@ -229,6 +229,29 @@ def warm_imports() -> None:
             print(f"cannot import {name}: {type(exc).__name__}: {exc}")
 
 
+SAME_KIND = {"explicit": "exact", "direct": "exact", "naive": "exact"}  # peer method → ifscope's counterpart
+
+
+def render(rows: list[dict], steps: list[int]) -> str:
+    """The Markdown table; the last column is seconds of ifscope's same-kind method (arnoldi when it has none:
+    K-FAC, EK-FAC, DataInf) divided by this method's seconds, so below 1 means ifscope is faster."""
+    by_name = {r["method"]: r for r in rows if "seconds" in r}
+    out = ["| method | seconds | peak RSS MB | Spearman vs exact | "
+           + " | ".join(f"vs truth T={s}" for s in steps) + " | ifscope s / this s |",
+           "|---" * (5 + len(steps)) + "|"]
+    for r in rows:
+        if "error" in r:
+            out.append(f"| {r['method']} | failed: {r['error']} |")
+            continue
+        lib, kind = r["method"].split(" ", 1)
+        ours = by_name.get(f"ifscope {SAME_KIND.get(kind, kind)}") or by_name.get("ifscope arnoldi")
+        ratio = "" if lib == "ifscope" else (f"{ours['seconds'] / r['seconds']:.2f} ({ours['method'].split()[1]})"
+                                             if ours else "-")
+        out.append(f"| {r['method']} | {r['seconds']:.2f} | {r['peak_mb']:.0f} | {r['vs_exact']:.2f} | "
+                   + " | ".join(f"{r[f'vs_gt_T{s}']:.2f}" for s in steps) + f" | {ratio} |")
+    return "\n".join(out)
+
+
 def checkpoint(args, n_train: int):
     """The digits MLP trained to the checkpoint on ``n_train`` examples; queries; top Hessian eigenvalue (+ wd)."""
     torch.manual_seed(0)
@@ -280,10 +303,16 @@ def main() -> None:
     ap.add_argument("--damping", type=float, default=1e-3)
     ap.add_argument("--rank", type=int, default=50, help="kept eigenpairs for the Arnoldi methods")
     ap.add_argument("--skip", nargs="*", default=[], help="method names to leave out (e.g. exact on a big model)")
+    ap.add_argument("--ref-tol", type=float, default=1e-6, help="CG tolerance of the reference when exact is skipped")
     ap.add_argument("--scaling", type=int, nargs="*", default=[],
                     help="only time every method at these training-set sizes (at most 1497 digits)")
+    ap.add_argument("--render", default=None, help="only print the table of a --json file written before")
     ap.add_argument("--json", default=None, help="also write the rows here")
     args = ap.parse_args()
+    if args.render:
+        with open(args.render) as fh:
+            saved = json.load(fh)
+        return print(render(saved["rows"], saved["args"]["steps"]))
     warm_imports()
     if args.scaling:
         return scaling(args)
@@ -294,7 +323,7 @@ def main() -> None:
 
     # references: exact damped influence, and the ground truth of continued training
     exact_name = "exact" if "exact" not in args.skip else "cg"
-    ref_opts = {} if exact_name == "exact" else {"cg_iterations": 1000, "tol": 1e-7}
+    ref_opts = {} if exact_name == "exact" else {"cg_iterations": 1000, "tol": args.ref_tol}
     exact, exact_s, _ = run_measured(ifscope_method(exact_name, task, train_ds, queries, wd, lam, **ref_opts))
     ids = torch.randperm(args.n_train, generator=torch.Generator().manual_seed(1))[: args.ids]
     sched = Schedule(make_batches(args.n_train, max(args.steps), None, 0), lr=1.0 / top, weight_decay=wd)
@@ -327,18 +356,7 @@ def main() -> None:
           f"{args.queries} queries, torch {torch.__version__}, {torch.get_num_threads()} thread(s); weight decay {wd}, "
           f"damping {lam}; reference '{exact_name}' took {exact_s:.2f} s; ground truth: remove each of {args.ids} "
           f"examples, full-batch GD lr 1/λ_max = {1 / top:.3g}, T = {gt.steps} ({gt_s:.1f} s)")
-    ours = [r for r in rows if r["method"].startswith("ifscope") and "seconds" in r]
-    head = "| method | seconds | peak MB | Spearman vs exact | " + " | ".join(f"vs truth T={s}" for s in gt.steps)
-    print(head + " | ifscope arnoldi time / method time |")
-    print("|---" * (5 + len(gt.steps)) + "|")
-    ab = next((r for r in ours if r["method"] == "ifscope arnoldi"), None)
-    for r in rows:
-        if "error" in r:
-            print(f"| {r['method']} | failed: {r['error']} |")
-            continue
-        ratio = f"{ab['seconds'] / r['seconds']:.2f}" if ab else "-"
-        print(f"| {r['method']} | {r['seconds']:.2f} | {r['peak_mb']:.0f} | {r['vs_exact']:.2f} | "
-              + " | ".join(f"{r[f'vs_gt_T{s}']:.2f}" for s in gt.steps) + f" | {ratio} |")
+    print(render(rows, gt.steps))
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"args": vars(args), "params": n_params, "rows": rows}, fh, indent=2)
