@@ -31,10 +31,10 @@ def mlp(hidden: int, seed: int = 0) -> nn.Module:
     return nn.Sequential(nn.Linear(64, hidden), nn.Tanh(), nn.Linear(hidden, 10))
 
 
-def floor_seconds(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int, repeats: int = 3) -> float:
+def floor_seconds(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int, repeats: int = 7) -> float:
     """Best of ``repeats`` timings of one epoch of forward + backward at ``batch_size``."""
     best = float("inf")
-    for _ in range(repeats):
+    for _ in range(repeats):  # best of several: the machine may be shared
         t0 = time.perf_counter()
         for s in range(0, len(x), batch_size):
             model.zero_grad(set_to_none=True)
@@ -44,7 +44,7 @@ def floor_seconds(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size
     return best
 
 
-def timed(fn, repeats: int = 3):
+def timed(fn, repeats: int = 5):
     best, out = float("inf"), None
     for _ in range(repeats):
         t0 = time.perf_counter()
