@@ -23,7 +23,7 @@ from torch import nn
 import ifscope
 from ifscope.recipes.digits import digits_data
 
-MODELS = {"mlp-2k": 32, "mlp-115k": 1600}  # hidden width of the digits MLP 64 → h → 10
+MODELS = {"mlp-2k": 32, "mlp-120k": 1600}  # hidden width of the digits MLP 64 → h → 10
 
 
 def mlp(hidden: int, seed: int = 0) -> nn.Module:

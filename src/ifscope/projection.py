@@ -52,13 +52,13 @@ def jvp_projections(task: Task, params: Params, rest: Mapping[str, Tensor], batc
     """``[B, k]``: ``∇ℓ(z_b)·u_j`` for each row ``u_j`` of ``basis`` [k, dim], one forward-mode JVP per direction."""
     space = ParamSpace(params)
 
-    def along(u: Tensor) -> Tensor:
-        return jvp(lambda p: task.per_example_loss(p, rest, batch), (params,), (space.unflatten(u),))[1]
+    def along(u: Params) -> Tensor:
+        return jvp(lambda p: task.per_example_loss(p, rest, batch), (params,), (u,))[1]
 
     outs = []
     for s in range(0, len(basis), chunk):
-        block = basis[s:s + chunk]
-        outs.append(vmap(along)(block) if len(block) > 1 else along(block[0]).unsqueeze(0))
+        block = space.unflatten(basis[s:s + chunk])  # split once per block, not once per tangent inside vmap
+        outs.append(vmap(along)(block))
     return _finite(torch.cat(outs).T.contiguous(), "gradient projections")
 
 
