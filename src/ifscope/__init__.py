@@ -1,10 +1,10 @@
 """ifscope: influence functions for PyTorch that say what they can and cannot predict."""
 
+from . import distributed
 from .checks import TINY_EIGENVALUE_RATIO
 from .correct import Correction, correct, split_mispredicted
 from .diagnose import Diagnosis, diagnose
-from .errors import ArtifactError, ConfigError, DataError, IfscopeError, NumericalError
-from .errors import NonFiniteError, NumericalWarning
+from .errors import ArtifactError, ConfigError, DataError, IfscopeError, NonFiniteError, NumericalError, NumericalWarning
 from .fade import FadeResult, fade_curve, plot_fade
 from .groundtruth import GroundTruth, actual_changes
 from .influence import Influence
@@ -16,8 +16,8 @@ from .task import Task, classification
 __version__ = "0.1.0"
 
 __all__ = [
-    "actual_changes", "ArtifactError", "classification", "ConfigError", "correct", "Correction", "DataError",
-    "diagnose", "Diagnosis", "fade_curve", "FadeResult", "GroundTruth", "IfscopeError", "Influence",
-    "NonFiniteError", "NumericalError", "NumericalWarning", "plot_fade", "render_report", "RunDir",
-    "split_mispredicted", "Task", "TINY_EIGENVALUE_RATIO", "TopInfluences", "__version__",
+    "ArtifactError", "ConfigError", "Correction", "DataError", "Diagnosis", "FadeResult", "GroundTruth",
+    "IfscopeError", "Influence", "NonFiniteError", "NumericalError", "NumericalWarning", "RunDir",
+    "TINY_EIGENVALUE_RATIO", "Task", "TopInfluences", "__version__", "actual_changes", "classification",
+    "correct", "diagnose", "distributed", "fade_curve", "plot_fade", "render_report", "split_mispredicted",
 ]

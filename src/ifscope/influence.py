@@ -11,6 +11,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .checks import check_finite_params, embed_located
+from . import distributed
 from .data import as_dataset, batches, take
 from .errors import ConfigError
 from .estimators import METHODS, Context, Estimator
@@ -80,6 +81,8 @@ class Influence:
         self.run: RunDir | None = None if workdir is None else RunDir(workdir)
         self.reused = False  # fit() loaded the curvature from workdir
         self.dropped: list[str] = []  # artifacts of an older config that fit() removed from workdir
+        self._train_emb: tuple[Tensor, Tensor] | None = None
+        self.cache_budget = CACHE_BUDGET  # 0 streams the training embeddings anew on every call (memory flat in N)
 
     @staticmethod
     def options(method: str) -> dict[str, Any]:
@@ -139,12 +142,12 @@ class Influence:
         assert self.estimator is not None
         return self.estimator
 
-    def _chunks(self, data, embed, desc: str) -> Iterator[tuple[Tensor, Tensor]]:
-        n = len(data)
+    def _chunks(self, data, embed, desc: str, positions: Tensor | None = None) -> Iterator[tuple[Tensor, Tensor]]:
+        n = len(data) if positions is None else len(positions)
         bar = self._bar(desc, n)
         ctx, what = self._fitted().ctx, "training set" if data is self.train else "queries"
         with self.task.evaluating():
-            for b, (pos, batch) in enumerate(batches(data, self.config["batch_size"])):
+            for b, (pos, batch) in enumerate(batches(data, self.config["batch_size"], positions)):
                 batch = self.task.cast(batch, self.dtype)
                 yield pos, embed_located(embed, self.task, ctx.params, ctx.rest, pos, batch, b, what, desc)
                 if bar is not None:
@@ -152,34 +155,42 @@ class Influence:
         if bar is not None:
             bar.close()
 
+    def _local(self) -> Tensor:
+        """Training positions this process handles: all, or its rank's block inside a process group."""
+        return distributed.local_positions(self.n_train, self.config["batch_size"])
+
     def _train_chunks(self) -> Iterator[tuple[Tensor, Tensor]]:
         est = self._fitted()
-        if self._train_emb is not None:
-            yield torch.arange(self.n_train), self._train_emb
+        local = self._local()
+        if self._train_emb is not None and torch.equal(self._train_emb[0], local):
+            yield self._train_emb
             return
         if self.run is None:
-            chunks = self._chunks(self.train, est.train_embed, "training embeddings")
+            chunks = self._chunks(self.train, est.train_embed, "training embeddings", local)
         else:
-            chunks = self._shards(est)
+            chunks = self._shards(est, local)
         parts: list[Tensor] = []
         for pos, emb in chunks:
-            if emb.shape[1] * self.n_train * emb.element_size() <= CACHE_BUDGET:
+            if emb.shape[1] * len(local) * emb.element_size() <= self.cache_budget:
                 parts.append(emb)
             yield pos, emb
-        if parts and sum(len(p) for p in parts) == self.n_train:
-            self._train_emb = torch.cat(parts)
+        if parts and sum(len(p) for p in parts) == len(local):
+            self._train_emb = (local, torch.cat(parts))
 
-    def _shards(self, est: Estimator) -> Iterator[tuple[Tensor, Tensor]]:
+    def _shards(self, est: Estimator, local: Tensor) -> Iterator[tuple[Tensor, Tensor]]:
         assert self.run is not None
         with self.task.evaluating():
             yield from self.run.train_shards(
-                self.n_train, self.config["batch_size"],
+                local, self.config["batch_size"],
                 lambda pos: est.train_embed(self.task.cast(take(self.train, pos), self.dtype)),
-                self._bar("training embeddings", self.n_train))
+                self._bar("training embeddings", len(local)))
 
     def train_embeddings(self) -> Tensor:
         """``[n_train, d]``: the training-side embedding of every training example."""
-        return torch.cat([emb for _, emb in self._train_chunks()])
+        local = [emb for _, emb in self._train_chunks()]
+        if not local:  # a rank left without batches still needs the embedding width to take part in the gather
+            local = [emb[:0] for _, emb in self._chunks(self.train, self._fitted().train_embed, "width", torch.arange(1))]
+        return distributed.gather_blocks(torch.cat(local), self.n_train, self.config["batch_size"])
 
     def query_embeddings(self, queries: Any) -> Tensor:
         """``[n_queries, d]``: the query-side embedding, so that ``scores = query_emb @ train_embᵀ``."""
@@ -194,14 +205,17 @@ class Influence:
     def scores(self, queries: Any) -> Tensor:
         """``[n_queries, n_train]`` influence scores; positive = the training example helps the query."""
         q = self.query_embeddings(queries)
-        return score_matrix(q, self._train_chunks(), self.n_train)
+        local = self._local()
+        start = int(local[0]) if len(local) else 0
+        block = score_matrix(q, ((pos - start, emb) for pos, emb in self._train_chunks()), len(local))
+        return distributed.gather_blocks(block, self.n_train, self.config["batch_size"], dim=1)
 
     def top(self, queries: Any, k: int = 10) -> TopInfluences:
         """The ``k`` strongest proponents and opponents of each query, streamed over the training set."""
         if not isinstance(k, int) or k < 1:
             raise ConfigError(f"k must be a positive integer, got {k!r}")
         k = min(k, self.n_train)
-        return top_k(self.query_embeddings(queries), self._train_chunks(), k)
+        return distributed.merge_top(top_k(self.query_embeddings(queries), self._train_chunks(), k), k)
 
     def self_influence(self) -> Tensor:
         """``[n_train]``: ``score(z, z)`` for each training example; large values flag outliers and mislabels."""
@@ -209,5 +223,7 @@ class Influence:
 
         def both(batch):
             q, t = est.self_embed(batch)
-            return (q * t).sum(1, keepdim=True)
-        return torch.cat([s[:, 0] for _, s in self._chunks(self.train, both, "self-influence")])
+            return (q * t).sum(1)
+        local = [s for _, s in self._chunks(self.train, both, "self-influence", self._local())]
+        block = torch.cat(local) if local else torch.empty(0, dtype=self.dtype)
+        return distributed.gather_blocks(block, self.n_train, self.config["batch_size"])

@@ -16,6 +16,10 @@ from .task import Task
 
 PATHS = ("auto", "jvp", "vmap")
 DEFAULT_MEMORY_BUDGET = 512 * 2**20  # bytes of per-example gradients the vmap path may hold at once
+# Below this many directions, k batched JVPs beat materialising per-example gradients at every size measured
+# (2k-120k parameters, batch 128, CPU): `python benchmarks/floor.py --paths`, table in docs/performance.md.
+VMAP_MIN_RANK = 96
+JVP_CHUNK = 64  # tangents pushed through one vmapped JVP (the primal forward is shared by all of them)
 
 
 def _finite(t: Tensor, what: str) -> Tensor:
@@ -44,35 +48,37 @@ def per_example_grads(task: Task, params: Params, rest: Mapping[str, Tensor], ba
 
 
 def jvp_projections(task: Task, params: Params, rest: Mapping[str, Tensor], batch: Batch, basis: Tensor,
-                    chunk: int = 16) -> Tensor:
+                    chunk: int = JVP_CHUNK) -> Tensor:
     """``[B, k]``: ``∇ℓ(z_b)·u_j`` for each row ``u_j`` of ``basis`` [k, dim], one forward-mode JVP per direction."""
     space = ParamSpace(params)
 
-    def along(u: Tensor) -> Tensor:
-        return jvp(lambda p: task.per_example_loss(p, rest, batch), (params,), (space.unflatten(u),))[1]
+    def along(u: Params) -> Tensor:
+        return jvp(lambda p: task.per_example_loss(p, rest, batch), (params,), (u,))[1]
 
     outs = []
     for s in range(0, len(basis), chunk):
-        block = basis[s:s + chunk]
-        outs.append(vmap(along)(block) if len(block) > 1 else along(block[0]).unsqueeze(0))
+        block = space.unflatten(basis[s:s + chunk])  # split once per block, not once per tangent inside vmap
+        outs.append(vmap(along)(block))
     return _finite(torch.cat(outs).T.contiguous(), "gradient projections")
 
 
 def choose_path(path: str, n_examples: int, dim: int, itemsize: int,
-                memory_budget: int = DEFAULT_MEMORY_BUDGET) -> str:
-    """``vmap`` when the batch's per-example gradients fit the memory budget, else ``jvp``."""
+                memory_budget: int = DEFAULT_MEMORY_BUDGET, rank: int | None = None) -> str:
+    """``vmap`` when the basis has at least ``VMAP_MIN_RANK`` directions (``rank``; unknown counts as many) and the
+    batch's per-example gradients fit the memory budget, else ``jvp`` (cost ∝ rank, memory ∝ rank · activations)."""
     if path not in PATHS:
         raise ConfigError(f"unknown projection path {path!r}; use one of {PATHS}")
     if path != "auto":
         return path
-    return "vmap" if n_examples * dim * itemsize <= memory_budget else "jvp"
+    fits = n_examples * dim * itemsize <= memory_budget
+    return "vmap" if fits and (rank is None or rank >= VMAP_MIN_RANK) else "jvp"
 
 
 def project(task: Task, params: Params, rest: Mapping[str, Tensor], batch: Batch, basis: Tensor,
             path: str = "auto", memory_budget: int = DEFAULT_MEMORY_BUDGET) -> Tensor:
     """``[B, k]`` projections ``G Uᵀ`` of the batch's per-example gradients onto ``basis`` [k, dim]."""
     n, dim = batch_len(batch), basis.shape[1]
-    chosen = choose_path(path, n, dim, basis.element_size(), memory_budget)
+    chosen = choose_path(path, n, dim, basis.element_size(), memory_budget, rank=len(basis))
     if chosen == "jvp":
         return jvp_projections(task, params, rest, batch, basis)
     chunk = max(1, memory_budget // max(1, dim * basis.element_size()))

@@ -257,13 +257,18 @@ class RunDir:
                 raise ArtifactError(f"{self.path / name} is not valid JSON ({exc})") from exc
         return read_json(self.path / name)
 
-    def train_shards(self, n: int, shard_size: int, embed: Callable[[Tensor], Tensor],
+    def train_shards(self, positions: Tensor, shard_size: int, embed: Callable[[Tensor], Tensor],
                      progress: Any = None) -> Iterator[tuple[Tensor, Tensor]]:
-        """Yield ``(positions, embeddings)`` per block of ``shard_size`` examples, loading the shards already in
-        ``DIR/train/`` and computing (``embed(positions)``) and saving the others: a killed run resumes here."""
+        """Yield ``(positions, embeddings)`` per block of ``shard_size`` examples of the contiguous, shard-aligned
+        ``positions``, loading the shards already in ``DIR/train/`` and computing (``embed(positions)``) and saving
+        the others: a killed run resumes here."""
         self.shards_reused = self.shards_computed = 0
-        for i, start in enumerate(range(0, n, shard_size)):
-            pos = torch.arange(start, min(n, start + shard_size))
+        if len(positions) == 0:
+            return
+        first, end = int(positions[0]), int(positions[-1]) + 1
+        for start in range(first, end, shard_size):
+            i = start // shard_size
+            pos = torch.arange(start, min(end, start + shard_size))
             name = f"{SHARD_DIR}/{i:05d}.safetensors"
             if self.has(name):
                 emb = self.load_tensors(name)["embeddings"]

@@ -105,12 +105,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .. import distributed
+
     args = build_parser().parse_args(argv)
+    distributed.init_from_env()  # under torchrun: every rank runs the command on its block of the training set
+    rank = distributed.world()[0]
     try:
         result = args.run(args)
-    except IfscopeError as exc:
+    except BaseException as exc:
+        distributed.shutdown(wait=False)  # a failed rank must not wait for the others at a barrier
+        if not isinstance(exc, IfscopeError):
+            raise
         print(f"ifscope: error: {exc}", file=sys.stderr)
         return 2
+    distributed.shutdown()
+    if rank != 0:  # the ranks hold the same result: one of them reports it
+        return 0
     summary = result.pop("summary", "")
     if args.json:
         print(json.dumps(result, indent=2))

@@ -14,8 +14,10 @@ from torch.utils.data import Dataset
 from ..curvature import Curvature
 from ..data import Batch, take
 from ..params import Params, ParamSpace
-from ..projection import per_example_grads
+from ..projection import DEFAULT_MEMORY_BUDGET, per_example_grads
 from ..task import Task
+
+CURVATURE_BATCH_CAP = 2048
 
 
 @dataclass
@@ -51,12 +53,20 @@ class Context:
     def curvature_operator(self, damping: float | None = None) -> Curvature:
         """The curvature operator (+ weight decay, + ``damping`` or the shared damping) on the Hessian sample."""
         idx = self.hessian_indices()
-        batches = [self.task.cast(take(self.train, idx[s:s + self.batch_size]), self.dtype)
-                   for s in range(0, len(idx), self.batch_size)]
-        op = Curvature(self.task, self.params, self.rest, batches, weight_decay=self.weight_decay,
-                       damping=self.damping if damping is None else damping, kind=self.curvature)
-        op.positions = [idx[s:s + self.batch_size] for s in range(0, len(idx), self.batch_size)]
+        size = self.curvature_batch_size()
+        op = Curvature(self.task, self.params, self.rest,
+                       [self.task.cast(take(self.train, idx[s:s + size]), self.dtype) for s in range(0, len(idx), size)],
+                       weight_decay=self.weight_decay, damping=self.damping if damping is None else damping,
+                       kind=self.curvature)
+        op.positions = [idx[s:s + size] for s in range(0, len(idx), size)]
         return op
+
+    def curvature_batch_size(self) -> int:
+        """Examples per curvature-product batch: ``batch_size``, raised for small models so that per-batch overhead
+        does not dominate: as many examples as per-example gradients would fit in ``DEFAULT_MEMORY_BUDGET``, at most
+        ``CURVATURE_BATCH_CAP`` (vectorised products multiply activation memory by the number of vectors)."""
+        itemsize = torch.finfo(self.dtype).bits // 8
+        return max(self.batch_size, min(CURVATURE_BATCH_CAP, DEFAULT_MEMORY_BUDGET // (self.space.dim * itemsize)))
 
     def grads(self, batch: Batch, params: Params | None = None, rest: Mapping[str, Tensor] | None = None) -> Tensor:
         """``[B, dim]`` per-example loss gradients at the checkpoint (or at ``params``)."""

@@ -1,0 +1,366 @@
+"""ifscope against peer influence libraries on one task: time, peak memory, agreement with exact and ground truth.
+
+Every method computes the same ``[queries, train]`` score matrix (positive = proponent) at one checkpoint of a
+digits MLP. It is scored per query by Spearman correlation with (a) exact damped influence
+``∇ℓ(q)ᵀ(H + (wd + λ)I)⁻¹∇ℓ(z)`` (dense for the small model, converged CG for the large one) and (b) the actual
+change of the query loss after T steps of full-batch gradient descent (lr 1/λ_max) with the example removed
+(``groundtruth.actual_changes``). Peers run in the benchmark environment (benchmarks/setup_peers.sh):
+
+    OMP_NUM_THREADS=1 .benchenv/bin/python benchmarks/peers.py --hidden 32
+    OMP_NUM_THREADS=1 .benchenv/bin/python benchmarks/peers.py --hidden 1600 --skip exact
+
+A peer that is not installed or fails is listed with its error, not dropped silently.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.stats import spearmanr
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import ifscope
+from ifscope.estimators import METHODS
+from ifscope.groundtruth import actual_changes
+from ifscope.recipes.digits import digits_data
+from ifscope.training import Schedule, load_params, make_batches, train
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def run_measured(fn: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, float, float]:
+    """``(result, seconds, peak RSS above the start in MB)``; RSS is sampled every 2 ms on a thread."""
+    start, peak, done = rss_mb(), [0.0], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], rss_mb())
+            time.sleep(0.002)
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    t0 = time.perf_counter()
+    try:
+        out = fn()
+    finally:
+        seconds = time.perf_counter() - t0
+        done.set()
+        th.join()
+    return out, seconds, max(0.0, max(peak[0], rss_mb()) - start)
+
+
+def mean_spearman(scores: torch.Tensor, target: torch.Tensor) -> float:
+    """Mean over queries (rows) of the Spearman correlation between two ``[queries, examples]`` arrays."""
+    vals = [spearmanr(a, b).statistic for a, b in zip(scores.double().numpy(), target.double().numpy())]
+    return float(np.nanmean(vals))
+
+
+# ---- ifscope -------------------------------------------------------------------------------------------------
+IFSCOPE_OPTIONS = {  # how the benchmark configures each method it knows; others in METHODS are reported as skipped
+    "exact": {},
+    "cg": {"cg_iterations": 100},
+    "lissa": {"depth": 100},
+    "arnoldi": {"rank": 50, "iterations": 100},
+    "graddot": {},
+    "horizon": {"horizon": 100},
+}
+
+
+def ifscope_method(method: str, task, train_ds, queries, wd: float, damping: float, **opts):
+    def go():
+        inf = ifscope.Influence(task, train_ds, method=method, weight_decay=wd, damping=damping, progress=False,
+                                batch_size=256, **opts)
+        return inf.scores(queries)
+    return go
+
+
+# ---- peers ---------------------------------------------------------------------------------------------------
+def dattri_method(kind: str, model, train_ds, queries, reg: float, rank: int):
+    def go():
+        from dattri.algorithm import influence_function as dif
+        from dattri.task import AttributionTask
+
+        def loss(params, data):
+            x, y = data
+            x, y = (x.unsqueeze(0), y.unsqueeze(0)) if x.dim() == 1 else (x, y)
+            return F.cross_entropy(torch.func.functional_call(model, params, x), y.long())
+        task = AttributionTask(loss_func=loss, model=model, checkpoints=model.state_dict())
+        n = len(train_ds[0])
+        full = DataLoader(TensorDataset(*train_ds), batch_size=n)  # one batch: dattri sums per-batch inverse-HVPs
+        test = DataLoader(TensorDataset(*queries), batch_size=len(queries[0]))
+        if kind == "arnoldi":
+            att = dif.IFAttributorArnoldi(task, proj_dim=rank, max_iter=2 * rank, regularization=reg)
+        elif kind == "cg":
+            att = dif.IFAttributorCG(task, max_iter=100, regularization=reg)
+        elif kind == "lissa":
+            att = dif.IFAttributorLiSSA(task, damping=reg, recursion_depth=100)
+        elif kind == "datainf":
+            att = dif.IFAttributorDataInf(task, regularization=reg)
+        else:
+            att = dif.IFAttributorExplicit(task, regularization=reg)
+        att.cache(full)
+        return att.attribute(full, test).T  # dattri returns [train, test]
+    return go
+
+
+def kronfluence_method(model, train_ds, queries, reg: float, strategy: str = "ekfac"):
+    def go():
+        from kronfluence.analyzer import Analyzer, prepare_model
+        from kronfluence.arguments import FactorArguments, ScoreArguments
+        from kronfluence.task import Task
+
+        class Classification(Task):
+            def compute_train_loss(self, batch, model, sample=False):
+                x, y = batch
+                logits = model(x)
+                if sample:  # kronfluence's Fisher uses labels sampled from the model
+                    with torch.no_grad():
+                        y = torch.multinomial(F.softmax(logits, -1), 1).flatten()
+                return F.cross_entropy(logits, y, reduction="sum")
+
+            def compute_measurement(self, batch, model):
+                x, y = batch
+                return F.cross_entropy(model(x), y, reduction="sum")
+        task = Classification()
+        m = prepare_model(model, task)
+        with tempfile.TemporaryDirectory() as out:
+            an = Analyzer(analysis_name="bench", model=m, task=task, cpu=True, disable_model_save=True,
+                          output_dir=out, disable_tqdm=True)
+            an.fit_all_factors("f", dataset=TensorDataset(*train_ds), per_device_batch_size=256,
+                               factor_args=FactorArguments(strategy=strategy), overwrite_output_dir=True)
+            an.compute_pairwise_scores("s", factors_name="f", query_dataset=TensorDataset(*queries),
+                                       train_dataset=TensorDataset(*train_ds), per_device_query_batch_size=64,
+                                       per_device_train_batch_size=256,
+                                       score_args=ScoreArguments(damping_factor=reg), overwrite_output_dir=True)
+            return an.load_pairwise_scores("s")["all_modules"].clone()
+    return go
+
+
+def captum_method(model, train_ds, queries, reg: float):
+    def go():
+        from captum.influence._core.influence_function import NaiveInfluenceFunction
+        n = len(train_ds[0])
+        with tempfile.TemporaryDirectory() as out:
+            path = os.path.join(out, "ckpt.pt")
+            torch.save(model.state_dict(), path)
+
+            def load(m, p):
+                m.load_state_dict(torch.load(p))
+                return 1.0
+            # Captum builds the Hessian of the summed loss: damping × N there, scores × N here
+            inf = NaiveInfluenceFunction(model, DataLoader(TensorDataset(*train_ds), batch_size=256), path, load,
+                                         loss_fn=nn.CrossEntropyLoss(reduction="none"), batch_size=256,
+                                         projection_dim=None, hessian_reg=reg * n)
+            return inf.influence(queries) * n
+    return go
+
+
+def pydvl_method(kind: str, model, train_ds, queries, reg: float, rank: int):
+    def go():
+        from pydvl.influence.torch import ArnoldiInfluence, CgInfluence, DirectInfluence
+        loader = DataLoader(TensorDataset(*train_ds), batch_size=len(train_ds[0]))
+        if kind == "cg":
+            inf = CgInfluence(model, F.cross_entropy, regularization=reg, maxiter=100)
+        elif kind == "arnoldi":
+            inf = ArnoldiInfluence(model, F.cross_entropy, regularization=reg, rank=rank)
+        else:
+            inf = DirectInfluence(model, F.cross_entropy, regularization=reg)
+        inf = inf.fit(loader)
+        return inf.influences(queries[0], queries[1], train_ds[0], train_ds[1])
+    return go
+
+
+def method_table(args, task, train_ds, queries, wd: float, lam: float, reg: float, top: float
+                 ) -> dict[str, Callable]:
+    """Method name → a run (ifscope) or a factory that takes its own copy of the model (peers)."""
+    methods: dict[str, Callable] = {}  # ifscope: a run; peers: a factory taking their own copy of the model
+    for name in METHODS:
+        if name in IFSCOPE_OPTIONS and name not in args.skip:
+            opts = dict(IFSCOPE_OPTIONS[name])
+            if name == "arnoldi":
+                opts.update(rank=args.rank, iterations=2 * args.rank)
+            if name == "horizon":
+                opts.update(lr=1.0 / top)
+            methods[f"ifscope {name}"] = ifscope_method(name, task, train_ds, queries, wd,
+                                                        0.0 if name == "arnoldi" else lam, **opts)
+    peers = {
+        "dattri arnoldi": lambda m: dattri_method("arnoldi", m, train_ds, queries, reg, args.rank),
+        "dattri cg": lambda m: dattri_method("cg", m, train_ds, queries, reg, args.rank),
+        "dattri lissa": lambda m: dattri_method("lissa", m, train_ds, queries, reg, args.rank),
+        "dattri explicit": lambda m: dattri_method("explicit", m, train_ds, queries, reg, args.rank),
+        "dattri datainf": lambda m: dattri_method("datainf", m, train_ds, queries, reg, args.rank),
+        "kronfluence ekfac": lambda m: kronfluence_method(m, train_ds, queries, reg, "ekfac"),
+        "kronfluence kfac": lambda m: kronfluence_method(m, train_ds, queries, reg, "kfac"),
+        "captum naive": lambda m: captum_method(m, train_ds, queries, reg),
+        "pydvl cg": lambda m: pydvl_method("cg", m, train_ds, queries, reg, args.rank),
+        "pydvl arnoldi": lambda m: pydvl_method("arnoldi", m, train_ds, queries, reg, args.rank),
+        "pydvl direct": lambda m: pydvl_method("direct", m, train_ds, queries, reg, args.rank),
+    }
+    for name, make in peers.items():
+        if name.split()[1] not in args.skip and name not in args.skip:
+            methods[name] = make
+    return methods
+
+
+PEER_MODULES = ("dattri.algorithm.influence_function", "dattri.task", "kronfluence.analyzer", "kronfluence.arguments",
+                "captum.influence._core.influence_function", "pydvl.influence.torch")
+
+
+def warm_imports() -> None:
+    """Import the peers before timing anything: a library's import time is not its method's cost."""
+    import importlib
+    for name in PEER_MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # reported again, with the method, when the method runs
+            print(f"cannot import {name}: {type(exc).__name__}: {exc}")
+
+
+SAME_KIND = {"explicit": "exact", "direct": "exact", "naive": "exact"}  # peer method → ifscope's counterpart
+
+
+def render(rows: list[dict], steps: list[int]) -> str:
+    """The Markdown table; the last column is seconds of ifscope's same-kind method (arnoldi when it has none:
+    K-FAC, EK-FAC, DataInf) divided by this method's seconds, so below 1 means ifscope is faster."""
+    by_name = {r["method"]: r for r in rows if "seconds" in r}
+    out = ["| method | seconds | peak RSS MB | Spearman vs exact | "
+           + " | ".join(f"vs truth T={s}" for s in steps) + " | ifscope s / this s |",
+           "|---" * (5 + len(steps)) + "|"]
+    for r in rows:
+        if "error" in r:
+            out.append(f"| {r['method']} | failed: {r['error']} |")
+            continue
+        lib, kind = r["method"].split(" ", 1)
+        ours = by_name.get(f"ifscope {SAME_KIND.get(kind, kind)}") or by_name.get("ifscope arnoldi")
+        ratio = "" if lib == "ifscope" else (f"{ours['seconds'] / r['seconds']:.2f} ({ours['method'].split()[1]})"
+                                             if ours else "-")
+        out.append(f"| {r['method']} | {r['seconds']:.2f} | {r['peak_mb']:.0f} | {r['vs_exact']:.2f} | "
+                   + " | ".join(f"{r[f'vs_gt_T{s}']:.2f}" for s in steps) + f" | {ratio} |")
+    return "\n".join(out)
+
+
+def checkpoint(args, n_train: int):
+    """The digits MLP trained to the checkpoint on ``n_train`` examples; queries; top Hessian eigenvalue (+ wd)."""
+    torch.manual_seed(0)
+    train_ds, test_ds, _ = digits_data(n_train, 300)
+    queries = (test_ds[0][: args.queries], test_ds[1][: args.queries])
+    model = nn.Sequential(nn.Linear(64, args.hidden), nn.Tanh(), nn.Linear(args.hidden, 10))
+    task = ifscope.classification(model)
+    res = train(task, train_ds, steps=args.train_steps, lr=0.02, optimizer="adam", weight_decay=args.weight_decay)
+    load_params(model, res.params)
+    model.eval()
+    top = ifscope.Influence(task, train_ds, method="arnoldi", rank=1, iterations=30, weight_decay=args.weight_decay,
+                            progress=False).fit().estimator.eigenvalues.max().item() + args.weight_decay
+    return model, task, train_ds, queries, top
+
+
+def scaling(args) -> None:
+    """Seconds of each method (fit + scores) against the number of training examples; no references."""
+    table: dict[str, dict[int, str]] = {}
+    for n in args.scaling:
+        model, task, train_ds, queries, top = checkpoint(args, n)
+        wd, lam = args.weight_decay, args.damping
+        for name, fn in method_table(args, task, train_ds, queries, wd, lam, wd + lam, top).items():
+            try:
+                fn = fn if name.startswith("ifscope") else fn(copy.deepcopy(model))
+                _, seconds, _ = run_measured(fn)
+                cell = f"{seconds:.2f}"
+            except Exception as exc:
+                cell = f"failed ({type(exc).__name__})"
+            table.setdefault(name, {})[n] = cell
+            print(json.dumps({"method": name, "n_train": n, "seconds": cell}), flush=True)
+    print(f"\nseconds (fit + {args.queries} × N scores), digits MLP 64→{args.hidden}→10, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} thread(s)")
+    print("| method | " + " | ".join(f"N={n}" for n in args.scaling) + " |")
+    print("|---" * (1 + len(args.scaling)) + "|")
+    for name, cells in table.items():
+        print(f"| {name} | " + " | ".join(cells.get(n, "-") for n in args.scaling) + " |")
+
+
+# ---- the run -------------------------------------------------------------------------------------------------
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--hidden", type=int, default=32, help="digits MLP 64 → hidden → 10")
+    ap.add_argument("--n-train", type=int, default=1000)
+    ap.add_argument("--queries", type=int, default=20)
+    ap.add_argument("--ids", type=int, default=40, help="training examples removed for the ground truth")
+    ap.add_argument("--steps", type=int, nargs="+", default=[10, 100], help="ground-truth horizons T")
+    ap.add_argument("--train-steps", type=int, default=1500, help="full-batch Adam steps to the checkpoint")
+    ap.add_argument("--weight-decay", type=float, default=1e-3)
+    ap.add_argument("--damping", type=float, default=1e-3)
+    ap.add_argument("--rank", type=int, default=50, help="kept eigenpairs for the Arnoldi methods")
+    ap.add_argument("--skip", nargs="*", default=[], help="method names to leave out (e.g. exact on a big model)")
+    ap.add_argument("--ref-tol", type=float, default=1e-6, help="CG tolerance of the reference when exact is skipped")
+    ap.add_argument("--scaling", type=int, nargs="*", default=[],
+                    help="only time every method at these training-set sizes (at most 1497 digits)")
+    ap.add_argument("--render", default=None, help="only print the table of a --json file written before")
+    ap.add_argument("--json", default=None, help="also write the rows here")
+    args = ap.parse_args()
+    if args.render:
+        with open(args.render) as fh:
+            saved = json.load(fh)
+        return print(render(saved["rows"], saved["args"]["steps"]))
+    warm_imports()
+    if args.scaling:
+        return scaling(args)
+    model, task, train_ds, queries, top = checkpoint(args, args.n_train)
+    n_params = sum(p.numel() for p in model.parameters())
+    wd, lam = args.weight_decay, args.damping
+    reg = wd + lam  # peers do not see the weight decay: it goes into their damping
+
+    # references: exact damped influence, and the ground truth of continued training
+    exact_name = "exact" if "exact" not in args.skip else "cg"
+    ref_opts = {} if exact_name == "exact" else {"cg_iterations": 1000, "tol": args.ref_tol}
+    exact, exact_s, _ = run_measured(ifscope_method(exact_name, task, train_ds, queries, wd, lam, **ref_opts))
+    ids = torch.randperm(args.n_train, generator=torch.Generator().manual_seed(1))[: args.ids]
+    sched = Schedule(make_batches(args.n_train, max(args.steps), None, 0), lr=1.0 / top, weight_decay=wd)
+    t0 = time.perf_counter()
+    gt = actual_changes(task, train_ds, queries, ids, args.steps, sched, mode="remove", progress=False)
+    gt_s = time.perf_counter() - t0
+
+    methods = method_table(args, task, train_ds, queries, wd, lam, reg, top)
+
+    rows = []
+    for name, fn in methods.items():
+        row = {"method": name}
+        try:
+            if not name.startswith("ifscope"):
+                # each peer gets its own copy: kronfluence rewires the model's modules in place
+                fn = fn(copy.deepcopy(model))
+            scores, seconds, mem = run_measured(fn)
+            scores = torch.as_tensor(scores).detach().float().cpu()
+            if scores.shape != exact.shape:
+                raise RuntimeError(f"score matrix of shape {tuple(scores.shape)}, expected {tuple(exact.shape)}")
+            row.update(seconds=seconds, peak_mb=mem, vs_exact=mean_spearman(scores, exact))
+            for t, step in enumerate(gt.steps):
+                row[f"vs_gt_T{step}"] = mean_spearman(scores[:, ids], gt.delta[t].T)
+        except Exception as exc:  # a peer's failure is a result to report
+            row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}"
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+
+    print(f"\ndigits MLP 64→{args.hidden}→10 ({n_params:,} parameters), {args.n_train} training examples × "
+          f"{args.queries} queries, torch {torch.__version__}, {torch.get_num_threads()} thread(s); weight decay {wd}, "
+          f"damping {lam}; reference '{exact_name}' took {exact_s:.2f} s; ground truth: remove each of {args.ids} "
+          f"examples, full-batch GD lr 1/λ_max = {1 / top:.3g}, T = {gt.steps} ({gt_s:.1f} s)")
+    print(render(rows, gt.steps))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"args": vars(args), "params": n_params, "rows": rows}, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""The projection paths agree, and ``auto`` picks by rank and memory budget."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import ifscope
+from ifscope.projection import VMAP_MIN_RANK, choose_path, project
+
+
+def test_jvp_and_vmap_paths_give_the_same_projections():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3)).double()
+    task = ifscope.classification(model)
+    params, rest = task.state()
+    dim = sum(p.numel() for p in params.values())
+    batch = (torch.randn(9, 5, dtype=torch.float64), torch.randint(0, 3, (9,)))
+    basis = torch.randn(70, dim, dtype=torch.float64)  # more than one JVP chunk
+    jvp = project(task, params, rest, batch, basis, path="jvp")
+    vmap = project(task, params, rest, batch, basis, path="vmap")
+    assert jvp.shape == (9, 70)
+    torch.testing.assert_close(jvp, vmap, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("rank,budget,expected", [
+    (10, 2**30, "jvp"), (VMAP_MIN_RANK - 1, 2**30, "jvp"), (VMAP_MIN_RANK, 2**30, "vmap"),
+    (VMAP_MIN_RANK, 1000, "jvp"),  # per-example gradients over the budget
+])
+def test_auto_picks_by_rank_and_budget(rank, budget, expected):
+    assert choose_path("auto", 128, 10_000, 4, memory_budget=budget, rank=rank) == expected
+    assert choose_path("vmap", 128, 10_000, 4, memory_budget=1, rank=1) == "vmap"
+
+
+def test_unknown_path_is_a_config_error():
+    with pytest.raises(ifscope.ConfigError, match="jvp"):
+        choose_path("fast", 1, 1, 4)
+
+
+def test_hessian_vector_products_match_the_dense_hessian():
+    from torch.autograd.functional import hessian
+
+    from ifscope.curvature import Curvature
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3)).double()
+    task = ifscope.classification(model)
+    params, rest = task.state()
+    x, y = torch.randn(30, 4, dtype=torch.float64), torch.randint(0, 3, (30,))
+    op = Curvature(task, params, rest, [(x[:17], y[:17]), (x[17:], y[17:])], weight_decay=0.1)
+    flat = op.space.flatten(params)
+    h = hessian(lambda f: task.per_example_loss(op.space.unflatten(f), rest, (x, y)).mean(), flat)
+    h = h + 0.1 * torch.eye(op.dim, dtype=torch.float64)
+    vs = torch.randn(3, op.dim, dtype=torch.float64)
+    torch.testing.assert_close(op.matmat(vs), vs @ h, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(op.matvec(vs[0]), h @ vs[0], rtol=1e-10, atol=1e-12)
