@@ -13,6 +13,7 @@ and prints (embed + score) / floor. ``--scaling`` repeats embed + score for grow
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 
@@ -95,11 +96,11 @@ def path_sweep(widths: list[int], ranks: list[int], batch_size: int, n: int = 10
         floor = floor_seconds(model, x, y, batch_size)
         for k in ranks:
             basis = torch.randn(k, dim)
-            paths = {"jvp": lambda b: jvp_projections(task, params, rest, b, basis),
-                     "vmap": lambda b: per_example_grads(task, params, rest, b) @ basis.T}
+            paths = {"jvp": functools.partial(jvp_projections, task, params, rest, basis=basis),
+                     "vmap": lambda b, t=task, p=params, r=rest, u=basis: per_example_grads(t, p, r, b) @ u.T}
             row = {"params": dim, "rank": k, "floor_s": floor}
             for name, fn in paths.items():
-                row[name], _ = timed(lambda: [fn((x[s:s + batch_size], y[s:s + batch_size]))
+                row[name], _ = timed(lambda fn=fn: [fn((x[s:s + batch_size], y[s:s + batch_size]))
                                               for s in range(0, n, batch_size)])
             row["auto"] = ifscope.projection.choose_path("auto", batch_size, dim, 4, rank=k)
             rows.append(row)

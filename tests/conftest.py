@@ -9,7 +9,6 @@ from torch import nn
 import ifscope
 
 
-
 def fit_logistic(x: torch.Tensor, y: torch.Tensor, weight_decay: float, model: nn.Module | None = None,
                  weights: torch.Tensor | None = None) -> nn.Module:
     """L2-regularised multinomial logistic regression trained to convergence (float64 L-BFGS)."""

@@ -4,7 +4,15 @@ from . import distributed
 from .checks import TINY_EIGENVALUE_RATIO
 from .correct import Correction, correct, split_mispredicted
 from .diagnose import Diagnosis, diagnose
-from .errors import ArtifactError, ConfigError, DataError, IfscopeError, NonFiniteError, NumericalError, NumericalWarning
+from .errors import (
+    ArtifactError,
+    ConfigError,
+    DataError,
+    IfscopeError,
+    NonFiniteError,
+    NumericalError,
+    NumericalWarning,
+)
 from .fade import FadeResult, fade_curve, plot_fade
 from .groundtruth import GroundTruth, actual_changes
 from .influence import Influence

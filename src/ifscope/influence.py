@@ -10,8 +10,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .checks import check_finite_params, embed_located
 from . import distributed
+from .checks import check_finite_params, embed_located
 from .data import as_dataset, batches, take
 from .errors import ConfigError
 from .estimators import METHODS, Context, Estimator

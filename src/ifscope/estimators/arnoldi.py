@@ -15,6 +15,7 @@ from torch import Tensor
 from ..arnoldi import Eigenpairs, arnoldi, distill
 from ..checks import arnoldi_health, check_sizes
 from ..data import Batch
+from ..errors import ConfigError
 from ..projection import project
 from .base import Estimator
 from .horizon import check_horizon, horizon_filter
