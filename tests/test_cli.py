@@ -79,17 +79,18 @@ def test_report_json_and_missing_sections(fitted, tmp_path):
 
 def test_demo_json(tmp_path):
     workdir = tmp_path / "demo"
-    proc = ifscope("demo", "--recipe", TINY, "--workdir", str(workdir), "--rank", "6", "--iterations", "20",
+    proc = ifscope("demo", "--quick", "--recipe", TINY, "--workdir", str(workdir), "--rank", "6", "--iterations", "20",
                    "--queries", "0-1", "-k", "3", "--json")
     out = json.loads(proc.stdout)
-    assert list(out["steps"])[:3] == ["fit", "scores", "top"] and list(out["steps"])[-1] == "report"
+    assert list(out["steps"]) == ["fit", "scores", "top", "fade", "diagnose", "correct", "report"]
     assert out["report"].endswith("index.html") and (workdir / "report" / "index.html").exists()
     assert out["steps"]["scores"]["shape"] == [40, 200] and len(out["steps"]["fit"]["eigenvalues"]) == 6
     assert "ifscope demo: report done" in proc.stderr
 
 
 def test_demo_prints_the_report_path_last_and_reuses(tmp_path, capsys):
-    args = ["demo", "--recipe", TINY, "--workdir", str(tmp_path), "--rank", "6", "--iterations", "20", "-k", "2"]
+    args = ["demo", "--quick", "--recipe", TINY, "--workdir", str(tmp_path), "--rank", "6", "--iterations", "20",
+            "-k", "2"]
     assert main(args) == 0 and main(args) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[-1] == f"report: {(tmp_path / 'report' / 'index.html').resolve()}"

@@ -13,6 +13,19 @@ from typing import Any
 
 DEMO_WORKDIR = "ifscope-demo"
 PLUGGABLE = ("fade", "diagnose", "correct")  # run between top and report when registered
+# Sizes that keep the whole demo within minutes on 2 cores; --quick shrinks them to seconds (for tests).
+STEP_OPTIONS = {
+    "fade": ["--n-ids", "24", "--n-queries", "12", "--steps", "1,3,10,30,100,300"],
+    "diagnose": ["--n-queries", "12", "--n-train", "150", "--n-ids", "6", "--steps", "1", "10", "100"],
+    "correct": ["--queries", "10"],
+}
+QUICK_OPTIONS = {
+    "fade": ["--n-ids", "3", "--n-queries", "3", "--steps", "1,10", "--rank", "6", "--iterations", "20",
+             "--krylov", "10", "--methods", "horizon,arnoldi,graddot"],
+    "diagnose": ["--n-queries", "4", "--n-train", "30", "--n-ids", "2", "--steps", "1", "10", "--rank", "6",
+                 "--iterations", "20", "--spectrum-iterations", "20", "--epsilons", "0.5"],
+    "correct": ["--queries", "2", "--k", "4", "--steps", "3", "--rank", "6", "--iterations", "20", "--anchor", "10"],
+}
 
 
 def default_recipe() -> str:
@@ -29,6 +42,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int, default=200)
     p.add_argument("--queries", default="0-5", help="test examples shown in the gallery (default 0-5)")
     p.add_argument("-k", type=int, default=6, help="proponents and opponents per query (default 6)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes for every step (seconds; for smoke tests)")
     return p
 
 
@@ -51,9 +65,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     steps["fit"] = step("fit", [*common, "--rank", str(args.rank), "--iterations", str(args.iterations)])
     steps["scores"] = step("scores", common)
     steps["top"] = step("top", [*common, "--queries", args.queries, "-k", str(args.k)])
+    sizes = QUICK_OPTIONS if args.quick else STEP_OPTIONS
     for name in PLUGGABLE:
         if name in SUBCOMMANDS:
-            steps[name] = step(name, common)
+            steps[name] = step(name, [*common, *sizes[name]])
     steps["report"] = step("report", [args.workdir])
     report = steps["report"]["report"]
     lines = [f"ifscope demo on {recipe} in {time.time() - t0:.0f} s, artifacts in {args.workdir}/"]

@@ -51,6 +51,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     return p
 
 
+EXACT_LIMIT = 5000  # parameters above which the default method list leaves out the dense-Hessian `exact`
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
@@ -97,6 +100,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                                                        dtype=getattr(torch, args.dtype))),
     }
     names = args.methods or [*DEFAULT_METHODS, *(["horizon_schedule"] if args.train_batch_size else [])]
+    dim = sum(p.numel() for n, p in recipe.model.named_parameters() if n in recipe.task.parameter_names)
+    if args.methods is None and dim > EXACT_LIMIT:  # the dense Hessian would not fit: leave exact out by default
+        names = [n for n in names if n != "exact"]
     methods = {name: build[name]() for name in names}
     result = fade_curve(methods, queries, ids, steps=steps, mode=args.mode, epsilon=args.epsilon, schedule=schedule)
     out = result.to_dict()
