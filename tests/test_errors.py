@@ -206,7 +206,7 @@ def _():
 
 
 @case("labels-range-late", "a label out of range at example 20 (past the rows checked up front), arnoldi",
-      DataError, "labels must lie in [0, 3)", "Hessian sample of the training set, batch 2 (examples 16..23)")
+      DataError, "labels must lie in [0, 3)", "Hessian sample of the training set, batch 0 (examples 0..23)")
 def _():
     x, y = data()
     y[20] = 9
@@ -258,8 +258,8 @@ def _():
     inf(train=positive_data(bad_row=2), task=ifscope.classification(LogFirst())).fit()
 
 
-@case("nan-loss-curvature", "a loss that becomes NaN at batch 2 (arnoldi fit)", NonFiniteError,
-      "Hessian-vector products", "batch 2 of the Hessian sample of the training set (examples 16..23)",
+@case("nan-loss-curvature", "a loss that becomes NaN at example 20 (arnoldi fit)", NonFiniteError,
+      "Hessian-vector products", "batch 0 of the Hessian sample of the training set (examples 0..23)",
       "example(s) [20]")
 def _():
     inf("arnoldi", train=positive_data(bad_row=20), task=ifscope.classification(LogFirst()),

@@ -41,16 +41,17 @@ def influence_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return p
 
 
-_recipes: dict[tuple[str, int], Any] = {}
+_recipes: dict[tuple, Any] = {}
 
 
-def recipe_for(args: argparse.Namespace) -> Any:
-    """The recipe named by ``--recipe`` (built once per process, so the demo's steps share it)."""
+def recipe_for(args: argparse.Namespace, **options: Any) -> Any:
+    """The recipe named by ``--recipe``, with ``options`` for its function (built once per process, so the demo's
+    steps share it); ``--seed`` and a progress bar go to recipes that take them."""
     from ..recipes import load_recipe
-    key = (args.recipe, args.seed)
+    key = (args.recipe, args.seed, tuple(sorted(options.items())))
     if key not in _recipes:
         print(f"ifscope: building recipe {args.recipe} (seed {args.seed})", file=sys.stderr)
-        _recipes[key] = load_recipe(args.recipe, seed=args.seed, progress=True)  # each only if the recipe takes it
+        _recipes[key] = load_recipe(args.recipe, optional={"seed": args.seed, "progress": True}, **options)
     return _recipes[key]
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import inspect
 import time
 from pathlib import Path
 from typing import Any
@@ -52,26 +51,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def _recipe(args: argparse.Namespace):
-    from ..errors import ConfigError
-    from ..recipes import builtin, load_recipe
-    kwargs: dict[str, Any] = {}
-    try:
-        fn = builtin(args.recipe) if ":" not in args.recipe else None
-    except ConfigError:
-        fn = None
-    accepted = inspect.signature(fn).parameters if fn is not None else {}
-    if "seed" in accepted:
-        kwargs["seed"] = args.seed
-    if args.n_test is not None:
-        if fn is not None and "n_test" not in accepted:
-            raise ConfigError(f"recipe {args.recipe!r} takes no n_test option; drop --n-test")
-        kwargs["n_test"] = args.n_test
-    try:
-        return load_recipe(args.recipe, **kwargs)
-    except (TypeError, ValueError) as exc:
-        if isinstance(exc, ConfigError):
-            raise
-        raise ConfigError(f"recipe {args.recipe!r} rejected its options {kwargs}: {exc}") from exc
+    from . import recipe_for
+    return recipe_for(args, **({"n_test": args.n_test} if args.n_test is not None else {}))
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

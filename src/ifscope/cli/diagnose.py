@@ -53,15 +53,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from ..diagnose import diagnose
     from ..influence import Influence
-    from ..recipes import load_recipe
+    from . import recipe_for
 
-    kwargs = dict(args.recipe_arg)
-    try:
-        recipe = load_recipe(args.recipe, **kwargs)
-    except TypeError as exc:
-        if not kwargs:
-            raise
-        raise ConfigError(f"recipe {args.recipe!r} rejected --recipe-arg {kwargs}: {exc}") from exc
+    recipe = recipe_for(args, **dict(args.recipe_arg))
     options: dict[str, Any] = {"rank": args.rank, "iterations": args.iterations} if args.method == "arnoldi" else {}
     inf = Influence(recipe.task, recipe.train, method=args.method, weight_decay=recipe.info.get("weight_decay", 0.0),
                     damping=args.damping, dtype=args.dtype, seed=args.seed, **options)

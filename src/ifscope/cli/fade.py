@@ -61,14 +61,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from ..errors import ConfigError
     from ..fade import fade_curve, gd_schedule, plot_fade, trajectory_checkpoints
     from ..influence import Influence
-    from ..recipes import load_recipe
     from ..store import write_json
+    from . import recipe_for
 
     t0 = time.time()
     if args.n_ids < 2 or args.n_queries < 1:
         raise ConfigError("--n-ids must be at least 2 and --n-queries at least 1")
-    builtin = ":" not in args.recipe
-    recipe = load_recipe(args.recipe, **({"seed": args.seed} if builtin else {}))
+    recipe = recipe_for(args)
     train, test = as_dataset(recipe.train, "train"), as_dataset(recipe.test, "test")
     if args.n_ids > len(train) or args.n_queries > len(test):
         raise ConfigError(f"--n-ids {args.n_ids} / --n-queries {args.n_queries} exceed the recipe's {len(train)} "

@@ -36,8 +36,11 @@ def builtin(name: str) -> Callable[..., Recipe]:
     return recipes[name]
 
 
-def load_recipe(spec: str, **kwargs: Any) -> Recipe:
-    """Build the recipe named ``spec``: a built-in name (``digits-mlp``) or ``path/to/file.py:function``."""
+def load_recipe(spec: str, optional: dict[str, Any] | None = None, **kwargs: Any) -> Recipe:
+    """Build the recipe named ``spec``: a built-in name (``digits-mlp``) or ``path/to/file.py:function``.
+
+    ``kwargs`` go to the recipe function (one it does not take is an error); ``optional`` ones (e.g. ``seed``)
+    only where the function takes them."""
     import importlib.util
     import inspect
     from pathlib import Path
@@ -61,8 +64,11 @@ def load_recipe(spec: str, **kwargs: Any) -> Recipe:
     else:
         fn = builtin(spec)
     params = inspect.signature(fn).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        kwargs = {k: v for k, v in kwargs.items() if k in params}  # e.g. a recipe without a seed argument
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    unknown = sorted(k for k in kwargs if k not in params)
+    if unknown and not takes_any:
+        raise ConfigError(f"recipe {spec!r} takes no option(s) {unknown}; it takes {sorted(params)}")
+    kwargs.update({k: v for k, v in (optional or {}).items() if takes_any or k in params})
     try:
         recipe = fn(**kwargs)
     except IfscopeError:
