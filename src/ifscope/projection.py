@@ -75,5 +75,7 @@ def project(task: Task, params: Params, rest: Mapping[str, Tensor], batch: Batch
     chosen = choose_path(path, n, dim, basis.element_size(), memory_budget)
     if chosen == "jvp":
         return jvp_projections(task, params, rest, batch, basis)
+    # project each chunk as it comes, so that at most `chunk` per-example gradients exist at once
     chunk = max(1, memory_budget // max(1, dim * basis.element_size()))
-    return per_example_grads(task, params, rest, batch, chunk=chunk) @ basis.T
+    return torch.cat([per_example_grads(task, params, rest, tree_map(lambda t: t[s:s + chunk], batch)) @ basis.T
+                      for s in range(0, n, chunk)])
