@@ -121,3 +121,9 @@ def test_attention_is_switched_to_eager_and_tuple_batches_are_refused():
         task.per_example_loss(params, rest, (torch.zeros(2, 3, dtype=torch.long), torch.zeros(2)))
     with pytest.raises(ifscope.DataError, match="labels"):
         ifscope.encode_texts(lambda *a, **k: None, ["a", "b"], [0])
+
+
+def test_models_without_a_block_stack_are_told_to_use_patterns():
+    mlp = torch.nn.Sequential(torch.nn.Linear(4, 3))
+    with pytest.raises(ifscope.ConfigError, match="patterns"):
+        ifscope.hf_classification(mlp, last_blocks=1)
