@@ -84,3 +84,11 @@ def test_examples_load_as_recipes_and_score(spec, kwargs):
                             weight_decay=r.info["weight_decay"], progress=False)
     s = inf.scores(r.test)
     assert s.shape == (kwargs["n_test"], kwargs["n_train"]) and torch.isfinite(s).all()
+
+
+def test_digits_mlp_is_cached_bit_for_bit(tmp_cache):
+    a = load_recipe("digits-mlp", n_train=40, n_test=10, steps=5)
+    b = load_recipe("digits-mlp", n_train=40, n_test=10, steps=5)
+    assert not a.info["cached"] and b.info["cached"]
+    assert all(torch.equal(p, q) for p, q in zip(a.model.parameters(), b.model.parameters()))
+    assert len(list(tmp_cache.glob("digits-mlp-*.json"))) == 1

@@ -1,7 +1,7 @@
 """ifscope: influence functions for PyTorch that say what they can and cannot predict."""
 
 from .errors import ArtifactError, ConfigError, DataError, IfscopeError, NumericalError
-from .hf import encode_texts, hf_classification
+from .hf import TextTask, encode_texts, hf_classification, last_blocks_params
 from .influence import Influence
 from .scores import TopInfluences
 from .task import Task, classification
@@ -13,4 +13,6 @@ __all__ = [
     "TopInfluences", "classification", "__version__",
     "hf_classification",
     "encode_texts",
+    "TextTask",
+    "last_blocks_params",
 ]

@@ -39,15 +39,25 @@ def mlp(hidden: int = 32, seed: int = 0) -> nn.Module:
 
 def digits_mlp(n_train: int = 1000, n_test: int = 300, hidden: int = 32, steps: int = 1500, lr: float = 0.02,
                weight_decay: float = 1e-3, flip: float = 0.0, seed: int = 0) -> Recipe:
-    """A tanh MLP (64→hidden→10) trained to near convergence by full-batch Adam with weight decay."""
+    """A tanh MLP (64→hidden→10) trained to near convergence by full-batch Adam with weight decay; cached."""
+    import time
+
+    from .common import cached_weights
+    config = dict(n_train=n_train, n_test=n_test, hidden=hidden, steps=steps, lr=lr, weight_decay=weight_decay,
+                  flip=flip, seed=seed)
     train_ds, test_ds, flipped = digits_data(n_train, n_test, seed, flip)
     model = mlp(hidden, seed)
     task = classification(model)
-    result = train(task, train_ds, steps=steps, lr=lr, optimizer="adam", weight_decay=weight_decay, seed=seed)
-    load_params(model, result.params)
+
+    def fit() -> dict:
+        t0 = time.time()
+        result = train(task, train_ds, steps=steps, lr=lr, optimizer="adam", weight_decay=weight_decay, seed=seed)
+        load_params(model, result.params)
+        return {"train_seconds": time.time() - t0, "final_loss": result.losses[-1]}
+    facts = cached_weights(model, "digits-mlp", config, fit)
     return Recipe(model, task, train_ds, test_ds,
                   info={"weight_decay": weight_decay, "flipped": flipped, "image_shape": (8, 8),
-                        "classes": [str(i) for i in range(10)], "final_loss": result.losses[-1]})
+                        "classes": [str(i) for i in range(10)], **facts})
 
 
 class ResidualBlock(nn.Module):
