@@ -37,7 +37,8 @@ def test_influence_on_a_batchnorm_cnn_ignores_the_callers_train_mode():
     r = load_recipe("digits-cnn", **TINY_CNN)
     x, y = r.test
     queries = (x[:3], y[:3])
-    kw = dict(method="arnoldi", rank=5, iterations=10, weight_decay=r.info["weight_decay"], progress=False)
+    kw = dict(method="arnoldi", rank=3, iterations=6, hessian_samples=16, weight_decay=r.info["weight_decay"],
+              progress=False)
     buffers = {k: v.clone() for k, v in r.model.named_buffers()}
     expected = ifscope.Influence(r.task, r.train, **kw).scores(queries)
     r.model.train()
