@@ -1,4 +1,4 @@
-"""Small models whose Hessians can be inverted exactly, shared by the tests."""
+"""Small models whose Hessians can be inverted exactly, shared by the tests; a private recipe cache."""
 
 from __future__ import annotations
 
@@ -45,3 +45,12 @@ def logistic():
 @pytest.fixture()
 def logistic_task(logistic):
     return ifscope.classification(logistic[0])
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _session_cache(tmp_path_factory):
+    """Recipes cache trained weights; tests must never read or write the user's cache."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("IFSCOPE_CACHE", str(tmp_path_factory.mktemp("ifscope-cache")))
+    yield
+    mp.undo()

@@ -15,7 +15,9 @@ from .errors import (
 )
 from .fade import FadeResult, fade_curve, plot_fade
 from .groundtruth import GroundTruth, actual_changes
+from .hf import TextTask, encode_texts, hf_classification, last_blocks_params
 from .influence import Influence
+from .recipes import Recipe, load_recipe
 from .report import render_report
 from .scores import TopInfluences
 from .store import RunDir
@@ -25,7 +27,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ArtifactError", "ConfigError", "Correction", "DataError", "Diagnosis", "FadeResult", "GroundTruth",
-    "IfscopeError", "Influence", "NonFiniteError", "NumericalError", "NumericalWarning", "RunDir",
-    "TINY_EIGENVALUE_RATIO", "Task", "TopInfluences", "__version__", "actual_changes", "classification",
-    "correct", "diagnose", "distributed", "fade_curve", "plot_fade", "render_report", "split_mispredicted",
+    "IfscopeError", "Influence", "NonFiniteError", "NumericalError", "NumericalWarning", "Recipe", "RunDir",
+    "TINY_EIGENVALUE_RATIO", "Task", "TextTask", "TopInfluences", "__version__", "actual_changes",
+    "classification", "correct", "diagnose", "distributed", "encode_texts", "fade_curve", "hf_classification",
+    "last_blocks_params", "load_recipe", "plot_fade", "render_report", "split_mispredicted",
 ]

@@ -28,6 +28,10 @@ def _finite(t: Tensor, what: str) -> Tensor:
     return t
 
 
+def _rows(batch: Batch, start: int, stop: int) -> Batch:
+    return tree_map(lambda t: t[start:stop], batch)
+
+
 def per_example_grads(task: Task, params: Params, rest: Mapping[str, Tensor], batch: Batch,
                       chunk: int | None = None) -> Tensor:
     """``[B, dim]``: the flat gradient of each example's loss, by ``vmap(grad)`` in chunks of ``chunk`` examples."""
@@ -42,7 +46,7 @@ def per_example_grads(task: Task, params: Params, rest: Mapping[str, Tensor], ba
     chunk = chunk or n
     outs = []
     for s in range(0, n, chunk):
-        sub = tree_map(lambda t, s=s: t[s:s + chunk], batch)
+        sub = _rows(batch, s, s + chunk)
         outs.append(space.flatten(per_ex(params, sub)))
     return _finite(torch.cat(outs), "per-example gradients")
 
@@ -81,5 +85,7 @@ def project(task: Task, params: Params, rest: Mapping[str, Tensor], batch: Batch
     chosen = choose_path(path, n, dim, basis.element_size(), memory_budget, rank=len(basis))
     if chosen == "jvp":
         return jvp_projections(task, params, rest, batch, basis)
+    # project each chunk as it comes, so that at most `chunk` per-example gradients exist at once
     chunk = max(1, memory_budget // max(1, dim * basis.element_size()))
-    return per_example_grads(task, params, rest, batch, chunk=chunk) @ basis.T
+    return torch.cat([per_example_grads(task, params, rest, _rows(batch, s, s + chunk)) @ basis.T
+                      for s in range(0, n, chunk)])

@@ -23,8 +23,9 @@ class Recipe:
 
 
 def _registry() -> dict[str, Callable[..., Recipe]]:
-    from .digits import digits_mlp
-    return {"digits-mlp": digits_mlp}
+    from .digits import digits_cnn, digits_mlp
+    from .tweets import tweets_minilm
+    return {"digits-mlp": digits_mlp, "digits-cnn": digits_cnn, "tweets-minilm": tweets_minilm}
 
 
 def builtin(name: str) -> Callable[..., Recipe]:

@@ -39,19 +39,79 @@ def mlp(hidden: int = 32, seed: int = 0) -> nn.Module:
 
 def digits_mlp(n_train: int = 1000, n_test: int = 300, hidden: int = 32, steps: int = 1500, lr: float = 0.02,
                weight_decay: float = 1e-3, flip: float = 0.0, seed: int = 0, progress: bool = False) -> Recipe:
-    """A tanh MLP (64→hidden→10) trained to near convergence by full-batch Adam with weight decay.
+    """A tanh MLP (64→hidden→10) trained to near convergence by full-batch Adam with weight decay; cached.
 
     ``info`` also records the parameters at the start of training (``initial``) and at every quarter of it
     (``checkpoints``, ``(params, lr)`` pairs, the last one being the final model), for ``ifscope.diagnose``.
     """
+    import time
+
+    from .common import cached_weights
+    config = dict(n_train=n_train, n_test=n_test, hidden=hidden, steps=steps, lr=lr, weight_decay=weight_decay,
+                  flip=flip, seed=seed)
     train_ds, test_ds, flipped = digits_data(n_train, n_test, seed, flip)
     model = mlp(hidden, seed)
     task = classification(model)
     initial = {k: v.detach().clone() for k, v in model.named_parameters()}
-    result = train(task, train_ds, steps=steps, lr=lr, optimizer="adam", weight_decay=weight_decay, seed=seed,
-                   checkpoint_every=max(1, steps // 4), progress=progress)
-    load_params(model, result.params)
+    every = max(1, steps // 4)
+
+    def fit() -> dict:
+        t0 = time.time()
+        result = train(task, train_ds, steps=steps, lr=lr, optimizer="adam", weight_decay=weight_decay, seed=seed,
+                       checkpoint_every=every, progress=progress)
+        load_params(model, result.params)
+        tensors = {f"checkpoint{i}.{k}": v for i, (ck, _) in enumerate(result.checkpoints) for k, v in ck.items()}
+        return {"train_seconds": time.time() - t0, "final_loss": result.losses[-1], "tensors": tensors}
+    facts = cached_weights(model, "digits-mlp", config, fit)
+    stored = facts.pop("tensors")
+    checkpoints = [({k: stored[f"checkpoint{i}.{k}"] for k in initial}, lr) for i in range(steps // every)]
     return Recipe(model, task, train_ds, test_ds,
                   info={"weight_decay": weight_decay, "flipped": flipped, "image_shape": (8, 8),
-                        "classes": [str(i) for i in range(10)], "final_loss": result.losses[-1],
-                        "initial": initial, "checkpoints": result.checkpoints})
+                        "classes": [str(i) for i in range(10)], "initial": initial, "checkpoints": checkpoints,
+                        **facts})
+
+
+class ResidualBlock(nn.Module):
+    """``relu(BN(conv(relu(BN(conv(x))))) + shortcut(x))``, the basic block of a ResNet."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+                         if stride != 1 or cin != cout else nn.Identity())
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+def resnet(width: int = 16, seed: int = 0) -> nn.Module:
+    """A small ResNet for 8×8 images given as 64-vectors: stem, a block at 8×8, a strided block to 4×4, pool, linear."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Unflatten(1, (1, 8, 8)),
+                         nn.Conv2d(1, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
+                         ResidualBlock(width, width), ResidualBlock(width, 2 * width, stride=2),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * width, 10))
+
+
+def digits_cnn(n_train: int = 1000, n_test: int = 300, width: int = 16, epochs: float = 30, batch_size: int = 64,
+               lr: float = 3e-3, weight_decay: float = 1e-3, flip: float = 0.0, seed: int = 0) -> Recipe:
+    """A ResNet-style CNN (residual blocks, BatchNorm) trained by mini-batch Adam in train mode; cached.
+
+    Influence runs it in eval mode, where BatchNorm uses its running statistics (buffers, not parameters)."""
+    from .common import accuracy, cached_weights, pretrain
+    config = dict(n_train=n_train, n_test=n_test, width=width, epochs=epochs, batch_size=batch_size, lr=lr,
+                  weight_decay=weight_decay, flip=flip, seed=seed)
+    train_ds, test_ds, flipped = digits_data(n_train, n_test, seed, flip)
+    model = resnet(width, seed)
+    task = classification(model)
+    facts = cached_weights(model, "digits-cnn", config,
+                           lambda: pretrain(task, train_ds, epochs=epochs, batch_size=batch_size, lr=lr,
+                                            weight_decay=weight_decay, seed=seed, desc="digits-cnn"))
+    model.eval()
+    return Recipe(model, task, train_ds, test_ds,
+                  info={"weight_decay": weight_decay, "flipped": flipped, "image_shape": (8, 8),
+                        "classes": [str(i) for i in range(10)], "test_accuracy": accuracy(task, test_ds), **facts})

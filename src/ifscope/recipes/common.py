@@ -1,0 +1,107 @@
+"""What built-in recipes share: a user cache of trained weights, and ordinary (train-mode) mini-batch pretraining."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..data import as_dataset, take
+from ..errors import ConfigError
+from ..store import atomic_write_bytes, read_json, write_json
+from ..task import Task
+from ..training import make_batches
+
+EXTRA = "extra::"  # prefix of cached tensors that are not the model's state
+
+
+def cache_dir() -> Path:
+    """Where trained recipe weights are kept: ``$IFSCOPE_CACHE``, else ``~/.cache/ifscope``."""
+    root = os.environ.get("IFSCOPE_CACHE")
+    return Path(root).expanduser() if root else Path.home() / ".cache" / "ifscope"
+
+
+def cache_key(name: str, config: dict[str, Any]) -> str:
+    """A hash of the recipe's name, arguments and the library version: any change trains anew."""
+    from .. import __version__
+    blob = json.dumps({"recipe": name, "config": config, "version": __version__}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def cached_weights(model: nn.Module, name: str, config: dict[str, Any],
+                   fit: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Load ``model``'s parameters and buffers from the cache, or run ``fit()`` (which trains ``model`` in place and
+    returns facts about the run, e.g. its duration) and store them. Returns those facts plus ``cached``.
+
+    Facts may hold ``"tensors"``, a dict of extra tensors (e.g. training checkpoints) cached beside the weights."""
+    from safetensors.torch import load, save
+    path = cache_dir() / f"{name}-{cache_key(name, config)}.safetensors"
+    meta_path = path.with_suffix(".json")
+    if path.is_file() and meta_path.is_file():
+        try:
+            stored = load(path.read_bytes())
+            extra = {k[len(EXTRA):]: v for k, v in stored.items() if k.startswith(EXTRA)}
+            model.load_state_dict({k: v for k, v in stored.items() if not k.startswith(EXTRA)}, strict=True)
+            return {**read_json(meta_path), "tensors": extra, "cached": True, "cache_file": str(path)}
+        except Exception as exc:  # a damaged or foreign cache entry is rebuilt, not trusted
+            print(f"ifscope: ignoring unreadable cache entry {path} ({type(exc).__name__}); retraining",
+                  file=sys.stderr)
+    meta = fit()
+    extra = meta.pop("tensors", {})
+    state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    state.update({EXTRA + k: v.detach().contiguous().clone() for k, v in extra.items()})
+    atomic_write_bytes(path, save(state))
+    write_json(meta_path, {**meta, "config": config})
+    return {**meta, "tensors": extra, "config": config, "cached": False, "cache_file": str(path)}
+
+
+def pretrain(task: Task, train: Any, *, epochs: float, batch_size: int, lr: float, weight_decay: float,
+             seed: int, desc: str = "pretraining") -> dict[str, Any]:
+    """Mini-batch Adam on ``mean ℓ + (wd/2)‖θ‖²`` over the trainable parameters, in train mode (dropout on,
+    BatchNorm on batch statistics), in a seeded batch order; the model is left in eval mode."""
+    if epochs <= 0 or batch_size < 1:
+        raise ConfigError(f"epochs and batch_size must be positive, got {epochs} and {batch_size}")
+    data = as_dataset(train, "train")
+    n = len(data)
+    steps = max(1, round(epochs * n / min(batch_size, n)))
+    order = make_batches(n, steps, batch_size, seed)
+    model = task.model
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(trainable, lr=lr, weight_decay=weight_decay)  # coupled decay = the L2 term above
+    torch.manual_seed(seed)  # dropout masks
+    model.train()
+    losses, t0 = [], time.time()
+    for idx in tqdm(order, desc=desc, file=sys.stderr, leave=False):
+        batch = task.cast(take(data, idx), torch.float32)
+        args, kwargs = task.inputs(batch)
+        loss = task.loss(task.outputs(model(*args, **kwargs)), task.targets(batch)).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    model.eval()
+    tail = losses[-max(1, len(losses) // 10):]
+    return {"train_seconds": time.time() - t0, "steps": steps, "final_loss": sum(tail) / len(tail)}
+
+
+@torch.no_grad()
+def accuracy(task: Task, data: Any, batch_size: int = 256) -> float:
+    """Fraction of ``data`` whose argmax logit equals the label, with the model in eval mode."""
+    from ..data import batches
+    data = as_dataset(data, "data")
+    right = 0
+    with task.evaluating():
+        for _, batch in batches(data, batch_size):
+            batch = task.cast(batch, torch.float32)
+            args, kwargs = task.inputs(batch)
+            right += int((task.outputs(task.model(*args, **kwargs)).argmax(1) == task.targets(batch)).sum())
+    return right / len(data)

