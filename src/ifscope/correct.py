@@ -22,7 +22,7 @@ from torch.utils.data import ConcatDataset
 from tqdm.auto import tqdm
 
 from .data import as_dataset, batches, take
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, NumericalError
 from .influence import Influence
 from .params import Params
 from .store import atomic_write_bytes
@@ -53,6 +53,7 @@ class Outcome:
     steps: int                                           # SGD steps taken (fewer than asked when stopped early)
     selected: list[int] = field(default_factory=list)   # training examples descended on
     ascended: list[int] = field(default_factory=list)   # training examples ascended on
+    diverged: bool = False                               # the steps blew up (NaN/inf); the checkpoint is kept
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -211,13 +212,24 @@ def _check_options(k: int, steps: int, lr: float, strategy: str, baselines: Sequ
         raise ConfigError(f"unknown baseline(s) {unknown}; choose from {list(METHODS[1:])}")
 
 
+def _top_eigenvalue(est: Any) -> float:
+    """λ_max of the training-loss Hessian: the fitted Arnoldi top eigenvalue, else by power iteration."""
+    from .estimators.lissa import power_iteration
+    if hasattr(est, "pairs"):
+        return float(est.pairs.values.max())
+    op = est.ctx.curvature_operator()
+    return power_iteration(op.matvec, op.dim, est.ctx.dtype, seed=est.ctx.seed)
+
+
 def correct(influence: Influence, queries: Any, *, heldout: Any | None = None, indices: Sequence[int] | None = None,
-            k: int = DEFAULT_K, steps: int = DEFAULT_STEPS, lr: float = DEFAULT_LR, strategy: str = DEFAULT_STRATEGY,
+            k: int = DEFAULT_K, steps: int = DEFAULT_STEPS, lr: float | None = None, strategy: str = DEFAULT_STRATEGY,
             anchor: int = DEFAULT_ANCHOR, stop_when_fixed: bool = DEFAULT_STOP, baselines: Sequence[str] = METHODS[1:],
             group: bool = False, include_correct: bool = False, seed: int = 0, save: str | Path | None = None,
             progress: bool = True) -> Correction:
     """Fix mis-predicted queries by ``steps`` SGD steps (rate ``lr``) from the checkpoint on their top-``k`` proponents
     (descent), top-``k`` opponents (ascent) or both, ranked by ``score(q, i) = ∇ℓ(q, gold)ᵀ H⁻¹ ∇ℓ(zᵢ)``.
+    ``lr=None`` takes ``min(DEFAULT_LR, 1/λ_max)``: the measured default, capped where the curvature would make
+    gradient steps diverge.
 
     ``anchor`` adds that many other (seeded random) training examples to every step, at total weight equal to the
     selection's, to hold the rest of the model in place. ``stop_when_fixed`` stops a correction (and each baseline's)
@@ -233,7 +245,7 @@ def correct(influence: Influence, queries: Any, *, heldout: Any | None = None, i
     if not isinstance(influence, Influence):
         raise ConfigError(f"influence must be an ifscope.Influence, not {type(influence).__name__}")
     baselines = list(baselines)
-    _check_options(k, steps, lr, strategy, baselines, influence.n_train, anchor)
+    _check_options(k, steps, DEFAULT_LR if lr is None else lr, strategy, baselines, influence.n_train, anchor)
     q_data = as_dataset(queries, "queries")
     h_data = as_dataset(heldout, "heldout") if heldout is not None else None
     t0 = time.perf_counter()
@@ -242,6 +254,8 @@ def correct(influence: Influence, queries: Any, *, heldout: Any | None = None, i
     fit_seconds = time.perf_counter() - t0
     est = influence.estimator
     assert est is not None
+    if lr is None:
+        lr = min(DEFAULT_LR, 1.0 / _top_eigenvalue(est))
     # the checkpoint the influence was fitted at: corrections start here, never from the (possibly changed) model
     params0 = {n: v.detach().clone() for n, v in est.ctx.params.items()}
     rest = dict(est.ctx.rest)
@@ -333,8 +347,12 @@ def correct(influence: Influence, queries: Any, *, heldout: Any | None = None, i
                 data = influence.train
                 descend, ascend = sel[method]
             anchored = pick(everyone, anchor, torch.cat([descend, ascend]), "the anchor") if anchor else empty
-            params, taken = _finetune(influence, params0, rest, data, descend, ascend, anchored, steps, lr,
-                                      fixes_all if stop_when_fixed else None)
+            try:
+                params, taken = _finetune(influence, params0, rest, data, descend, ascend, anchored, steps, lr,
+                                          fixes_all if stop_when_fixed else None)
+                diverged = False
+            except NumericalError:  # a step size too large for this selection's curvature: counts as not fixed
+                params, taken, diverged = params0, 0, True
             p_after, l_after, _ = _evaluate(influence, params, rest, member_data)
             seconds = time.perf_counter() - t1 + (score_seconds if method == "influence" else 0.0)
             h_acc = h_loss = broken = None
@@ -346,7 +364,7 @@ def correct(influence: Influence, queries: Any, *, heldout: Any | None = None, i
                 out = Outcome(fixed=bool(p_after[j] == gold[i]), loss_after=float(l_after[j]),
                               predicted_after=int(p_after[j]), heldout_accuracy=h_acc, heldout_loss=h_loss,
                               broken=broken, seconds=seconds, steps=taken, selected=descend.tolist(),
-                              ascended=ascend.tolist())
+                              ascended=ascend.tolist(), diverged=diverged)
                 if method == "query_itself":
                     out.selected = []
                 results[i][method] = out

@@ -77,6 +77,25 @@ def _check_schedule(schedule: Schedule) -> None:
         raise ConfigError(f"learning rate must be positive, got {schedule.lr}")
 
 
+def _prepare(schedule: Schedule, train: Any, steps: int | None) -> tuple[Any, int]:
+    """The training set as a dataset and the number of steps to run, checked against the schedule."""
+    _check_schedule(schedule)
+    data = as_dataset(train, "train")
+    steps = len(schedule) if steps is None else steps
+    if steps > len(schedule):
+        raise ConfigError(f"asked for {steps} steps but the schedule has {len(schedule)}; extend it with make_batches")
+    return data, steps
+
+
+def _start(task: Task, params: Params, rest: Mapping[str, Tensor] | None
+           ) -> tuple[torch.dtype, dict[str, Tensor], Params, Params]:
+    """``(dtype, rest, first moment, second moment)`` for a run starting at ``params``."""
+    dtype = next(iter(params.values())).dtype
+    rest = dict(task.state(dtype)[1] if rest is None else rest)
+    return dtype, rest, {k: torch.zeros_like(v) for k, v in params.items()}, \
+        {k: torch.zeros_like(v) for k, v in params.items()}
+
+
 def replay(task: Task, params0: Mapping[str, Tensor], train: Any, schedule: Schedule, steps: int | None = None,
            weights: Tensor | None = None, callback: Callable[[int, Params], None] | None = None,
            checkpoint_every: int | None = None, progress: bool = False,
@@ -86,23 +105,14 @@ def replay(task: Task, params0: Mapping[str, Tensor], train: Any, schedule: Sche
     ``callback(t, params)`` is called after each step ``t = 1..steps``; ``checkpoint_every`` records the
     parameters (as a state-dict update) and learning rate for TracIn.
     """
-    _check_schedule(schedule)
-    data = as_dataset(train, "train")
-    steps = len(schedule) if steps is None else steps
-    if steps > len(schedule):
-        raise ConfigError(f"asked for {steps} steps but the schedule has {len(schedule)}; extend it with make_batches")
+    data, steps = _prepare(schedule, train, steps)
     n = len(data)
     w = torch.ones(n) if weights is None else torch.as_tensor(weights)
     if w.shape != (n,):
         raise ConfigError(f"weights must have one entry per training example ({n}), got shape {tuple(w.shape)}")
     params = {k: v.detach().clone() for k, v in params0.items()}
-    dtype = next(iter(params.values())).dtype
-    if rest is None:
-        _, rest = task.state(dtype)
-    rest = dict(rest)
+    dtype, rest, state, state2 = _start(task, params, rest)
     wd = schedule.weight_decay
-    state = {k: torch.zeros_like(v) for k, v in params.items()}
-    state2 = {k: torch.zeros_like(v) for k, v in params.items()}
     result = TrainResult(params, schedule)
     bar = tqdm(total=steps, desc="training", file=sys.stderr, leave=False) if progress else None
     with task.evaluating():
@@ -143,23 +153,14 @@ def replay_many(task: Task, params0: Mapping[str, Tensor], train: Any, schedule:
 
     Row k follows the same update rule as ``replay(..., weights=weights[k])``; the rows need not match an
     unbatched replay bit for bit (other kernels), so compare rows of the same call with each other."""
-    _check_schedule(schedule)
-    data = as_dataset(train, "train")
-    steps = len(schedule) if steps is None else steps
-    if steps > len(schedule):
-        raise ConfigError(f"asked for {steps} steps but the schedule has {len(schedule)}; extend it with make_batches")
+    data, steps = _prepare(schedule, train, steps)
     w = torch.as_tensor(weights)
     if w.dim() != 2 or w.shape[1] != len(data):
         raise ConfigError(f"weights must be [copies, {len(data)}], got shape {tuple(w.shape)}")
     k = len(w)
     params = {n: v.detach().unsqueeze(0).expand(k, *v.shape).clone() for n, v in params0.items()}
-    dtype = next(iter(params.values())).dtype
-    if rest is None:
-        _, rest = task.state(dtype)
-    rest = dict(rest)
+    dtype, rest, state, state2 = _start(task, params, rest)
     wd = schedule.weight_decay
-    state = {n: torch.zeros_like(v) for n, v in params.items()}
-    state2 = {n: torch.zeros_like(v) for n, v in params.items()}
     with task.evaluating():
         for t in range(steps):
             idx = schedule.batches[t]

@@ -31,7 +31,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int, default=200, help="arnoldi: Arnoldi iterations")
     p.add_argument("--k", type=int, default=DEFAULT_K, help="training examples per correction")
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="SGD steps per correction")
-    p.add_argument("--lr", type=float, default=DEFAULT_LR, help="SGD learning rate")
+    p.add_argument("--lr", type=float, default=None,
+                   help=f"SGD learning rate (default {DEFAULT_LR}, capped at 1/λ_max so that steps do not diverge)")
     p.add_argument("--strategy", choices=STRATEGIES, default=DEFAULT_STRATEGY,
                    help="descend on proponents, ascend on opponents, or both")
     p.add_argument("--anchor", type=int, default=DEFAULT_ANCHOR,

@@ -15,7 +15,7 @@ DEMO_WORKDIR = "ifscope-demo"
 PLUGGABLE = ("fade", "diagnose", "correct")  # run between top and report when registered
 # Sizes that keep the whole demo within minutes on 2 cores; --quick shrinks them to seconds (for tests).
 STEP_OPTIONS = {
-    "fade": ["--n-ids", "6", "--n-queries", "10", "--steps", "1,3,10,30"],
+    "fade": ["--n-ids", "6", "--n-queries", "5", "--steps", "1,3,10,30", "--rank", "20", "--iterations", "60"],
     "diagnose": ["--n-queries", "10", "--n-train", "100", "--n-ids", "4", "--steps", "1", "10", "--epsilons", "0.5",
                  "--rank", "20", "--iterations", "60", "--spectrum-iterations", "40"],
     "correct": ["--queries", "10"],
