@@ -33,6 +33,7 @@ class Eigenpairs:
     values: Tensor
     vectors: Tensor
     residuals: Tensor
+    ritz: Tensor | None = None  # every Ritz value of the run, descending (for spectra), when known
 
 
 def arnoldi(matvec: Callable[[Tensor], Tensor], dim: int, iterations: int, seed: int = 0,
@@ -82,6 +83,7 @@ def distill(result: ArnoldiResult, k: int, select: str = "positive") -> Eigenpai
         if select == "positive":
             order = order[vals[order] > 0]
     order = order[:k]
+    ritz = vals.flip(0)
     if len(order) == 0:
         raise NumericalError("the Hessian sample has no positive eigenvalue in the Krylov space: the checkpoint is "
                              "not near a minimum; use select='magnitude' or train further")
@@ -90,4 +92,4 @@ def distill(result: ArnoldiResult, k: int, select: str = "positive") -> Eigenpai
     residuals = (beta * vecs[m - 1, :]).abs()
     dtype = result.Q.dtype
     vectors = (vecs.T.to(dtype) @ result.Q[:m])
-    return Eigenpairs(values=vals.to(dtype), vectors=vectors, residuals=residuals.to(dtype))
+    return Eigenpairs(values=vals.to(dtype), vectors=vectors, residuals=residuals.to(dtype), ritz=ritz.to(dtype))

@@ -648,6 +648,16 @@ def _linear_up_to(steps: Sequence[int], remainder: dict[str, list[float]]) -> in
     return last
 
 
+def _against_t(ax, ylabel: str, title: str) -> None:
+    """Log-log axes of a quantity against the horizon T, with its legend."""
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("T (steps of continued training)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend()
+
+
 def plot(diagnosis: Mapping[str, Any], directory: str | Path) -> list[Path]:
     """Figures from a ``diagnose.json`` dict: the spectrum, the gap against T, the remainder against T."""
     import matplotlib
@@ -681,12 +691,7 @@ def plot(diagnosis: Mapping[str, Any], directory: str | Path) -> list[Path]:
             r = d["rate"]
             fit = d["fit_scale"] * (t if abs(r) < 1e-12 else torch.expm1(r * t) / r)
             ax.plot(d["steps"], fit.tolist(), "--", color="C1", label=f"fit c(e^(rT)−1)/r, r={r:.3g}")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("T (steps of continued training)")
-        ax.set_ylabel("‖θ_ε(T) − θ(T)‖")
-        ax.set_title(f"divergence: {d['verdict']}")
-        ax.legend()
+        _against_t(ax, "‖θ_ε(T) − θ(T)‖", f"divergence: {d['verdict']}")
         paths.append(_save(fig, directory / "diagnose_gap.png"))
     if "first_order" in a:
         f = a["first_order"]
@@ -694,12 +699,7 @@ def plot(diagnosis: Mapping[str, Any], directory: str | Path) -> list[Path]:
         for e, values in f["remainder"].items():
             ax.plot(f["steps"], values, "o-", label=f"ε = {e}" + (" (removal)" if e == "-1" else ""))
         ax.axhline(REMAINDER_HOLD, color="grey", ls=":", lw=0.8)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("T (steps of continued training)")
-        ax.set_ylabel("‖actual − linear‖ / ‖linear‖")
-        ax.set_title(f"first order: {f['verdict']}")
-        ax.legend()
+        _against_t(ax, "‖actual − linear‖ / ‖linear‖", f"first order: {f['verdict']}")
         paths.append(_save(fig, directory / "diagnose_first_order.png"))
     return paths
 

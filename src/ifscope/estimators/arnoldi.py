@@ -48,8 +48,7 @@ class Arnoldi(Estimator):
         self.set_eigenpairs(distill(result, rank, str(self.options["select"])))
         self.warnings = arnoldi_health(result.breakdown, result.steps, iterations, dim, rank, self.pairs.values,
                                        self.ctx.damping)
-        h = result.H[:result.steps, :result.steps].double()
-        self.ritz_values = torch.linalg.eigvalsh((h + h.T) / 2).flip(0).to(self.ctx.dtype)  # all of them, for the spectrum
+        self.ritz_values = self.pairs.ritz  # all of them, for the spectrum
         self.left_out = self._left_out()
 
     def set_eigenpairs(self, pairs: Eigenpairs) -> None:

@@ -93,6 +93,15 @@ def pretrain(task: Task, train: Any, *, epochs: float, batch_size: int, lr: floa
     return {"train_seconds": time.time() - t0, "steps": steps, "final_loss": sum(tail) / len(tail)}
 
 
+def cached_pretrain(name: str, model: nn.Module, task: Task, train: Any, config: dict[str, Any]) -> dict[str, Any]:
+    """:func:`cached_weights` of :func:`pretrain` with the training options of ``config``; the model ends in eval mode."""
+    facts = cached_weights(model, name, config, lambda: pretrain(
+        task, train, epochs=config["epochs"], batch_size=config["batch_size"], lr=config["lr"],
+        weight_decay=config["weight_decay"], seed=config["seed"], desc=name))
+    model.eval()
+    return facts
+
+
 @torch.no_grad()
 def accuracy(task: Task, data: Any, batch_size: int = 256) -> float:
     """Fraction of ``data`` whose argmax logit equals the label, with the model in eval mode."""

@@ -102,16 +102,13 @@ def digits_cnn(n_train: int = 1000, n_test: int = 300, width: int = 16, epochs: 
     """A ResNet-style CNN (residual blocks, BatchNorm) trained by mini-batch Adam in train mode; cached.
 
     Influence runs it in eval mode, where BatchNorm uses its running statistics (buffers, not parameters)."""
-    from .common import accuracy, cached_weights, pretrain
+    from .common import accuracy, cached_pretrain
     config = dict(n_train=n_train, n_test=n_test, width=width, epochs=epochs, batch_size=batch_size, lr=lr,
                   weight_decay=weight_decay, flip=flip, seed=seed)
     train_ds, test_ds, flipped = digits_data(n_train, n_test, seed, flip)
     model = resnet(width, seed)
     task = classification(model)
-    facts = cached_weights(model, "digits-cnn", config,
-                           lambda: pretrain(task, train_ds, epochs=epochs, batch_size=batch_size, lr=lr,
-                                            weight_decay=weight_decay, seed=seed, desc="digits-cnn"))
-    model.eval()
+    facts = cached_pretrain("digits-cnn", model, task, train_ds, config)
     return Recipe(model, task, train_ds, test_ds,
                   info={"weight_decay": weight_decay, "flipped": flipped, "image_shape": (8, 8),
                         "classes": [str(i) for i in range(10)], "test_accuracy": accuracy(task, test_ds), **facts})

@@ -66,7 +66,7 @@ def tweets_minilm(n_train: int = 2000, n_test: int = 400, train_blocks: int = 2,
     The task takes influence over every trainable parameter; select fewer with
     ``ifscope.hf_classification(recipe.model, last_blocks=1)``."""
     from ..hf import last_blocks_params
-    from .common import accuracy, cached_weights, pretrain
+    from .common import accuracy, cached_pretrain
     config = dict(n_train=n_train, n_test=n_test, train_blocks=train_blocks, epochs=epochs, batch_size=batch_size,
                   lr=lr, weight_decay=weight_decay, max_length=max_length, seed=seed)
     (tr_texts, tr_y), (te_texts, te_y) = tweets_texts(n_train, n_test, seed)
@@ -77,10 +77,7 @@ def tweets_minilm(n_train: int = 2000, n_test: int = 400, train_blocks: int = 2,
     train_ds = encode_texts(tokenizer, tr_texts, tr_y, max_length)
     test_ds = encode_texts(tokenizer, te_texts, te_y, max_length)
     task = hf_classification(model)
-    facts = cached_weights(model, "tweets-minilm", config,
-                           lambda: pretrain(task, train_ds, epochs=epochs, batch_size=batch_size, lr=lr,
-                                            weight_decay=weight_decay, seed=seed, desc="tweets-minilm"))
-    model.eval()
+    facts = cached_pretrain("tweets-minilm", model, task, train_ds, config)
     return Recipe(model, task, train_ds, test_ds,
                   info={"weight_decay": weight_decay, "classes": list(CLASSES),
                         "texts": {"train": tr_texts, "test": te_texts}, "tokenizer": tokenizer,
