@@ -7,7 +7,8 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,20 @@ from ..task import Task
 from ..training import make_batches
 
 EXTRA = "extra::"  # prefix of cached tensors that are not the model's state
+TRAINING_THREADS = 1  # recipe weights are trained on one thread: the same weights whatever the machine's thread count
+
+
+@contextmanager
+def fixed_threads(n: int = TRAINING_THREADS) -> Iterator[None]:
+    """Run the block with ``n`` intra-op threads, then restore the caller's count. A float32 reduction split over
+    another number of threads sums in another order, so training under a fixed count is what makes weights (and
+    every figure computed from them) come back on another machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def cache_dir() -> Path:
@@ -33,14 +48,15 @@ def cache_dir() -> Path:
 def cache_key(name: str, config: dict[str, Any]) -> str:
     """A hash of the recipe's name, arguments and the library version: any change trains anew."""
     from .. import __version__
-    blob = json.dumps({"recipe": name, "config": config, "version": __version__}, sort_keys=True, default=str)
+    blob = json.dumps({"recipe": name, "config": config, "version": __version__, "threads": TRAINING_THREADS},
+                      sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def cached_weights(model: nn.Module, name: str, config: dict[str, Any],
                    fit: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """Load ``model``'s parameters and buffers from the cache, or run ``fit()`` (which trains ``model`` in place and
-    returns facts about the run, e.g. its duration) and store them. Returns those facts plus ``cached``.
+    returns facts about the run, e.g. its duration) on ``TRAINING_THREADS`` threads and store them. Returns those facts plus ``cached``.
 
     Facts may hold ``"tensors"``, a dict of extra tensors (e.g. training checkpoints) cached beside the weights."""
     from safetensors.torch import load, save
@@ -55,7 +71,8 @@ def cached_weights(model: nn.Module, name: str, config: dict[str, Any],
         except Exception as exc:  # a damaged or foreign cache entry is rebuilt, not trusted
             print(f"ifscope: ignoring unreadable cache entry {path} ({type(exc).__name__}); retraining",
                   file=sys.stderr)
-    meta = fit()
+    with fixed_threads():
+        meta = fit()
     extra = meta.pop("tensors", {})
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
     state.update({EXTRA + k: v.detach().contiguous().clone() for k, v in extra.items()})
