@@ -20,6 +20,9 @@ class Recipe:
     train: Any
     test: Any
     info: dict[str, Any] = field(default_factory=dict)  # e.g. weight_decay, lr, class names, how to draw inputs
+    # option defaults sized to this model, per command: {"influence": {...estimator options for fit/scores/top...},
+    # "fade": {...}, "correct": {...}, "demo": {...}}; a command-line flag overrides them
+    defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _registry() -> dict[str, Callable[..., Recipe]]:

@@ -97,9 +97,12 @@ def resnet(width: int = 16, seed: int = 0) -> nn.Module:
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * width, 10))
 
 
-def digits_cnn(n_train: int = 1000, n_test: int = 300, width: int = 16, epochs: float = 30, batch_size: int = 64,
+def digits_cnn(n_train: int = 500, n_test: int = 1297, width: int = 16, epochs: float = 30, batch_size: int = 64,
                lr: float = 3e-3, weight_decay: float = 1e-3, flip: float = 0.0, seed: int = 0) -> Recipe:
     """A ResNet-style CNN (residual blocks, BatchNorm) trained by mini-batch Adam in train mode; cached.
+
+    The default split trains on 500 images and keeps the other 1297 unseen, so the model makes a few dozen natural
+    mistakes (test accuracy 0.975) for the correction experiment to work on.
 
     Influence runs it in eval mode, where BatchNorm uses its running statistics (buffers, not parameters)."""
     from .common import accuracy, cached_pretrain
