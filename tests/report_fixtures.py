@@ -17,8 +17,8 @@ CORRECT = {"n_queries": 12, "fix_rate": {"influence": 0.58, "random": 0.17, "ran
 
 
 def write_fixtures(workdir) -> None:
-    """Write fade.json, diagnose.json and correct.json into ``workdir``."""
-    from ifscope.store import write_json
-    write_json(workdir / "fade.json", FADE)
-    write_json(workdir / "diagnose.json", DIAGNOSE)
-    write_json(workdir / "correct.json", CORRECT)
+    """Write fade.json, diagnose.json and correct.json into the (fitted) run directory ``workdir``."""
+    from ifscope.store import RunDir
+    run = RunDir(workdir)
+    for name, data in (("fade.json", FADE), ("diagnose.json", DIAGNOSE), ("correct.json", CORRECT)):
+        run.save_json(name, data)

@@ -111,10 +111,9 @@ def test_user_errors_exit_2_without_traceback(fitted, tmp_path, capsys):
 
 
 def test_report_gallery_shows_texts_escaped(tmp_path):
-    from ifscope.store import write_json
     run = RunDir(tmp_path)
     run.bind({"model": "m", "train": "d"}, {"method": "graddot"})
-    write_json(tmp_path / "top.json", {
+    run.save_json("top.json", {
         "k": 1, "n_train": 2, "method": "graddot", "view": "text", "image_shape": [], "classes": ["neg", "pos"],
         "queries": [{"index": 0, "label": 1, "predicted": 0, "text": "a <b>great</b> film",
                      "proponents": [{"index": 1, "label": 1, "score": 0.5, "text": "loved it"}],

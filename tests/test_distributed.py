@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -130,3 +131,49 @@ def test_torchrun_launch(tmp_path):
     finally:
         torch.set_num_threads(os.cpu_count() or 1)
     torch.testing.assert_close(torch.load(out), ref, rtol=1e-5, atol=1e-6)
+
+
+class _Killed(Exception):
+    pass
+
+
+def _resume_worker(rank: int, size: int, init: str, workdir: str, outdir: str, die_after: int) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=size)
+    try:
+        task, train, queries = _problem()
+        inf = ifscope.Influence(task, train, method="arnoldi", rank=6, iterations=20, batch_size=BATCH,
+                                progress=False, workdir=workdir).fit()
+        embed, made = inf.estimator.train_embed, []
+
+        def dying(batch):
+            if die_after and len(made) == die_after:
+                raise _Killed  # as if the process were killed after writing its first shards
+            made.append(1)
+            return embed(batch)
+        inf.estimator.train_embed = dying
+        try:
+            s = inf.scores(queries)
+        except _Killed:
+            return
+        torch.save({"scores": s, "reused": inf.run.shards_reused, "computed": inf.run.shards_computed},
+                   Path(outdir) / f"resume{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_ranks_killed_and_resumed_recompute_nothing_on_disk(tmp_path):
+    workdir = tmp_path / "run"
+    for attempt, die_after in enumerate((2, 0)):
+        init = f"file://{tmp_path / f'rendezvous{attempt}'}"
+        mp.spawn(_resume_worker, args=(2, init, str(workdir), str(tmp_path), die_after), nprocs=2, join=True)
+    assert len(list((workdir / "train").glob("*.safetensors"))) == 7
+    results = [torch.load(tmp_path / f"resume{r}.pt") for r in (0, 1)]
+    assert [(r["reused"], r["computed"]) for r in results] == [(2, 2), (2, 1)]  # 4 + 3 batches, 2 each on disk
+    task, train, queries = _problem()
+    single = ifscope.Influence(task, train, method="arnoldi", rank=6, iterations=20, batch_size=BATCH,
+                               progress=False).scores(queries)
+    assert torch.equal(results[0]["scores"], results[1]["scores"])
+    torch.testing.assert_close(results[0]["scores"], single)
+    manifest = json.loads((workdir / "manifest.json").read_text())
+    assert manifest["config"]["rank"] == 6 and "curvature.safetensors" in manifest["artifacts"]

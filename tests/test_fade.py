@@ -1,7 +1,6 @@
 """fade_curve on a tiny convex model, its JSON shape, and the ``ifscope fade`` command end to end."""
 
 import json
-import math
 import os
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import torch
 from torch import nn
 
 import ifscope
-from ifscope.fade import fit_gap_rate, gd_schedule, half_life, trajectory_checkpoints
+from ifscope.fade import gd_schedule, trajectory_checkpoints
 from ifscope.training import load_params, train
 
 WD = 0.02
@@ -99,16 +98,6 @@ def test_tracin_over_training_checkpoints_is_scored_once():
     assert torch.equal(res.predicted["tracin"][0], res.predicted["tracin"][-1])  # not a horizon-aware score
 
 
-def test_half_life_and_gap_fit():
-    assert half_life([1, 10, 100], [0.9, 0.6, 0.3]) == pytest.approx(math.exp(math.log(10) + 0.5 * math.log(10)))
-    assert half_life([1, 10, 100], [0.9, 0.8, 0.7]) is None
-    t = [1, 3, 10, 30, 100]
-    r, c = fit_gap_rate(t, [0.5 * math.expm1(0.02 * x) / 0.02 for x in t])
-    assert r == pytest.approx(0.02, rel=1e-3) and c == pytest.approx(0.5, rel=1e-3)
-    r, _ = fit_gap_rate(t, [2.0 * x for x in t])
-    assert abs(r) < 1e-4
-
-
 def test_bad_arguments():
     task, tr, te = _convex()
     inf = ifscope.Influence(task, tr, method="graddot", weight_decay=WD, progress=False)
@@ -154,7 +143,8 @@ def test_cli_fade_json(tmp_path):
     assert all(len(m["pearson"]) == 3 and len(m["spearman"]) == 3 for m in d["methods"].values())
     assert {"gap", "gap_rate", "horizon_half"} <= set(d)
     assert json.loads((tmp_path / "run" / "fade.json").read_text())["steps"] == [1, 3, 10]
-    assert (tmp_path / "run" / "fade.png").stat().st_size > 0
+    assert (tmp_path / "run" / "report" / "fade_curve.png").stat().st_size > 0
+    assert d["config"]["rank"] == 5 and d["curvature_sha256"]
     bad = subprocess.run(cmd[:-1] + ["--n-ids", "500"], capture_output=True, text=True, env=env, timeout=120)
     assert bad.returncode == 2 and "--n-ids" in bad.stderr and "Traceback" not in bad.stderr
 

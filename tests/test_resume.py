@@ -32,9 +32,8 @@ def test_sigkill_midway_then_rerun_gives_identical_scores(tmp_path, capsys):
             break
         time.sleep(0.005)
     assert proc.wait(timeout=30) == -signal.SIGKILL, "the scores run finished before it could be killed"
-    done = [n for n in RunDir(killed).manifest["artifacts"] if n.startswith("train/")]
-    # the kill may land between a shard's rename and the manifest update: that shard is simply recomputed
-    assert 4 <= len(done) < 250 and not (killed / "scores.safetensors").exists()
+    done = sorted((killed / "train").glob("*.safetensors"))  # each shard carries its own checksum, not the manifest
+    assert 5 <= len(done) < 250 and not (killed / "scores.safetensors").exists()
 
     capsys.readouterr()
     assert main(["scores", *OPTIONS, "--workdir", str(killed), "--json"]) == 0

@@ -6,7 +6,7 @@ import pytest
 import torch
 from recipes_for_tests import tiny
 
-from ifscope import ArtifactError, Influence
+from ifscope import ArtifactError, Influence, NumericalWarning
 from ifscope.store import CURVATURE, FORMAT_VERSION, MANIFEST, RunDir, data_fingerprint, model_fingerprint
 
 
@@ -97,8 +97,31 @@ def test_workdir_changed_options_refit_and_other_model_refused(recipe, tmp_path)
 
 
 def test_corrupted_shard_is_named(recipe, tmp_path):
-    influence(recipe, tmp_path).fit().scores(recipe.test)
+    good = influence(recipe, tmp_path).fit().scores(recipe.test)
     shard = tmp_path / "train" / "00002.safetensors"
     shard.write_bytes(shard.read_bytes()[:-7])
-    with pytest.raises(ArtifactError, match=r"train/00002\.safetensors is truncated"):
-        influence(recipe, tmp_path).fit().scores(recipe.test)
+    with pytest.warns(NumericalWarning, match=r"train/00002\.safetensors is truncated.*recomputing"):
+        again = influence(recipe, tmp_path).fit()
+        assert torch.equal(again.scores(recipe.test), good)
+    assert again.run.shards_computed == 1  # only the damaged shard
+    from safetensors import safe_open
+    from safetensors.torch import load, save
+    with safe_open(str(shard), framework="pt") as fh:
+        meta = fh.metadata()
+    tampered = load(shard.read_bytes())
+    tampered["embeddings"] = tampered["embeddings"] + 1  # a valid file with wrong content: its checksum catches it
+    shard.write_bytes(save(tampered, metadata=meta))
+    with pytest.warns(NumericalWarning, match="is corrupted"):
+        assert torch.equal(influence(recipe, tmp_path).fit().scores(recipe.test), good)
+
+
+def test_artifacts_get_the_users_umask(tmp_path):
+    import os
+    old = os.umask(0o022)
+    try:
+        run = RunDir(tmp_path)
+        run.bind({"model": "m", "train": "d"}, {"method": "graddot"})
+        path = run.save_json("top.json", {"k": 1})
+    finally:
+        os.umask(old)
+    assert (path.stat().st_mode & 0o777) == 0o644 and ((tmp_path / MANIFEST).stat().st_mode & 0o777) == 0o644

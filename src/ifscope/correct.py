@@ -212,15 +212,6 @@ def _check_options(k: int, steps: int, lr: float, strategy: str, baselines: Sequ
         raise ConfigError(f"unknown baseline(s) {unknown}; choose from {list(METHODS[1:])}")
 
 
-def _top_eigenvalue(est: Any) -> float:
-    """λ_max of the training-loss Hessian: the fitted Arnoldi top eigenvalue, else by power iteration."""
-    from .estimators.lissa import power_iteration
-    if hasattr(est, "pairs"):
-        return float(est.pairs.values.max())
-    op = est.ctx.curvature_operator()
-    return power_iteration(op.matvec, op.dim, est.ctx.dtype, seed=est.ctx.seed)
-
-
 def correct(influence: Influence, queries: Any, *, heldout: Any | None = None, indices: Sequence[int] | None = None,
             k: int = DEFAULT_K, steps: int = DEFAULT_STEPS, lr: float | None = None, strategy: str = DEFAULT_STRATEGY,
             anchor: int = DEFAULT_ANCHOR, stop_when_fixed: bool = DEFAULT_STOP, baselines: Sequence[str] = METHODS[1:],
@@ -255,7 +246,7 @@ def correct(influence: Influence, queries: Any, *, heldout: Any | None = None, i
     est = influence.estimator
     assert est is not None
     if lr is None:
-        lr = min(DEFAULT_LR, 1.0 / _top_eigenvalue(est))
+        lr = min(DEFAULT_LR, 1.0 / influence.lambda_max)
     # the checkpoint the influence was fitted at: corrections start here, never from the (possibly changed) model
     params0 = {n: v.detach().clone() for n, v in est.ctx.params.items()}
     rest = dict(est.ctx.rest)

@@ -8,8 +8,8 @@ with the actual changes measured by :func:`ifscope.groundtruth.actual_changes` a
 
 from __future__ import annotations
 
+import copy
 import math
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,16 +18,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.optimize import minimize_scalar
-from scipy.stats import rankdata
 from torch import Tensor
-from tqdm.auto import tqdm
 
-from .data import as_dataset, take
 from .errors import ConfigError
-from .estimators.lissa import power_iteration
 from .groundtruth import MODES, GroundTruth, actual_changes
 from .influence import Influence
+from .krylov import largest_step
+from .options import FitOptions
+from .progress import progress_bar
+from .stats import fit_gap_growth, gap_exponent, half_life, pearson, per_column, spearman
 from .task import Task
 from .training import Schedule, make_batches, replay
 
@@ -48,11 +47,59 @@ def gd_schedule(influence: Influence, steps: int, lr: float | None = None, batch
     """Gradient descent for ``steps`` steps with the influence's weight decay and ``lr`` (default 1/λ_max of its
     curvature, the largest stable-and-monotone step): full-batch, or seeded minibatches of ``batch_size``."""
     if lr is None:
-        est = influence.estimator if influence.estimator is not None else influence.fit().estimator
-        op = est.ctx.curvature_operator(damping=0.0)
-        lr = 1.0 / power_iteration(op.matvec, op.dim, influence.dtype, iterations=50, seed=influence.config["seed"])
+        lr = largest_step(influence.spectrum())
     return Schedule(make_batches(influence.n_train, steps, batch_size, seed), lr=float(lr),
                     weight_decay=influence.config["weight_decay"])
+
+
+def with_horizon(inf: Influence, horizon: int, lr: float) -> Influence:
+    """The horizon-aware Arnoldi variant on the fitted eigenpairs of ``inf`` (no new Arnoldi iteration)."""
+    if inf.method != "arnoldi" or inf.estimator is None:
+        raise ConfigError("arnoldi_horizon reuses a fitted arnoldi run's eigenpairs; this run is "
+                          f"{inf.method!r}: fit method='arnoldi' or leave arnoldi_horizon out")
+    config = {k: v for k, v in inf.config.items() if k != "method"}
+    config.update(horizon=horizon, lr=lr)
+    v = Influence(inf.task, inf.train, "arnoldi", progress=inf.show_progress, **config)
+    est = copy.copy(inf.estimator)
+    est.options = {**est.options, "horizon": horizon, "lr": lr}
+    est.set_eigenpairs(est.pairs)  # type: ignore[attr-defined]
+    v.estimator, v._spectrum = est, inf.spectrum()
+    return v
+
+
+def reference_methods(inf: Influence, names: Sequence[str], schedule: Schedule, horizon: int,
+                      krylov: int = 100, dtype: torch.dtype | None = None) -> dict[str, Influence]:
+    """The fade's reference methods, built with the run's shared options and the continued training's ``schedule``
+    (its lr, the horizon T = ``horizon``): ``horizon``, ``horizon_schedule``, ``arnoldi_horizon``, ``exact``,
+    ``graddot``, ``tracin`` (one checkpoint per step of the actual continued trajectory), ``arnoldi`` (its own fit
+    with the library's defaults); ``dtype`` overrides the run's precision for all but ``arnoldi_horizon``."""
+    shared = {k: inf.config[k] for k in FitOptions.__dataclass_fields__}
+    if dtype is not None:
+        shared["dtype"] = dtype
+    lr = {"horizon": horizon, "lr": schedule.lr}
+
+    def make(method: str, **options: Any) -> Influence:
+        return Influence(inf.task, inf.train, method, progress=inf.show_progress, **shared, **options)
+    build = {
+        "horizon": lambda: make("horizon", krylov=krylov, **lr),
+        "horizon_schedule": lambda: make("horizon", krylov=krylov, batch_order="schedule", **lr),
+        "arnoldi_horizon": lambda: with_horizon(inf, horizon, schedule.lr),
+        "exact": lambda: make("exact"),
+        "graddot": lambda: make("graddot"),
+        "arnoldi": lambda: make("arnoldi"),
+        "tracin": lambda: make("tracin", per_step=True, checkpoints=trajectory_checkpoints(
+            inf.task, inf.train, schedule, horizon, dtype=shared["dtype"])),
+    }
+    unknown = sorted(set(names) - set(build))
+    if unknown:
+        raise ConfigError(f"unknown reference method(s) {unknown}; choose from {sorted(build)}")
+    out = {}
+    for name in names:
+        ref = build[name]()
+        if ref.estimator is None:
+            ref.fit()
+        out[name] = ref
+    return out
 
 
 def trajectory_checkpoints(task: Task, train: Any, schedule: Schedule, steps: int,
@@ -64,58 +111,6 @@ def trajectory_checkpoints(task: Task, train: Any, schedule: Schedule, steps: in
         res = replay(task, params0, train, schedule, steps=steps - 1, checkpoint_every=1, rest=rest)
         out += res.checkpoints
     return out
-
-
-def pearson(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson correlation; NaN when either side is constant."""
-    if a.std() == 0 or b.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(a, b)[0, 1])
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman rank correlation (average ranks for ties)."""
-    return pearson(rankdata(a), rankdata(b))
-
-
-def _per_query(fn, pred: np.ndarray, actual: np.ndarray) -> float:
-    vals = [fn(pred[:, q], actual[:, q]) for q in range(pred.shape[1])]
-    vals = [v for v in vals if not math.isnan(v)]
-    return float(np.mean(vals)) if vals else float("nan")
-
-
-def half_life(steps: Sequence[int], corr: Sequence[float]) -> float | None:
-    """The first T (log-interpolated) where ``corr`` falls to half its value at the smallest T; None if never."""
-    c0 = corr[0]
-    if not c0 > 0:
-        return None
-    for k in range(1, len(steps)):
-        if corr[k] <= c0 / 2:
-            a, b = corr[k - 1], corr[k]
-            frac = (a - c0 / 2) / (a - b) if a != b else 1.0
-            return float(math.exp(math.log(steps[k - 1]) + frac * (math.log(steps[k]) - math.log(steps[k - 1]))))
-    return None
-
-
-def fit_gap_rate(steps: Sequence[int], gap: Sequence[float]) -> tuple[float, float]:
-    """``(r, c)`` with ``gap(T) ≈ c·(e^{rT} − 1)/r`` fitted on log scale: r > 0 exponential divergence (Gronwall,
-    SCIENCE.md §2), r ≈ 0 linear growth, r < 0 saturation at ``c/|r|``."""
-    t = np.asarray(steps, dtype=float)
-    y = np.log(np.asarray(gap, dtype=float))
-
-    def log_shape(r: float) -> np.ndarray:
-        if abs(r) * t.max() < 1e-8:
-            return np.log(t)
-        return np.log(np.expm1(r * t) / r)
-
-    def sse(r: float) -> float:
-        res = y - log_shape(r)
-        return float(((res - res.mean()) ** 2).sum())
-
-    hi = 40.0 / t.max()
-    fit = minimize_scalar(sse, bounds=(-2.0 / t.min(), hi), method="bounded", options={"xatol": 1e-10})
-    r = float(fit.x)
-    return r, float(np.exp((y - log_shape(r)).mean()))
 
 
 @dataclass
@@ -152,31 +147,10 @@ class FadeResult:
         return "\n".join([head, *rows])
 
 
-def _scores(influence: Influence, queries: Any, train_ids: Tensor, steps: Sequence[int],
-            schedule: Schedule | None) -> Tensor:
-    """``[n_steps, n_queries, n_ids]`` scores; horizon-aware methods are evaluated at each T, the others once."""
-    est = influence.estimator if influence.estimator is not None else influence.fit().estimator
-    task, dtype = influence.task, influence.dtype
-    q_data = as_dataset(queries, "queries")
-    q_batch = task.cast(take(q_data, range(len(q_data))), dtype)
-    z_batch = task.cast(take(influence.train, train_ids), dtype)
-    aware = bool(getattr(est, "horizon_aware", False))
-    with task.evaluating():
-        if influence.config.get("batch_order") == "schedule":
-            if schedule is None:
-                raise ConfigError("batch_order='schedule' needs the schedule of the continued training: pass "
-                                  "schedule= to fade_curve")
-            return est.scores_for_schedule(q_batch, z_batch, train_ids, schedule, influence.n_train, steps)
-        if aware:
-            return est.scores_over_horizons(q_batch, z_batch, steps)
-        s = influence.query_embeddings(queries) @ est.train_embed(z_batch).T
-    return s.unsqueeze(0).expand(len(steps), -1, -1)
-
-
 def fade_curve(influence: Influence | Mapping[str, Influence], queries: Any, ids: Sequence[int] | Tensor,
                steps: Sequence[int] = DEFAULT_STEPS, mode: str = "remove", epsilon: float = 0.01,
                schedule: Schedule | None = None, truth: GroundTruth | None = None,
-               progress: bool = True) -> FadeResult:
+               progress: bool = True, truth_dtype: torch.dtype | None = torch.float64) -> FadeResult:
     """Per T: Pearson/Spearman between ``−(w−1)·score(q, z)/N`` and the actual change ``ℓ_q(θ_w(T)) − ℓ_q(θ(T))``.
 
     ``influence`` is one fitted (or unfitted) :class:`Influence` or a mapping ``name → Influence``; methods with
@@ -200,17 +174,18 @@ def fade_curve(influence: Influence | Mapping[str, Influence], queries: Any, ids
     if truth is None:
         schedule = schedule if schedule is not None else gd_schedule(first, max(steps))
         truth = actual_changes(first.task, first.train, queries, ids_t, steps, schedule, mode=mode, epsilon=epsilon,
-                               dtype=first.dtype, progress=progress)
+                               dtype=truth_dtype or first.dtype, progress=progress)
     elif truth.steps != steps or not torch.equal(truth.ids, ids_t) or truth.mode != mode:
         raise ConfigError("the given ground truth was computed for other steps, ids or mode; recompute it")
     n = first.n_train
     actual = truth.delta.double().numpy()  # [n_steps, n_ids, n_queries]
     out: dict[str, dict[str, Any]] = {}
     predicted: dict[str, Tensor] = {}
-    bar = tqdm(methods.items(), desc="fade: scoring methods", file=sys.stderr, leave=False, disable=not progress)
-    for name, inf in bar:
-        bar.set_postfix(method=name)
-        s = _scores(inf, queries, ids_t, steps, schedule).double()  # [n_steps, n_queries, n_ids]
+    bar = progress_bar("fade: scoring methods", len(methods), progress)
+    for name, inf in methods.items():
+        if bar is not None:
+            bar.set_postfix(method=name)
+        s = inf.scores_over_horizons(queries, ids_t, steps, schedule).double()  # [n_steps, n_queries, n_ids]
         pred = -(truth.weight - 1.0) * s.transpose(1, 2) / n
         predicted[name] = pred
         p = pred.numpy()
@@ -220,8 +195,8 @@ def fade_curve(influence: Influence | Mapping[str, Influence], queries: Any, ids
             a, b = p[k], actual[k]
             row["pearson"].append(pearson(a.ravel(), b.ravel()))
             row["spearman"].append(spearman(a.ravel(), b.ravel()))
-            row["pearson_per_query"].append(_per_query(pearson, a, b))
-            row["spearman_per_query"].append(_per_query(spearman, a, b))
+            row["pearson_per_query"].append(per_column(pearson, a, b))
+            row["spearman_per_query"].append(per_column(spearman, a, b))
             row["slope"].append(float((a * b).sum() / (a * a).sum()) if (a * a).sum() > 0 else float("nan"))
         row["horizon_half"] = half_life(steps, row["pearson"])
         est = inf.estimator
@@ -229,10 +204,13 @@ def fade_curve(influence: Influence | Mapping[str, Influence], queries: Any, ids
             # validity of ηT on the complement: η·λ·T at the largest eigenvalue outside the basis, per T
             row["complement_eta_lambda_T"] = [est.lr * est.left_out * t for t in steps]
         out[name] = row
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
     gap = truth.gap.double().mean(1).tolist()
-    positive = all(g > 0 for g in gap)
-    rate, scale = fit_gap_rate(steps, gap) if positive else (float("nan"), float("nan"))
-    exponent = float(np.polyfit(np.log(steps), np.log(gap), 1)[0]) if positive and len(steps) > 1 else float("nan")
+    rate, scale = fit_gap_growth(steps, gap)
+    exponent = gap_exponent(steps, gap)
     reference = "horizon" if "horizon" in out else next(iter(out))
     lr = schedule.lr if schedule is not None else float("nan")
     return FadeResult(steps, mode, float(epsilon) if mode == "upweight" else -1.0 / n, lr, out, gap, rate, scale,

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from .data import as_dataset, take
 from .errors import ConfigError
 from .params import Params, ParamSpace
+from .progress import progress_bar
 from .task import Task
 from .training import Schedule, replay_many
 
@@ -90,8 +89,8 @@ def actual_changes(task: Task, train: Any, queries: Any, ids: Sequence[int] | Te
     weights[torch.arange(1, len(ids_t) + 1), ids_t] = weight
     parts_l, parts_f = [], []
     passes = range(0, len(weights), vectorize)
-    bar = tqdm(total=len(passes) * max(steps), desc=f"ground truth ({mode}, {len(weights)} runs of {max(steps)} steps)",
-               file=sys.stderr, leave=False, disable=not progress)
+    bar = progress_bar(f"ground truth ({mode}, {len(weights)} runs of {max(steps)} steps)", len(passes) * max(steps),
+                       progress)
     for s in passes:
         losses, flat = _trajectories(task, p0, rest, data, schedule, steps, q_batch, weights[s:s + vectorize],
                                      tick=lambda: bar.update(1))

@@ -2,34 +2,29 @@
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from . import distributed
 from .checks import check_finite_params, embed_located
 from .data import as_dataset, batches, take
-from .errors import ConfigError
+from .errors import ArtifactError, ConfigError
 from .estimators import METHODS, Context, Estimator
-from .projection import PATHS
+from .krylov import Spectrum, spectrum
+from .options import FitOptions, build, from_json, to_json, values
+from .progress import progress_bar
 from .scores import TopInfluences, score_matrix, top_k
 from .store import CURVATURE, RunDir, data_fingerprint, model_fingerprint
 from .task import Task
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
+FIT_FIELDS = frozenset(FitOptions.__dataclass_fields__)
+
+SPECTRUM = "spectrum.safetensors"
+SPECTRUM_ITERATIONS = 60  # Arnoldi steps for the spectrum of a method whose fit does not yield one
 CACHE_BUDGET = 1 << 30  # bytes of training embeddings kept in memory
-
-
-def _dtype(value: Any) -> torch.dtype:
-    if isinstance(value, torch.dtype) and value in DTYPES.values():
-        return value
-    if isinstance(value, str) and value in DTYPES:
-        return DTYPES[value]
-    raise ConfigError(f"dtype must be torch.float32 or torch.float64 (or 'float32'/'float64'), got {value!r}")
 
 
 class Influence:
@@ -38,51 +33,65 @@ class Influence:
     The predicted change of query ``q``'s loss when training example ``i`` is removed from a mean over N
     examples is ``+scores[q, i] / N``. ``method`` is one of ``exact``, ``cg``, ``lissa``, ``arnoldi``,
     ``graddot``, ``tracin``, ``horizon`` (``horizon=T, lr=η``: the finite-horizon response
-    ``∇ℓ(q)ᵀ H⁻¹(I − (I − ηH)^T) ∇ℓ(z)``); shared options are keyword arguments below, method options
+    ``∇ℓ(q)ᵀ H⁻¹(I − (I − ηH)^T) ∇ℓ(z)``); shared options are :class:`ifscope.options.FitOptions`, method options
     (e.g. ``rank``, ``iterations`` for arnoldi) are listed by ``Influence.options(method)``.
     With ``workdir``, ``fit`` reuses the curvature saved there for the same model, data and options (and saves it
-    otherwise), and training embeddings stream to / resume from shards ``workdir/train/NNNNN.safetensors``.
+    otherwise), training embeddings stream to / resume from shards ``workdir/train/NNNNN.safetensors``, and
+    :meth:`open` rebuilds the fitted object later without refitting. ``source`` records where the model and data
+    come from (a recipe), so that :meth:`open` can rebuild them.
     """
 
-    def __init__(self, task: Task, train: Any, method: str = "arnoldi", *, damping: float = 0.0,
-                 weight_decay: float = 0.0, batch_size: int = 128, seed: int = 0, dtype: Any = torch.float32,
-                 hessian_samples: int | None = None, curvature: str = "hessian", projection: str = "auto",
-                 progress: bool = True, workdir: Any = None, **method_options: Any):
+    def __init__(self, task: Task, train: Any, method: str = "arnoldi", *, progress: bool = True,
+                 workdir: Any = None, source: dict[str, Any] | None = None, **options: Any):
         if not isinstance(task, Task):
             raise ConfigError(f"task must be an ifscope.Task (e.g. ifscope.classification(model)), "
                               f"not {type(task).__name__}")
         if method not in METHODS:
             raise ConfigError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
-        unknown = sorted(set(method_options) - set(METHODS[method].OPTIONS))
+        shared = {k: v for k, v in options.items() if k in FIT_FIELDS}
+        own = {k: v for k, v in options.items() if k not in FIT_FIELDS}
+        unknown = sorted(set(own) - set(METHODS[method].OPTIONS))
         if unknown:
             raise ConfigError(f"unknown option(s) {unknown} for method {method!r}; its own options are "
-                              f"{sorted(METHODS[method].OPTIONS)}, shared ones are damping, weight_decay, batch_size, "
-                              "seed, dtype, hessian_samples, curvature, projection, progress")
-        for name, value in (("damping", damping), ("weight_decay", weight_decay)):
-            if not isinstance(value, (int, float)) or value < 0 or value != value:
-                raise ConfigError(f"{name} must be a non-negative number, got {value!r}")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if hessian_samples is not None and (not isinstance(hessian_samples, int) or hessian_samples < 1):
-            raise ConfigError(f"hessian_samples must be a positive integer or None, got {hessian_samples!r}")
-        if curvature not in ("hessian", "ggn"):
-            raise ConfigError(f"curvature must be 'hessian' or 'ggn', got {curvature!r}")
-        if projection not in PATHS:
-            raise ConfigError(f"projection must be one of {PATHS}, got {projection!r}")
+                              f"{sorted(METHODS[method].OPTIONS)}, shared ones are {sorted(FIT_FIELDS)}, progress")
+        self.fit_options = build(FitOptions, shared, "Influence")
+        self.method_options = build(METHODS[method].Options, own, f"method {method!r}")
         self.task, self.method = task, method
         self.train = as_dataset(train, "train")
-        self.config: dict[str, Any] = dict(method=method, damping=float(damping), weight_decay=float(weight_decay),
-                                           batch_size=batch_size, seed=int(seed), dtype=_dtype(dtype),
-                                           hessian_samples=hessian_samples, curvature=curvature,
-                                           projection=projection, **{**METHODS[method].OPTIONS, **method_options})
+        self.config: dict[str, Any] = dict(method=method, **values(self.fit_options), **values(self.method_options))
+        self.source = source
         self.show_progress = progress
         self.estimator: Estimator | None = None
-        self._train_emb: Tensor | None = None
         self.run: RunDir | None = None if workdir is None else RunDir(workdir)
         self.reused = False  # fit() loaded the curvature from workdir
         self.dropped: list[str] = []  # artifacts of an older config that fit() removed from workdir
         self._train_emb: tuple[Tensor, Tensor] | None = None
+        self._spectrum: Spectrum | None = None
         self.cache_budget = CACHE_BUDGET  # 0 streams the training embeddings anew on every call (memory flat in N)
+
+    @classmethod
+    def open(cls, workdir: Any, task: Task | None = None, train: Any = None, progress: bool = True) -> Influence:
+        """The fitted ``Influence`` of a run directory, rebuilt without refitting: its model and data from the
+        recorded recipe (or the ``task`` and ``train`` given, checked against the recorded fingerprints), its
+        options from the manifest, its estimator from ``curvature.safetensors``."""
+        run = RunDir(workdir)
+        if not run.config or not run.has(CURVATURE):
+            raise ArtifactError(f"{run.path} holds no fitted run (no {CURVATURE} in its manifest); fit first: "
+                                "`ifscope fit --workdir DIR` or Influence(..., workdir=DIR).fit()")
+        source = run.manifest.get("source")
+        if task is None or train is None:
+            if not source or "recipe" not in source:
+                raise ConfigError(f"{run.path} was fitted from the Python API: pass task= and train= to open it")
+            from .recipes import load_recipe
+            recipe = load_recipe(source["recipe"], optional={"seed": source.get("seed", 0)},
+                                 **source.get("recipe_options", {}))
+            task, train = recipe.task if task is None else task, recipe.train if train is None else train
+        config = dict(run.config)
+        method = config.pop("method")
+        options = {k: from_json(k, v) for k, v in config.items()}
+        inf = cls(task, train, method, progress=progress, workdir=workdir, source=source, **options)
+        inf.recorded_config = run.config  # tensor options (by hash) come back from the saved state
+        return inf.fit()
 
     @staticmethod
     def options(method: str) -> dict[str, Any]:
@@ -99,10 +108,20 @@ class Influence:
     def dtype(self) -> torch.dtype:
         return self.config["dtype"]
 
-    def _bar(self, desc: str, total: int):
-        if not self.show_progress:
+    @property
+    def config_json(self) -> dict[str, Any]:
+        """The configuration as the manifest records it (dtypes by name, tensor options by content hash)."""
+        return getattr(self, "recorded_config", None) or to_json(self.config)
+
+    @property
+    def curvature_sha256(self) -> str | None:
+        """The checksum of ``curvature.safetensors`` recorded in the manifest (None without a run directory)."""
+        if self.run is None:
             return None
-        return tqdm(total=total, desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True)
+        return self.run.manifest.get("artifacts", {}).get(CURVATURE, {}).get("sha256")
+
+    def _bar(self, desc: str, total: int):
+        return progress_bar(desc, total, self.show_progress)
 
     def _context(self) -> Context:
         c = self.config
@@ -110,7 +129,7 @@ class Influence:
         return Context(task=self.task, params=params, rest=rest, train=self.train, batch_size=c["batch_size"],
                        dtype=c["dtype"], seed=c["seed"], weight_decay=c["weight_decay"], damping=c["damping"],
                        hessian_samples=c["hessian_samples"], curvature=c["curvature"], projection=c["projection"],
-                       progress=self._bar)
+                       progress=self._bar, spectrum=self.spectrum)
 
     def fit(self) -> Influence:
         """Fit the estimator at the model's current parameters (curvature, eigenbasis); returns ``self``."""
@@ -120,21 +139,47 @@ class Influence:
         with self.task.evaluating():
             self.task.check(ctx.params, ctx.rest, self.task.cast(take(self.train, range(min(self.n_train, 8))),
                                                                    ctx.dtype), "training set")
-            options = {k: self.config[k] for k in METHODS[self.method].OPTIONS}
-            est = METHODS[self.method](ctx, **options)
+            est = METHODS[self.method](ctx, **values(self.method_options))
             self.reused = False
             if self.run is not None:
                 self.dropped = self.run.bind({"model": model_fingerprint(self.task.model),
-                                              "train": data_fingerprint(self.train)}, self.config)
+                                              "train": data_fingerprint(self.train)}, self.config_json,
+                                             source=self.source)
                 if self.run.has(CURVATURE):
                     est.load_state_dict(self.run.load_tensors(CURVATURE))
                     self.reused = True
             if not self.reused:
                 est.fit()
-                if self.run is not None and est.state_dict():
+                if self.run is not None:
                     self.run.save_tensors(CURVATURE, est.state_dict())
         self.estimator, self._train_emb = est, None
         return self
+
+    def spectrum(self) -> Spectrum:
+        """The curvature's Ritz values (``λ_max`` first): from the fit when the method keeps them (Arnoldi), else
+        from ``SPECTRUM_ITERATIONS`` Arnoldi steps once, saved in the run directory as ``spectrum.safetensors``."""
+        if self._spectrum is None:
+            est = self.estimator
+            if est is not None and est.keeps_spectrum:
+                self._spectrum = est.spectrum  # type: ignore[attr-defined]
+            elif self.run is not None and self.run.has(SPECTRUM):
+                self._spectrum = Spectrum.from_state(self.run.load_tensors(SPECTRUM))
+            else:
+                ctx = est.ctx if est is not None else self._context()
+                op = ctx.curvature_operator(damping=0.0)
+                bar = self._bar("spectrum (Arnoldi)", min(SPECTRUM_ITERATIONS, op.dim))
+                self._spectrum = spectrum(op.matvec, op.dim, SPECTRUM_ITERATIONS, seed=self.config["seed"],
+                                          dtype=self.dtype, progress=None if bar is None else (lambda j: bar.update(1)))
+                if bar is not None:
+                    bar.close()
+                if self.run is not None and self.run.exists:
+                    self.run.save_tensors(SPECTRUM, self._spectrum.state_dict())
+        return self._spectrum
+
+    @property
+    def lambda_max(self) -> float:
+        """The top eigenvalue of the fitted curvature (weight decay included, damping not)."""
+        return self.spectrum().lambda_max
 
     def _fitted(self) -> Estimator:
         if self.estimator is None:
@@ -185,8 +230,11 @@ class Influence:
                 lambda pos: est.train_embed(self.task.cast(take(self.train, pos), self.dtype)),
                 self._bar("training embeddings", len(local)))
 
-    def train_embeddings(self) -> Tensor:
-        """``[n_train, d]``: the training-side embedding of every training example."""
+    def train_embeddings(self, train_ids: Sequence[int] | Tensor | None = None) -> Tensor:
+        """``[n_train, d]``: the training-side embedding of every training example (or of those at ``train_ids``)."""
+        if train_ids is not None:
+            return torch.cat([e for _, e in self._chunks(self.train, self._fitted().train_embed,
+                                                         "training embeddings", self._train_ids(train_ids))])
         local = [emb for _, emb in self._train_chunks()]
         if not local:  # a rank left without batches still needs the embedding width to take part in the gather
             local = [emb[:0] for _, emb in self._chunks(self.train, self._fitted().train_embed, "width", torch.arange(1))]
@@ -202,13 +250,42 @@ class Influence:
                             "queries")
         return torch.cat([emb for _, emb in self._chunks(data, est.query_embed, "query embeddings")])
 
-    def scores(self, queries: Any) -> Tensor:
-        """``[n_queries, n_train]`` influence scores; positive = the training example helps the query."""
+    def scores(self, queries: Any, train_ids: Sequence[int] | Tensor | None = None) -> Tensor:
+        """``[n_queries, n_train]`` influence scores (or ``[n_queries, len(train_ids)]`` for those training
+        positions only); positive = the training example helps the query."""
         q = self.query_embeddings(queries)
+        if train_ids is not None:
+            return q @ self.train_embeddings(train_ids).T
         local = self._local()
         start = int(local[0]) if len(local) else 0
         block = score_matrix(q, ((pos - start, emb) for pos, emb in self._train_chunks()), len(local))
         return distributed.gather_blocks(block, self.n_train, self.config["batch_size"], dim=1)
+
+    def _train_ids(self, train_ids: Sequence[int] | Tensor) -> Tensor:
+        ids = torch.as_tensor(train_ids, dtype=torch.long).reshape(-1)
+        if len(ids) == 0 or int(ids.min()) < 0 or int(ids.max()) >= self.n_train:
+            raise ConfigError(f"train_ids must be training positions in [0, {self.n_train}), got {ids.tolist()[:10]}")
+        return ids
+
+    def scores_over_horizons(self, queries: Any, train_ids: Sequence[int] | Tensor, steps: Sequence[int],
+                             schedule: Any = None) -> Tensor:
+        """``[len(steps), n_queries, len(train_ids)]``: scores at each horizon T for horizon-aware estimators (with
+        the continued training's ``schedule`` where the method follows its batch order), the same scores repeated
+        for the others."""
+        est = self._fitted()
+        ids = self._train_ids(train_ids)
+        if not est.horizon_aware:
+            return self.scores(queries, ids).unsqueeze(0).expand(len(steps), -1, -1)
+        q_data = as_dataset(queries, "queries")
+        q_batch = self.task.cast(take(q_data, range(len(q_data))), self.dtype)
+        z_batch = self.task.cast(take(self.train, ids), self.dtype)
+        with self.task.evaluating():
+            if self.config.get("batch_order") == "schedule":
+                if schedule is None:
+                    raise ConfigError("batch_order='schedule' needs the schedule of the continued training: pass "
+                                      "schedule=")
+                return est.scores_for_schedule(q_batch, z_batch, ids, schedule, self.n_train, steps)  # type: ignore[attr-defined]
+            return est.scores_over_horizons(q_batch, z_batch, steps)  # type: ignore[attr-defined]
 
     def top(self, queries: Any, k: int = 10) -> TopInfluences:
         """The ``k`` strongest proponents and opponents of each query, streamed over the training set."""

@@ -2,8 +2,12 @@
 
 Layout: ``DIR/manifest.json`` (format version, library versions, model and data fingerprints, the configuration,
 sha256 and size of every artifact), ``DIR/curvature.safetensors``, ``DIR/train/NNNNN.safetensors``,
-``DIR/scores.safetensors``, ``DIR/*.json``, ``DIR/report/``. Every file is written to a temporary name and renamed;
-the manifest is rewritten (atomically) after each artifact, so a killed run leaves only complete, recorded files.
+``DIR/scores.safetensors``, ``DIR/*.json``, ``DIR/report/``. Every file is written to a temporary name and renamed
+(with the user's umask); the manifest is rewritten (atomically) after each artifact, so a killed run leaves only
+complete, recorded files. Training-embedding shards are the exception: each carries its own checksum and the hash
+of the configuration it was computed under in its safetensors header, so that thousands of shards do not rewrite
+the manifest thousands of times and a resumed run (one process or many ranks) trusts exactly the shards that
+verify. Under ``torchrun`` only rank 0 writes the manifest and the artifacts; every rank writes its own shards.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from torch.utils.data import Dataset
 
 from .errors import ArtifactError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the manifest records the source (recipe) and the config in options.to_json form
 MANIFEST = "manifest.json"
 CURVATURE = "curvature.safetensors"
 SCORES = "scores.safetensors"
@@ -37,6 +41,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; an artifact gets the permissions of any new file
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -50,6 +55,12 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _json_bytes(obj: Any) -> bytes:
@@ -108,19 +119,6 @@ def data_fingerprint(ds: Dataset, batch_size: int = 1024) -> str:
     return h.hexdigest()
 
 
-def jsonable(obj: Any) -> Any:
-    """``obj`` with dtypes, tensors and other non-JSON values replaced by strings (for the manifest's config)."""
-    if isinstance(obj, Mapping):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    if isinstance(obj, Tensor) and obj.numel() <= 16:
-        return obj.tolist()
-    return repr(obj) if not isinstance(obj, Tensor) else f"Tensor{tuple(obj.shape)}"
-
-
 def versions() -> dict[str, str]:
     """Versions of the libraries an artifact depends on."""
     import numpy
@@ -165,13 +163,27 @@ class RunDir:
     def config(self) -> dict[str, Any]:
         return dict(self.manifest.get("config", {}))
 
+    @property
+    def writer(self) -> bool:
+        """Whether this process writes the manifest and artifacts: always, except on ranks other than 0."""
+        from .distributed import world
+        return world()[0] == 0
+
     def _save_manifest(self) -> None:
         self.manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        write_json(self.path / MANIFEST, self.manifest)
+        if self.writer:
+            write_json(self.path / MANIFEST, self.manifest)
 
-    def bind(self, fingerprints: Mapping[str, str], config: Mapping[str, Any] | None = None) -> list[str]:
-        """Claim the directory for these fingerprints (and config). A fingerprint that differs from the recorded one
-        raises ArtifactError; a different config drops the artifacts made under the old one. Returns what was dropped."""
+    @property
+    def config_hash(self) -> str:
+        """sha256 of the bound configuration: what a training-embedding shard must have been computed under."""
+        return _sha256(json.dumps(self.manifest.get("config", {}), sort_keys=True).encode())
+
+    def bind(self, fingerprints: Mapping[str, str], config: Mapping[str, Any] | None = None,
+             source: Mapping[str, Any] | None = None) -> list[str]:
+        """Claim the directory for these fingerprints (and JSON config, and the ``source`` that rebuilds the model
+        and data). A fingerprint that differs from the recorded one raises ArtifactError; a different config drops
+        every artifact made under the old one (the training shards too). Returns what was dropped."""
         if not self.manifest:
             self.manifest = {"format_version": FORMAT_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                                        time.gmtime()),
@@ -184,14 +196,20 @@ class RunDir:
                                     "delete the directory to start over")
         recorded.update(fingerprints)
         dropped: list[str] = []
+        if source is not None:
+            self.manifest["source"] = dict(source)
         if config is not None:
-            config = jsonable(config)
+            config = json.loads(json.dumps(config))
             if self.manifest.get("config") and self.manifest["config"] != config:
                 dropped = sorted(self.manifest["artifacts"])
                 for name in dropped:
                     self.drop(name, save=False)
+                if self.writer:
+                    for shard in (self.path / SHARD_DIR).glob("*.safetensors"):
+                        shard.unlink(missing_ok=True)
             self.manifest["config"] = config
             self.manifest["versions"] = versions()
+        self.manifest["format_version"] = FORMAT_VERSION
         self._save_manifest()
         return dropped
 
@@ -209,10 +227,23 @@ class RunDir:
         """Atomically write an artifact and record its sha256 in the manifest."""
         if not self.manifest:
             raise ArtifactError(f"run directory {self.path} is not bound to a model yet; fit first")
-        path = atomic_write_bytes(self.path / name, data)
+        path = atomic_write_bytes(self.path / name, data) if self.writer else self.path / name
         self.manifest["artifacts"][name] = {"sha256": _sha256(data), "bytes": len(data), **meta}
         self._save_manifest()
         return path
+
+    def record(self, name: str, **meta: Any) -> Path:
+        """Record a file already written under the run directory (e.g. a figure) with its sha256."""
+        if not self.manifest:
+            raise ArtifactError(f"run directory {self.path} is not bound to a model yet; fit first")
+        data = (self.path / name).read_bytes()
+        self.manifest["artifacts"][name] = {"sha256": _sha256(data), "bytes": len(data), **meta}
+        self._save_manifest()
+        return self.path / name
+
+    def sha256(self, name: str) -> str | None:
+        """The recorded checksum of an artifact (None when it is not recorded)."""
+        return self.manifest.get("artifacts", {}).get(name, {}).get("sha256")
 
     def read_bytes(self, name: str) -> bytes:
         """An artifact's bytes, verified against the manifest's sha256 (ArtifactError naming the file otherwise)."""
@@ -257,11 +288,52 @@ class RunDir:
                 raise ArtifactError(f"{self.path / name} is not valid JSON ({exc})") from exc
         return read_json(self.path / name)
 
+    def _shard_path(self, index: int) -> Path:
+        return self.path / SHARD_DIR / f"{index:05d}.safetensors"
+
+    def _save_shard(self, index: int, pos: Tensor, emb: Tensor) -> None:
+        from safetensors.torch import save
+        tensors = {"embeddings": emb.detach().cpu().contiguous(), "positions": pos.contiguous()}
+        digest = hashlib.sha256()
+        _hash_tree(digest, tensors)
+        atomic_write_bytes(self._shard_path(index), save(tensors, metadata={
+            "config": self.config_hash, "sha256": digest.hexdigest()}))
+
+    def _load_shard(self, index: int, pos: Tensor) -> Tensor | None:
+        """The shard's embeddings if it exists, verifies and was computed under the bound config; else None."""
+        from safetensors import safe_open
+        from safetensors.torch import load
+        path = self._shard_path(index)
+        if not path.is_file():
+            return None
+        try:
+            data = path.read_bytes()
+            with safe_open(str(path), framework="pt") as fh:
+                meta = fh.metadata() or {}
+            tensors = load(data)
+        except Exception:  # unreadable or truncated
+            return self._distrust(path, "is truncated or unreadable")
+        digest = hashlib.sha256()
+        _hash_tree(digest, tensors)
+        if meta.get("config") != self.config_hash:
+            return self._distrust(path, "was computed under another configuration")
+        if meta.get("sha256") != digest.hexdigest() or not torch.equal(tensors.get("positions", torch.empty(0)), pos):
+            return self._distrust(path, "is corrupted (its checksum or positions differ)")
+        return tensors["embeddings"]
+
+    @staticmethod
+    def _distrust(path: Path, why: str) -> None:
+        import warnings
+
+        from .errors import NumericalWarning
+        warnings.warn(f"{path} {why}: recomputing it", NumericalWarning, stacklevel=3)
+        return None
+
     def train_shards(self, positions: Tensor, shard_size: int, embed: Callable[[Tensor], Tensor],
                      progress: Any = None) -> Iterator[tuple[Tensor, Tensor]]:
         """Yield ``(positions, embeddings)`` per block of ``shard_size`` examples of the contiguous, shard-aligned
-        ``positions``, loading the shards already in ``DIR/train/`` and computing (``embed(positions)``) and saving
-        the others: a killed run resumes here."""
+        ``positions``, loading the shards already in ``DIR/train/`` that verify under the bound configuration and
+        computing (``embed(positions)``) and saving the others: a killed run resumes here."""
         self.shards_reused = self.shards_computed = 0
         if len(positions) == 0:
             return
@@ -269,16 +341,12 @@ class RunDir:
         for start in range(first, end, shard_size):
             i = start // shard_size
             pos = torch.arange(start, min(end, start + shard_size))
-            name = f"{SHARD_DIR}/{i:05d}.safetensors"
-            if self.has(name):
-                emb = self.load_tensors(name)["embeddings"]
-                if len(emb) != len(pos):
-                    raise ArtifactError(f"{self.path / name} holds {len(emb)} rows, expected {len(pos)}; delete "
-                                        f"{self.path / SHARD_DIR} and rerun")
+            emb = self._load_shard(i, pos)
+            if emb is not None:
                 self.shards_reused += 1
             else:
                 emb = embed(pos)
-                self.save_tensors(name, {"embeddings": emb, "positions": pos})
+                self._save_shard(i, pos, emb)
                 self.shards_computed += 1
             if progress is not None:
                 progress.update(len(pos))

@@ -8,7 +8,6 @@ full-batch mean over N examples.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,11 +15,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.func import grad, vmap
-from tqdm.auto import tqdm
 
 from .data import as_dataset, take
 from .errors import ConfigError, NumericalError
 from .params import Params
+from .progress import progress_bar
 from .task import Task
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
@@ -114,7 +113,7 @@ def replay(task: Task, params0: Mapping[str, Tensor], train: Any, schedule: Sche
     dtype, rest, state, state2 = _start(task, params, rest)
     wd = schedule.weight_decay
     result = TrainResult(params, schedule)
-    bar = tqdm(total=steps, desc="training", file=sys.stderr, leave=False) if progress else None
+    bar = progress_bar("training", steps, progress)
     with task.evaluating():
         for t in range(steps):
             idx = schedule.batches[t]

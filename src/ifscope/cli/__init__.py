@@ -7,6 +7,7 @@ entry (a string, removed from the JSON) is what a person reads. ``--json`` print
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
 import json
 import sys
@@ -18,63 +19,160 @@ SUBCOMMANDS = ["demo", "fit", "scores", "top", "report", "check", "correct", "di
 DEFAULT_WORKDIR = "runs/ifscope"
 
 
+def _recipe_arg(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--recipe-arg needs KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
+
+
 def common_arguments(p: argparse.ArgumentParser, workdir: bool = True) -> argparse.ArgumentParser:
-    """The options every recipe-driven subcommand shares: ``--recipe``, ``--workdir``, ``--seed``."""
-    p.add_argument("--recipe", default="digits-mlp",
-                   help="a built-in recipe name (digits-mlp, ...) or FILE.py:FUNCTION returning an ifscope Recipe")
+    """The options every recipe-driven subcommand shares: ``--recipe``, ``--recipe-arg``, ``--workdir``, ``--seed``."""
+    p.add_argument("--recipe", default=None,
+                   help="a built-in recipe name (digits-mlp, ...) or FILE.py:FUNCTION returning an ifscope Recipe "
+                        "(default: the run directory's recipe, else digits-mlp)")
+    p.add_argument("--recipe-arg", type=_recipe_arg, action="append", default=[], metavar="KEY=VALUE",
+                   help="keyword argument for the recipe function, e.g. flip=0.1 (repeatable; default: the run's)")
     if workdir:
         p.add_argument("--workdir", default=DEFAULT_WORKDIR, help="run directory for artifacts")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=None, help="seed (default: the run's, else 0)")
     return p
 
 
-def influence_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Estimator options; any left out is taken from the run directory's manifest, then from the defaults."""
-    p.add_argument("--method", default=None, help="arnoldi (default), exact, cg, lissa, graddot")
-    p.add_argument("--rank", type=int, default=None, help="arnoldi: eigenpairs kept (default 50)")
-    p.add_argument("--iterations", type=int, default=None, help="arnoldi: Arnoldi iterations (default 200)")
-    p.add_argument("--batch-size", type=int, default=None,
-                   help="examples per batch, and per training-embedding shard (default 128)")
-    p.add_argument("--hessian-samples", type=int, default=None,
-                   help="training examples the curvature is averaged over (default: all)")
-    p.add_argument("--damping", type=float, default=None, help="added to the curvature (default 0)")
+def _flag_table() -> dict[str, tuple[type, list[str]]]:
+    """Every option a command line can set: ``{name: (type, methods that take it)}``, from the options dataclasses."""
+    from ..estimators import METHODS
+    from ..options import FitOptions, flag_fields
+    table: dict[str, tuple[type, list[str]]] = {name: (kind, ["all"]) for name, (kind, _) in
+                                                flag_fields(FitOptions).items() if name != "seed"}
+    for method, cls in METHODS.items():
+        for name, (kind, _) in flag_fields(cls.Options).items():
+            table.setdefault(name, (kind, []))[1].append(method)
+    return table
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def influence_arguments(p: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> argparse.ArgumentParser:
+    """Estimator flags generated from the options dataclasses (``--method``, the shared :class:`FitOptions` and every
+    method's own, less ``exclude``: names the command uses for its own options); one left out is taken from the run
+    directory's manifest, then the recipe's defaults."""
+    from ..estimators import METHODS
+    p.set_defaults(command_options=tuple(exclude))
+    g = p.add_argument_group("influence options (default: the run's, then the recipe's, then the library's)")
+    g.add_argument("--method", default=None, help=f"one of {', '.join(sorted(METHODS))} (default arnoldi)")
+    for name, (kind, methods) in _flag_table().items():
+        if name in exclude:
+            continue
+        parse = _bool if kind is bool else kind
+        who = "every method" if methods == ["all"] else ", ".join(methods)
+        g.add_argument(f"--{name.replace('_', '-')}", dest=name, type=parse, default=None,
+                       help=f"{name} ({who})")
     return p
 
 
 _recipes: dict[tuple, Any] = {}
 
 
+def _saved(args: argparse.Namespace) -> dict[str, Any]:
+    from ..store import RunDir
+    workdir = getattr(args, "workdir", None)
+    return RunDir(workdir).manifest if workdir else {}
+
+
+def resolve_source(args: argparse.Namespace, **options: Any) -> dict[str, Any]:
+    """The recipe, its options and the seed: from the command line, else from the run directory, else defaults."""
+    source = _saved(args).get("source") or {}
+    given = dict(getattr(args, "recipe_arg", []) or [])
+    spec = args.recipe or source.get("recipe") or "digits-mlp"
+    same = spec == source.get("recipe")
+    recipe_options = {**(source.get("recipe_options", {}) if same and not given else {}), **given, **options}
+    seed = args.seed if args.seed is not None else source.get("seed", 0) if same else 0
+    return {"recipe": spec, "recipe_options": recipe_options, "seed": seed}
+
+
 def recipe_for(args: argparse.Namespace, **options: Any) -> Any:
-    """The recipe named by ``--recipe``, with ``options`` for its function (built once per process, so the demo's
-    steps share it); ``--seed`` and a progress bar go to recipes that take them."""
+    """The recipe named by ``--recipe`` (or the run's), with ``options`` for its function (built once per process, so
+    the demo's steps share it); ``--seed`` and a progress bar go to recipes that take them."""
     from ..recipes import load_recipe
-    key = (args.recipe, args.seed, tuple(sorted(options.items())))
+    src = resolve_source(args, **options)
+    args.recipe, args.seed = src["recipe"], src["seed"]
+    key = (src["recipe"], src["seed"], tuple(sorted((k, repr(v)) for k, v in src["recipe_options"].items())))
     if key not in _recipes:
-        print(f"ifscope: building recipe {args.recipe} (seed {args.seed})", file=sys.stderr)
-        _recipes[key] = load_recipe(args.recipe, optional={"seed": args.seed, "progress": True}, **options)
+        print(f"ifscope: building recipe {src['recipe']} (seed {src['seed']})", file=sys.stderr)
+        _recipes[key] = load_recipe(src["recipe"], optional={"seed": src["seed"], "progress": True},
+                                    **src["recipe_options"])
+        _recipes[key].source = src
     return _recipes[key]
 
 
 def influence_for(args: argparse.Namespace, recipe: Any) -> Any:
-    """An ``Influence`` on the recipe bound to ``--workdir``, its options from the command line, else the manifest."""
+    """An ``Influence`` on the recipe bound to ``--workdir``: each option from the command line, else the run's
+    manifest (same method), else the recipe's defaults. ``.refit_reason`` says why it will not reuse the run's fit."""
     from ..estimators import METHODS
     from ..influence import Influence
-    from ..store import RunDir
-    saved = RunDir(args.workdir).config
-    method = args.method or saved.get("method") or "arnoldi"
+    from ..options import from_json, to_json
+    saved = dict(_saved(args).get("config") or {})
+    defaults = dict(getattr(recipe, "defaults", {}).get("influence", {}))
+    method = getattr(args, "method", None) or saved.get("method") or defaults.pop("method", None) or "arnoldi"
+    defaults.pop("method", None)
     if method not in METHODS:
         raise ConfigError(f"unknown --method {method!r}; choose one of {sorted(METHODS)}")
-    keys = ["batch_size", "hessian_samples", "damping", *METHODS[method].OPTIONS]
-    options = {k: saved[k] for k in keys if k in saved} if saved.get("method") == method else {}
-    for key in ("rank", "iterations", "batch_size", "hessian_samples", "damping"):
-        value = getattr(args, key, None)
+    table = _flag_table()
+    allowed = {name for name, (_, methods) in table.items() if methods == ["all"] or method in methods}
+    allowed |= set(METHODS[method].OPTIONS)
+    options = {k: v for k, v in defaults.items() if k in allowed}
+    if saved.get("method") == method:
+        options.update({k: from_json(k, v) for k, v in saved.items() if k in allowed and k != "seed"})
+    own = getattr(args, "command_options", ())
+    for name in table:
+        value = None if name in own else getattr(args, name, None)
         if value is None:
             continue
-        if key not in keys:
-            raise ConfigError(f"--{key.replace('_', '-')} is not an option of method {method!r}")
-        options[key] = value
-    return Influence(recipe.task, recipe.train, method=method, weight_decay=float(recipe.info.get("weight_decay", 0.0)),
-                     seed=args.seed, workdir=args.workdir, **options)
+        if name not in allowed:
+            raise ConfigError(f"--{name.replace('_', '-')} is not an option of method {method!r}")
+        options[name] = value
+    options.setdefault("weight_decay", float(recipe.info.get("weight_decay", 0.0)))
+    inf = Influence(recipe.task, recipe.train, method=method, seed=args.seed, workdir=args.workdir,
+                    source=getattr(recipe, "source", None), **options)
+    changed = sorted(k for k, v in to_json(inf.config).items() if saved and saved.get(k) != v)
+    inf.refit_reason = (f"options differ from the run's ({', '.join(changed)}): refitting, and the artifacts of the "
+                        "old fit are dropped") if saved and changed else None
+    if inf.refit_reason:
+        print(f"ifscope: {inf.refit_reason}", file=sys.stderr)
+    return inf
+
+
+def fitted_for(args: argparse.Namespace, recipe: Any) -> Any:
+    """:func:`influence_for`, fitted (or the run's fit reused)."""
+    return influence_for(args, recipe).fit()
+
+
+def apply_defaults(args: argparse.Namespace, recipe: Any, command: str, builtin: dict[str, Any]) -> None:
+    """Fill the options left out on the command line (None) from ``recipe.defaults[command]``, then ``builtin``."""
+    sized = dict(getattr(recipe, "defaults", {}).get(command, {}))
+    unknown = sorted(set(sized) - set(builtin))
+    if unknown:
+        raise ConfigError(f"recipe {args.recipe!r} declares unknown {command} defaults {unknown}; known: {sorted(builtin)}")
+    for name, value in builtin.items():
+        if getattr(args, name, None) is None:
+            setattr(args, name, sized.get(name, value))
+
+
+def run_facts(inf: Any) -> dict[str, Any]:
+    """What every command's JSON carries about the fit it used: ``config`` (the fitted estimator's configuration as
+    recorded in manifest.json) and ``curvature_sha256`` (the checksum of curvature.safetensors in the manifest)."""
+    return {"config": inf.config_json, "curvature_sha256": inf.curvature_sha256, "reused_fit": inf.reused,
+            "refit_reason": getattr(inf, "refit_reason", None)}
 
 
 def parse_indices(spec: str | None, n: int, what: str) -> list[int]:

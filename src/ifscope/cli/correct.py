@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import common_arguments
+from . import common_arguments, fitted_for, influence_arguments, run_facts
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -23,12 +23,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("correct", help="fix mis-predictions with a few fine-tuning steps on influential examples",
                        description="Queries are the test examples the model mis-predicts (or --indices); the "
                                    "held-out set for side effects is every other test example.")
-    common_arguments(p)
+    influence_arguments(common_arguments(p), exclude=("steps", "lr"))
     p.add_argument("--n-test", type=int, default=None,
                    help="passed to the recipe as n_test (digits recipes: up to 797, all images not used for training)")
-    p.add_argument("--method", default="arnoldi", help="influence method (arnoldi, exact, cg, lissa, graddot, tracin)")
-    p.add_argument("--rank", type=int, default=50, help="arnoldi: eigenpairs kept")
-    p.add_argument("--iterations", type=int, default=200, help="arnoldi: Arnoldi iterations")
     p.add_argument("--k", type=int, default=DEFAULT_K, help="training examples per correction")
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="SGD steps per correction")
     p.add_argument("--lr", type=float, default=None,
@@ -59,17 +56,12 @@ def _recipe(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from ..correct import correct, save_params, split_mispredicted
     from ..data import as_dataset, take
-    from ..influence import Influence
-    from ..store import write_json
 
     t0 = time.time()
     recipe = _recipe(args)
     test = as_dataset(recipe.test, "test")
-    options = {"rank": args.rank, "iterations": args.iterations} if args.method == "arnoldi" else {}
-    inf = Influence(recipe.task, recipe.train, method=args.method, weight_decay=recipe.info.get("weight_decay", 0.0),
-                    seed=args.seed, **options)
     t_fit = time.time()
-    inf.fit()
+    inf = fitted_for(args, recipe)
     fit_seconds = time.time() - t_fit
     q_idx, h_idx = split_mispredicted(inf, test, n=args.queries, indices=args.indices)
     workdir = Path(args.workdir)
@@ -78,6 +70,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                      stop_when_fixed=args.stop_when_fixed, baselines=args.baselines, group=args.group,
                      include_correct=args.include_correct, seed=args.seed)
     out = result.to_dict()
+    out["settings"] = out.pop("config")  # the correction's own settings; `config` is the run's fit
+    out.update(run_facts(inf))
     if args.save and result.params:
         out["saved"] = save_params(result, workdir / "corrected.safetensors").name
     out["recipe"] = args.recipe
@@ -85,13 +79,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out["fit_seconds"] = fit_seconds
     out["heldout"] = "every test example not used as a query"
     out["seconds"] = time.time() - t0
-    write_json(workdir / "correct.json", out)
+    inf.run.save_json("correct.json", out)
     out["summary"] = _summary(out, workdir)
     return out
 
 
 def _summary(d: dict[str, Any], workdir: Path) -> str:
-    c = d["config"]
+    c = d["settings"]
     lines = [f"{d['recipe']}: corrected {d['n_queries']} mis-predicted test examples ({len(d['skipped'])} already "
              f"correct, left alone) with {c['steps']} SGD steps, lr {c['lr']:g}, on k={c['k']} training examples "
              f"({c['strategy']}, anchor {c['anchor']}); held-out set: {d['n_heldout']} other test examples"]

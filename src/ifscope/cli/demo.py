@@ -14,18 +14,17 @@ from typing import Any
 DEMO_WORKDIR = "ifscope-demo"
 PLUGGABLE = ("fade", "diagnose", "correct")  # run between top and report when registered
 # Sizes that keep the whole demo within minutes on 2 cores; --quick shrinks them to seconds (for tests).
+# Every step reads the run that fit wrote (same estimator, same spectrum); only the sizes of each step differ.
 STEP_OPTIONS = {
-    "fade": ["--n-ids", "6", "--n-queries", "5", "--steps", "1,3,10,30", "--rank", "20", "--iterations", "60"],
-    "diagnose": ["--n-queries", "10", "--n-train", "100", "--n-ids", "4", "--steps", "1", "10", "--epsilons", "0.5",
-                 "--rank", "20", "--iterations", "60", "--spectrum-iterations", "40"],
+    "fade": ["--n-ids", "6", "--n-queries", "5", "--steps", "1,3,10,30"],
+    "diagnose": ["--n-queries", "10", "--n-train", "100", "--n-ids", "4", "--steps", "1", "10", "--epsilons", "0.5"],
     "correct": ["--queries", "10"],
 }
+QUICK_FIT = ["--rank", "6", "--iterations", "20"]
 QUICK_OPTIONS = {
-    "fade": ["--n-ids", "3", "--n-queries", "3", "--steps", "1,10", "--rank", "6", "--iterations", "20",
-             "--krylov", "10", "--methods", "horizon,arnoldi,graddot"],
-    "diagnose": ["--n-queries", "4", "--n-train", "30", "--n-ids", "2", "--steps", "1", "10", "--rank", "6",
-                 "--iterations", "20", "--spectrum-iterations", "20", "--epsilons", "0.5"],
-    "correct": ["--queries", "2", "--k", "4", "--steps", "3", "--rank", "6", "--iterations", "20", "--anchor", "10"],
+    "fade": ["--n-ids", "3", "--n-queries", "3", "--steps", "1,10", "--krylov", "10", "--methods", "run,horizon,graddot"],
+    "diagnose": ["--n-queries", "4", "--n-train", "30", "--n-ids", "2", "--steps", "1", "10", "--epsilons", "0.5"],
+    "correct": ["--queries", "2", "--k", "4", "--steps", "3", "--anchor", "10"],
 }
 
 
@@ -39,8 +38,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--recipe", default=None, help="recipe (default: the built-in digits model)")
     p.add_argument("--workdir", default=DEMO_WORKDIR, help=f"run directory (default ./{DEMO_WORKDIR})")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--rank", type=int, default=50)
-    p.add_argument("--iterations", type=int, default=200)
+    p.add_argument("--rank", type=int, default=None, help="arnoldi eigenpairs (default: the recipe's)")
+    p.add_argument("--iterations", type=int, default=None, help="Arnoldi iterations (default: the recipe's)")
     p.add_argument("--queries", default="0-5", help="test examples shown in the gallery (default 0-5)")
     p.add_argument("-k", type=int, default=6, help="proponents and opponents per query (default 6)")
     p.add_argument("--quick", action="store_true", help="tiny sizes for every step (seconds; for smoke tests)")
@@ -63,7 +62,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     recipe = args.recipe or default_recipe()
     common = ["--recipe", recipe, "--workdir", args.workdir, "--seed", str(args.seed)]
     steps: dict[str, dict[str, Any]] = {}
-    steps["fit"] = step("fit", [*common, "--rank", str(args.rank), "--iterations", str(args.iterations)])
+    fit = [*(["--rank", str(args.rank)] if args.rank else []), *(["--iterations", str(args.iterations)]
+                                                                  if args.iterations else [])]
+    steps["fit"] = step("fit", [*common, *(fit or (QUICK_FIT if args.quick else []))])
     steps["scores"] = step("scores", common)
     steps["top"] = step("top", [*common, "--queries", args.queries, "-k", str(args.k)])
     sizes = QUICK_OPTIONS if args.quick else STEP_OPTIONS

@@ -1,16 +1,25 @@
-"""``ifscope fade``: correlation of each method's predictions with the actual effect of continued training, per T."""
+"""``ifscope fade``: correlation of each method's predictions with the actual effect of continued training, per T.
+
+The run's fitted estimator is one of the methods (its label: its method name); the others are references built
+with the run's shared options: ``horizon`` (and ``horizon_schedule`` under minibatches), ``arnoldi_horizon`` (the
+run's own eigenpairs with the horizon filter, when the run is arnoldi), ``graddot``, ``tracin`` along the actual
+continued trajectory, and ``exact`` on small models. Options left out come from the recipe's ``defaults["fade"]``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 from typing import Any
 
-from . import common_arguments
+from . import apply_defaults, common_arguments, fitted_for, influence_arguments, run_facts
 
-DEFAULT_METHODS = ("horizon", "arnoldi", "arnoldi_horizon", "exact", "graddot", "tracin")
-ALL_METHODS = (*DEFAULT_METHODS, "horizon_schedule")
+REFERENCE_METHODS = ("horizon", "arnoldi_horizon", "exact", "graddot", "tracin", "horizon_schedule", "arnoldi")
+EXACT_LIMIT = 5000  # parameters above which the default method list leaves out the dense-Hessian `exact`
+DEFAULTS: dict[str, Any] = dict(steps=[1, 3, 10, 30, 100, 300, 1000], mode="remove", epsilon=0.01, n_ids=40,
+                                n_queries=20, methods=None, train_lr=None, train_batch_size=None, krylov=100,
+                                truth_dtype="float64", reference_dtype=None)
+FLOAT64_LIMIT = 200_000  # parameters up to which the reference methods run in float64 by default
 
 
 def _ints(text: str) -> list[int]:
@@ -20,38 +29,33 @@ def _ints(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from exc
 
 
-def _methods(text: str) -> list[str]:
-    names = [v.strip() for v in text.split(",") if v.strip()]
-    bad = [n for n in names if n not in ALL_METHODS]
-    if bad or not names:
-        raise argparse.ArgumentTypeError(f"unknown method(s) {bad}; choose from {','.join(ALL_METHODS)}")
-    return names
+def _names(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser("fade", help="how far ahead influence predicts continued training (fade.json, fade.png)")
-    common_arguments(p)
-    p.add_argument("--steps", type=_ints, default=[1, 3, 10, 30, 100, 300, 1000],
-                   help="comma-separated horizons T (steps of continued full-batch gradient descent)")
-    p.add_argument("--mode", choices=["remove", "upweight"], default="remove")
-    p.add_argument("--epsilon", type=float, default=0.01, help="up-weighting: the example's weight becomes 1 + ε")
-    p.add_argument("--n-ids", type=int, default=40, help="training examples re-weighted (seeded random sample)")
-    p.add_argument("--n-queries", type=int, default=20, help="test examples whose loss is tracked (seeded sample)")
-    p.add_argument("--methods", type=_methods, default=None,
-                   help=f"comma-separated subset of {','.join(ALL_METHODS)} (default: all but horizon_schedule, "
-                        "which is added under --train-batch-size)")
-    p.add_argument("--lr", type=float, default=None, help="step size of the continued training (default 1/λ_max)")
-    p.add_argument("--train-batch-size", type=int, default=None,
+    p = sub.add_parser("fade", help="how far ahead influence predicts continued training (fade.json, figures)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    influence_arguments(common_arguments(p), exclude=("lr", "krylov"))
+    f = p.add_argument_group("fade options (default: the recipe's, then the library's)")
+    f.add_argument("--steps", type=_ints, default=None, help="comma-separated horizons T (default 1,3,...,1000)")
+    f.add_argument("--mode", choices=["remove", "upweight"], default=None, help="remove (default) or upweight")
+    f.add_argument("--epsilon", type=float, default=None, help="up-weighting: the example's weight becomes 1 + ε")
+    f.add_argument("--n-ids", type=int, default=None, help="training examples re-weighted (seeded sample; 40)")
+    f.add_argument("--n-queries", type=int, default=None, help="test examples whose loss is tracked (20)")
+    f.add_argument("--methods", type=_names, default=None,
+                   help="comma-separated: 'run' (the fitted estimator) and references "
+                        f"{','.join(REFERENCE_METHODS)} (default: run and every reference that costs no refit)")
+    f.add_argument("--lr", dest="train_lr", type=float, default=None,
+                   help="step size of the continued training (default 1/λ_max of the run's spectrum)")
+    f.add_argument("--train-batch-size", type=int, default=None,
                    help="minibatch SGD for the continued training (default: full-batch gradient descent)")
-    p.add_argument("--rank", type=int, default=100, help="Arnoldi eigenpairs kept")
-    p.add_argument("--iterations", type=int, default=200, help="Arnoldi iterations")
-    p.add_argument("--krylov", type=int, default=100, help="Lanczos steps for the horizon method's query vectors")
-    p.add_argument("--batch-size", type=int, default=500)
-    p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    f.add_argument("--krylov", type=int, default=None, help="Lanczos steps for the horizon method's query vectors")
+    f.add_argument("--reference-dtype", choices=["float64", "float32"], default=None,
+                   help="precision of the reference methods (default float64 up to 200k parameters, else the run's)")
+    f.add_argument("--truth-dtype", choices=["float64", "float32"], default=None,
+                   help="precision of the ground-truth replays (default float64: changes near the float32 floor)")
     return p
-
-
-EXACT_LIMIT = 5000  # parameters above which the default method list leaves out the dense-Hessian `exact`
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -59,64 +63,56 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     from ..data import as_dataset, take
     from ..errors import ConfigError
-    from ..fade import fade_curve, gd_schedule, plot_fade, trajectory_checkpoints
-    from ..influence import Influence
-    from ..store import write_json
+    from ..fade import fade_curve, gd_schedule, method_label, plot_fade, reference_methods
     from . import recipe_for
 
     t0 = time.time()
+    recipe = recipe_for(args)
+    apply_defaults(args, recipe, "fade", DEFAULTS)
     if args.n_ids < 2 or args.n_queries < 1:
         raise ConfigError("--n-ids must be at least 2 and --n-queries at least 1")
-    recipe = recipe_for(args)
-    train, test = as_dataset(recipe.train, "train"), as_dataset(recipe.test, "test")
+    inf = fitted_for(args, recipe)
+    train, test = inf.train, as_dataset(recipe.test, "test")
     if args.n_ids > len(train) or args.n_queries > len(test):
         raise ConfigError(f"--n-ids {args.n_ids} / --n-queries {args.n_queries} exceed the recipe's {len(train)} "
                           f"training and {len(test)} test examples")
+    if args.train_batch_size is not None and args.train_batch_size < 1:
+        raise ConfigError(f"--train-batch-size must be a positive integer, got {args.train_batch_size}")
     gen = torch.Generator().manual_seed(args.seed + 7)
     ids = torch.randperm(len(train), generator=gen)[: args.n_ids].sort().values
     q_idx = torch.randperm(len(test), generator=gen)[: args.n_queries].sort().values
     queries = take(test, q_idx)
     steps = sorted(set(args.steps))
-    shared = dict(weight_decay=float(recipe.info.get("weight_decay", 0.0)), dtype=args.dtype, seed=args.seed,
-                  batch_size=args.batch_size)
-    if args.train_batch_size is not None and args.train_batch_size < 1:
-        raise ConfigError(f"--train-batch-size must be a positive integer, got {args.train_batch_size}")
-    schedule = gd_schedule(Influence(recipe.task, train, method="graddot", **shared), max(steps), args.lr,
-                           batch_size=args.train_batch_size, seed=args.seed)
-    horizon = dict(horizon=max(steps), lr=schedule.lr)
-    build = {
-        "horizon": lambda: Influence(recipe.task, train, method="horizon", krylov=args.krylov, **horizon, **shared),
-        "arnoldi": lambda: Influence(recipe.task, train, method="arnoldi", rank=args.rank,
-                                     iterations=args.iterations, **shared),
-        "arnoldi_horizon": lambda: Influence(recipe.task, train, method="arnoldi", rank=args.rank,
-                                             iterations=args.iterations, **horizon, **shared),
-        "horizon_schedule": lambda: Influence(recipe.task, train, method="horizon", krylov=args.krylov,
-                                              batch_order="schedule", **horizon, **shared),
-        "exact": lambda: Influence(recipe.task, train, method="exact", **shared),
-        "graddot": lambda: Influence(recipe.task, train, method="graddot", **shared),
-        "tracin": lambda: Influence(recipe.task, train, method="tracin", per_step=True, **shared,
-                                    checkpoints=trajectory_checkpoints(recipe.task, train, schedule, max(steps),
-                                                                       dtype=getattr(torch, args.dtype))),
-    }
-    names = args.methods or [*DEFAULT_METHODS, *(["horizon_schedule"] if args.train_batch_size else [])]
-    dim = sum(p.numel() for n, p in recipe.model.named_parameters() if n in recipe.task.parameter_names)
-    if args.methods is None and dim > EXACT_LIMIT:  # the dense Hessian would not fit: leave exact out by default
-        names = [n for n in names if n != "exact"]
-    methods = {name: build[name]() for name in names}
-    result = fade_curve(methods, queries, ids, steps=steps, mode=args.mode, epsilon=args.epsilon, schedule=schedule)
-    out = result.to_dict()
-    out.update(recipe=args.recipe, seed=args.seed, query_ids=q_idx.tolist(), seconds=time.time() - t0)
-    workdir = Path(args.workdir)
-    write_json(workdir / "fade.json", out)
-    plot_fade(result, workdir / "fade.png")
+    schedule = gd_schedule(inf, max(steps), args.train_lr, batch_size=args.train_batch_size, seed=args.seed)
+    names = args.methods
+    dim = inf.estimator.ctx.space.dim
+    ref_dtype = args.reference_dtype or ("float64" if dim <= FLOAT64_LIMIT else str(inf.dtype).replace("torch.", ""))
+    if names is None:
+        names = ["run", "horizon", *(["arnoldi_horizon"] if inf.method == "arnoldi" else []),
+                 *(["exact"] if dim <= EXACT_LIMIT and inf.method != "exact" else []), "graddot", "tracin",
+                 *(["horizon_schedule"] if args.train_batch_size else [])]
+    bad = [n for n in names if n != "run" and n not in REFERENCE_METHODS]
+    if bad:
+        raise ConfigError(f"unknown fade method(s) {bad}; choose from run,{','.join(REFERENCE_METHODS)}")
+    methods = {method_label(inf): inf} if "run" in names else {}
+    methods.update(reference_methods(inf, [n for n in names if n != "run" and n not in methods], schedule,
+                                     max(steps), krylov=args.krylov, dtype=getattr(torch, ref_dtype)))
+    result = fade_curve(methods, queries, ids, steps=steps, mode=args.mode, epsilon=args.epsilon, schedule=schedule,
+                        truth_dtype=getattr(torch, args.truth_dtype))
+    out = {**run_facts(inf), **result.to_dict(), "recipe": args.recipe, "seed": args.seed, "reference_dtype": ref_dtype,
+           "query_ids": q_idx.tolist(), "train_batch_size": args.train_batch_size, "seconds": time.time() - t0}
+    run_dir = inf.run
+    path = run_dir.save_json("fade.json", out)
+    figure = run_dir.record(str(plot_fade(result, run_dir.path / "report" / "fade_curve.png")
+                                .relative_to(run_dir.path)))
     half = "beyond the grid" if result.horizon_half is None else f"{result.horizon_half:.3g}"
     how = "full-batch GD" if args.train_batch_size is None else f"SGD batch {args.train_batch_size}"
-    out["train_batch_size"] = args.train_batch_size
     summary = [f"fade ({args.mode}, {args.n_ids} training examples x {args.n_queries} queries, {how} "
-               f"lr {schedule.lr:.3g}, recipe {args.recipe})", result.table("pearson"), result.table("spearman"),
+               f"lr {schedule.lr:.3g}, recipe {args.recipe}; run: {method_label(inf)} "
+               f"{'reused' if inf.reused else 'fitted'})", result.table("pearson"), result.table("spearman"),
                "gap:   " + " ".join(f"{g:.3g}" for g in result.gap),
                f"gap growth: rate r = {result.gap_rate:.3g} per step in c(e^rT - 1)/r, exponent "
                f"{result.gap_exponent:.2f} in T^a; T_1/2 ({result.reference}) = {half}",
-               f"wrote {workdir / 'fade.json'} and {workdir / 'fade.png'} in {out['seconds']:.0f} s"]
+               f"wrote {path} and {figure} in {out['seconds']:.0f} s"]
     out["summary"] = "\n".join(summary)
     return out

@@ -6,7 +6,7 @@ import argparse
 import time
 from typing import Any
 
-from . import common_arguments, influence_arguments, influence_for, recipe_for
+from . import common_arguments, influence_arguments, influence_for, recipe_for, run_facts
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -15,7 +15,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from ..store import CURVATURE, jsonable
+    from ..store import CURVATURE
     recipe = recipe_for(args)
     t0 = time.time()
     inf = influence_for(args, recipe).fit()
@@ -35,6 +35,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         lines.append(f"eigenvalues kept: {eigenvalues[0]:.4g} (largest) ... {eigenvalues[-1]:.4g} (smallest)")
     if inf.dropped:
         lines.append(f"options changed: dropped {len(inf.dropped)} artifacts made under the old ones")
-    return {"workdir": str(args.workdir), "method": inf.method, "config": jsonable(inf.config), "reused": inf.reused,
+    return {**run_facts(inf), "workdir": str(args.workdir), "method": inf.method, "reused": inf.reused,
             "dropped": inf.dropped, "n_train": inf.n_train, "n_parameters": est.ctx.space.dim,
             "eigenvalues": eigenvalues, "seconds": seconds, "summary": "\n".join(lines)}

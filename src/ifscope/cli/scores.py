@@ -6,7 +6,7 @@ import argparse
 import time
 from typing import Any
 
-from . import common_arguments, influence_arguments, influence_for, parse_indices, recipe_for
+from . import common_arguments, fitted_for, influence_arguments, parse_indices, recipe_for, run_facts
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from ..store import SCORES
     recipe = recipe_for(args)
     t0 = time.time()
-    inf = influence_for(args, recipe).fit()
+    inf = fitted_for(args, recipe)
     idx, queries = query_subset(args, recipe, args.queries, inf)
     s = inf.scores(queries)
     path = inf.run.save_tensors(SCORES, {"scores": s, "queries": torch.tensor(idx)})
@@ -46,6 +46,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
              f"reused, {run_dir.shards_computed} computed; {seconds:.1f} s",
              f"range {float(s.min()):+.4g} .. {float(s.max()):+.4g}; score/N = predicted change of the query loss "
              f"when that training example is removed (N = {inf.n_train})"]
-    return {"path": str(path), "shape": list(s.shape), "queries": idx, "reused_curvature": inf.reused,
+    return {**run_facts(inf), "path": str(path), "shape": list(s.shape), "queries": idx, "reused_curvature": inf.reused,
             "shards_reused": run_dir.shards_reused, "shards_computed": run_dir.shards_computed,
             "min": float(s.min()), "max": float(s.max()), "seconds": seconds, "summary": "\n".join(lines)}

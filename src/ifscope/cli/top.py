@@ -10,7 +10,7 @@ import argparse
 import time
 from typing import Any
 
-from . import common_arguments, influence_arguments, influence_for, recipe_for
+from . import common_arguments, fitted_for, influence_arguments, recipe_for, run_facts
 from .scores import query_subset
 
 TOP = "top.json"
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from ..data import as_dataset
     recipe = recipe_for(args)
     t0 = time.time()
-    inf = influence_for(args, recipe).fit()
+    inf = fitted_for(args, recipe)
     idx, queries = query_subset(args, recipe, args.queries, inf)
     top = inf.top(queries, k=args.k)
     test, train = as_dataset(recipe.test, "test"), inf.train
@@ -89,4 +89,4 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     path = inf.run.save_json(TOP, result)
     lines.insert(0, f"top {result['k']} proponents and opponents of {len(idx)} test queries -> {path} "
                     f"({time.time() - t0:.1f} s)")
-    return {**result, "path": str(path), "summary": "\n".join(lines)}
+    return {**run_facts(inf), **result, "path": str(path), "summary": "\n".join(lines)}

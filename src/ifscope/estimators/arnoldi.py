@@ -8,20 +8,42 @@ With ``horizon=T`` (and ``lr=η``) it is the cheap horizon-aware variant: ``Σ�
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from ..arnoldi import Eigenpairs, arnoldi, distill
 from ..checks import arnoldi_health, check_sizes
 from ..data import Batch
 from ..errors import ConfigError
+from ..krylov import SELECT_RULES, Eigenpairs, Spectrum, arnoldi, distill
+from ..options import choice, positive_int
 from ..projection import project
-from .base import Estimator
+from .base import CurvatureEstimator
 from .horizon import check_horizon, horizon_filter
 
 
-class Arnoldi(Estimator):
+@dataclass
+class ArnoldiOptions:
+    """``iterations`` Arnoldi steps, ``rank`` eigenpairs kept by ``select`` (positive/value/magnitude); with ``horizon``
+    (and ``lr``, None = 1/λ_max) the horizon-aware variant, ``complement`` adding ``ηT`` off the basis."""
+
+    rank: int = 50
+    iterations: int = 200
+    select: str = "positive"
+    horizon: float | None = None
+    lr: float | None = None
+    complement: bool = True
+
+    def validate(self) -> None:
+        positive_int("rank", self.rank)
+        positive_int("iterations", self.iterations)
+        choice("select", self.select, SELECT_RULES)
+        if self.horizon is not None or self.lr is not None:
+            check_horizon(self.horizon, self.lr, "arnoldi")
+
+
+class Arnoldi(CurvatureEstimator):
     """Train embedding ``P Λ⁻¹``, query embedding ``P`` (``k`` columns); no per-example gradient is stored.
 
     With ``horizon=T``: train ``P f_T(Λ)`` and query ``P``; with ``complement=True`` also ``√(ηT) g`` on both
@@ -29,8 +51,8 @@ class Arnoldi(Estimator):
     """
 
     name = "arnoldi"
-    OPTIONS = {"rank": 50, "iterations": 200, "select": "positive", "horizon": None, "lr": None,
-               "complement": True}
+    Options = ArnoldiOptions
+    keeps_spectrum = True
 
     def fit(self) -> None:
         rank, iterations = self.options["rank"], self.options["iterations"]
@@ -62,8 +84,13 @@ class Arnoldi(Estimator):
         self.inv = self.filters(self.horizon)
 
     @property
-    def horizon_aware(self) -> bool:
+    def horizon_aware(self) -> bool:  # type: ignore[override]
         return getattr(self, "horizon", None) is not None
+
+    @property
+    def spectrum(self) -> Spectrum:
+        """Every Ritz value of the fit: the run's spectrum, at no extra curvature product."""
+        return Spectrum(self.ritz_values, int(self.options["iterations"]))
 
     def filters(self, horizon: float) -> Tensor:
         """``f_T(λⱼ)`` on the kept eigenvalues, less ``ηT`` when the complement term carries that part."""
@@ -105,12 +132,14 @@ class Arnoldi(Estimator):
 
     def state_dict(self) -> dict[str, Tensor]:
         return {"eigenvalues": self.pairs.values, "eigenvectors": self.pairs.vectors,
-                "residuals": self.pairs.residuals, "ritz_values": self.ritz_values}
+                "residuals": self.pairs.residuals, "ritz_values": self.ritz_values,
+                "breakdown": torch.tensor(bool(self.breakdown))}
 
     def load_state_dict(self, state: Mapping[str, Tensor]) -> None:
         self.set_eigenpairs(Eigenpairs(state["eigenvalues"], state["eigenvectors"], state["residuals"]))
         self.ritz_values = state.get("ritz_values", state["eigenvalues"])
-        self.hvp_calls, self.breakdown, self.warnings = 0, False, []
+        self.hvp_calls, self.warnings = 0, []
+        self.breakdown = bool(state["breakdown"]) if "breakdown" in state else False
         self.left_out = self._left_out()
 
     def _left_out(self) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,6 +22,11 @@ CURVATURE_BATCH_CAP = 2048
 
 
 @dataclass
+class NoOptions:
+    """A method without options of its own."""
+
+
+@dataclass
 class Context:
     """Everything an estimator reads: the task at the checkpoint, the training data and the shared options."""
 
@@ -37,6 +43,16 @@ class Context:
     curvature: str
     projection: str
     progress: Callable[[str, int], Any] = field(default=lambda desc, total: None)
+    spectrum: Callable[[], Any] | None = None  # () -> krylov.Spectrum of the curvature, fitted once per run
+
+    def lambda_max(self) -> float:
+        """The top curvature eigenvalue (the run's fitted spectrum; computed once and saved when first needed)."""
+        if self.spectrum is None:  # a context built without an Influence: compute the spectrum here, once
+            from ..krylov import spectrum
+            op = self.curvature_operator(damping=0.0)
+            fitted = spectrum(op.matvec, op.dim, 60, seed=self.seed, dtype=self.dtype)
+            self.spectrum = lambda: fitted
+        return self.spectrum().lambda_max
 
     @property
     def space(self) -> ParamSpace:
@@ -75,14 +91,30 @@ class Context:
 
 
 class Estimator(ABC):
-    """An influence estimator; ``OPTIONS`` names its own options with their defaults."""
+    """An influence estimator; ``Options`` is the dataclass of its own options, ``OPTIONS`` their defaults.
+
+    Capabilities, read instead of method names: ``uses_curvature`` (its scores depend on the Hessian),
+    ``inverts_spectrum`` (it inverts the whole curvature, negative directions included), ``keeps_spectrum`` (its
+    fit yields eigenpairs and every Ritz value), ``horizon_aware`` (scores depend on the horizon T of continued
+    training and can be evaluated at several T)."""
 
     name: ClassVar[str]
+    Options: ClassVar[type] = NoOptions
     OPTIONS: ClassVar[dict[str, Any]] = {}
+    uses_curvature: ClassVar[bool] = False
+    inverts_spectrum: ClassVar[bool] = False
+    keeps_spectrum: ClassVar[bool] = False
+    horizon_aware: bool = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.OPTIONS = {f.name: f.default for f in dataclasses.fields(cls.Options)}
 
     def __init__(self, ctx: Context, **options: Any):
+        from ..options import build, values
         self.ctx = ctx
-        self.options = {**self.OPTIONS, **options}
+        self.opts = build(self.Options, options, f"method {getattr(self, 'name', type(self).__name__)!r}")
+        self.options = values(self.opts)
 
     def fit(self) -> None:
         """Compute what the embeddings need once (curvature, basis); default: nothing."""
@@ -107,6 +139,12 @@ class Estimator(ABC):
         """Restore what :meth:`state_dict` returned."""
 
 
+class CurvatureEstimator(Estimator):
+    """A method that reads the curvature (its fit builds the operator)."""
+
+    uses_curvature = True
+
+
 class GradientTrainEmbedding(Estimator):
     """Estimators whose training embedding is the raw gradient ``g`` and whose query side applies a map to it."""
 
@@ -123,3 +161,12 @@ class GradientTrainEmbedding(Estimator):
     def self_embed(self, batch: Batch) -> tuple[Tensor, Tensor]:
         g = self.ctx.grads(batch)
         return self.apply(g), g
+
+
+class InverseCurvature(GradientTrainEmbedding, CurvatureEstimator):
+    """Methods that apply an (approximate) inverse of the whole curvature operator to the query gradient."""
+
+    inverts_spectrum = True
+
+    def fit(self) -> None:
+        self.op = self.ctx.curvature_operator()

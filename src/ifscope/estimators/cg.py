@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
 from ..errors import NumericalError
-from .base import GradientTrainEmbedding
+from ..options import positive_int, positive_number
+from .base import InverseCurvature
 
 
 def conjugate_gradient(matmat, b: Tensor, iterations: int, tol: float) -> Tensor:
@@ -35,12 +38,21 @@ def conjugate_gradient(matmat, b: Tensor, iterations: int, tol: float) -> Tensor
     return x
 
 
-class CG(GradientTrainEmbedding):
-    name = "cg"
-    OPTIONS = {"cg_iterations": 100, "tol": 1e-6}
+@dataclass
+class CGOptions:
+    """``cg_iterations`` CG steps per block of queries, stopping at relative residual ``tol``."""
 
-    def fit(self) -> None:
-        self.op = self.ctx.curvature_operator()
+    cg_iterations: int = 100
+    tol: float = 1e-6
+
+    def validate(self) -> None:
+        positive_int("cg_iterations", self.cg_iterations)
+        positive_number("tol", self.tol)
+
+
+class CG(InverseCurvature):
+    name = "cg"
+    Options = CGOptions
 
     def apply(self, g: Tensor) -> Tensor:
         return conjugate_gradient(self.op.matmat, g, int(self.options["cg_iterations"]), float(self.options["tol"]))

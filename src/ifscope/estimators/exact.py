@@ -9,11 +9,12 @@ import torch
 from torch import Tensor
 
 from ..errors import NumericalError
-from .base import GradientTrainEmbedding
+from .base import CurvatureEstimator, GradientTrainEmbedding
 
 
-class Exact(GradientTrainEmbedding):
+class Exact(GradientTrainEmbedding, CurvatureEstimator):
     name = "exact"
+    inverts_spectrum = True
 
     def fit(self) -> None:
         op = self.ctx.curvature_operator()

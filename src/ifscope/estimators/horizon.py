@@ -9,15 +9,17 @@ first order for full-batch gradient descent with a constant step; see docs/fade.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from ..data import Batch
 from ..errors import ConfigError, NumericalError
-from .base import GradientTrainEmbedding
-from .lissa import power_iteration
+from ..krylov import block_lanczos, lanczos_apply
+from ..options import choice, positive_int
+from .base import CurvatureEstimator, GradientTrainEmbedding
 
 SOLVERS = ("auto", "recursion", "lanczos")
 KRYLOV_BUDGET = 512 * 2**20  # bytes of Krylov bases held at once; queries are processed in blocks that fit
@@ -54,75 +56,39 @@ def check_horizon(horizon, lr, method: str) -> tuple[float, float | None]:
     return h, (None if lr is None else float(lr))
 
 
-def block_lanczos(matmat: Callable[[Tensor], Tensor], g: Tensor, iterations: int
-                  ) -> tuple[Tensor, Tensor, list[int]]:
-    """Lanczos on each row of ``g`` [B, dim] at once, re-orthogonalised fully (twice): ``Q`` [B, m, dim]
-    orthonormal Krylov bases with ``Q[:, 0] = g/‖g‖``, ``T`` [B, m, m] the projected operator, and each row's
-    Krylov dimension (smaller than m where the space became invariant; later rows of ``Q`` are zero)."""
-    b, dim = g.shape
-    m = min(iterations, dim)
-    Q = torch.zeros(b, m, dim, dtype=g.dtype)
-    T = torch.zeros(b, m + 1, m, dtype=g.dtype)
-    norm = g.norm(dim=1, keepdim=True)
-    Q[:, 0] = torch.where(norm > 0, g / norm.clamp_min(torch.finfo(g.dtype).tiny), torch.zeros_like(g))
-    sizes = [m if float(n) > 0 else 0 for n in norm[:, 0]]
-    tol = 1e-10 if g.dtype == torch.float64 else 1e-5
-    scale = torch.zeros(b, dtype=g.dtype)
-    for j in range(m):
-        w = matmat(Q[:, j])
-        scale = torch.maximum(scale, w.norm(dim=1))
-        for _ in range(2):
-            coef = torch.einsum("bkd,bd->bk", Q[:, : j + 1], w)
-            w = w - torch.einsum("bk,bkd->bd", coef, Q[:, : j + 1])
-            T[:, : j + 1, j] += coef
-        beta = w.norm(dim=1)
-        alive = beta > tol * scale.clamp_min(1e-30)
-        for i in range(b):
-            if not bool(alive[i]) and sizes[i] > j + 1:
-                sizes[i] = j + 1
-        T[:, j + 1, j] = torch.where(alive, beta, torch.zeros_like(beta))
-        if j + 1 < m:
-            Q[:, j + 1] = torch.where(alive[:, None], w / beta.clamp_min(1e-300)[:, None], torch.zeros_like(w))
-    T = T[:, :m, :m]
-    return Q, (T + T.transpose(1, 2)) / 2, sizes
+@dataclass
+class HorizonOptions:
+    """Horizon ``T`` (steps) and step ``lr`` (None: 1/λ_max); ``krylov`` Lanczos steps; ``solver``; ``batch_order``
+    ``average`` (scores) or ``schedule`` (the fade's SGD batch order)."""
+
+    horizon: float | None = None
+    lr: float | None = None
+    krylov: int = 100
+    solver: str = "auto"
+    batch_order: str = "average"
+
+    def validate(self) -> None:
+        if self.horizon is not None or self.lr is not None:
+            check_horizon(self.horizon, self.lr, "horizon")
+        choice("solver", self.solver, SOLVERS)
+        choice("batch_order", self.batch_order, ("average", "schedule"))
+        positive_int("krylov", self.krylov)
 
 
-def lanczos_apply(Q: Tensor, T: Tensor, sizes: Sequence[int], norms: Tensor,
-                  fns: Sequence[Callable[[Tensor], Tensor]]) -> Tensor:
-    """``[len(fns), B, dim]``: ``‖g‖ Q f(T) e₁`` for each function ``f`` of the eigenvalues, row by row on its own
-    Krylov dimension."""
-    out = torch.zeros(len(fns), Q.shape[0], Q.shape[2], dtype=Q.dtype)
-    for b, m in enumerate(sizes):
-        if m == 0:
-            continue
-        vals, vecs = torch.linalg.eigh(T[b, :m, :m].double())
-        for k, fn in enumerate(fns):
-            coeff = vecs @ (fn(vals) * vecs[0])  # V f(Λ) Vᵀ e₁
-            out[k, b] = float(norms[b]) * (coeff.to(Q.dtype) @ Q[b, :m])
-    return out
-
-
-class Horizon(GradientTrainEmbedding):
+class Horizon(GradientTrainEmbedding, CurvatureEstimator):
     """Train embedding ``g``; query embedding ``f_T(H) ∇ℓ(q)``, by the T-step recursion ``x ← x + η(g − Hx)`` when
     ``T ≤ krylov`` (exact, T Hessian-vector products per block of queries) or else ``krylov`` Lanczos steps on the
     query gradient (the matrix function read off the Krylov space). ``lr=None`` takes η = 1/λ_max."""
 
     name = "horizon"
-    OPTIONS = {"horizon": None, "lr": None, "krylov": 100, "solver": "auto", "batch_order": "average"}
-
+    Options = HorizonOptions
     horizon_aware = True
 
     def fit(self) -> None:
         self.horizon, lr = check_horizon(self.options["horizon"], self.options["lr"], self.name)
-        if self.options["solver"] not in SOLVERS:
-            raise ConfigError(f"solver must be one of {SOLVERS}, got {self.options['solver']!r}")
-        if self.options["batch_order"] not in ("average", "schedule"):
-            raise ConfigError(f"batch_order must be 'average' or 'schedule', got {self.options['batch_order']!r}")
-        if int(self.options["krylov"]) < 1:
-            raise ConfigError(f"krylov must be a positive number of Lanczos steps, got {self.options['krylov']!r}")
         self.op = self.ctx.curvature_operator()
         if lr is None:
-            top = power_iteration(self.op.matvec, self.op.dim, self.ctx.dtype, iterations=50, seed=self.ctx.seed)
+            top = self.ctx.lambda_max() + self.ctx.damping
             if top <= 0:
                 raise NumericalError("the curvature is zero at this checkpoint; give lr=... explicitly")
             lr = 1.0 / top

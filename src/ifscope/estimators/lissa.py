@@ -2,41 +2,42 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError, NumericalError
-from .base import GradientTrainEmbedding
+from ..errors import NumericalError
+from ..options import positive_int, positive_number
+from .base import InverseCurvature
 
 
-def power_iteration(matvec, dim: int, dtype: torch.dtype, iterations: int = 30, seed: int = 0) -> float:
-    """The largest |eigenvalue| of a symmetric operator, by power iteration."""
-    v = torch.randn(dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(dtype)
-    v = v / v.norm()
-    lam = 0.0
-    for _ in range(iterations):
-        w = matvec(v)
-        lam = float(w.norm())
-        if lam == 0:
-            return 0.0
-        v = w / lam
-    return lam
+@dataclass
+class LiSSAOptions:
+    """``depth`` terms of the Neumann series with scale ``s`` (None: 1.1 × the largest |eigenvalue|)."""
+
+    depth: int = 500
+    scale: float | None = None
+
+    def validate(self) -> None:
+        positive_int("depth", self.depth)
+        positive_number("scale", self.scale, allow_none=True)
 
 
-class LiSSA(GradientTrainEmbedding):
+class LiSSA(InverseCurvature):
     name = "lissa"
-    OPTIONS = {"depth": 500, "scale": None}
+    Options = LiSSAOptions
 
     def fit(self) -> None:
-        self.op = self.ctx.curvature_operator()
+        super().fit()
         scale = self.options["scale"]
         if scale is None:  # just above the top eigenvalue: the series then converges on every positive direction
-            scale = 1.1 * power_iteration(self.op.matvec, self.op.dim, self.ctx.dtype, seed=self.ctx.seed)
-        if self.options["scale"] is None and not scale > 0:
-            raise NumericalError("LiSSA: power iteration found zero curvature on the Hessian sample (the loss is flat "
-                                 "in the selected parameters there); check the parameter selection, or give scale=...")
-        if not scale or scale <= 0:
-            raise ConfigError(f"LiSSA scale must be positive, got {scale}")
+            self.ctx.lambda_max()
+            spec = self.ctx.spectrum()
+            scale = 1.1 * (max(abs(spec.lambda_max), abs(spec.lambda_min)) + self.ctx.damping)
+            if not scale > 0:
+                raise NumericalError("LiSSA: the curvature is zero on the Hessian sample (the loss is flat in the "
+                                     "selected parameters there); check the parameter selection, or give scale=...")
         self.scale = float(scale)
 
     def apply(self, g: Tensor) -> Tensor:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -12,9 +14,18 @@ from ..errors import ConfigError
 from .base import Estimator
 
 
+@dataclass
+class TracInOptions:
+    """``checkpoints``: ``[(state_dict, learning_rate), ...]`` (recorded by content hash); ``per_step``: checkpoint
+    t holds the parameters before step t + 1 of the continued training, so sums over the first T are horizons."""
+
+    checkpoints: Any = None
+    per_step: bool = False
+
+
 class TracIn(Estimator):
     name = "tracin"
-    OPTIONS = {"checkpoints": None, "per_step": False}
+    Options = TracInOptions
 
     @property
     def horizon_aware(self) -> bool:
@@ -42,6 +53,22 @@ class TracIn(Estimator):
             params = {n: cast(state[n]) for n in self.ctx.params}
             rest = {n: cast(state[n]) if n in state else t for n, t in self.ctx.rest.items()}
             self.points.append((params, rest, float(lr)))
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """The checkpoints themselves, so that a run directory rebuilds the estimator without the caller's list."""
+        out = {f"lr.{i}": torch.tensor(lr, dtype=torch.float64) for i, (_, _, lr) in enumerate(self.points)}
+        for i, (p, r, _) in enumerate(self.points):
+            out.update({f"params.{i}.{k}": v for k, v in p.items()})
+            out.update({f"rest.{i}.{k}": v for k, v in r.items()})
+        return out
+
+    def load_state_dict(self, state: Mapping[str, Tensor]) -> None:
+        count = len([k for k in state if k.startswith("lr.")])
+        self.points = []
+        for i in range(count):
+            params = {k: state[f"params.{i}.{k}"] for k in self.ctx.params}
+            rest = {k: state.get(f"rest.{i}.{k}", t) for k, t in self.ctx.rest.items()}
+            self.points.append((params, rest, float(state[f"lr.{i}"])))
 
     def _embed(self, batch: Batch) -> Tensor:
         return torch.cat([lr ** 0.5 * self.ctx.grads(batch, p, r) for p, r, lr in self.points], dim=1)

@@ -14,10 +14,10 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..data import as_dataset, take
 from ..errors import ConfigError
+from ..progress import progress_bar
 from ..store import atomic_write_bytes, read_json, write_json
 from ..task import Task
 from ..training import make_batches
@@ -97,7 +97,8 @@ def pretrain(task: Task, train: Any, *, epochs: float, batch_size: int, lr: floa
     torch.manual_seed(seed)  # dropout masks
     model.train()
     losses, t0 = [], time.time()
-    for idx in tqdm(order, desc=desc, file=sys.stderr, leave=False):
+    bar = progress_bar(desc, len(order))
+    for idx in order:
         batch = task.cast(take(data, idx), torch.float32)
         args, kwargs = task.inputs(batch)
         loss = task.loss(task.outputs(model(*args, **kwargs)), task.targets(batch)).mean()
@@ -105,6 +106,8 @@ def pretrain(task: Task, train: Any, *, epochs: float, batch_size: int, lr: floa
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
+        bar.update(1)
+    bar.close()
     model.eval()
     tail = losses[-max(1, len(losses) // 10):]
     return {"train_seconds": time.time() - t0, "steps": steps, "final_loss": sum(tail) / len(tail)}

@@ -77,7 +77,8 @@ def _figure(src: str, caption: str) -> str:
 
 
 def _load(run: RunDir, name: str) -> Any:
-    return run.load_json(name) if (run.path / name).exists() else None
+    """An artifact recorded in the manifest (so made under the run's current fit), else None."""
+    return run.load_json(name) if run.has(name) else None
 
 
 def _fade_sections(fade: dict | None, out: Path) -> tuple[str, str]:
@@ -197,6 +198,8 @@ def render_report(workdir: str | Path) -> Path:
         raise ArtifactError(f"{Path(workdir) / MANIFEST} does not exist: {workdir} is not an ifscope run directory; "
                             "run `ifscope fit --workdir DIR` (or `ifscope demo`) first")
     out = run.path / "report"
+    for name in [n for n in run.manifest.get("artifacts", {}) if n.startswith("report/")]:
+        run.drop(name, save=False)
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     fade_html, gap_html = _fade_sections(_load(run, "fade.json"), out)
@@ -220,7 +223,15 @@ def render_report(workdir: str | Path) -> Path:
             f'<body><h1>ifscope report: {_e(run.path.resolve().name)}</h1><p class="meta">{meta}</p>\n'
             f"<p>Scores follow one convention: score(query, train) = ∇ℓ(query)ᵀ H⁻¹ ∇ℓ(train); positive = proponent.</p>\n"
             + "".join(_section(sid, body[sid]) for sid in SECTIONS) + "</body></html>\n")
-    return atomic_write_bytes(out / "index.html", page.encode())
+    atomic_write_bytes(out / "index.html", page.encode())
+    diag = _load(run, "diagnose.json")
+    if diag and diag.get("assumptions"):
+        from .diagnose_figures import diagnose_figures
+        diagnose_figures(diag, out)
+    for file in sorted(out.rglob("*")):  # every file of the report is recorded, so a refit drops it
+        if file.is_file():
+            run.record(str(file.relative_to(run.path)))
+    return out / "index.html"
 
 
 __all__ = ["SECTIONS", "render_report"]

@@ -1,0 +1,174 @@
+"""Tables of the README and docs, generated from the JSON output of the shipped commands (never retyped).
+
+Each table names the command that produces it. ``--run NAME ...`` (or ``--run all``) runs those commands with
+``--json`` on a fixed thread count and stores their output in ``docs/results/NAME.json`` together with the command,
+the thread count, the machine and the duration; without ``--run`` the tables are rendered from the stored results
+into the regions ``<!-- table:NAME -->`` … ``<!-- /table:NAME -->`` of the Markdown files. ``--check`` exits 1
+when a file's table differs from what its stored result renders (tests/test_docs_tables.py runs it).
+
+    PYTHONPATH=src python benchmarks/docs_tables.py --run all --threads 2   # minutes; on an idle machine
+    PYTHONPATH=src python benchmarks/docs_tables.py                          # re-render from docs/results/
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "docs" / "results"
+
+
+@dataclass
+class Table:
+    """A table: the command (without ``--workdir`` and ``--json``), how to render its JSON, where it goes."""
+
+    command: list[str]
+    render: Callable[[dict[str, Any]], str]
+    files: tuple[str, ...]
+
+
+def _n(x: Any, digits: int = 3) -> str:
+    if x is None:
+        return "n/a"
+    if isinstance(x, float):
+        return f"{x:.{digits}f}".replace("-", "−")
+    return str(x)
+
+
+def _g(x: Any) -> str:
+    return "n/a" if x is None else f"{x:.2g}".replace("-", "−")
+
+
+def fade_table(d: dict[str, Any], key: str = "pearson") -> str:
+    """Methods as rows, T as columns, the half-life last."""
+    head = "| method | " + " | ".join(f"T={t}" for t in d["steps"]) + " | T½ |"
+    rule = "|---|" + "---:|" * (len(d["steps"]) + 1)
+    rows = []
+    for name, m in d["methods"].items():
+        half = m.get("horizon_half")
+        half = f"> {d['steps'][-1]}" if half is None and m[key][0] and m[key][0] > 0 else _n(half, 0)
+        rows.append(f"| {name} | " + " | ".join(_n(v) for v in m[key]) + f" | {half} |")
+    gap = " → ".join(_g(g) for g in (d["gap"][0], d["gap"][-1]))
+    run = d["config"]
+    caption = (f"\n\n{d['n_ids']} {'removed' if d['mode'] == 'remove' else 're-weighted'} examples × {d['n_queries']} "
+               f"queries; continued training lr {d['lr']:.3g}; the run's method is {run['method']}"
+               + (f" rank {run['rank']}" if run.get("rank") else "") + f"; parameter gap {gap} (∝ T^"
+               f"{d['gap_exponent']:.2f}); {d['_meta']['threads']} threads, {d['_meta']['seconds']:.0f} s.")
+    return "\n".join([head, rule, *rows]) + caption
+
+
+def diagnose_table(d: dict[str, Any]) -> str:
+    from ifscope.diagnose import CHECK_MODULES
+    rows = ["| assumption | verdict | key figures |", "|---|---|---|"]
+    for name, a in d["assumptions"].items():
+        rows.append(f"| {name} | {a['verdict']} | {CHECK_MODULES[name].key_figures(a)} |")
+    return "\n".join(rows) + (f"\n\nrun: {d['config']['method']} rank {d['config'].get('rank')}; "
+                              f"{d['_meta']['threads']} threads, {d['_meta']['seconds']:.0f} s.")
+
+
+def correct_table(d: dict[str, Any]) -> str:
+    rows = ["| selection | fix rate | held-out accuracy after | broken predictions (mean) | s / correction |",
+            "|---|---:|---:|---:|---:|"]
+    for name, m in d["methods"].items():
+        ref = " (reference)" if name in d.get("reference_only", []) else ""
+        acc = m.get("heldout_accuracy_after")
+        rows.append(f"| {name}{ref} | {_n(d['fix_rate'][name], 2)} | {'n/a' if acc is None else f'{100 * acc:.2f} %'}"
+                    f" | {_n(m.get('broken'), 1)} | {_n(m.get('seconds'), 3)} |")
+    before = d.get("heldout_accuracy", {}).get("before")
+    return "\n".join(rows) + (f"\n\n{d['n_queries']} natural mistakes corrected, {d['n_heldout']} held-out examples"
+                              + (f" (accuracy before {100 * before:.2f} %)" if before is not None else "")
+                              + f"; {d['_meta']['threads']} threads, {d['_meta']['seconds']:.0f} s.")
+
+
+TABLES: dict[str, Table] = {
+    "fade-mlp-remove": Table(["fade", "--recipe", "digits-mlp", "--mode", "remove"], fade_table,
+                             ("README.md", "docs/fade.md")),
+    "fade-mlp-upweight": Table(["fade", "--recipe", "digits-mlp", "--mode", "upweight", "--epsilon", "0.01"],
+                               fade_table, ("docs/fade.md",)),
+    "fade-mlp-sgd": Table(["fade", "--recipe", "digits-mlp", "--mode", "remove", "--train-batch-size", "100"],
+                          fade_table, ("docs/fade.md",)),
+    "diagnose-mlp": Table(["diagnose", "--recipe", "digits-mlp"], diagnose_table, ("README.md", "docs/diagnose.md")),
+    "diagnose-mlp-bad": Table(["diagnose", "--recipe", "digits-mlp", "--recipe-arg", "steps=10", "--recipe-arg",
+                               "weight_decay=0.0"], diagnose_table, ("README.md", "docs/diagnose.md")),
+}
+
+
+def run(name: str, threads: int) -> dict[str, Any]:
+    table = TABLES[name]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+           "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    with tempfile.TemporaryDirectory() as workdir:
+        argv = [sys.executable, "-m", "ifscope", *table.command, "--workdir", workdir, "--json"]
+        t0 = time.time()
+        proc = subprocess.run(argv, capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            raise SystemExit(f"{name}: `ifscope {' '.join(table.command)}` failed:\n{proc.stderr[-3000:]}")
+        out = json.loads(proc.stdout)
+    out["_meta"] = {"command": "ifscope " + " ".join(table.command), "threads": threads,
+                    "seconds": time.time() - t0, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+                    "date": time.strftime("%Y-%m-%d")}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=1) + "\n")
+    return out
+
+
+def rendered(name: str) -> str | None:
+    path = RESULTS / f"{name}.json"
+    if not path.exists():
+        return None
+    d = json.loads(path.read_text())
+    return f"`{d['_meta']['command']}`\n\n" + TABLES[name].render(d)
+
+
+def update(check: bool) -> list[str]:
+    """Write (or, with ``check``, compare) every marked region; returns the regions that differ."""
+    stale = []
+    for file in sorted({f for t in TABLES.values() for f in t.files}):
+        path = ROOT / file
+        text = path.read_text()
+        new = text
+        for name in TABLES:
+            body = rendered(name)
+            pattern = re.compile(rf"(<!-- table:{re.escape(name)} -->\n).*?(\n<!-- /table:{re.escape(name)} -->)", re.S)
+            if body is not None and pattern.search(new):
+                new = pattern.sub(lambda m, b=body: m.group(1) + b + m.group(2), new)
+        if new != text:
+            stale.append(file)
+            if not check:
+                path.write_text(new)
+    return stale
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", nargs="*", default=[], help="tables to regenerate by running their commands (or 'all')")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--check", action="store_true", help="exit 1 if a file's tables differ from the stored results")
+    args = p.parse_args()
+    names = list(TABLES) if args.run == ["all"] else args.run
+    for name in names:
+        if name not in TABLES:
+            raise SystemExit(f"unknown table {name!r}; known: {', '.join(TABLES)}")
+        print(f"running {name}: ifscope {' '.join(TABLES[name].command)}", file=sys.stderr, flush=True)
+        run(name, args.threads)
+    stale = update(args.check)
+    if args.check and stale:
+        print(f"tables out of date in {', '.join(stale)}: run benchmarks/docs_tables.py", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

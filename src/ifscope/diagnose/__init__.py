@@ -1,0 +1,157 @@
+"""The five assumptions behind an influence score, each measured at the checkpoint, with a verdict and advice.
+
+1. convexity: the extremes of the Hessian spectrum (the run's fitted Ritz values).
+2. stability: condition of the kept eigenvalues, Ritz residuals, and score agreement under another truncation,
+   damping (and, with ``refit=True``, float64, rank 2k and disjoint Hessian samples).
+3. trajectory: the training-loss gradient at the checkpoint against its start; score agreement across checkpoints.
+4. divergence: the parameter gap ``‖θ_ε(T) − θ(T)‖`` of continued training, its exponential rate, the horizon.
+5. first_order: the actual change against ε (removal and up-weighting): linearity and the second-order remainder.
+
+Each check is a module with ``NAME``, ``ADVICE`` (per verdict), ``measure(probe) -> dict`` and ``key_figures``.
+``diagnose`` reads the fitted influence and never refits it; thresholds live in :mod:`.common`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..data import as_dataset
+from ..errors import ConfigError
+from ..influence import Influence
+from ..progress import progress_bar
+from ..training import Schedule
+from . import convexity, divergence, first_order, stability, trajectory
+from .common import Probe, as_json
+
+CHECK_MODULES = {m.NAME: m for m in (convexity, stability, trajectory, divergence, first_order)}
+CHECKS = tuple(CHECK_MODULES)
+ADVICE = {name: m.ADVICE for name, m in CHECK_MODULES.items()}
+
+
+@dataclass
+class Diagnosis:
+    """``assumptions[name]`` = ``{"verdict", "advice", ...figures}`` for each check run; ``settings``: what was
+    measured on (sizes, horizons, the method); see ``to_dict``."""
+
+    assumptions: dict[str, dict[str, Any]]
+    settings: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The content of ``diagnose.json`` (the run's ``config`` is added beside it by the command)."""
+        return as_json({"assumptions": self.assumptions, "settings": self.settings, "seconds": self.seconds})
+
+    def failing(self) -> list[str]:
+        """Names of the assumptions whose verdict is not ``holds``."""
+        return [k for k, v in self.assumptions.items() if v["verdict"] != "holds"]
+
+    def table(self) -> str:
+        """A plain-text summary: one row per assumption with its verdict, key figures and advice."""
+        rows = [(name, a["verdict"], CHECK_MODULES[name].key_figures(a), a["advice"])
+                for name, a in self.assumptions.items()]
+        w0, w1, w2 = (max(len(r[i]) for r in rows + [("assumption", "verdict", "key figures", "")]) for i in range(3))
+        lines = [f"{'assumption':<{w0}}  {'verdict':<{w1}}  {'key figures':<{w2}}  advice"]
+        lines += [f"{a:<{w0}}  {v:<{w1}}  {k:<{w2}}  {adv}" for a, v, k, adv in rows]
+        bad = self.failing()
+        lines.append("all assumptions hold" if not bad else
+                     "not holding: " + ", ".join(f"{b} ({self.assumptions[b]['verdict']})" for b in bad))
+        return "\n".join(lines)
+
+    def write(self, directory: str | Path, extra: Mapping[str, Any] | None = None) -> list[Path]:
+        """Write ``diagnose.json`` (with ``extra`` keys, e.g. the run's config) into ``directory`` (through its run
+        directory when it is one) and the figures into ``directory/report/``; return the paths."""
+        from ..report.diagnose_figures import diagnose_figures
+        from ..store import RunDir, write_json
+        directory = Path(directory)
+        run = RunDir(directory)
+        data = {**self.to_dict(), **(extra or {})}
+        if not run.exists:
+            return [write_json(directory / "diagnose.json", data), *diagnose_figures(data, directory / "report")]
+        figures = [run.record(str(f.relative_to(run.path))) for f in diagnose_figures(data, run.path / "report")]
+        return [run.save_json("diagnose.json", data), *figures]
+
+
+def diagnose(influence: Influence, queries: Any = None, *, checks: Sequence[str] = CHECKS,
+             n_queries: int = 20, n_train: int = 200, n_ids: int = 8, steps: Sequence[int] = (1, 3, 10, 30, 100, 300),
+             epsilons: Sequence[float] = (0.1, 1.0), reference_epsilon: float = 0.01,
+             damping_factors: Sequence[float] = (1e-3, 1e-2), initial: Mapping[str, Tensor] | None = None,
+             checkpoints: Sequence[Any] | None = None, schedule: Schedule | None = None,
+             ground_truth_dtype: torch.dtype = torch.float64, refit: bool = False,
+             directory: str | Path | None = None, seed: int = 0) -> Diagnosis:
+    """Measure the five assumptions of ``score = ∇ℓ(q)ᵀ H⁻¹ ∇ℓ(z)`` at the influence's checkpoint.
+
+    ``queries`` (default: ``n_queries`` training examples) and ``n_train`` seeded training examples are scored for
+    the agreement figures; ``n_ids`` seeded training examples are removed / up-weighted by each ε in ``epsilons``
+    (and by ``reference_epsilon``, the linear reference) for the ground truth, which continues training from the
+    checkpoint by ``schedule`` (default: full-batch GD with lr 1/λ_max of the run's spectrum) for each ``T`` in
+    ``steps``. ``initial`` (parameters at the start of training) and ``checkpoints`` (earlier states, oldest first)
+    feed the trajectory check. The fitted influence is used as it is (fitted first if it is not); ``refit=True``
+    adds the agreement checks that need other fits of a method that keeps a spectrum. With ``directory``, writes
+    ``diagnose.json`` and figures there.
+    """
+    t0 = time.time()
+    unknown = sorted(set(checks) - set(CHECKS))
+    if unknown or not checks:
+        raise ConfigError(f"unknown check(s) {unknown or checks}; choose from {CHECKS}")
+    for name, value in (("n_queries", n_queries), ("n_train", n_train), ("n_ids", n_ids)):
+        if not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    steps = sorted({int(s) for s in steps})
+    if not steps or steps[0] < 1:
+        raise ConfigError(f"steps must be positive integers, got {steps}")
+    if not reference_epsilon > 0 or any(abs(e) <= reference_epsilon for e in epsilons):
+        raise ConfigError(f"reference_epsilon ({reference_epsilon}) must be positive and smaller in size than every "
+                          f"epsilon in {list(epsilons)}")
+    if not isinstance(influence, Influence):
+        raise ConfigError(f"diagnose needs an ifscope.Influence, not {type(influence).__name__}")
+    inf = influence
+    if inf.estimator is None:
+        inf.fit()
+    gen = torch.Generator().manual_seed(seed)
+    n = inf.n_train
+    if queries is None:
+        qdata = inf.train
+        q_idx = torch.randperm(n, generator=gen)[:n_queries].sort().values
+    else:
+        qdata = as_dataset(queries, "queries")
+        q_idx = torch.arange(min(n_queries, len(qdata)))  # type: ignore[arg-type]
+    t_idx = torch.randperm(n, generator=gen)[:n_train].sort().values
+    ids = torch.randperm(n, generator=gen)[:n_ids].sort().values
+    probe = Probe(inf, qdata, q_idx, t_idx, ids, steps, epsilons, reference_epsilon, damping_factors, initial,
+                  checkpoints, schedule, ground_truth_dtype, refit, gen)
+    run = [c for c in CHECKS if c in checks]
+    bar = progress_bar("diagnose", len(run), inf.show_progress)
+    out: dict[str, dict[str, Any]] = {}
+    try:
+        for name in run:
+            if bar is not None:
+                bar.set_postfix_str(name)
+            module = CHECK_MODULES[name]
+            out[name] = module.measure(probe)
+            hints = [stability.HINTS[p] for p in out[name].get("problems", [])]
+            out[name]["advice"] = module.ADVICE[out[name]["verdict"]] + (
+                "; " + "; ".join(dict.fromkeys(hints)) if hints else "")
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    settings = dict(method=inf.method, rank=inf.config.get("rank"), iterations=inf.config.get("iterations"),
+                  dtype=str(inf.dtype).replace("torch.", ""), damping=inf.config["damping"],
+                  weight_decay=inf.config["weight_decay"], n_train_total=n, n_queries=len(q_idx),
+                  n_train_scored=len(t_idx), n_ids=len(ids), steps=steps, epsilons=list(epsilons),
+                  reference_epsilon=reference_epsilon, refit=refit, seed=seed)
+    result = Diagnosis(out, settings, time.time() - t0)
+    if directory is not None:
+        result.write(directory)
+    return result
+
+
+__all__ = ["ADVICE", "CHECKS", "Diagnosis", "diagnose"]

@@ -1,0 +1,177 @@
+"""What the five checks share: thresholds, grading, the probe they measure on, and fitted variants of an influence.
+
+Thresholds are the constants below; docs/diagnose.md states why each is where it is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset, Subset, TensorDataset
+
+from ..data import DictDataset, as_dataset, take
+from ..errors import ConfigError
+from ..influence import Influence
+from ..stats import spearman_rows
+from ..training import Schedule, load_params
+
+VERDICTS = ("holds", "questionable", "violated")
+
+# convexity: |λ_min| / λ_max. Under GD with lr 1/λ_max a negative direction grows by e every λ_max/|λ_min| steps.
+NEGATIVE_HOLD, NEGATIVE_QUESTION = 1e-3, 1e-2
+# stability: κ·u (u = the dtype's machine epsilon) is the relative error rounding puts on the smallest kept 1/λ.
+CONDITION_HOLD, CONDITION_QUESTION = 1e-4, 1e-2
+# stability: ‖Hu − θu‖ / |θ| bounds the relative error of a kept Ritz value θ, hence of its weight 1/θ.
+RESIDUAL_HOLD, RESIDUAL_QUESTION = 1e-2, 1e-1
+# stability and trajectory: mean per-query Spearman between two score matrices that should agree.
+AGREE_HOLD, AGREE_QUESTION = 0.9, 0.7
+# trajectory: ‖∇L(θ)‖ / ‖∇L(θ₀)‖ (θ₀ = start of training), or ‖∇L‖ / RMS‖∇ℓᵢ‖ when θ₀ is unknown.
+GRADIENT_HOLD, GRADIENT_QUESTION = 1e-2, 1e-1
+# divergence: the first-order horizon log(1/|ε|)/rate against the longest T asked about. Past the horizon the
+# growth factor e^{rT} of the gap exceeds 1/|ε| (= N for removal); by twice the horizon it exceeds it N-fold.
+HORIZON_HOLD, HORIZON_QUESTION = 1.0, 0.5
+# first_order: ‖actual − linear‖ / ‖linear‖ at each ε; linear = the smallest-ε response scaled to ε.
+REMAINDER_HOLD, REMAINDER_QUESTION = 0.1, 0.5
+
+
+def grade(value: float | None, hold: float, question: float, higher_is_better: bool = False) -> str | None:
+    """``holds`` / ``questionable`` / ``violated`` for a figure against its two thresholds (None if unknown)."""
+    if value is None or value != value:
+        return None
+    if higher_is_better:
+        return "holds" if value >= hold else "questionable" if value >= question else "violated"
+    return "holds" if value <= hold else "questionable" if value <= question else "violated"
+
+
+def worst(*verdicts: str | None) -> str:
+    given = [v for v in verdicts if v is not None]
+    return max(given, key=VERDICTS.index) if given else "questionable"
+
+
+def as_json(x: Any) -> Any:
+    """JSON-ready: tensors and numbers to floats, non-finite to ``None``, recursively."""
+    if isinstance(x, Tensor):
+        x = x.tolist()
+    if isinstance(x, dict):
+        return {str(k): as_json(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [as_json(v) for v in x]
+    if isinstance(x, bool) or x is None or isinstance(x, (str, int)):
+        return x
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def fmt(x: Any) -> str:
+    """A figure rounded for a table."""
+    if x is None:
+        return "n/a"
+    if isinstance(x, float) and x != 0 and (abs(x) < 1e-2 or abs(x) >= 1e4):
+        return f"{x:.2g}"
+    return f"{x:.3g}" if isinstance(x, float) else str(x)
+
+
+@dataclass
+class Probe:
+    """What every check measures on: the fitted influence, the scored queries and training examples, the ids that
+    the ground truth re-weights and its horizons, and a cache the ground-truth checks share."""
+
+    inf: Influence
+    qdata: Dataset
+    q_idx: Tensor
+    t_idx: Tensor
+    ids: Tensor
+    steps: list[int]
+    epsilons: Sequence[float]
+    reference_epsilon: float
+    damping_factors: Sequence[float]
+    initial: Mapping[str, Tensor] | None
+    checkpoints: Sequence[Any] | None
+    schedule: Schedule | None
+    truth_dtype: torch.dtype
+    refit: bool
+    gen: torch.Generator
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    def embeddings(self, inf: Influence | None = None, train: Dataset | None = None) -> tuple[Tensor, Tensor]:
+        """Query and training embeddings of the probe's queries and training positions, by ``inf`` (default: the
+        run's), the training side taken from ``train`` (default: the influence's own training set; a variant fitted
+        on a subset still embeds the probe's positions of the whole set)."""
+        inf = self.inf if inf is None else inf
+        q = inf.query_embeddings(take(self.qdata, self.q_idx))
+        if train is None:
+            return q, inf.train_embeddings(self.t_idx)
+        with inf.task.evaluating():
+            return q, inf._fitted().train_embed(inf.task.cast(take(train, self.t_idx), inf.dtype))
+
+    def scores(self, inf: Influence | None = None, train: Dataset | None = None) -> Tensor:
+        """``scores[q, i]`` (float64) of the probe's queries and training positions (see :meth:`embeddings`)."""
+        q, t = self.embeddings(inf, train)
+        return (q @ t.T).double()
+
+    def agreement(self, a: Tensor, b: Tensor) -> float:
+        return spearman_rows(a, b)
+
+
+def subset(ds: Dataset, idx: Tensor) -> Dataset:
+    if isinstance(ds, (TensorDataset, DictDataset)):
+        return as_dataset(take(ds, idx), "training subset")
+    return Subset(ds, idx.tolist())
+
+
+def variant(inf: Influence, train: Dataset | None = None, **overrides: Any) -> Influence:
+    """A fitted copy of ``inf`` with some options changed (e.g. ``dtype``, ``rank``, ``damping``) or other training data
+    for its curvature. A damping change of a method that keeps eigenpairs reuses them (no refit); every other
+    variant is a new fit, sharing the run's spectrum for its default step sizes."""
+    config = dict(inf.config)
+    method = config.pop("method")
+    config.update(overrides)
+    est = inf.estimator
+    assert est is not None
+    if est.keeps_spectrum and train is None and set(overrides) == {"damping"}:
+        v = Influence(inf.task, inf.train, method, progress=inf.show_progress, **config)
+        copied = copy.copy(est)
+        copied.ctx = dataclasses.replace(est.ctx, damping=float(config["damping"]))
+        copied.set_eigenpairs(copied.pairs)  # type: ignore[attr-defined]
+        v.estimator = copied
+        return v
+    v = Influence(inf.task, inf.train if train is None else train, method, progress=inf.show_progress, **config)
+    if inf._spectrum is not None or est.uses_curvature:
+        v._spectrum = inf.spectrum()
+    return v.fit()
+
+
+@contextlib.contextmanager
+def model_at(inf: Influence, state: Mapping[str, Tensor]) -> Iterator[None]:
+    """Temporarily load ``state`` into the model's parameters (e.g. an earlier checkpoint)."""
+    named = dict(inf.task.model.named_parameters())
+    missing = sorted(set(inf.task.parameter_names) - set(state))
+    if missing:
+        raise ConfigError(f"checkpoint lacks parameters {missing[:3]}; give model.state_dict() or the params dict")
+    saved = {k: p.detach().clone() for k, p in named.items()}
+    load_params(inf.task.model, {k: v for k, v in state.items() if k in named})
+    try:
+        yield
+    finally:
+        load_params(inf.task.model, saved)
+
+
+def as_state(item: Any, i: int) -> Mapping[str, Tensor]:
+    if isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], Mapping):
+        return item[0]  # (state, learning rate), as training.TrainResult.checkpoints records them
+    if isinstance(item, Mapping):
+        return item
+    raise ConfigError(f"checkpoint {i} must be a state dict or a (state dict, learning rate) pair, "
+                      f"not {type(item).__name__}")
+
+
+def schedule_info(s: Schedule) -> dict[str, Any]:
+    return dict(optimizer=s.optimizer, lr=s.lr, batch_size=len(s.batches[0]), weight_decay=s.weight_decay)

@@ -1,0 +1,27 @@
+"""The ground truth the divergence and first-order checks share: continued training from the checkpoint (the
+run's default full-batch GD with lr 1/λ_max, or the caller's schedule) with each probe id removed, computed once."""
+
+from __future__ import annotations
+
+from ..data import take
+from ..fade import gd_schedule
+from ..groundtruth import GroundTruth, actual_changes
+from ..training import Schedule
+from .common import Probe
+
+
+def schedule(p: Probe) -> Schedule:
+    if "schedule" not in p.cache:
+        p.cache["schedule"] = p.schedule or gd_schedule(p.inf, max(p.steps), seed=p.inf.config["seed"])
+    return p.cache["schedule"]
+
+
+def changes(p: Probe, mode: str, epsilon: float = 0.01) -> GroundTruth:
+    return actual_changes(p.inf.task, p.inf.train, take(p.qdata, p.q_idx), p.ids, p.steps, schedule(p), mode=mode,
+                          epsilon=epsilon, dtype=p.truth_dtype, progress=p.inf.show_progress)
+
+
+def removal(p: Probe) -> tuple[GroundTruth, Schedule]:
+    if "removal" not in p.cache:
+        p.cache["removal"] = changes(p, "remove")
+    return p.cache["removal"], schedule(p)

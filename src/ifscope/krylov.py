@@ -1,0 +1,194 @@
+"""Krylov methods, the only place these loops live: Arnoldi (with eigen-distillation), block Lanczos (matrix functions
+of an operator applied to vectors), and the spectrum of a fitted curvature (``λ_max``, ``λ_min``, every Ritz value)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .errors import ConfigError, NumericalError
+
+SELECT_RULES = ("positive", "value", "magnitude")
+
+
+@dataclass
+class ArnoldiResult:
+    """``A Q[:m] ≈ Q[:m+1] H`` with orthonormal rows ``Q`` ([m+1, dim]) and upper Hessenberg ``H`` ([m+1, m])."""
+
+    Q: Tensor
+    H: Tensor
+    breakdown: bool  # the Krylov space became invariant before n iterations (exact for that space)
+
+    @property
+    def steps(self) -> int:
+        return self.H.shape[1]
+
+
+@dataclass
+class Eigenpairs:
+    """Ritz pairs: ``values`` [k], ``vectors`` [k, dim] (orthonormal rows), ``residuals`` [k] = ``‖A u − λ u‖``."""
+
+    values: Tensor
+    vectors: Tensor
+    residuals: Tensor
+    ritz: Tensor | None = None  # every Ritz value of the run, descending (for spectra), when known
+
+
+def arnoldi(matvec: Callable[[Tensor], Tensor], dim: int, iterations: int, seed: int = 0,
+            dtype: torch.dtype = torch.float32, start: Tensor | None = None, tol: float | None = None,
+            progress: Callable[[int], None] | None = None) -> ArnoldiResult:
+    """Run ``iterations`` Arnoldi steps on ``matvec`` from a seeded random start, re-orthogonalising fully (twice)."""
+    if iterations < 1:
+        raise ConfigError(f"iterations must be at least 1, got {iterations}")
+    iterations = min(iterations, dim)
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.randn(dim, generator=gen, dtype=torch.float64).to(dtype) if start is None else start.to(dtype)
+    Q = torch.zeros(iterations + 1, dim, dtype=dtype)
+    H = torch.zeros(iterations + 1, iterations, dtype=dtype)
+    Q[0] = q / q.norm()
+    tol = tol if tol is not None else (1e-10 if dtype == torch.float64 else 1e-5)
+    scale = 0.0
+    for j in range(iterations):
+        w = matvec(Q[j])
+        if not torch.isfinite(w).all():
+            raise NumericalError(f"Arnoldi step {j}: the operator returned NaN or inf")
+        scale = max(scale, float(w.norm()))
+        for _ in range(2):  # classical Gram-Schmidt twice: orthogonal to working precision
+            coef = Q[: j + 1] @ w
+            w = w - coef @ Q[: j + 1]
+            H[: j + 1, j] += coef
+        beta = w.norm()
+        H[j + 1, j] = beta
+        if progress is not None:
+            progress(j + 1)
+        if float(beta) <= tol * max(scale, 1e-30):
+            return ArnoldiResult(Q[: j + 2], H[: j + 2, : j + 1], breakdown=True)
+        Q[j + 1] = w / beta
+    return ArnoldiResult(Q, H, breakdown=False)
+
+
+def distill(result: ArnoldiResult, k: int, select: str = "positive") -> Eigenpairs:
+    """Eigenpairs of the symmetrised ``H[:m, :m]`` lifted by ``Q``; keep ``k`` by rule (positive/value/magnitude)."""
+    if select not in SELECT_RULES:
+        raise ConfigError(f"unknown eigenvalue selection {select!r}; use one of {SELECT_RULES}")
+    m = result.steps
+    h = result.H[:m, :m].double()
+    vals, vecs = torch.linalg.eigh((h + h.T) / 2)  # ascending
+    if select == "magnitude":
+        order = torch.argsort(vals.abs(), descending=True)
+    else:
+        order = torch.argsort(vals, descending=True)
+        if select == "positive":
+            order = order[vals[order] > 0]
+    order = order[:k]
+    ritz = vals.flip(0)
+    if len(order) == 0:
+        raise NumericalError("the Hessian sample has no positive eigenvalue in the Krylov space: the checkpoint is "
+                             "not near a minimum; use select='magnitude' or train further")
+    vals, vecs = vals[order], vecs[:, order]
+    beta = float(result.H[m, m - 1]) if result.H.shape[0] > m else 0.0
+    residuals = (beta * vecs[m - 1, :]).abs()
+    dtype = result.Q.dtype
+    vectors = (vecs.T.to(dtype) @ result.Q[:m])
+    return Eigenpairs(values=vals.to(dtype), vectors=vectors, residuals=residuals.to(dtype), ritz=ritz.to(dtype))
+
+
+def block_lanczos(matmat: Callable[[Tensor], Tensor], g: Tensor, iterations: int
+                  ) -> tuple[Tensor, Tensor, list[int]]:
+    """Lanczos on each row of ``g`` [B, dim] at once, re-orthogonalised fully (twice): ``Q`` [B, m, dim]
+    orthonormal Krylov bases with ``Q[:, 0] = g/‖g‖``, ``T`` [B, m, m] the projected operator, and each row's
+    Krylov dimension (smaller than m where the space became invariant; later rows of ``Q`` are zero)."""
+    b, dim = g.shape
+    m = min(iterations, dim)
+    Q = torch.zeros(b, m, dim, dtype=g.dtype)
+    T = torch.zeros(b, m + 1, m, dtype=g.dtype)
+    norm = g.norm(dim=1, keepdim=True)
+    Q[:, 0] = torch.where(norm > 0, g / norm.clamp_min(torch.finfo(g.dtype).tiny), torch.zeros_like(g))
+    sizes = [m if float(n) > 0 else 0 for n in norm[:, 0]]
+    tol = 1e-10 if g.dtype == torch.float64 else 1e-5
+    scale = torch.zeros(b, dtype=g.dtype)
+    for j in range(m):
+        w = matmat(Q[:, j])
+        scale = torch.maximum(scale, w.norm(dim=1))
+        for _ in range(2):
+            coef = torch.einsum("bkd,bd->bk", Q[:, : j + 1], w)
+            w = w - torch.einsum("bk,bkd->bd", coef, Q[:, : j + 1])
+            T[:, : j + 1, j] += coef
+        beta = w.norm(dim=1)
+        alive = beta > tol * scale.clamp_min(1e-30)
+        for i in range(b):
+            if not bool(alive[i]) and sizes[i] > j + 1:
+                sizes[i] = j + 1
+        T[:, j + 1, j] = torch.where(alive, beta, torch.zeros_like(beta))
+        if j + 1 < m:
+            Q[:, j + 1] = torch.where(alive[:, None], w / beta.clamp_min(1e-300)[:, None], torch.zeros_like(w))
+    T = T[:, :m, :m]
+    return Q, (T + T.transpose(1, 2)) / 2, sizes
+
+
+def lanczos_apply(Q: Tensor, T: Tensor, sizes: Sequence[int], norms: Tensor,
+                  fns: Sequence[Callable[[Tensor], Tensor]]) -> Tensor:
+    """``[len(fns), B, dim]``: ``‖g‖ Q f(T) e₁`` for each function ``f`` of the eigenvalues, row by row on its own
+    Krylov dimension."""
+    out = torch.zeros(len(fns), Q.shape[0], Q.shape[2], dtype=Q.dtype)
+    for b, m in enumerate(sizes):
+        if m == 0:
+            continue
+        vals, vecs = torch.linalg.eigh(T[b, :m, :m].double())
+        for k, fn in enumerate(fns):
+            coeff = vecs @ (fn(vals) * vecs[0])  # V f(Λ) Vᵀ e₁
+            out[k, b] = float(norms[b]) * (coeff.to(Q.dtype) @ Q[b, :m])
+    return out
+
+
+@dataclass
+class Spectrum:
+    """Ritz values of the curvature, descending (``ritz[0] ≈ λ_max``, ``ritz[-1] ≈ λ_min``): the fitted artifact every
+    default step size (``1/λ_max``), the convexity check and the report read."""
+
+    ritz: Tensor
+    iterations: int
+
+    @property
+    def lambda_max(self) -> float:
+        return float(self.ritz[0])
+
+    @property
+    def lambda_min(self) -> float:
+        return float(self.ritz[-1])
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {"ritz_values": self.ritz, "iterations": torch.tensor(self.iterations)}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Tensor]) -> Spectrum:
+        return cls(state["ritz_values"], int(state.get("iterations", torch.tensor(len(state["ritz_values"])))))
+
+
+def ritz_values(result: ArnoldiResult) -> Tensor:
+    """Every eigenvalue of the symmetrised Hessenberg matrix, descending."""
+    m = result.steps
+    h = result.H[:m, :m].double()
+    return torch.linalg.eigvalsh((h + h.T) / 2).flip(0).to(result.Q.dtype)
+
+
+def spectrum(matvec: Callable[[Tensor], Tensor], dim: int, iterations: int, seed: int = 0,
+             dtype: torch.dtype = torch.float32, progress: Callable[[int], None] | None = None) -> Spectrum:
+    """The Ritz values of ``iterations`` Arnoldi steps: both ends of the spectrum converge first."""
+    return Spectrum(ritz_values(arnoldi(matvec, dim, iterations, seed=seed, dtype=dtype, progress=progress)),
+                    min(iterations, dim))
+
+
+def largest_step(spec: Spectrum) -> float:
+    """``1/λ_max``: the largest gradient-descent step that is stable and monotone on the top of the spectrum."""
+    if not spec.lambda_max > 0:
+        raise NumericalError(f"the top curvature eigenvalue is {spec.lambda_max:.3g} (not positive): no stable "
+                             "gradient-descent step exists here; give lr=... explicitly")
+    return 1.0 / spec.lambda_max
+
+
+__all__: Sequence[str] = ["ArnoldiResult", "Eigenpairs", "Spectrum", "arnoldi", "block_lanczos", "distill",
+                          "lanczos_apply", "largest_step", "ritz_values", "spectrum"]
