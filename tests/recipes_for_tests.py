@@ -11,3 +11,8 @@ def tiny(seed=0):
 def wide(seed=0):
     """1000 training digits, so that a scores run writes many shards (the resume test kills it midway)."""
     return digits_mlp(n_train=1000, n_test=20, steps=200, hidden=16, seed=seed)
+
+
+def flipped(seed=0, flip=0.0):
+    """The tiny recipe with a fraction ``flip`` of its training labels flipped (for `ifscope self-influence`)."""
+    return digits_mlp(n_train=200, n_test=40, steps=300, hidden=16, seed=seed, flip=flip)

@@ -7,6 +7,7 @@ entry (a string, removed from the JSON) is what a person reads. ``--json`` print
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
 import json
 import sys
@@ -14,14 +15,27 @@ from typing import Any
 
 from ..errors import ConfigError, IfscopeError
 
-SUBCOMMANDS = ["demo", "fit", "scores", "top", "report", "check", "correct", "diagnose", "fade"]
+SUBCOMMANDS = ["demo", "fit", "scores", "top", "report", "check", "correct", "diagnose", "fade", "self-influence"]
 DEFAULT_WORKDIR = "runs/ifscope"
 
 
+def recipe_arg(text: str) -> tuple[str, Any]:
+    """``"flip=0.1"`` → ``("flip", 0.1)``: a Python literal where the value parses as one, else the string."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--recipe-arg needs KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
+
+
 def common_arguments(p: argparse.ArgumentParser, workdir: bool = True) -> argparse.ArgumentParser:
-    """The options every recipe-driven subcommand shares: ``--recipe``, ``--workdir``, ``--seed``."""
+    """The options every recipe-driven subcommand shares: ``--recipe``, ``--recipe-arg``, ``--workdir``, ``--seed``."""
     p.add_argument("--recipe", default="digits-mlp",
                    help="a built-in recipe name (digits-mlp, ...) or FILE.py:FUNCTION returning an ifscope Recipe")
+    p.add_argument("--recipe-arg", type=recipe_arg, action="append", default=[], metavar="KEY=VALUE",
+                   help="keyword argument for the recipe function, e.g. flip=0.1 (repeatable)")
     if workdir:
         p.add_argument("--workdir", default=DEFAULT_WORKDIR, help="run directory for artifacts")
     p.add_argument("--seed", type=int, default=0)
@@ -48,6 +62,7 @@ def recipe_for(args: argparse.Namespace, **options: Any) -> Any:
     """The recipe named by ``--recipe``, with ``options`` for its function (built once per process, so the demo's
     steps share it); ``--seed`` and a progress bar go to recipes that take them."""
     from ..recipes import load_recipe
+    options = {**dict(getattr(args, "recipe_arg", [])), **options}
     key = (args.recipe, args.seed, tuple(sorted(options.items())))
     if key not in _recipes:
         print(f"ifscope: building recipe {args.recipe} (seed {args.seed})", file=sys.stderr)
@@ -98,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ifscope", description="Influence functions that say what they predict.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:
-        module = importlib.import_module(f".{name}", __name__)
+        module = importlib.import_module(f".{name.replace('-', '_')}", __name__)
         p = module.add_parser(sub)
         p.add_argument("--json", action="store_true", help="print a machine-readable JSON result on stdout")
         p.set_defaults(run=module.run)

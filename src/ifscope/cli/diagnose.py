@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import ast
 from pathlib import Path
 from typing import Any
 
@@ -14,23 +13,11 @@ from ..errors import ConfigError
 from . import common_arguments
 
 
-def _recipe_arg(text: str) -> tuple[str, Any]:
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"--recipe-arg needs KEY=VALUE, got {text!r}")
-    key, value = text.split("=", 1)
-    try:
-        return key, ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        return key, value
-
-
 def add_parser(sub) -> argparse.ArgumentParser:
     from ..diagnose import CHECKS
     p = sub.add_parser("diagnose", help="check the five assumptions behind the influence scores of a recipe's model",
                        description=__doc__)
     common_arguments(p)
-    p.add_argument("--recipe-arg", type=_recipe_arg, action="append", default=[], metavar="KEY=VALUE",
-                   help="keyword argument for the recipe function, e.g. steps=30 (repeatable)")
     p.add_argument("--method", default="arnoldi", help="influence method to diagnose (default arnoldi)")
     p.add_argument("--rank", type=int, default=50, help="arnoldi: eigenpairs kept")
     p.add_argument("--iterations", type=int, default=200, help="arnoldi: Arnoldi iterations")
@@ -55,7 +42,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from ..influence import Influence
     from . import recipe_for
 
-    recipe = recipe_for(args, **dict(args.recipe_arg))
+    recipe = recipe_for(args)
     options: dict[str, Any] = {"rank": args.rank, "iterations": args.iterations} if args.method == "arnoldi" else {}
     inf = Influence(recipe.task, recipe.train, method=args.method, weight_decay=recipe.info.get("weight_decay", 0.0),
                     damping=args.damping, dtype=args.dtype, seed=args.seed, **options)

@@ -23,6 +23,7 @@ SECTIONS = {  # id: (title, the command that computes it)
     "assumptions": ("Assumptions", "ifscope diagnose"),
     "correction": ("Correcting mis-predictions", "ifscope correct"),
     "gallery": ("Proponents and opponents", "ifscope top"),
+    "suspects": ("Mislabel candidates", "ifscope self-influence"),
 }
 VERDICT_COLORS = {"holds": "#1a7f37", "questionable": "#b08800", "violated": "#cf222e"}
 
@@ -40,7 +41,7 @@ th{background:#f6f8fa} .missing{background:#fff8c5;border:1px solid #d4a72c;padd
 .card{border:1px solid #d0d7de;border-radius:6px;padding:.3em;width:7.5em;font-size:.78em;text-align:center}
 .card img{width:64px;height:64px;image-rendering:pixelated;display:block;margin:0 auto .2em auto}
 .card.text{width:15em;text-align:left} .card .t{white-space:pre-wrap;max-height:8em;overflow:auto}
-.pro{background:#dafbe1} .opp{background:#ffebe9} .flag{color:#cf222e;font-weight:600}
+.pro{background:#dafbe1} .opp{background:#ffebe9} .sus{background:#fff8c5} .flag{color:#cf222e;font-weight:600}
 figure{margin:.5em 0} figure img{max-width:100%} figcaption{color:#57606a;font-size:.9em}
 """
 
@@ -190,6 +191,22 @@ def _gallery_section(top: dict | None, out: Path) -> str:
     return "".join(parts)
 
 
+def _suspects_section(si: dict | None, out: Path) -> str:
+    if not si or not si.get("top"):
+        return _missing("suspects")
+    (out / "gallery").mkdir(exist_ok=True)
+    cards = "".join(_card(e, "train", si, out, f"self{j}", "sus") for j, e in enumerate(si["top"]))
+    flagged = [e for e in si["top"] if "flipped" in e]
+    meaning = (f"{sum(e['flipped'] for e in flagged)} of these {len(si['top'])} are labels the recipe flipped; as a "
+               f"detector of its {si.get('n_flipped')} flipped labels, self-influence has ROC AUC {si['auc']:.3f}."
+               if si.get("auc") is not None and flagged else
+               "Check their labels first: an example the model can only fit by memorising it has a large "
+               "self-influence, and a wrong label is the usual reason.")
+    return (f"<p>The {len(si['top'])} training examples (of {_e(si.get('n_train'))}) with the largest self-influence "
+            f"score(z, z) = ∇ℓ(z)ᵀ H⁻¹ ∇ℓ(z), method {_e(si.get('method'))}. {_e(meaning)}</p>"
+            f'<div class="row">{cards}</div>')
+
+
 def render_report(workdir: str | Path) -> Path:
     """Write ``workdir/report/index.html`` and its figures from whatever the run directory holds; return its path."""
     run = RunDir(workdir)
@@ -205,6 +222,7 @@ def render_report(workdir: str | Path) -> Path:
         "assumptions": _assumptions_section(_load(run, "diagnose.json")),
         "correction": _correction_section(_load(run, "correct.json")),
         "gallery": _gallery_section(_load(run, "top.json"), out),
+        "suspects": _suspects_section(_load(run, "self_influence.json"), out),
     }
     cfg = run.config
     m = run.manifest
