@@ -16,3 +16,10 @@ def wide(seed=0):
 def flipped(seed=0, flip=0.0):
     """The tiny recipe with a fraction ``flip`` of its training labels flipped (for `ifscope self-influence`)."""
     return digits_mlp(n_train=200, n_test=40, steps=300, hidden=16, seed=seed, flip=flip)
+
+
+def sized(seed=0):
+    """The tiny recipe with its own estimator defaults, as built-in recipes declare them."""
+    recipe = tiny(seed)
+    recipe.defaults["influence"] = {"rank": 6, "iterations": 18, "hessian_samples": 50, "batch_size": 40}
+    return recipe

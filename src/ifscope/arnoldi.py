@@ -38,15 +38,17 @@ class Eigenpairs:
 
 def arnoldi(matvec: Callable[[Tensor], Tensor], dim: int, iterations: int, seed: int = 0,
             dtype: torch.dtype = torch.float32, start: Tensor | None = None, tol: float | None = None,
-            progress: Callable[[int], None] | None = None) -> ArnoldiResult:
-    """Run ``iterations`` Arnoldi steps on ``matvec`` from a seeded random start, re-orthogonalising fully (twice)."""
+            progress: Callable[[int], None] | None = None, device: torch.device | str = "cpu") -> ArnoldiResult:
+    """Run ``iterations`` Arnoldi steps on ``matvec`` from a seeded random start, re-orthogonalising fully (twice).
+    The basis lives on ``device``; the start is drawn on CPU, so it is the same vector on every device."""
     if iterations < 1:
         raise ConfigError(f"iterations must be at least 1, got {iterations}")
     iterations = min(iterations, dim)
     gen = torch.Generator().manual_seed(seed)
-    q = torch.randn(dim, generator=gen, dtype=torch.float64).to(dtype) if start is None else start.to(dtype)
-    Q = torch.zeros(iterations + 1, dim, dtype=dtype)
-    H = torch.zeros(iterations + 1, iterations, dtype=dtype)
+    q = torch.randn(dim, generator=gen, dtype=torch.float64) if start is None else start
+    q = q.to(device, dtype)
+    Q = torch.zeros(iterations + 1, dim, dtype=dtype, device=device)
+    H = torch.zeros(iterations + 1, iterations, dtype=dtype)  # small: on CPU, filled from scalars
     Q[0] = q / q.norm()
     tol = tol if tol is not None else (1e-10 if dtype == torch.float64 else 1e-5)
     scale = 0.0
@@ -58,9 +60,9 @@ def arnoldi(matvec: Callable[[Tensor], Tensor], dim: int, iterations: int, seed:
         for _ in range(2):  # classical Gram-Schmidt twice: orthogonal to working precision
             coef = Q[: j + 1] @ w
             w = w - coef @ Q[: j + 1]
-            H[: j + 1, j] += coef
+            H[: j + 1, j] += coef.cpu()
         beta = w.norm()
-        H[j + 1, j] = beta
+        H[j + 1, j] = float(beta)
         if progress is not None:
             progress(j + 1)
         if float(beta) <= tol * max(scale, 1e-30):
@@ -91,5 +93,7 @@ def distill(result: ArnoldiResult, k: int, select: str = "positive") -> Eigenpai
     beta = float(result.H[m, m - 1]) if result.H.shape[0] > m else 0.0
     residuals = (beta * vecs[m - 1, :]).abs()
     dtype = result.Q.dtype
-    vectors = (vecs.T.to(dtype) @ result.Q[:m])
-    return Eigenpairs(values=vals.to(dtype), vectors=vectors, residuals=residuals.to(dtype), ritz=ritz.to(dtype))
+    device = result.Q.device
+    vectors = (vecs.T.to(device, dtype) @ result.Q[:m])
+    return Eigenpairs(values=vals.to(device, dtype), vectors=vectors, residuals=residuals.to(device, dtype),
+                      ritz=ritz.to(device, dtype))

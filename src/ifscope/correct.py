@@ -218,7 +218,7 @@ def _top_eigenvalue(est: Any) -> float:
     if hasattr(est, "pairs"):
         return float(est.pairs.values.max())
     op = est.ctx.curvature_operator()
-    return power_iteration(op.matvec, op.dim, est.ctx.dtype, seed=est.ctx.seed)
+    return power_iteration(op.matvec, op.dim, est.ctx.dtype, seed=est.ctx.seed, device=est.ctx.device)
 
 
 def correct(influence: Influence, queries: Any, *, heldout: Any | None = None, indices: Sequence[int] | None = None,

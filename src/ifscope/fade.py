@@ -50,7 +50,8 @@ def gd_schedule(influence: Influence, steps: int, lr: float | None = None, batch
     if lr is None:
         est = influence.estimator if influence.estimator is not None else influence.fit().estimator
         op = est.ctx.curvature_operator(damping=0.0)
-        lr = 1.0 / power_iteration(op.matvec, op.dim, influence.dtype, iterations=50, seed=influence.config["seed"])
+        lr = 1.0 / power_iteration(op.matvec, op.dim, influence.dtype, iterations=50, seed=influence.config["seed"],
+                                   device=influence.device)
     return Schedule(make_batches(influence.n_train, steps, batch_size, seed), lr=float(lr),
                     weight_decay=influence.config["weight_decay"])
 

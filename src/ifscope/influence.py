@@ -47,7 +47,7 @@ class Influence:
     def __init__(self, task: Task, train: Any, method: str = "arnoldi", *, damping: float = 0.0,
                  weight_decay: float = 0.0, batch_size: int = 128, seed: int = 0, dtype: Any = torch.float32,
                  hessian_samples: int | None = None, curvature: str = "hessian", projection: str = "auto",
-                 progress: bool = True, workdir: Any = None, **method_options: Any):
+                 progress: bool = True, workdir: Any = None, device: Any = None, **method_options: Any):
         if not isinstance(task, Task):
             raise ConfigError(f"task must be an ifscope.Task (e.g. ifscope.classification(model)), "
                               f"not {type(task).__name__}")
@@ -76,6 +76,7 @@ class Influence:
                                            hessian_samples=hessian_samples, curvature=curvature,
                                            projection=projection, **{**METHODS[method].OPTIONS, **method_options})
         self.show_progress = progress
+        self.device = task.device if device is None else torch.device(device)  # where every product runs
         self.estimator: Estimator | None = None
         self._train_emb: Tensor | None = None
         self.run: RunDir | None = None if workdir is None else RunDir(workdir)
@@ -106,11 +107,11 @@ class Influence:
 
     def _context(self) -> Context:
         c = self.config
-        params, rest = self.task.state(c["dtype"])
+        params, rest = ({k: v.to(self.device) for k, v in d.items()} for d in self.task.state(c["dtype"]))
         return Context(task=self.task, params=params, rest=rest, train=self.train, batch_size=c["batch_size"],
                        dtype=c["dtype"], seed=c["seed"], weight_decay=c["weight_decay"], damping=c["damping"],
                        hessian_samples=c["hessian_samples"], curvature=c["curvature"], projection=c["projection"],
-                       progress=self._bar)
+                       progress=self._bar, device=self.device)
 
     def fit(self) -> Influence:
         """Fit the estimator at the model's current parameters (curvature, eigenbasis); returns ``self``."""
@@ -119,15 +120,16 @@ class Influence:
         check_finite_params(ctx.params)
         with self.task.evaluating():
             self.task.check(ctx.params, ctx.rest, self.task.cast(take(self.train, range(min(self.n_train, 8))),
-                                                                   ctx.dtype), "training set")
+                                                                   ctx.dtype, self.device), "training set")
             options = {k: self.config[k] for k in METHODS[self.method].OPTIONS}
             est = METHODS[self.method](ctx, **options)
             self.reused = False
             if self.run is not None:
                 self.dropped = self.run.bind({"model": model_fingerprint(self.task.model),
-                                              "train": data_fingerprint(self.train)}, self.config)
+                                              "train": data_fingerprint(self.train)},
+                                             {**self.config, "parameters": self.task.parameter_names})
                 if self.run.has(CURVATURE):
-                    est.load_state_dict(self.run.load_tensors(CURVATURE))
+                    est.load_state_dict({k: v.to(self.device) for k, v in self.run.load_tensors(CURVATURE).items()})
                     self.reused = True
             if not self.reused:
                 est.fit()
@@ -148,7 +150,7 @@ class Influence:
         ctx, what = self._fitted().ctx, "training set" if data is self.train else "queries"
         with self.task.evaluating():
             for b, (pos, batch) in enumerate(batches(data, self.config["batch_size"], positions)):
-                batch = self.task.cast(batch, self.dtype)
+                batch = self.task.cast(batch, self.dtype, self.device)
                 yield pos, embed_located(embed, self.task, ctx.params, ctx.rest, pos, batch, b, what, desc)
                 if bar is not None:
                     bar.update(len(pos))
@@ -182,7 +184,7 @@ class Influence:
         with self.task.evaluating():
             yield from self.run.train_shards(
                 local, self.config["batch_size"],
-                lambda pos: est.train_embed(self.task.cast(take(self.train, pos), self.dtype)),
+                lambda pos: est.train_embed(self.task.cast(take(self.train, pos), self.dtype, self.device)),
                 self._bar("training embeddings", len(local)))
 
     def train_embeddings(self) -> Tensor:
@@ -198,8 +200,8 @@ class Influence:
         est = self._fitted()
         ctx = est.ctx
         with self.task.evaluating():
-            self.task.check(ctx.params, ctx.rest, self.task.cast(take(data, range(min(len(data), 8))), self.dtype),
-                            "queries")
+            self.task.check(ctx.params, ctx.rest,
+                            self.task.cast(take(data, range(min(len(data), 8))), self.dtype, self.device), "queries")
         return torch.cat([emb for _, emb in self._chunks(data, est.query_embed, "query embeddings")])
 
     def scores(self, queries: Any) -> Tensor:
@@ -225,5 +227,5 @@ class Influence:
             q, t = est.self_embed(batch)
             return (q * t).sum(1)
         local = [s for _, s in self._chunks(self.train, both, "self-influence", self._local())]
-        block = torch.cat(local) if local else torch.empty(0, dtype=self.dtype)
+        block = torch.cat(local) if local else torch.empty(0, dtype=self.dtype, device=self.device)
         return distributed.gather_blocks(block, self.n_train, self.config["batch_size"])

@@ -43,7 +43,7 @@ def common_arguments(p: argparse.ArgumentParser, workdir: bool = True) -> argpar
 
 
 def influence_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Estimator options; any left out is taken from the run directory's manifest, then from the defaults."""
+    """Estimator options; any left out is taken from the run directory's manifest, then from the recipe's defaults."""
     p.add_argument("--method", default=None, help="arnoldi (default), exact, cg, lissa, graddot")
     p.add_argument("--rank", type=int, default=None, help="arnoldi: eigenpairs kept (default 50)")
     p.add_argument("--iterations", type=int, default=None, help="arnoldi: Arnoldi iterations (default 200)")
@@ -52,6 +52,8 @@ def influence_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--hessian-samples", type=int, default=None,
                    help="training examples the curvature is averaged over (default: all)")
     p.add_argument("--damping", type=float, default=None, help="added to the curvature (default 0)")
+    p.add_argument("--last-blocks", type=int, default=None,
+                   help="text models: take influence over the last N transformer blocks and the head only")
     return p
 
 
@@ -71,25 +73,19 @@ def recipe_for(args: argparse.Namespace, **options: Any) -> Any:
 
 
 def influence_for(args: argparse.Namespace, recipe: Any) -> Any:
-    """An ``Influence`` on the recipe bound to ``--workdir``, its options from the command line, else the manifest."""
-    from ..estimators import METHODS
+    """An ``Influence`` on the recipe bound to ``--workdir``: options from the command line, else the manifest, else
+    the recipe's ``defaults["influence"]`` (:func:`ifscope.defaults.resolve`); says on stderr what it chose."""
+    from ..defaults import resolve
     from ..influence import Influence
     from ..store import RunDir
-    saved = RunDir(args.workdir).config
-    method = args.method or saved.get("method") or "arnoldi"
-    if method not in METHODS:
-        raise ConfigError(f"unknown --method {method!r}; choose one of {sorted(METHODS)}")
-    keys = ["batch_size", "hessian_samples", "damping", *METHODS[method].OPTIONS]
-    options = {k: saved[k] for k in keys if k in saved} if saved.get("method") == method else {}
-    for key in ("rank", "iterations", "batch_size", "hessian_samples", "damping"):
-        value = getattr(args, key, None)
-        if value is None:
-            continue
-        if key not in keys:
-            raise ConfigError(f"--{key.replace('_', '-')} is not an option of method {method!r}")
-        options[key] = value
-    return Influence(recipe.task, recipe.train, method=method, weight_decay=float(recipe.info.get("weight_decay", 0.0)),
-                     seed=args.seed, workdir=args.workdir, **options)
+    flags = {k: getattr(args, k, None) for k in ("rank", "iterations", "batch_size", "hessian_samples", "damping",
+                                                 "last_blocks")}
+    chosen = resolve(flags, RunDir(args.workdir).config, recipe.defaults.get("influence", {}), recipe.task,
+                     args.method)
+    print(f"ifscope: {chosen.method}: {chosen.describe()}", file=sys.stderr)
+    return Influence(chosen.task, recipe.train, method=chosen.method,
+                     weight_decay=float(recipe.info.get("weight_decay", 0.0)), seed=args.seed, workdir=args.workdir,
+                     **chosen.options)
 
 
 def parse_indices(spec: str | None, n: int, what: str) -> list[int]:

@@ -16,7 +16,7 @@ from ..arnoldi import Eigenpairs, arnoldi, distill
 from ..checks import arnoldi_health, check_sizes
 from ..data import Batch
 from ..errors import ConfigError
-from ..projection import project
+from ..projection import PathChoice, measure_paths, project
 from .base import Estimator
 from .horizon import check_horizon, horizon_filter
 
@@ -39,7 +39,7 @@ class Arnoldi(Estimator):
         # damping is applied to the kept eigenvalues, not inside the operator, so that the basis is undamped
         op = self.ctx.curvature_operator(damping=0.0)
         bar = self.ctx.progress("Arnoldi iterations", min(iterations, dim))
-        result = arnoldi(op.matvec, dim, iterations, seed=self.ctx.seed, dtype=self.ctx.dtype,
+        result = arnoldi(op.matvec, dim, iterations, seed=self.ctx.seed, dtype=self.ctx.dtype, device=self.ctx.device,
                          progress=(lambda j: bar.update(1)) if bar is not None else None)
         if bar is not None:
             bar.close()
@@ -53,6 +53,7 @@ class Arnoldi(Estimator):
 
     def set_eigenpairs(self, pairs: Eigenpairs) -> None:
         self.pairs = pairs
+        self.path_choice: PathChoice | None = None  # chosen on the first projection after each fit or load
         self.horizon: float | None = None
         if self.options["horizon"] is None:
             self.inv = 1.0 / (pairs.values + self.ctx.damping)
@@ -71,9 +72,13 @@ class Arnoldi(Estimator):
         return f - self.lr * horizon if self.options["complement"] else f
 
     def projections(self, batch: Batch) -> Tensor:
-        """``[B, k]``: each example's gradient projected on the kept eigenvectors."""
-        return project(self.ctx.task, self.ctx.params, self.ctx.rest, batch, self.pairs.vectors,
-                       path=self.ctx.projection)
+        """``[B, k]``: each example's gradient projected on the kept eigenvectors, by the path the options name or,
+        for ``auto``, the one measured faster on the first batch."""
+        ctx = self.ctx
+        if self.path_choice is None:
+            self.path_choice = (measure_paths(ctx.task, ctx.params, ctx.rest, batch, self.pairs.vectors, ctx.batch_size)
+                         if ctx.projection == "auto" else PathChoice(ctx.projection, "chosen in the options"))
+        return project(ctx.task, ctx.params, ctx.rest, batch, self.pairs.vectors, path=self.path_choice.path)
 
     def _with_complement(self, p: Tensor, batch: Batch, horizon: float | None = None) -> Tensor:
         if self.horizon is None or not self.options["complement"]:

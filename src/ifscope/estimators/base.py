@@ -37,6 +37,7 @@ class Context:
     curvature: str
     projection: str
     progress: Callable[[str, int], Any] = field(default=lambda desc, total: None)
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # where params, batches, products live
 
     @property
     def space(self) -> ParamSpace:
@@ -55,7 +56,8 @@ class Context:
         idx = self.hessian_indices()
         size = self.curvature_batch_size()
         op = Curvature(self.task, self.params, self.rest,
-                       [self.task.cast(take(self.train, idx[s:s + size]), self.dtype) for s in range(0, len(idx), size)],
+                       [self.task.cast(take(self.train, idx[s:s + size]), self.dtype, self.device)
+                        for s in range(0, len(idx), size)],
                        weight_decay=self.weight_decay, damping=self.damping if damping is None else damping,
                        kind=self.curvature)
         op.positions = [idx[s:s + size] for s in range(0, len(idx), size)]

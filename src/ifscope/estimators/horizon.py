@@ -61,13 +61,13 @@ def block_lanczos(matmat: Callable[[Tensor], Tensor], g: Tensor, iterations: int
     Krylov dimension (smaller than m where the space became invariant; later rows of ``Q`` are zero)."""
     b, dim = g.shape
     m = min(iterations, dim)
-    Q = torch.zeros(b, m, dim, dtype=g.dtype)
-    T = torch.zeros(b, m + 1, m, dtype=g.dtype)
+    Q = torch.zeros(b, m, dim, dtype=g.dtype, device=g.device)
+    T = torch.zeros(b, m + 1, m, dtype=g.dtype, device=g.device)
     norm = g.norm(dim=1, keepdim=True)
     Q[:, 0] = torch.where(norm > 0, g / norm.clamp_min(torch.finfo(g.dtype).tiny), torch.zeros_like(g))
     sizes = [m if float(n) > 0 else 0 for n in norm[:, 0]]
     tol = 1e-10 if g.dtype == torch.float64 else 1e-5
-    scale = torch.zeros(b, dtype=g.dtype)
+    scale = torch.zeros(b, dtype=g.dtype, device=g.device)
     for j in range(m):
         w = matmat(Q[:, j])
         scale = torch.maximum(scale, w.norm(dim=1))
@@ -91,7 +91,7 @@ def lanczos_apply(Q: Tensor, T: Tensor, sizes: Sequence[int], norms: Tensor,
                   fns: Sequence[Callable[[Tensor], Tensor]]) -> Tensor:
     """``[len(fns), B, dim]``: ``‖g‖ Q f(T) e₁`` for each function ``f`` of the eigenvalues, row by row on its own
     Krylov dimension."""
-    out = torch.zeros(len(fns), Q.shape[0], Q.shape[2], dtype=Q.dtype)
+    out = torch.zeros(len(fns), Q.shape[0], Q.shape[2], dtype=Q.dtype, device=Q.device)
     for b, m in enumerate(sizes):
         if m == 0:
             continue
@@ -122,7 +122,8 @@ class Horizon(GradientTrainEmbedding):
             raise ConfigError(f"krylov must be a positive number of Lanczos steps, got {self.options['krylov']!r}")
         self.op = self.ctx.curvature_operator()
         if lr is None:
-            top = power_iteration(self.op.matvec, self.op.dim, self.ctx.dtype, iterations=50, seed=self.ctx.seed)
+            top = power_iteration(self.op.matvec, self.op.dim, self.ctx.dtype, iterations=50, seed=self.ctx.seed,
+                                  device=self.ctx.device)
             if top <= 0:
                 raise NumericalError("the curvature is zero at this checkpoint; give lr=... explicitly")
             lr = 1.0 / top
@@ -141,7 +142,7 @@ class Horizon(GradientTrainEmbedding):
         horizons = [float(h) for h in horizons]
         if self.solver_for(horizons) == "recursion":
             wanted = {int(h): i for i, h in enumerate(horizons)}
-            out = torch.empty(len(horizons), *g.shape, dtype=g.dtype)
+            out = torch.empty(len(horizons), *g.shape, dtype=g.dtype, device=g.device)
             x = torch.zeros_like(g)
             for t in range(1, int(max(horizons)) + 1):
                 x = x + self.lr * (g - self.op.matmat(x))

@@ -9,9 +9,10 @@ from ..errors import ConfigError, NumericalError
 from .base import GradientTrainEmbedding
 
 
-def power_iteration(matvec, dim: int, dtype: torch.dtype, iterations: int = 30, seed: int = 0) -> float:
+def power_iteration(matvec, dim: int, dtype: torch.dtype, iterations: int = 30, seed: int = 0,
+                    device: torch.device | str = "cpu") -> float:
     """The largest |eigenvalue| of a symmetric operator, by power iteration."""
-    v = torch.randn(dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(dtype)
+    v = torch.randn(dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(device, dtype)
     v = v / v.norm()
     lam = 0.0
     for _ in range(iterations):
@@ -31,7 +32,8 @@ class LiSSA(GradientTrainEmbedding):
         self.op = self.ctx.curvature_operator()
         scale = self.options["scale"]
         if scale is None:  # just above the top eigenvalue: the series then converges on every positive direction
-            scale = 1.1 * power_iteration(self.op.matvec, self.op.dim, self.ctx.dtype, seed=self.ctx.seed)
+            scale = 1.1 * power_iteration(self.op.matvec, self.op.dim, self.ctx.dtype, seed=self.ctx.seed,
+                                           device=self.ctx.device)
         if self.options["scale"] is None and not scale > 0:
             raise NumericalError("LiSSA: power iteration found zero curvature on the Hessian sample (the loss is flat "
                                  "in the selected parameters there); check the parameter selection, or give scale=...")
