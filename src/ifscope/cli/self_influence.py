@@ -39,7 +39,7 @@ def flip_auc(scores: Any, flipped: Any) -> float | None:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from .top import _labels, _view
+    from .top import _labels, _snippet, _view
     if args.k < 1:
         raise ConfigError(f"-k must be a positive integer, got {args.k}")
     recipe = recipe_for(args)
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     names = recipe.info.get("classes")
     for r in top:
         label = names[r["label"]] if names and 0 <= r["label"] < len(names) else r["label"]
-        text = f"  {r['text'][:70]!r}" if "text" in r else ""
+        text = f"  {_snippet(r['text'])}" if "text" in r else ""
         flag = " (flipped)" if r.get("flipped") else ""
         lines.append(f"  #{r['index']:<6d} label {label}{flag}  self-influence {r['score']:.4g}{text}")
     return {**result, "path": str(path), "summary": "\n".join(lines)}
