@@ -2,7 +2,8 @@
 
 Each recipe runs ``python -m ifscope top --recipe NAME --workdir FRESH --json`` in a new process (recipe load,
 fit with the recipe's own estimator defaults, training embeddings, top-k of the default queries) and the wall time
-is printed beside the options the command chose. Recipe weights come from the cache; point IFSCOPE_CACHE at an
+and the CPU time (user + sys of the process: on a loaded machine the figure to compare, since the wall time then
+measures the other jobs) are printed beside the options the command chose. Recipe weights come from the cache; point IFSCOPE_CACHE at an
 empty directory to include fine-tuning.
 
     python benchmarks/defaults.py --threads 2                    # all built-in recipes
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -28,17 +30,20 @@ def run_top(recipe: str, threads: int, extra: list[str]) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
            "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
     with tempfile.TemporaryDirectory() as workdir:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", "ifscope", "top", "--recipe", recipe, "--workdir", workdir,
                                "--json", *extra], capture_output=True, text=True, env=env)
         seconds = time.perf_counter() - t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if proc.returncode != 0:
         raise SystemExit(f"ifscope top --recipe {recipe} failed:\n{proc.stderr[-2000:]}")
     out = json.loads(proc.stdout)
     lines = [line.split(": ", 2) for line in proc.stderr.replace("\r", "\n").splitlines()]
     chose = next((": ".join(parts[1:]) for parts in lines if len(parts) == 3 and parts[0] == "ifscope"), "")
     first = out["queries"][0]
-    return {"recipe": recipe, "seconds": round(seconds, 1), "threads": threads, "chose": chose, "view": out["view"],
+    return {"recipe": recipe, "seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1), "threads": threads, "chose": chose, "view": out["view"],
             "query": first.get("text", f"#{first['index']}"),
             "proponents": [e.get("text", f"#{e['index']}") for e in first["proponents"][:3]]}
 
@@ -52,12 +57,13 @@ def main() -> None:
     args = p.parse_args()
     load = os.getloadavg()[0]
     print(f"threads {args.threads}, load average at start {load:.1f} (on {os.cpu_count()} cores)")
-    print("| recipe | wall s (load + fit + embed + top) | options chosen | first query's top proponents |")
-    print("|---|---|---|---|")
+    print("| recipe | wall s (load + fit + embed + top) | CPU s (user + sys) | options chosen | first query's top "
+          "proponents |")
+    print("|---|---|---|---|---|")
     for name in args.recipes or sorted(_registry()):
         r = run_top(name, args.threads, args.extra)
         shown = "; ".join(t[:50] for t in r["proponents"])
-        print(f"| {name} | {r['seconds']} | {r['chose']} | {shown} |", flush=True)
+        print(f"| {name} | {r['seconds']} | {r['cpu_seconds']} | {r['chose']} | {shown} |", flush=True)
     print(f"load average at end {os.getloadavg()[0]:.1f}")
 
 

@@ -74,11 +74,13 @@ def test_measured_choice_takes_the_faster_path(monkeypatch, slow):
             time.sleep(0.3)  # far above either path on this model, even on a loaded machine
         return original(*args, path=path, **kwargs)
     monkeypatch.setattr(projection, "project", delayed)
-    choice = projection.measure_paths(task, params, rest, batch, basis)
+    choice, out = projection.measure_paths(task, params, rest, batch, basis)
     assert choice.path != slow and set(choice.seconds) == {"jvp", "vmap"}
-    assert choice.seconds[slow] > 0.3 / projection.PROBE_EXAMPLES
-    small = projection.measure_paths(task, params, rest, batch, basis, batch_size=128, memory_budget=128 * 66 * 8 - 1)
-    assert small.path == "jvp" and small.seconds == {} and "exceed" in small.reason
+    assert choice.seconds[slow] > 0.3 / 20  # per example of the 20-example batch
+    torch.testing.assert_close(out, original(task, params, rest, batch, basis, path="jvp"), rtol=1e-10, atol=1e-12)
+    small, none = projection.measure_paths(task, params, rest, batch, basis, batch_size=128,
+                                           memory_budget=128 * 66 * 8 - 1)
+    assert small.path == "jvp" and small.seconds == {} and "exceed" in small.reason and none is None
 
 
 def test_arnoldi_measures_once_per_fit_and_scores_match_a_fixed_path():
@@ -87,7 +89,7 @@ def test_arnoldi_measures_once_per_fit_and_scores_match_a_fixed_path():
     x, y = torch.randn(40, 5, dtype=torch.float64), torch.randint(0, 3, (40,))
     options = dict(rank=5, iterations=20, dtype=torch.float64, weight_decay=0.1, batch_size=16, progress=False)
     auto = ifscope.Influence(ifscope.classification(model), (x, y), **options).fit()
-    scores = auto.scores((x[:3], y[:3]))
+    scores = auto.scores((x[:3], y[:3]))  # 3 queries take the rank rule; the first training batch is timed
     choice = auto.estimator.path_choice
     assert choice.path in ("jvp", "vmap") and set(choice.seconds) == {"jvp", "vmap"}
     auto.self_influence()
@@ -95,4 +97,7 @@ def test_arnoldi_measures_once_per_fit_and_scores_match_a_fixed_path():
     fixed = ifscope.Influence(ifscope.classification(model), (x, y), projection="jvp", **options)
     torch.testing.assert_close(scores, fixed.scores((x[:3], y[:3])), rtol=1e-9, atol=1e-12)
     assert fixed.estimator.path_choice.path == "jvp" and fixed.estimator.path_choice.seconds == {}
+    auto.estimator.ctx.projection = "vmap"  # another option asked: the choice follows it
+    auto.query_embeddings((x[:2], y[:2]))
+    assert auto.estimator.path_choice.path == "vmap" and auto.estimator.path_choice.asked == "vmap"
     assert auto.fit().estimator.path_choice is None  # a new fit measures anew

@@ -22,7 +22,6 @@ DEFAULT_MEMORY_BUDGET = 512 * 2**20  # bytes of per-example gradients the vmap p
 # materialising per-example gradients at every size measured (2k-120k parameters, batch 128, CPU):
 # `python benchmarks/floor.py --paths`, table in docs/performance.md. Estimators measure instead (measure_paths).
 VMAP_MIN_RANK = 96
-PROBE_EXAMPLES = 16  # examples each path is timed on, once per fit
 JVP_CHUNK = 64  # tangents pushed through one vmapped JVP (the primal forward is shared by all of them)
 
 
@@ -97,35 +96,39 @@ def project(task: Task, params: Params, rest: Mapping[str, Tensor], batch: Batch
 
 @dataclass
 class PathChoice:
-    """The projection path an estimator uses, and why: ``seconds`` per example of each path on the probe."""
+    """The projection path an estimator uses, and why: ``seconds`` per example of each path on the probe batch."""
 
     path: str
     reason: str
     seconds: dict[str, float] = field(default_factory=dict)
+    asked: str = "auto"  # the projection option this choice answers
 
 
-def _timed(fn) -> float:
+def _timed(fn) -> tuple[float, Tensor]:
     t0 = time.perf_counter()
     out = fn()
     if out.is_cuda:
         torch.cuda.synchronize(out.device)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, out
 
 
 def measure_paths(task: Task, params: Params, rest: Mapping[str, Tensor], batch: Batch, basis: Tensor,
-                  batch_size: int | None = None, memory_budget: int = DEFAULT_MEMORY_BUDGET,
-                  probe: int = PROBE_EXAMPLES) -> PathChoice:
-    """The faster of ``jvp`` and ``vmap`` for this model and basis: each timed once on the first ``probe`` examples
-    of ``batch`` (after an untimed call on one example, which pays one-off set-up). ``vmap`` is only a candidate
-    when a batch of ``batch_size`` per-example gradients fits ``memory_budget``."""
+                  batch_size: int | None = None, memory_budget: int = DEFAULT_MEMORY_BUDGET
+                  ) -> tuple[PathChoice, Tensor | None]:
+    """The faster of ``jvp`` and ``vmap`` for this model and basis, each timed once on the whole ``batch`` (after an
+    untimed call on one example, which pays one-off set-up), and the batch's projections by the faster path (so the
+    probe costs one batch by the slower path); ``None`` when nothing was timed. ``vmap`` is only a candidate when a
+    batch of ``batch_size`` per-example gradients fits ``memory_budget``."""
     n, dim = batch_len(batch), basis.shape[1]
     if choose_path("auto", batch_size or n, dim, basis.element_size(), memory_budget, rank=None) == "jvp":
-        return PathChoice("jvp", f"per-example gradients of a batch exceed {memory_budget >> 20} MiB")
-    sub, one = _rows(batch, 0, probe), _rows(batch, 0, 1)
-    seconds = {}
+        return PathChoice("jvp", f"per-example gradients of a batch exceed {memory_budget >> 20} MiB"), None
+    one = _rows(batch, 0, 1)
+    seconds, outputs = {}, {}
     for path in ("jvp", "vmap"):
         project(task, params, rest, one, basis, path=path, memory_budget=memory_budget)
-        seconds[path] = _timed(lambda p=path: project(task, params, rest, sub, basis, path=p,
-                                                      memory_budget=memory_budget)) / min(probe, n)
+        took, outputs[path] = _timed(lambda p=path: project(task, params, rest, batch, basis, path=p,
+                                                            memory_budget=memory_budget))
+        seconds[path] = took / n
     path = min(seconds, key=seconds.__getitem__)
-    return PathChoice(path, f"measured on {min(probe, n)} examples with {len(basis)} directions", seconds)
+    return PathChoice(path, f"measured on a batch of {n} examples with {len(basis)} directions", seconds), \
+        outputs[path]

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from ..arnoldi import Eigenpairs, arnoldi, distill
 from ..checks import arnoldi_health, check_sizes
-from ..data import Batch
+from ..data import Batch, batch_len
 from ..errors import ConfigError
 from ..projection import PathChoice, measure_paths, project
 from .base import Estimator
@@ -73,12 +73,19 @@ class Arnoldi(Estimator):
 
     def projections(self, batch: Batch) -> Tensor:
         """``[B, k]``: each example's gradient projected on the kept eigenvectors, by the path the options name or,
-        for ``auto``, the one measured faster on the first batch."""
-        ctx = self.ctx
-        if self.path_choice is None:
-            self.path_choice = (measure_paths(ctx.task, ctx.params, ctx.rest, batch, self.pairs.vectors, ctx.batch_size)
-                         if ctx.projection == "auto" else PathChoice(ctx.projection, "chosen in the options"))
-        return project(ctx.task, ctx.params, ctx.rest, batch, self.pairs.vectors, path=self.path_choice.path)
+        for ``auto``, the one measured faster on the first full batch (smaller ones, e.g. a few queries, take the
+        rank rule of ``projection.choose_path`` meanwhile)."""
+        ctx, basis = self.ctx, self.pairs.vectors
+        if self.path_choice is None or self.path_choice.asked != ctx.projection:
+            if ctx.projection != "auto":
+                self.path_choice = PathChoice(ctx.projection, "chosen in the options", asked=ctx.projection)
+            elif batch_len(batch) >= min(ctx.batch_size, len(ctx.train)):  # type: ignore[arg-type]
+                self.path_choice, out = measure_paths(ctx.task, ctx.params, ctx.rest, batch, basis, ctx.batch_size)
+                if out is not None:
+                    return out
+            else:
+                return project(ctx.task, ctx.params, ctx.rest, batch, basis, path="auto")
+        return project(ctx.task, ctx.params, ctx.rest, batch, basis, path=self.path_choice.path)
 
     def _with_complement(self, p: Tensor, batch: Batch, horizon: float | None = None) -> Tensor:
         if self.horizon is None or not self.options["complement"]:
