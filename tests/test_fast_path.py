@@ -101,3 +101,21 @@ def test_arnoldi_measures_once_per_fit_and_scores_match_a_fixed_path():
     auto.query_embeddings((x[:2], y[:2]))
     assert auto.estimator.path_choice.path == "vmap" and auto.estimator.path_choice.asked == "vmap"
     assert auto.fit().estimator.path_choice is None  # a new fit measures anew
+
+
+def test_a_measured_path_is_kept_for_later_processes(tmp_path, monkeypatch):
+    from ifscope import decisions
+    from ifscope.projection import PathChoice
+    monkeypatch.setenv("IFSCOPE_CACHE", str(tmp_path))
+    monkeypatch.setattr(decisions, "_memo", {})
+    calls = []
+
+    def measure(path):
+        calls.append(path)
+        return PathChoice(path, "measured", {"jvp": 1.0, "vmap": 2.0}), torch.zeros(1)
+    first, out = decisions.decided("key", lambda: measure("vmap"))
+    assert first.path == "vmap" and out is not None
+    monkeypatch.setattr(decisions, "_memo", {})  # as a new process would start
+    again, out = decisions.decided("key", lambda: measure("jvp"))
+    assert again == first and out is None and calls == ["vmap"]
+    assert decisions.decided("other", lambda: measure("jvp"))[0].path == "jvp" and calls == ["vmap", "jvp"]

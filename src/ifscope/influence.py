@@ -182,10 +182,11 @@ class Influence:
     def _shards(self, est: Estimator, local: Tensor) -> Iterator[tuple[Tensor, Tensor]]:
         assert self.run is not None
         with self.task.evaluating():
-            yield from self.run.train_shards(
-                local, self.config["batch_size"],
-                lambda pos: est.train_embed(self.task.cast(take(self.train, pos), self.dtype, self.device)),
-                self._bar("training embeddings", len(local)))
+            for pos, emb in self.run.train_shards(
+                    local, self.config["batch_size"],
+                    lambda pos: est.train_embed(self.task.cast(take(self.train, pos), self.dtype, self.device)),
+                    self._bar("training embeddings", len(local))):
+                yield pos, emb.to(self.device)  # shards read back from disk are CPU tensors
 
     def train_embeddings(self) -> Tensor:
         """``[n_train, d]``: the training-side embedding of every training example."""

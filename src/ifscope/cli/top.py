@@ -49,8 +49,8 @@ def _labels(recipe: Any, ds: Any, indices: list[int]) -> tuple[list[int], list[i
 
     from ..data import take
     task = recipe.task
-    batch = take(ds, indices)
     params, rest = task.state()
+    batch = task.cast(take(ds, indices), next(iter(params.values())).dtype)  # onto the model's device
     with task.evaluating(), torch.no_grad():
         out = task.forward(params, rest, batch)
     gold = task.targets(batch).reshape(-1).tolist()

@@ -15,6 +15,7 @@ from torch import Tensor
 from ..arnoldi import Eigenpairs, arnoldi, distill
 from ..checks import arnoldi_health, check_sizes
 from ..data import Batch, batch_len
+from ..decisions import decided, path_key
 from ..errors import ConfigError
 from ..projection import PathChoice, measure_paths, project
 from .base import Estimator
@@ -73,14 +74,16 @@ class Arnoldi(Estimator):
 
     def projections(self, batch: Batch) -> Tensor:
         """``[B, k]``: each example's gradient projected on the kept eigenvectors, by the path the options name or,
-        for ``auto``, the one measured faster on the first full batch (smaller ones, e.g. a few queries, take the
-        rank rule of ``projection.choose_path`` meanwhile)."""
+        for ``auto``, the one measured faster on the first full batch and kept for this model on this machine
+        (``ifscope.decisions``; smaller batches, e.g. a few queries, take the rank rule of ``choose_path`` meanwhile)."""
         ctx, basis = self.ctx, self.pairs.vectors
         if self.path_choice is None or self.path_choice.asked != ctx.projection:
             if ctx.projection != "auto":
                 self.path_choice = PathChoice(ctx.projection, "chosen in the options", asked=ctx.projection)
             elif batch_len(batch) >= min(ctx.batch_size, len(ctx.train)):  # type: ignore[arg-type]
-                self.path_choice, out = measure_paths(ctx.task, ctx.params, ctx.rest, batch, basis, ctx.batch_size)
+                key = path_key(ctx.params, len(basis), ctx.batch_size, ctx.dtype, ctx.device)
+                self.path_choice, out = decided(key, lambda: measure_paths(ctx.task, ctx.params, ctx.rest, batch,
+                                                                           basis, ctx.batch_size))
                 if out is not None:
                     return out
             else:
