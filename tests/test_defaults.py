@@ -71,3 +71,15 @@ def test_last_blocks_from_the_recipe_then_the_flag_then_the_manifest():
     saved = {"method": "arnoldi", "parameters": head[2:]}
     assert resolve({}, saved, {"last_blocks": 1}, task).task.parameter_names == head[2:]
     assert resolve({}, {}, {}, task).task is task
+
+
+def test_top_on_a_text_recipe_prints_texts_with_the_recipe_defaults(tmp_path):
+    texts = str(ROOT / "tests" / "recipes_for_tests.py") + ":texts"
+    proc = ifscope("top", "--recipe", texts, "--workdir", str(tmp_path), "--queries", "0", "-k", "2")
+    assert "rank 2 (recipe)" in proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[1].startswith("test #0: label") and lines[1].endswith("test text 0 <0>")
+    assert lines[2] == "  proponents:" and " train text " in lines[3] and lines[5] == "  opponents:"
+    config = RunDir(tmp_path).config
+    assert config["parameters"] == ["bert.pooler.dense.weight", "bert.pooler.dense.bias", "classifier.weight",
+                                    "classifier.bias"]  # last_blocks 0 from the recipe, recorded in the manifest
