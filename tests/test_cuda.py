@@ -13,7 +13,9 @@ from ifscope.store import RunDir
 
 CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not CUDA, reason="torch.cuda.is_available() is False: no CUDA device on this machine")
-METHODS = {"arnoldi": {"rank": 6, "iterations": 30}, "exact": {}, "cg": {}, "graddot": {},
+# cg converged far below its default tolerance, so that CPU and CUDA rounding cannot change where it stops
+METHODS = {"arnoldi": {"rank": 6, "iterations": 30}, "exact": {}, "cg": {"tol": 1e-12, "cg_iterations": 300},
+           "graddot": {},
            "horizon": {"horizon": 20, "krylov": 12}, "lissa": {"depth": 60}}
 
 
@@ -78,7 +80,8 @@ def test_a_model_on_cuda_runs_there_and_its_run_directory_holds_cpu_tensors(tmp_
     assert all(t.device.type == "cpu" for t in run.load_tensors("curvature.safetensors").values())
     again, reopened = results(model, train, test, "arnoldi", workdir=tmp_path)  # curvature and shards read back
     assert reopened.reused
-    torch.testing.assert_close(again["scores"], gpu["scores"], rtol=0, atol=0)
+    # the shards are the same numbers; the queries are embedded anew (CUDA kernels need not sum in a fixed order)
+    torch.testing.assert_close(again["scores"], gpu["scores"], rtol=1e-12, atol=1e-15)
 
 
 @needs_cuda
