@@ -54,7 +54,7 @@ class Arnoldi(Estimator):
 
     def set_eigenpairs(self, pairs: Eigenpairs) -> None:
         self.pairs = pairs
-        self.path_choice: PathChoice | None = None  # chosen on the first projection after each fit or load
+        self.path_choice: PathChoice | None = None  # set on the first full batch projected after a fit or load
         self.horizon: float | None = None
         if self.options["horizon"] is None:
             self.inv = 1.0 / (pairs.values + self.ctx.damping)
