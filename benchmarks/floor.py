@@ -74,8 +74,9 @@ def measure(name: str, hidden: int, train, queries, batch_size: int, rank: int, 
     for path in ("jvp", "vmap", "auto"):
         inf.estimator.ctx.projection = path
         row[f"embed_{path}_s"], _ = timed(inf.train_embeddings)
-    row["auto_picks"] = ifscope.projection.choose_path("auto", batch_size, inf.estimator.ctx.space.dim, 4,
-                                                       rank=row["rank"])
+    row["auto_picks"] = inf.estimator.path_choice.path  # measured on the first batch of the "auto" pass
+    row["rule_picks"] = ifscope.projection.choose_path("auto", batch_size, inf.estimator.ctx.space.dim, 4,
+                                                       rank=row["rank"])  # the fixed rank threshold it replaced
     row["score_topk_s"], _ = timed(lambda: inf.top(queries, k=k))  # includes embedding the training set
     row["query_embed_s"], _ = timed(lambda: inf.query_embeddings(queries))
     row["ratio_embed_auto"] = row["embed_auto_s"] / floor
@@ -102,7 +103,11 @@ def path_sweep(widths: list[int], ranks: list[int], batch_size: int, n: int = 10
             for name, fn in paths.items():
                 row[name], _ = timed(lambda fn=fn: [fn((x[s:s + batch_size], y[s:s + batch_size]))
                                               for s in range(0, n, batch_size)])
-            row["auto"] = ifscope.projection.choose_path("auto", batch_size, dim, 4, rank=k)
+            row["rule"] = ifscope.projection.choose_path("auto", batch_size, dim, 4, rank=k)  # fixed threshold
+            t0 = time.perf_counter()
+            row["auto"] = ifscope.projection.measure_paths(task, params, rest, (x[:batch_size], y[:batch_size]),
+                                                           basis, batch_size)[0].path
+            row["probe_s"] = time.perf_counter() - t0
             rows.append(row)
     return rows
 
@@ -124,14 +129,18 @@ def main() -> None:
     ap.add_argument("--scaling", nargs="*", type=int, default=[],
                     help="also time embed + top-k on synthetic inputs of these N (mlp-2k)")
     ap.add_argument("--paths", action="store_true", help="only sweep the jvp/vmap projection paths over widths and ranks")
+    ap.add_argument("--widths", nargs="*", type=int, default=[32, 128, 512, 1600], help="MLP widths for --paths")
+    ap.add_argument("--ranks", nargs="*", type=int, default=[10, 20, 50, 100], help="basis sizes for --paths")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if args.paths:
-        rows = path_sweep([32, 128, 512, 1600], [10, 20, 50, 100], args.batch_size)
+        rows = path_sweep(args.widths, args.ranks, args.batch_size)
         print(json.dumps(rows, indent=2) if args.json else
-              "| params | rank | floor s | jvp s | vmap s | faster | auto picks |\n|---|---|---|---|---|---|---|\n" +
+              "| params | rank | floor s | jvp s | vmap s | faster | rank rule picks | measured picks (probe s) |\n"
+              "|---|---|---|---|---|---|---|---|\n" +
               "\n".join(f"| {r['params']:,} | {r['rank']} | {r['floor_s']:.4f} | {r['jvp']:.4f} | {r['vmap']:.4f} "
-                        f"| {'jvp' if r['jvp'] < r['vmap'] else 'vmap'} | {r['auto']} |" for r in rows))
+                        f"| {'jvp' if r['jvp'] < r['vmap'] else 'vmap'} | {r['rule']} | {r['auto']} "
+                        f"({r['probe_s']:.3f}) |" for r in rows))
         return
     train, test, _ = digits_data(1000, 300)
     queries = (test[0][: args.queries], test[1][: args.queries])

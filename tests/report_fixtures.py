@@ -14,11 +14,15 @@ CORRECT = {"n_queries": 12, "fix_rate": {"influence": 0.58, "random": 0.17, "ran
                                          "query_itself": 0.92},
            "heldout_accuracy": {"before": 0.95, "after": 0.947}, "broken": 2, "seconds_per_correction": 0.31,
            "queries": [{"index": 3, "fixed": True}, {"index": 8, "fixed": False}]}
+SELF_INFLUENCE = {"auc": 0.97, "n_train": 200, "n_flipped": 20, "method": "arnoldi", "view": "none", "image_shape": [],
+                  "classes": None, "top": [{"index": 17, "score": 41.5, "label": 3, "flipped": True},
+                                           {"index": 5, "score": 30.25, "label": 1, "flipped": False}]}
 
 
 def write_fixtures(workdir) -> None:
-    """Write fade.json, diagnose.json and correct.json into the (fitted) run directory ``workdir``."""
+    """Write fade.json, diagnose.json, correct.json and self_influence.json into the (fitted) run directory."""
     from ifscope.store import RunDir
     run = RunDir(workdir)
-    for name, data in (("fade.json", FADE), ("diagnose.json", DIAGNOSE), ("correct.json", CORRECT)):
+    for name, data in (("fade.json", FADE), ("diagnose.json", DIAGNOSE), ("correct.json", CORRECT),
+                       ("self_influence.json", SELF_INFLUENCE)):
         run.save_json(name, data)

@@ -73,7 +73,8 @@ def test_report_json_and_missing_sections(fitted, tmp_path):
     shutil.copytree(workdir, copy)
     write_fixtures(copy)
     out = json.loads(ifscope("report", str(copy), "--json").stdout)
-    assert out["sections"] == dict.fromkeys(("fade", "gap", "spectrum", "assumptions", "correction", "gallery"), True)
+    assert out["sections"] == dict.fromkeys(("fade", "gap", "spectrum", "assumptions", "correction", "gallery",
+                                             "suspects"), True)
     assert (copy / "report" / "fade.png").stat().st_size > 1000
 
 

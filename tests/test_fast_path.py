@@ -54,3 +54,68 @@ def test_hessian_vector_products_match_the_dense_hessian():
     vs = torch.randn(3, op.dim, dtype=torch.float64)
     torch.testing.assert_close(op.matmat(vs), vs @ h, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(op.matvec(vs[0]), h @ vs[0], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("slow", ["jvp", "vmap"])
+def test_measured_choice_takes_the_faster_path(monkeypatch, slow):
+    import time
+
+    from ifscope import projection
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3)).double()
+    task = ifscope.classification(model)
+    params, rest = task.state()
+    batch = (torch.randn(20, 5, dtype=torch.float64), torch.randint(0, 3, (20,)))
+    basis = torch.randn(4, 66, dtype=torch.float64)
+    original = projection.project
+
+    def delayed(*args, path="auto", **kwargs):
+        if path == slow:
+            time.sleep(0.3)  # far above either path on this model, even on a loaded machine
+        return original(*args, path=path, **kwargs)
+    monkeypatch.setattr(projection, "project", delayed)
+    choice, out = projection.measure_paths(task, params, rest, batch, basis)
+    assert choice.path != slow and set(choice.seconds) == {"jvp", "vmap"}
+    assert choice.seconds[slow] > 0.3 / 20  # per example of the 20-example batch
+    torch.testing.assert_close(out, original(task, params, rest, batch, basis, path="jvp"), rtol=1e-10, atol=1e-12)
+    small, none = projection.measure_paths(task, params, rest, batch, basis, batch_size=128,
+                                           memory_budget=128 * 66 * 8 - 1)
+    assert small.path == "jvp" and small.seconds == {} and "exceed" in small.reason and none is None
+
+
+def test_arnoldi_measures_once_per_fit_and_scores_match_a_fixed_path():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3)).double()
+    x, y = torch.randn(40, 5, dtype=torch.float64), torch.randint(0, 3, (40,))
+    options = dict(rank=5, iterations=20, dtype=torch.float64, weight_decay=0.1, batch_size=16, progress=False)
+    auto = ifscope.Influence(ifscope.classification(model), (x, y), **options).fit()
+    scores = auto.scores((x[:3], y[:3]))  # 3 queries take the rank rule; the first training batch is timed
+    choice = auto.estimator.path_choice
+    assert choice.path in ("jvp", "vmap") and set(choice.seconds) == {"jvp", "vmap"}
+    auto.self_influence()
+    assert auto.estimator.path_choice is choice  # not measured again
+    fixed = ifscope.Influence(ifscope.classification(model), (x, y), projection="jvp", **options)
+    torch.testing.assert_close(scores, fixed.scores((x[:3], y[:3])), rtol=1e-9, atol=1e-12)
+    assert fixed.estimator.path_choice.path == "jvp" and fixed.estimator.path_choice.seconds == {}
+    auto.estimator.ctx.projection = "vmap"  # another option asked: the choice follows it
+    auto.query_embeddings((x[:2], y[:2]))
+    assert auto.estimator.path_choice.path == "vmap" and auto.estimator.path_choice.asked == "vmap"
+    assert auto.fit().estimator.path_choice is None  # a new fit measures anew
+
+
+def test_a_measured_path_is_kept_for_later_processes(tmp_path, monkeypatch):
+    from ifscope import decisions
+    from ifscope.projection import PathChoice
+    monkeypatch.setenv("IFSCOPE_CACHE", str(tmp_path))
+    monkeypatch.setattr(decisions, "_memo", {})
+    calls = []
+
+    def measure(path):
+        calls.append(path)
+        return PathChoice(path, "measured", {"jvp": 1.0, "vmap": 2.0}), torch.zeros(1)
+    first, out = decisions.decided("key", lambda: measure("vmap"))
+    assert first.path == "vmap" and out is not None
+    monkeypatch.setattr(decisions, "_memo", {})  # as a new process would start
+    again, out = decisions.decided("key", lambda: measure("jvp"))
+    assert again == first and out is None and calls == ["vmap"]
+    assert decisions.decided("other", lambda: measure("jvp"))[0].path == "jvp" and calls == ["vmap", "jvp"]

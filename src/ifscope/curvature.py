@@ -108,13 +108,15 @@ class Curvature:
             raise ConfigError(f"the dense Hessian of {self.dim} parameters would need "
                               f"{self.dim ** 2 * 4 / 2**30:.1f} GiB; use method='arnoldi' or 'cg', or select fewer "
                               "parameters")
-        eye = torch.eye(self.dim, dtype=next(iter(self.params.values())).dtype)
+        first = next(iter(self.params.values()))
+        eye = torch.eye(self.dim, dtype=first.dtype, device=first.device)
         h = self.matmat(eye, chunk=chunk)
         return (h + h.T) / 2
 
     def loss_and_grad(self) -> tuple[float, Tensor]:
         """``(L(θ), ∇L(θ))`` of the regularised loss on the sample, the gradient flat."""
-        total, g = 0.0, torch.zeros(self.dim, dtype=next(iter(self.params.values())).dtype)
+        first = next(iter(self.params.values()))
+        total, g = 0.0, torch.zeros(self.dim, dtype=first.dtype, device=first.device)
         for batch in self.batches:
             gb = grad(self._batch_loss(batch))(self.params)
             g = g + self.space.flatten(gb)

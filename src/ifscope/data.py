@@ -99,10 +99,19 @@ def batch_len(batch: Batch) -> int:
     return len(first)
 
 
-def cast_batch(batch: Batch, dtype: torch.dtype) -> Batch:
-    """Cast the floating-point tensors of a batch to ``dtype`` (labels and token ids stay as they are)."""
+def cast_batch(batch: Batch, dtype: torch.dtype, device: torch.device | str | None = None) -> Batch:
+    """Cast the floating-point tensors of a batch to ``dtype`` (labels and token ids stay as they are) and move every
+    tensor to ``device`` (through pinned memory when copying from CPU to CUDA)."""
+    device = None if device is None else torch.device(device)
+
     def cast(t: Any) -> Any:
-        return t.to(dtype) if isinstance(t, Tensor) and t.is_floating_point() else t
+        if not isinstance(t, Tensor):
+            return t
+        if device is not None and t.device != device:
+            if device.type == "cuda" and t.device.type == "cpu":
+                t = t.pin_memory()
+            t = t.to(device, non_blocking=device.type == "cuda")
+        return t.to(dtype) if t.is_floating_point() else t
     if isinstance(batch, Mapping):
         return {k: cast(v) for k, v in batch.items()}
     return type(batch)(cast(t) for t in batch) if isinstance(batch, (tuple, list)) else cast(batch)

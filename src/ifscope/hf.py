@@ -55,14 +55,14 @@ class TextTask(Task):
     weight, positions of real tokens stay), so per-example results do not depend on how a batch was padded.
     """
 
-    def cast(self, batch: Batch, dtype: torch.dtype) -> Batch:
+    def cast(self, batch: Batch, dtype: torch.dtype, device: torch.device | str | None = None) -> Batch:
         if isinstance(batch, Mapping) and "attention_mask" in batch and batch["attention_mask"].dim() == 2:
             mask = batch["attention_mask"]
             used = mask.any(0).nonzero()
             length = int(used[-1]) + 1 if len(used) else 1
             if length < mask.shape[1]:
                 batch = {k: v[:, :length] if k in MODEL_INPUTS and v.dim() == 2 else v for k, v in batch.items()}
-        return cast_batch(batch, dtype)
+        return cast_batch(batch, dtype, self.device if device is None else device)
 
 
 def transformer_blocks(model: nn.Module) -> tuple[str, int]:

@@ -42,7 +42,8 @@ class Influence:
     """
 
     def __init__(self, task: Task, train: Any, method: str = "arnoldi", *, progress: bool = True,
-                 workdir: Any = None, source: dict[str, Any] | None = None, **options: Any):
+                 workdir: Any = None, source: dict[str, Any] | None = None, device: Any = None,
+                 **options: Any):
         if not isinstance(task, Task):
             raise ConfigError(f"task must be an ifscope.Task (e.g. ifscope.classification(model)), "
                               f"not {type(task).__name__}")
@@ -57,10 +58,12 @@ class Influence:
         self.fit_options = build(FitOptions, shared, "Influence")
         self.method_options = build(METHODS[method].Options, own, f"method {method!r}")
         self.task, self.method = task, method
+        self.device = task.device if device is None else torch.device(device)  # where every product runs
         self.train = as_dataset(train, "train")
         self.config: dict[str, Any] = dict(method=method, **values(self.fit_options), **values(self.method_options))
         self.source = source
         self.show_progress = progress
+        self.device = task.device if device is None else torch.device(device)  # where every product runs
         self.estimator: Estimator | None = None
         self.run: RunDir | None = None if workdir is None else RunDir(workdir)
         self.reused = False  # fit() loaded the curvature from workdir
@@ -88,6 +91,10 @@ class Influence:
             task, train = recipe.task if task is None else task, recipe.train if train is None else train
         config = dict(run.config)
         method = config.pop("method")
+        recorded = config.pop("parameters", None)
+        if recorded is not None and list(recorded) != list(task.parameter_names):
+            from .defaults import select_parameters
+            task = select_parameters(task, names=list(recorded))  # the selection the run was fitted on
         options = {k: from_json(k, v) for k, v in config.items()}
         inf = cls(task, train, method, progress=progress, workdir=workdir, source=source, **options)
         inf.recorded_config = run.config  # tensor options (by hash) come back from the saved state
@@ -111,7 +118,8 @@ class Influence:
     @property
     def config_json(self) -> dict[str, Any]:
         """The configuration as the manifest records it (dtypes by name, tensor options by content hash)."""
-        return getattr(self, "recorded_config", None) or to_json(self.config)
+        return getattr(self, "recorded_config", None) or to_json({**self.config,
+                                                                  "parameters": self.task.parameter_names})
 
     @property
     def curvature_sha256(self) -> str | None:
@@ -125,11 +133,11 @@ class Influence:
 
     def _context(self) -> Context:
         c = self.config
-        params, rest = self.task.state(c["dtype"])
+        params, rest = ({k: v.to(self.device) for k, v in d.items()} for d in self.task.state(c["dtype"]))
         return Context(task=self.task, params=params, rest=rest, train=self.train, batch_size=c["batch_size"],
                        dtype=c["dtype"], seed=c["seed"], weight_decay=c["weight_decay"], damping=c["damping"],
                        hessian_samples=c["hessian_samples"], curvature=c["curvature"], projection=c["projection"],
-                       progress=self._bar, spectrum=self.spectrum)
+                       progress=self._bar, spectrum=self.spectrum, device=self.device)
 
     def fit(self) -> Influence:
         """Fit the estimator at the model's current parameters (curvature, eigenbasis); returns ``self``."""
@@ -138,7 +146,7 @@ class Influence:
         check_finite_params(ctx.params)
         with self.task.evaluating():
             self.task.check(ctx.params, ctx.rest, self.task.cast(take(self.train, range(min(self.n_train, 8))),
-                                                                   ctx.dtype), "training set")
+                                                                   ctx.dtype, self.device), "training set")
             est = METHODS[self.method](ctx, **values(self.method_options))
             self.reused = False
             if self.run is not None:
@@ -146,7 +154,7 @@ class Influence:
                                               "train": data_fingerprint(self.train)}, self.config_json,
                                              source=self.source)
                 if self.run.has(CURVATURE):
-                    est.load_state_dict(self.run.load_tensors(CURVATURE))
+                    est.load_state_dict({k: v.to(self.device) for k, v in self.run.load_tensors(CURVATURE).items()})
                     self.reused = True
             if not self.reused:
                 est.fit()
@@ -193,7 +201,7 @@ class Influence:
         ctx, what = self._fitted().ctx, "training set" if data is self.train else "queries"
         with self.task.evaluating():
             for b, (pos, batch) in enumerate(batches(data, self.config["batch_size"], positions)):
-                batch = self.task.cast(batch, self.dtype)
+                batch = self.task.cast(batch, self.dtype, self.device)
                 yield pos, embed_located(embed, self.task, ctx.params, ctx.rest, pos, batch, b, what, desc)
                 if bar is not None:
                     bar.update(len(pos))
@@ -225,10 +233,11 @@ class Influence:
     def _shards(self, est: Estimator, local: Tensor) -> Iterator[tuple[Tensor, Tensor]]:
         assert self.run is not None
         with self.task.evaluating():
-            yield from self.run.train_shards(
-                local, self.config["batch_size"],
-                lambda pos: est.train_embed(self.task.cast(take(self.train, pos), self.dtype)),
-                self._bar("training embeddings", len(local)))
+            for pos, emb in self.run.train_shards(
+                    local, self.config["batch_size"],
+                    lambda pos: est.train_embed(self.task.cast(take(self.train, pos), self.dtype, self.device)),
+                    self._bar("training embeddings", len(local))):
+                yield pos, emb.to(self.device)  # shards read back from disk are CPU tensors
 
     def train_embeddings(self, train_ids: Sequence[int] | Tensor | None = None) -> Tensor:
         """``[n_train, d]``: the training-side embedding of every training example (or of those at ``train_ids``)."""
@@ -246,8 +255,8 @@ class Influence:
         est = self._fitted()
         ctx = est.ctx
         with self.task.evaluating():
-            self.task.check(ctx.params, ctx.rest, self.task.cast(take(data, range(min(len(data), 8))), self.dtype),
-                            "queries")
+            self.task.check(ctx.params, ctx.rest,
+                            self.task.cast(take(data, range(min(len(data), 8))), self.dtype, self.device), "queries")
         return torch.cat([emb for _, emb in self._chunks(data, est.query_embed, "query embeddings")])
 
     def scores(self, queries: Any, train_ids: Sequence[int] | Tensor | None = None) -> Tensor:
@@ -302,5 +311,5 @@ class Influence:
             q, t = est.self_embed(batch)
             return (q * t).sum(1)
         local = [s for _, s in self._chunks(self.train, both, "self-influence", self._local())]
-        block = torch.cat(local) if local else torch.empty(0, dtype=self.dtype)
+        block = torch.cat(local) if local else torch.empty(0, dtype=self.dtype, device=self.device)
         return distributed.gather_blocks(block, self.n_train, self.config["batch_size"])

@@ -39,15 +39,17 @@ class Eigenpairs:
 
 def arnoldi(matvec: Callable[[Tensor], Tensor], dim: int, iterations: int, seed: int = 0,
             dtype: torch.dtype = torch.float32, start: Tensor | None = None, tol: float | None = None,
-            progress: Callable[[int], None] | None = None) -> ArnoldiResult:
-    """Run ``iterations`` Arnoldi steps on ``matvec`` from a seeded random start, re-orthogonalising fully (twice)."""
+            progress: Callable[[int], None] | None = None, device: torch.device | str = "cpu") -> ArnoldiResult:
+    """Run ``iterations`` Arnoldi steps on ``matvec`` from a seeded random start, re-orthogonalising fully (twice).
+    The basis lives on ``device``; the start is drawn on CPU, so it is the same vector on every device."""
     if iterations < 1:
         raise ConfigError(f"iterations must be at least 1, got {iterations}")
     iterations = min(iterations, dim)
     gen = torch.Generator().manual_seed(seed)
-    q = torch.randn(dim, generator=gen, dtype=torch.float64).to(dtype) if start is None else start.to(dtype)
-    Q = torch.zeros(iterations + 1, dim, dtype=dtype)
-    H = torch.zeros(iterations + 1, iterations, dtype=dtype)
+    q = torch.randn(dim, generator=gen, dtype=torch.float64) if start is None else start
+    q = q.to(device, dtype)
+    Q = torch.zeros(iterations + 1, dim, dtype=dtype, device=device)
+    H = torch.zeros(iterations + 1, iterations, dtype=dtype)  # small: on CPU, filled from scalars
     Q[0] = q / q.norm()
     tol = tol if tol is not None else (1e-10 if dtype == torch.float64 else 1e-5)
     scale = 0.0
@@ -59,9 +61,9 @@ def arnoldi(matvec: Callable[[Tensor], Tensor], dim: int, iterations: int, seed:
         for _ in range(2):  # classical Gram-Schmidt twice: orthogonal to working precision
             coef = Q[: j + 1] @ w
             w = w - coef @ Q[: j + 1]
-            H[: j + 1, j] += coef
+            H[: j + 1, j] += coef.cpu()
         beta = w.norm()
-        H[j + 1, j] = beta
+        H[j + 1, j] = float(beta)
         if progress is not None:
             progress(j + 1)
         if float(beta) <= tol * max(scale, 1e-30):
@@ -91,9 +93,10 @@ def distill(result: ArnoldiResult, k: int, select: str = "positive") -> Eigenpai
     vals, vecs = vals[order], vecs[:, order]
     beta = float(result.H[m, m - 1]) if result.H.shape[0] > m else 0.0
     residuals = (beta * vecs[m - 1, :]).abs()
-    dtype = result.Q.dtype
-    vectors = (vecs.T.to(dtype) @ result.Q[:m])
-    return Eigenpairs(values=vals.to(dtype), vectors=vectors, residuals=residuals.to(dtype), ritz=ritz.to(dtype))
+    dtype, device = result.Q.dtype, result.Q.device
+    vectors = (vecs.T.to(device, dtype) @ result.Q[:m])
+    return Eigenpairs(values=vals.to(device, dtype), vectors=vectors, residuals=residuals.to(device, dtype),
+                      ritz=ritz.to(device, dtype))
 
 
 def block_lanczos(matmat: Callable[[Tensor], Tensor], g: Tensor, iterations: int
@@ -103,13 +106,13 @@ def block_lanczos(matmat: Callable[[Tensor], Tensor], g: Tensor, iterations: int
     Krylov dimension (smaller than m where the space became invariant; later rows of ``Q`` are zero)."""
     b, dim = g.shape
     m = min(iterations, dim)
-    Q = torch.zeros(b, m, dim, dtype=g.dtype)
-    T = torch.zeros(b, m + 1, m, dtype=g.dtype)
+    Q = torch.zeros(b, m, dim, dtype=g.dtype, device=g.device)
+    T = torch.zeros(b, m + 1, m, dtype=g.dtype, device=g.device)
     norm = g.norm(dim=1, keepdim=True)
     Q[:, 0] = torch.where(norm > 0, g / norm.clamp_min(torch.finfo(g.dtype).tiny), torch.zeros_like(g))
     sizes = [m if float(n) > 0 else 0 for n in norm[:, 0]]
     tol = 1e-10 if g.dtype == torch.float64 else 1e-5
-    scale = torch.zeros(b, dtype=g.dtype)
+    scale = torch.zeros(b, dtype=g.dtype, device=g.device)
     for j in range(m):
         w = matmat(Q[:, j])
         scale = torch.maximum(scale, w.norm(dim=1))
@@ -133,7 +136,7 @@ def lanczos_apply(Q: Tensor, T: Tensor, sizes: Sequence[int], norms: Tensor,
                   fns: Sequence[Callable[[Tensor], Tensor]]) -> Tensor:
     """``[len(fns), B, dim]``: ``‖g‖ Q f(T) e₁`` for each function ``f`` of the eigenvalues, row by row on its own
     Krylov dimension."""
-    out = torch.zeros(len(fns), Q.shape[0], Q.shape[2], dtype=Q.dtype)
+    out = torch.zeros(len(fns), Q.shape[0], Q.shape[2], dtype=Q.dtype, device=Q.device)
     for b, m in enumerate(sizes):
         if m == 0:
             continue
@@ -172,14 +175,15 @@ def ritz_values(result: ArnoldiResult) -> Tensor:
     """Every eigenvalue of the symmetrised Hessenberg matrix, descending."""
     m = result.steps
     h = result.H[:m, :m].double()
-    return torch.linalg.eigvalsh((h + h.T) / 2).flip(0).to(result.Q.dtype)
+    return torch.linalg.eigvalsh((h + h.T) / 2).flip(0).to(result.Q.dtype)  # on CPU: a small artifact
 
 
 def spectrum(matvec: Callable[[Tensor], Tensor], dim: int, iterations: int, seed: int = 0,
-             dtype: torch.dtype = torch.float32, progress: Callable[[int], None] | None = None) -> Spectrum:
+             dtype: torch.dtype = torch.float32, progress: Callable[[int], None] | None = None,
+             device: torch.device | str = "cpu") -> Spectrum:
     """The Ritz values of ``iterations`` Arnoldi steps: both ends of the spectrum converge first."""
-    return Spectrum(ritz_values(arnoldi(matvec, dim, iterations, seed=seed, dtype=dtype, progress=progress)),
-                    min(iterations, dim))
+    return Spectrum(ritz_values(arnoldi(matvec, dim, iterations, seed=seed, dtype=dtype, progress=progress,
+                                        device=device)), min(iterations, dim))
 
 
 def largest_step(spec: Spectrum) -> float:

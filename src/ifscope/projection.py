@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -16,8 +18,9 @@ from .task import Task
 
 PATHS = ("auto", "jvp", "vmap")
 DEFAULT_MEMORY_BUDGET = 512 * 2**20  # bytes of per-example gradients the vmap path may hold at once
-# Below this many directions, k batched JVPs beat materialising per-example gradients at every size measured
-# (2k-120k parameters, batch 128, CPU): `python benchmarks/floor.py --paths`, table in docs/performance.md.
+# Without a measurement (`project(path="auto")` called on its own): below this many directions, k batched JVPs beat
+# materialising per-example gradients at every size measured (2k-120k parameters, batch 128, CPU):
+# `python benchmarks/floor.py --paths`, table in docs/performance.md. Estimators measure instead (measure_paths).
 VMAP_MIN_RANK = 96
 JVP_CHUNK = 64  # tangents pushed through one vmapped JVP (the primal forward is shared by all of them)
 
@@ -89,3 +92,43 @@ def project(task: Task, params: Params, rest: Mapping[str, Tensor], batch: Batch
     chunk = max(1, memory_budget // max(1, dim * basis.element_size()))
     return torch.cat([per_example_grads(task, params, rest, _rows(batch, s, s + chunk)) @ basis.T
                       for s in range(0, n, chunk)])
+
+
+@dataclass
+class PathChoice:
+    """The projection path an estimator uses, and why: ``seconds`` per example of each path on the probe batch."""
+
+    path: str
+    reason: str
+    seconds: dict[str, float] = field(default_factory=dict)
+    asked: str = "auto"  # the projection option this choice answers
+
+
+def _timed(fn) -> tuple[float, Tensor]:
+    t0 = time.perf_counter()
+    out = fn()
+    if out.is_cuda:
+        torch.cuda.synchronize(out.device)
+    return time.perf_counter() - t0, out
+
+
+def measure_paths(task: Task, params: Params, rest: Mapping[str, Tensor], batch: Batch, basis: Tensor,
+                  batch_size: int | None = None, memory_budget: int = DEFAULT_MEMORY_BUDGET
+                  ) -> tuple[PathChoice, Tensor | None]:
+    """The faster of ``jvp`` and ``vmap`` for this model and basis, each timed once on the whole ``batch`` (after an
+    untimed call on one example, which pays one-off set-up), and the batch's projections by the faster path (so the
+    probe costs one batch by the slower path); ``None`` when nothing was timed. ``vmap`` is only a candidate when a
+    batch of ``batch_size`` per-example gradients fits ``memory_budget``."""
+    n, dim = batch_len(batch), basis.shape[1]
+    if choose_path("auto", batch_size or n, dim, basis.element_size(), memory_budget, rank=None) == "jvp":
+        return PathChoice("jvp", f"per-example gradients of a batch exceed {memory_budget >> 20} MiB"), None
+    one = _rows(batch, 0, 1)
+    seconds, outputs = {}, {}
+    for path in ("jvp", "vmap"):
+        project(task, params, rest, one, basis, path=path, memory_budget=memory_budget)
+        took, outputs[path] = _timed(lambda p=path: project(task, params, rest, batch, basis, path=p,
+                                                            memory_budget=memory_budget))
+        seconds[path] = took / n
+    path = min(seconds, key=seconds.__getitem__)
+    return PathChoice(path, f"measured on a batch of {n} examples with {len(basis)} directions", seconds), \
+        outputs[path]

@@ -21,9 +21,9 @@ def _check(block: Tensor, start: int) -> Tensor:
 
 def score_matrix(query_emb: Tensor, train_chunks: Iterable[tuple[Tensor, Tensor]], n_train: int) -> Tensor:
     """``S[q, i] = query_emb[q] · train_emb[i]`` over chunks ``(positions, train_emb)``: ``[n_queries, n_train]``."""
-    out = torch.empty(len(query_emb), n_train, dtype=query_emb.dtype)
-    for pos, emb in train_chunks:
-        out[:, pos] = _check(query_emb @ emb.T, int(pos[0]))
+    out = torch.empty(len(query_emb), n_train, dtype=query_emb.dtype, device=query_emb.device)
+    for pos, emb in train_chunks:  # shards read back from disk are on CPU: score where the queries are
+        out[:, pos] = _check(query_emb @ emb.to(query_emb.device).T, int(pos[0]))
     return out
 
 
@@ -40,11 +40,12 @@ class TopInfluences:
 def top_k(query_emb: Tensor, train_chunks: Iterable[tuple[Tensor, Tensor]], k: int) -> TopInfluences:
     """Running top-k over training chunks; memory ``O(n_queries · (k + chunk))``, never the full matrix."""
     q = len(query_emb)
-    best = (torch.empty(q, 0, dtype=query_emb.dtype), torch.empty(q, 0, dtype=torch.long))
-    worst = (torch.empty(q, 0, dtype=query_emb.dtype), torch.empty(q, 0, dtype=torch.long))
+    dev = query_emb.device
+    best = (torch.empty(q, 0, dtype=query_emb.dtype, device=dev), torch.empty(q, 0, dtype=torch.long, device=dev))
+    worst = (torch.empty(q, 0, dtype=query_emb.dtype, device=dev), torch.empty(q, 0, dtype=torch.long, device=dev))
     for pos, emb in train_chunks:
-        s = _check(query_emb @ emb.T, int(pos[0]))
-        idx = pos.unsqueeze(0).expand(q, -1)
+        s = _check(query_emb @ emb.to(dev).T, int(pos[0]))
+        idx = pos.to(dev).unsqueeze(0).expand(q, -1)
         for side, sign in ((0, 1.0), (1, -1.0)):
             vals, ids = (best, worst)[side]
             vals = torch.cat([vals, sign * s], 1)

@@ -137,9 +137,14 @@ class Task:
             raise DataError(f"the loss is NaN or inf on the {what} (rows {bad}); check the inputs and the model")
         return losses
 
-    def cast(self, batch: Batch, dtype: torch.dtype) -> Batch:
-        """The batch with its floating-point tensors in ``dtype``."""
-        return cast_batch(batch, dtype)
+    @property
+    def device(self) -> torch.device:
+        """Where the model's selected parameters are: batches and products go there unless told otherwise."""
+        return dict(self.model.named_parameters())[self._names[0]].device
+
+    def cast(self, batch: Batch, dtype: torch.dtype, device: torch.device | str | None = None) -> Batch:
+        """The batch with its floating-point tensors in ``dtype``, every tensor on ``device`` (default: the model's)."""
+        return cast_batch(batch, dtype, self.device if device is None else device)
 
 
 def _cross_entropy(logits: Tensor, y: Tensor) -> Tensor:

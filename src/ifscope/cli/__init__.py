@@ -15,11 +15,12 @@ from typing import Any
 
 from ..errors import ConfigError, IfscopeError
 
-SUBCOMMANDS = ["demo", "fit", "scores", "top", "report", "check", "correct", "diagnose", "fade"]
+SUBCOMMANDS = ["demo", "fit", "scores", "top", "report", "check", "correct", "diagnose", "fade", "self-influence"]
 DEFAULT_WORKDIR = "runs/ifscope"
 
 
-def _recipe_arg(text: str) -> tuple[str, Any]:
+def recipe_arg(text: str) -> tuple[str, Any]:
+    """``"flip=0.1"`` → ``("flip", 0.1)``: a Python literal where the value parses as one, else the string."""
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"--recipe-arg needs KEY=VALUE, got {text!r}")
     key, value = text.split("=", 1)
@@ -34,7 +35,7 @@ def common_arguments(p: argparse.ArgumentParser, workdir: bool = True) -> argpar
     p.add_argument("--recipe", default=None,
                    help="a built-in recipe name (digits-mlp, ...) or FILE.py:FUNCTION returning an ifscope Recipe "
                         "(default: the run directory's recipe, else digits-mlp)")
-    p.add_argument("--recipe-arg", type=_recipe_arg, action="append", default=[], metavar="KEY=VALUE",
+    p.add_argument("--recipe-arg", type=recipe_arg, action="append", default=[], metavar="KEY=VALUE",
                    help="keyword argument for the recipe function, e.g. flip=0.1 (repeatable; default: the run's)")
     if workdir:
         p.add_argument("--workdir", default=DEFAULT_WORKDIR, help="run directory for artifacts")
@@ -77,6 +78,8 @@ def influence_arguments(p: argparse.ArgumentParser, exclude: tuple[str, ...] = (
         who = "every method" if methods == ["all"] else ", ".join(methods)
         g.add_argument(f"--{name.replace('_', '-')}", dest=name, type=parse, default=None,
                        help=f"{name} ({who})")
+    g.add_argument("--last-blocks", type=int, default=None,
+                   help="text models: take influence over the last N transformer blocks and the head only")
     return p
 
 
@@ -117,34 +120,20 @@ def recipe_for(args: argparse.Namespace, **options: Any) -> Any:
 
 def influence_for(args: argparse.Namespace, recipe: Any) -> Any:
     """An ``Influence`` on the recipe bound to ``--workdir``: each option from the command line, else the run's
-    manifest (same method), else the recipe's defaults. ``.refit_reason`` says why it will not reuse the run's fit."""
-    from ..estimators import METHODS
+    manifest (same method), else the recipe's defaults (:func:`ifscope.defaults.resolve`); says on stderr what it
+    chose, and ``.refit_reason`` why it will not reuse the run's fit."""
+    from ..defaults import resolve
     from ..influence import Influence
-    from ..options import from_json, to_json
     saved = dict(_saved(args).get("config") or {})
-    defaults = dict(getattr(recipe, "defaults", {}).get("influence", {}))
-    method = getattr(args, "method", None) or saved.get("method") or defaults.pop("method", None) or "arnoldi"
-    defaults.pop("method", None)
-    if method not in METHODS:
-        raise ConfigError(f"unknown --method {method!r}; choose one of {sorted(METHODS)}")
-    table = _flag_table()
-    allowed = {name for name, (_, methods) in table.items() if methods == ["all"] or method in methods}
-    allowed |= set(METHODS[method].OPTIONS)
-    options = {k: v for k, v in defaults.items() if k in allowed}
-    if saved.get("method") == method:
-        options.update({k: from_json(k, v) for k, v in saved.items() if k in allowed and k != "seed"})
     own = getattr(args, "command_options", ())
-    for name in table:
-        value = None if name in own else getattr(args, name, None)
-        if value is None:
-            continue
-        if name not in allowed:
-            raise ConfigError(f"--{name.replace('_', '-')} is not an option of method {method!r}")
-        options[name] = value
-    options.setdefault("weight_decay", float(recipe.info.get("weight_decay", 0.0)))
-    inf = Influence(recipe.task, recipe.train, method=method, seed=args.seed, workdir=args.workdir,
-                    source=getattr(recipe, "source", None), **options)
-    changed = sorted(k for k, v in to_json(inf.config).items() if saved and saved.get(k) != v)
+    flags = {name: getattr(args, name, None) for name in [*_flag_table(), "last_blocks"] if name not in own}
+    defaults = {"weight_decay": float(recipe.info.get("weight_decay", 0.0)),
+                **getattr(recipe, "defaults", {}).get("influence", {})}
+    chosen = resolve(flags, saved, defaults, recipe.task, getattr(args, "method", None))
+    print(f"ifscope: {chosen.method}: {chosen.describe()}", file=sys.stderr)
+    inf = Influence(chosen.task, recipe.train, method=chosen.method, seed=args.seed, workdir=args.workdir,
+                    source=getattr(recipe, "source", None), **chosen.options)
+    changed = sorted(k for k, v in inf.config_json.items() if saved and saved.get(k) != v)
     inf.refit_reason = (f"options differ from the run's ({', '.join(changed)}): refitting, and the artifacts of the "
                         "old fit are dropped") if saved and changed else None
     if inf.refit_reason:
@@ -196,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ifscope", description="Influence functions that say what they predict.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:
-        module = importlib.import_module(f".{name}", __name__)
+        module = importlib.import_module(f".{name.replace('-', '_')}", __name__)
         p = module.add_parser(sub)
         p.add_argument("--json", action="store_true", help="print a machine-readable JSON result on stdout")
         p.set_defaults(run=module.run)

@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be a positive integer, got {args.batch_size}")
-    recipe = load_recipe(args.recipe)
+    recipe = load_recipe(args.recipe, **dict(args.recipe_arg))
     task = recipe.task
     params, rest = task.state()
     check_finite_params(params)

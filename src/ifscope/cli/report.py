@@ -18,12 +18,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from ..report import render_report
+    from ..report import SECTIONS, render_report
     workdir = args.dir or args.workdir or DEFAULT_WORKDIR
     path = render_report(workdir)
     html = path.read_text()
-    sections = {sid: f'id="{sid}" data-computed="yes"' in html for sid in
-                ("fade", "gap", "spectrum", "assumptions", "correction", "gallery")}
+    sections = {sid: f'id="{sid}" data-computed="yes"' in html for sid in SECTIONS}
     missing = [s for s, ok in sections.items() if not ok]
     summary = f"report -> {path.resolve()}"
     if missing:

@@ -38,14 +38,19 @@ def _view(recipe: Any, split: str, ds: Any, index: int) -> dict[str, Any]:
     return {}
 
 
+def _snippet(text: str, width: int = 80) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
 def _labels(recipe: Any, ds: Any, indices: list[int]) -> tuple[list[int], list[int]]:
     """Gold labels and the model's predicted classes of the examples at ``indices``."""
     import torch
 
     from ..data import take
     task = recipe.task
-    batch = take(ds, indices)
     params, rest = task.state()
+    batch = task.cast(take(ds, indices), next(iter(params.values())).dtype)  # onto the model's device
     with task.evaluating(), torch.no_grad():
         out = task.forward(params, rest, batch)
     gold = task.targets(batch).reshape(-1).tolist()
@@ -78,8 +83,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                "proponents": [item(int(i), float(s)) for i, s in zip(top.proponents[q], top.proponent_scores[q])],
                "opponents": [item(int(i), float(s)) for i, s in zip(top.opponents[q], top.opponent_scores[q])]}
         rows.append(row)
-        lines.append(f"test #{qi}: label {row['label']}, predicted {row['predicted']}")
+        lines.append(f"test #{qi}: label {row['label']}, predicted {row['predicted']}"
+                     + (f": {_snippet(row['text'])}" if "text" in row else ""))
         for side in ("proponents", "opponents"):
+            if "text" in row:  # text recipes: one training text per line, where indices alone say nothing
+                lines.append(f"  {side}:")
+                lines += [f"    {e['score']:+.3g}  #{e['index']} ({e['label']}) {_snippet(e['text'])}" for e in row[side]]
+                continue
             lines.append(f"  {side + ':':12s} " + ", ".join(f"#{e['index']} ({e['label']}) {e['score']:+.3g}"
                                                             for e in row[side]))
     view = ("text" if isinstance(recipe.info.get("texts"), dict) else

@@ -14,11 +14,12 @@ import torch
 from torch import Tensor
 
 from ..checks import arnoldi_health, check_sizes
-from ..data import Batch
+from ..data import Batch, batch_len
+from ..decisions import decided, path_key
 from ..errors import ConfigError
 from ..krylov import SELECT_RULES, Eigenpairs, Spectrum, arnoldi, distill
 from ..options import choice, positive_int
-from ..projection import project
+from ..projection import PathChoice, measure_paths, project
 from .base import CurvatureEstimator
 from .horizon import check_horizon, horizon_filter
 
@@ -61,7 +62,7 @@ class Arnoldi(CurvatureEstimator):
         # damping is applied to the kept eigenvalues, not inside the operator, so that the basis is undamped
         op = self.ctx.curvature_operator(damping=0.0)
         bar = self.ctx.progress("Arnoldi iterations", min(iterations, dim))
-        result = arnoldi(op.matvec, dim, iterations, seed=self.ctx.seed, dtype=self.ctx.dtype,
+        result = arnoldi(op.matvec, dim, iterations, seed=self.ctx.seed, dtype=self.ctx.dtype, device=self.ctx.device,
                          progress=(lambda j: bar.update(1)) if bar is not None else None)
         if bar is not None:
             bar.close()
@@ -75,6 +76,7 @@ class Arnoldi(CurvatureEstimator):
 
     def set_eigenpairs(self, pairs: Eigenpairs) -> None:
         self.pairs = pairs
+        self.path_choice: PathChoice | None = None  # set on the first full batch projected after a fit or load
         self.horizon: float | None = None
         if self.options["horizon"] is None:
             self.inv = 1.0 / (pairs.values + self.ctx.damping)
@@ -98,9 +100,22 @@ class Arnoldi(CurvatureEstimator):
         return f - self.lr * horizon if self.options["complement"] else f
 
     def projections(self, batch: Batch) -> Tensor:
-        """``[B, k]``: each example's gradient projected on the kept eigenvectors."""
-        return project(self.ctx.task, self.ctx.params, self.ctx.rest, batch, self.pairs.vectors,
-                       path=self.ctx.projection)
+        """``[B, k]``: each example's gradient projected on the kept eigenvectors, by the path the options name or,
+        for ``auto``, the one measured faster on the first full batch and kept for this model on this machine
+        (``ifscope.decisions``; smaller batches, e.g. a few queries, take the rank rule of ``choose_path`` meanwhile)."""
+        ctx, basis = self.ctx, self.pairs.vectors
+        if self.path_choice is None or self.path_choice.asked != ctx.projection:
+            if ctx.projection != "auto":
+                self.path_choice = PathChoice(ctx.projection, "chosen in the options", asked=ctx.projection)
+            elif batch_len(batch) >= min(ctx.batch_size, len(ctx.train)):  # type: ignore[arg-type]
+                key = path_key(ctx.params, len(basis), ctx.batch_size, ctx.dtype, ctx.device)
+                self.path_choice, out = decided(key, lambda: measure_paths(ctx.task, ctx.params, ctx.rest, batch,
+                                                                           basis, ctx.batch_size))
+                if out is not None:
+                    return out
+            else:
+                return project(ctx.task, ctx.params, ctx.rest, batch, basis, path="auto")
+        return project(ctx.task, ctx.params, ctx.rest, batch, basis, path=self.path_choice.path)
 
     def _with_complement(self, p: Tensor, batch: Batch, horizon: float | None = None) -> Tensor:
         if self.horizon is None or not self.options["complement"]:

@@ -43,6 +43,7 @@ class Context:
     curvature: str
     projection: str
     progress: Callable[[str, int], Any] = field(default=lambda desc, total: None)
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # where params, batches, products live
     spectrum: Callable[[], Any] | None = None  # () -> krylov.Spectrum of the curvature, fitted once per run
 
     def lambda_max(self) -> float:
@@ -50,7 +51,7 @@ class Context:
         if self.spectrum is None:  # a context built without an Influence: compute the spectrum here, once
             from ..krylov import spectrum
             op = self.curvature_operator(damping=0.0)
-            fitted = spectrum(op.matvec, op.dim, 60, seed=self.seed, dtype=self.dtype)
+            fitted = spectrum(op.matvec, op.dim, 60, seed=self.seed, dtype=self.dtype, device=self.device)
             self.spectrum = lambda: fitted
         return self.spectrum().lambda_max
 
@@ -71,7 +72,8 @@ class Context:
         idx = self.hessian_indices()
         size = self.curvature_batch_size()
         op = Curvature(self.task, self.params, self.rest,
-                       [self.task.cast(take(self.train, idx[s:s + size]), self.dtype) for s in range(0, len(idx), size)],
+                       [self.task.cast(take(self.train, idx[s:s + size]), self.dtype, self.device)
+                        for s in range(0, len(idx), size)],
                        weight_decay=self.weight_decay, damping=self.damping if damping is None else damping,
                        kind=self.curvature)
         op.positions = [idx[s:s + size] for s in range(0, len(idx), size)]

@@ -107,7 +107,7 @@ class Horizon(GradientTrainEmbedding, CurvatureEstimator):
         horizons = [float(h) for h in horizons]
         if self.solver_for(horizons) == "recursion":
             wanted = {int(h): i for i, h in enumerate(horizons)}
-            out = torch.empty(len(horizons), *g.shape, dtype=g.dtype)
+            out = torch.empty(len(horizons), *g.shape, dtype=g.dtype, device=g.device)
             x = torch.zeros_like(g)
             for t in range(1, int(max(horizons)) + 1):
                 x = x + self.lr * (g - self.op.matmat(x))

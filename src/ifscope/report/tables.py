@@ -1,0 +1,143 @@
+"""What a person reads in the report: tables with the horizon T as columns and rounded numbers, the figures that
+decide each verdict, and one sentence per section on what the numbers mean for this model."""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+TRACKS = 0.5  # a Spearman correlation at or above this: the ranking follows the actual effect
+
+
+def rounded(x: Any, digits: int = 2) -> str:
+    """A number as a person reads it: ``0.9312 → "0.93"``, ``42.0 → "42"``, ``1.14 → "1.14"``, ``0.0004 → "4.0e-04"``,
+    ``None → "–"``; non-numbers escaped as they are."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return html.escape(str(x))
+    if isinstance(x, int) or x == 0 or math.isinf(x):
+        return str(x)
+    size = abs(x)
+    if size < 10 ** -digits or size >= 1e5:
+        return f"{x:.1e}"
+    if size < 1:
+        return f"{x:.{digits}f}"
+    return f"{x:.0f}" if size >= 1000 else f"{x:.3g}"
+
+
+def t_table(steps: Sequence[Any], rows: Mapping[str, Sequence[Any]], corner: str = "") -> str:
+    """An HTML table with one column per horizon T and one row per named series (values rounded)."""
+    head = "".join(f"<th>T = {html.escape(str(t))}</th>" for t in steps)
+    body = "".join(f"<tr><th>{html.escape(name)}</th>" + "".join(f"<td>{rounded(v)}</td>" for v in values) + "</tr>"
+                   for name, values in rows.items())
+    return f'<table class="t"><tr><th>{html.escape(corner)}</th>{head}</tr>{body}</table>'
+
+
+def fade_rows(methods: Mapping[str, Mapping[str, Sequence[float]]]) -> dict[str, Sequence[float]]:
+    """``{"arnoldi Spearman": [...], "arnoldi Pearson": [...], ...}``, Spearman first (the ranking is what is used)."""
+    return {f"{name} {kind.capitalize()}": m[kind] for name, m in sorted(methods.items())
+            for kind in ("spearman", "pearson") if kind in m}
+
+
+def tracks_up_to(steps: Sequence[int], values: Sequence[float], level: float = TRACKS) -> int | None:
+    """The largest T up to which ``values`` stay at or above ``level`` (``None`` if below at the first T)."""
+    last = None
+    for t, v in zip(steps, values):
+        if v is None or not v >= level:
+            break
+        last = t
+    return last
+
+
+def fade_meaning(steps: Sequence[int], methods: Mapping[str, Mapping[str, Sequence[float]]]) -> str:
+    """One sentence: which method's ranking follows the actual effect of removal the longest on this model."""
+    reach = {name: tracks_up_to(steps, m.get("spearman", [])) for name, m in methods.items()}
+    if not reach:
+        return ""
+    best = max(reach, key=lambda n: (reach[n] is not None, reach[n] or 0))
+    if reach[best] is None:
+        return (f"On this model no method's ranking follows the actual effect (Spearman < {TRACKS}) even at "
+                f"T = {steps[0]}: read the scores as hints, not predictions.")
+    head = f"On this model the {best} ranking follows what removal actually does (Spearman ≥ {TRACKS})"
+    if reach[best] == steps[-1]:
+        return f"{head} at every horizon measured, up to T = {steps[-1]} steps of continued training."
+    return f"{head} up to T = {reach[best]} steps of continued training; trust its rankings no further."
+
+
+def _first(a: Mapping[str, Any], *keys: str) -> list[tuple[str, Any]]:
+    return [(k, a[k]) for k in keys if a.get(k) is not None]
+
+
+def deciding_figures(name: str, a: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """The figures a verdict is graded on (diagnose's thresholds apply to these), as ``(label, value)`` pairs."""
+    if name == "convexity":
+        return _first(a, "negative_ratio", "kept_negative", "negative_mass")
+    if name == "stability":
+        agree = {k: v for k, v in (a.get("agreement") or {}).items() if v is not None}
+        figs = _first(a, "condition_times_epsilon", "max_relative_residual")
+        if agree:
+            low = min(agree, key=agree.__getitem__)
+            figs.append((f"lowest agreement ({low})", agree[low]))
+        return figs
+    if name == "trajectory":
+        figs = _first(a, "gradient_ratio")
+        if a.get("checkpoint_agreement"):
+            figs.append(("checkpoint agreement", a["checkpoint_agreement"][-1]))
+        return figs
+    if name == "divergence":
+        return [("horizon (steps)", a.get("horizon", "unbounded") if a.get("horizon") is not None else "unbounded"),
+                *_first(a, "rate")]
+    if name == "first_order":
+        figs = _first(a, "max_remainder", "linear_up_to")
+        if a.get("r2"):
+            figs.append(("min R²", min(a["r2"])))
+        return figs
+    return [(k, v) for k, v in a.items() if isinstance(v, (int, float)) and not isinstance(v, bool)][:3]
+
+
+def figures_cell(name: str, a: Mapping[str, Any]) -> str:
+    """The "measured" cell: the deciding figures, one per line, rounded."""
+    return "<br>".join(f"{html.escape(k.replace('_', ' '))}: {rounded(v)}" for k, v in deciding_figures(name, a))
+
+
+def per_t_tables(assumptions: Mapping[str, Mapping[str, Any]]) -> str:
+    """The assumptions measured along T (parameter gap, first-order remainder per ε) as tables with T columns."""
+    parts = []
+    div = assumptions.get("divergence", {})
+    if div.get("steps") and div.get("gap"):
+        parts.append("<p>Distance between the parameters trained with and without the removed examples:</p>"
+                     + t_table(div["steps"], {"mean ‖θ₋(T) − θ(T)‖": div["gap"]}))
+    fo = assumptions.get("first_order", {})
+    if fo.get("steps") and fo.get("remainder"):
+        rows = {f"ε = {e}" if e != "-1" else "removal": v for e, v in fo["remainder"].items()}
+        parts.append("<p>First-order remainder ‖actual − linear‖ / ‖linear‖ per perturbation size:</p>"
+                     + t_table(fo["steps"], rows))
+    return "".join(parts)
+
+
+def assumptions_meaning(assumptions: Mapping[str, Mapping[str, Any]]) -> str:
+    """One sentence: how many assumptions hold, and what the worst one means for reading this model's scores."""
+    order = {"violated": 0, "questionable": 1, "holds": 2}
+    worst = min(assumptions, key=lambda n: order.get(str(assumptions[n].get("verdict")), 3))
+    held = sum(1 for a in assumptions.values() if a.get("verdict") == "holds")
+    if assumptions[worst].get("verdict") == "holds":
+        return f"All {len(assumptions)} assumptions hold for this model: scores can be read as predictions."
+    return (f"{held} of {len(assumptions)} assumptions hold for this model; the weakest is {worst} "
+            f"({assumptions[worst].get('verdict')}): {assumptions[worst].get('advice', '')}.")
+
+
+def correction_meaning(cor: Mapping[str, Any]) -> str:
+    """One sentence: does influence pick better training examples to fix a mistake than chance does."""
+    fix = cor.get("fix_rate", {})
+    if "influence" not in fix:
+        return ""
+    others = {k: v for k, v in fix.items() if k not in ("influence", "query_itself") and v is not None}
+    if not others:
+        return f"Steps on influential examples fixed {fix['influence']:.0%} of the mistakes."
+    best = max(others, key=others.__getitem__)
+    verdict = "better than" if fix["influence"] > others[best] else "no better than"
+    return (f"On this model, steps on the most influential examples fix {fix['influence']:.0%} of the mistakes, "
+            f"{verdict} the best baseline ({best.replace('_', ' ')}, {others[best]:.0%}).")
