@@ -14,7 +14,8 @@ from typing import Any
 
 from ..errors import ConfigError, IfscopeError
 
-SUBCOMMANDS = ["demo", "fit", "scores", "top", "report", "check", "correct", "diagnose", "fade"]
+SUBCOMMANDS = ["demo", "fit", "scores", "top", "report", "check", "correct", "diagnose", "fade", "lds",
+               "counterfactual"]
 DEFAULT_WORKDIR = "runs/ifscope"
 
 
