@@ -58,7 +58,8 @@ def prepare(args: argparse.Namespace, command: str) -> dict[str, Any]:
     from ..fade import gd_schedule, method_label
     recipe = recipe_for(args, **dict(args.recipe_arg))
     test = as_dataset(recipe.test, "test")
-    n_q = _default(args, recipe, command, "queries", 50)
+    n_q = args.queries if args.queries is not None else min(len(test), recipe.defaults.get(command, {}).get(
+        "queries", 50))
     seeds = _default(args, recipe, command, "seeds", 1)
     if not isinstance(n_q, int) or not 1 <= n_q <= len(test):
         raise ConfigError(f"--queries must lie in [1, {len(test)}] (the recipe's test examples), got {n_q}")
@@ -113,6 +114,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from ..evaluate import lds
     t0 = time.time()
+    if not 0 < args.fraction < 1:
+        raise ConfigError(f"--fraction must lie in (0, 1), got {args.fraction}")
     setup = prepare(args, "lds")
     subsets = _default(args, setup["recipe"], "lds", "subsets", 100)
     result = lds(setup["methods"], setup["queries"], subsets=subsets, fraction=args.fraction, seed=args.seed,
