@@ -169,11 +169,12 @@ def lds(influence: Influence | Mapping[str, Influence], queries: Any, subsets: i
     first = next(iter(methods.values()))
     if truth is None:
         how = _how(first, retrain, seeds, steps, schedule, seed)
-        truth = outcomes(first.task, first.train, queries, random_masks(first.n_train, subsets, fraction, seed), how,
-                         progress=progress, desc="lds")
+        masks = random_masks(first.n_train, subsets, fraction, seed)
     elif truth.masks.shape[1] != first.n_train:
         raise ConfigError(f"the given outcomes are for {truth.masks.shape[1]} training examples, not {first.n_train}")
-    scores = {name: inf.scores(queries).detach().double() for name, inf in methods.items()}
+    scores = {name: inf.scores(queries).detach().double() for name, inf in methods.items()}  # fails fast, before training
+    if truth is None:
+        truth = outcomes(first.task, first.train, queries, masks, how, progress=progress, desc="lds")
     result = lds_from_outcomes(scores, truth, fraction, seed, level, bootstrap)
     result.seconds = time.time() - t0
     return result
@@ -246,13 +247,13 @@ def leave_top_k_out(influence: Influence | Mapping[str, Influence], queries: Any
 
     def measure(masks: Tensor, desc: str) -> Tensor:
         return outcomes(first.task, first.train, queries, masks, how, progress=progress, desc=desc).mean_loss
+    scores = {name: inf.scores(queries).detach().double() for name, inf in methods.items()}
     base = measure(torch.ones(1, n, dtype=torch.bool), "counterfactual: all examples")[0]
     gen = torch.Generator().manual_seed(seed)
     rand_order = torch.stack([torch.randperm(n, generator=gen) for _ in range(n_q)])
     random = _summary(measure(_removal_masks(rand_order, ks, n), "counterfactual: random"), base, n_q, len(ks))
     out: dict[str, dict[str, Any]] = {}
-    for name, inf in methods.items():
-        s = inf.scores(queries).detach().double()
+    for name, s in scores.items():
         row = {}
         for side, descending in (("proponents", True), ("opponents", False)):
             order = s.argsort(dim=1, descending=descending)

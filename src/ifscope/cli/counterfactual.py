@@ -33,7 +33,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result = leave_top_k_out(setup["methods"], setup["queries"], ks=args.k, retrain=setup["retrain"],
                              seeds=setup["seeds"], steps=setup["steps"], schedule=setup["schedule"], seed=args.seed)
     out = result.to_dict()
-    out.update(recipe=args.recipe, query_ids=setup["query_ids"], seconds=time.time() - t0)
+    out.update(recipe=args.recipe, query_ids=setup["query_ids"], method_configs=setup["configs"],
+               seconds=time.time() - t0)
     path = save(args, setup["methods"], "counterfactual.json", out)
     how = (f"retrained from scratch ({out['seeds']} seed(s))" if out["retrain"] == "scratch"
            else f"continued {out['steps']} steps from the checkpoint")

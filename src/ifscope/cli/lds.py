@@ -56,6 +56,7 @@ def prepare(args: argparse.Namespace, command: str) -> dict[str, Any]:
     from ..data import as_dataset, take
     from ..estimators import METHODS
     from ..fade import gd_schedule, method_label
+    from ..store import jsonable
     recipe = recipe_for(args, **dict(args.recipe_arg))
     test = as_dataset(recipe.test, "test")
     n_q = args.queries if args.queries is not None else min(len(test), recipe.defaults.get(command, {}).get(
@@ -88,7 +89,9 @@ def prepare(args: argparse.Namespace, command: str) -> dict[str, Any]:
     schedule = gd_schedule(first, args.steps) if args.retrain == "continue" else None
     gen = torch.Generator().manual_seed(args.seed + 11)
     q_idx = torch.randperm(len(test), generator=gen)[:n_q].sort().values
-    return {"recipe": recipe, "methods": methods, "queries": take(test, q_idx), "query_ids": q_idx.tolist(),
+    configs = {name: jsonable(inf.config) for name, inf in methods.items()}
+    return {"recipe": recipe, "methods": methods, "configs": configs, "queries": take(test, q_idx),
+            "query_ids": q_idx.tolist(),
             "retrain": recipe.retrain if args.retrain == "scratch" else "continue", "seeds": seeds,
             "steps": args.steps, "schedule": schedule}
 
@@ -123,7 +126,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out = result.to_dict()
     if out["retrain"] == "scratch":
         out["steps"] = None
-    out.update(recipe=args.recipe, query_ids=setup["query_ids"], seconds=time.time() - t0)
+    out.update(recipe=args.recipe, query_ids=setup["query_ids"], method_configs=setup["configs"],
+               seconds=time.time() - t0)
     path = save(args, setup["methods"], "lds.json", out)
     how = (f"retrained from scratch, {out['seeds']} seed(s) per subset" if out["retrain"] == "scratch"
            else f"continued {out['steps']} steps of full-batch GD from the checkpoint")
