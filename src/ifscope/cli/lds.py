@@ -124,8 +124,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result = lds(setup["methods"], setup["queries"], subsets=subsets, fraction=args.fraction, seed=args.seed,
                  retrain=setup["retrain"], seeds=setup["seeds"], steps=setup["steps"], schedule=setup["schedule"])
     out = result.to_dict()
-    if out["retrain"] == "scratch":
-        out["steps"] = None
     out.update(recipe=args.recipe, query_ids=setup["query_ids"], method_configs=setup["configs"],
                seconds=time.time() - t0)
     path = save(args, setup["methods"], "lds.json", out)

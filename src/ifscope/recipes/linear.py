@@ -77,5 +77,5 @@ def digits_linear(n_train: int = 1000, n_test: int = 300, weight_decay: float = 
                   info={"weight_decay": weight_decay, "flipped": flipped, "image_shape": (8, 8),
                         "classes": [str(i) for i in range(10)], "test_accuracy": accuracy(task, test_ds), **facts},
                   defaults={"lds": {"subsets": 100, "seeds": 1, "queries": 50},
-                            "counterfactual": {"seeds": 1, "queries": 20}},
+                            "counterfactual": {"seeds": 1, "queries": 10}},
                   retrain=retrain)
