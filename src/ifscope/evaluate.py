@@ -108,9 +108,12 @@ def _methods(influence: Influence | Mapping[str, Influence]) -> dict[str, Influe
     return methods
 
 
-def _how(influence: Influence, retrain: str | Retrain, seeds: int, steps: int, schedule: Any,
+def _how(influence: Influence, retrain: str | Retrain | Scratch | Continue, seeds: int, steps: int, schedule: Any,
          first_seed: int) -> Scratch | Continue:
-    """The retraining ``retrain`` names: ``"continue"`` (from the checkpoint) or a training function (from scratch)."""
+    """The retraining ``retrain`` names: ``"continue"`` (from the checkpoint), a training function (from scratch), or
+    a :class:`~ifscope.subsets.Scratch` / :class:`~ifscope.subsets.Continue` given whole."""
+    if isinstance(retrain, (Scratch, Continue)):
+        return retrain
     if retrain == "continue":
         if not isinstance(steps, int) or steps < 1:
             raise ConfigError(f"steps must be a positive integer (steps of continued training), got {steps!r}")
@@ -153,8 +156,8 @@ def lds_from_outcomes(scores: Mapping[str, Tensor], outcomes: Outcomes, fraction
 
 
 def lds(influence: Influence | Mapping[str, Influence], queries: Any, subsets: int = 100, fraction: float = 0.5,
-        seed: int = 0, retrain: str | Retrain = "continue", seeds: int = 1, steps: int = 100, schedule: Any = None,
-        level: float = 0.95, bootstrap: int = 1000, truth: Outcomes | None = None,
+        seed: int = 0, retrain: str | Retrain | Scratch | Continue = "continue", seeds: int = 1, steps: int = 100,
+        schedule: Any = None, level: float = 0.95, bootstrap: int = 1000, truth: Outcomes | None = None,
         progress: bool = True) -> LDSResult:
     """Linear datamodeling score: per query, Spearman over ``subsets`` random subsets (``fraction`` of the training
     set) between ``−Σ_{i∈S} score(q, i)/N`` and the loss of a model trained on S, averaged over queries.
@@ -230,8 +233,8 @@ def _summary(loss: Tensor, base: Tensor, n_q: int, n_k: int, predicted: Tensor |
 
 
 def leave_top_k_out(influence: Influence | Mapping[str, Influence], queries: Any, ks: Sequence[int] = DEFAULT_KS,
-                    retrain: str | Retrain = "continue", seeds: int = 1, steps: int = 100, schedule: Any = None,
-                    seed: int = 0, progress: bool = True) -> CounterfactualResult:
+                    retrain: str | Retrain | Scratch | Continue = "continue", seeds: int = 1, steps: int = 100,
+                    schedule: Any = None, seed: int = 0, progress: bool = True) -> CounterfactualResult:
     """For each query and k in ``ks``: remove its k strongest proponents (largest scores) by each method, or its k
     strongest opponents, or k random examples; retrain (``retrain`` as in :func:`lds`) and report the mean change
     of that query's loss against the model trained on everything, beside the predicted ``Σ_removed score/N``."""
