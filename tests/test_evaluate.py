@@ -157,3 +157,16 @@ def test_cli_lds_and_counterfactual(tmp_path: Path):
     assert cf["k"] == [2, 4] and len(cf["methods"]["exact"]["proponents"]["increase"]) == 2
     bad = run_cli("lds", *small, "--fraction", "1.5", "--workdir", str(tmp_path / "bad"), check=False)
     assert bad.returncode == 2 and "fraction" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("name, options", [("digits-mlp", dict(n_train=60, n_test=20, steps=30, hidden=8)),
+                                           ("digits-cnn", dict(n_train=40, n_test=20, width=4, epochs=2))])
+def test_recipe_retrain_is_the_recipes_own_training(name, options):
+    recipe = ifscope.load_recipe(name, seed=3, **options)
+    state = recipe.retrain(recipe.train, 3)  # the whole training set and the recipe's seed: its own weights again
+    model_state = recipe.model.state_dict()
+    assert set(recipe.task.parameter_names) <= set(state)
+    for key, value in state.items():
+        assert torch.equal(value, model_state[key]), key
+    other = recipe.retrain(recipe.train, 4)
+    assert not torch.equal(other[recipe.task.parameter_names[0]], state[recipe.task.parameter_names[0]])
