@@ -13,6 +13,7 @@ from .errors import (
     NumericalError,
     NumericalWarning,
 )
+from .evaluate import CounterfactualResult, LDSResult, lds, leave_top_k_out
 from .fade import FadeResult, fade_curve, plot_fade
 from .groundtruth import GroundTruth, actual_changes
 from .hf import TextTask, encode_texts, hf_classification, last_blocks_params
@@ -26,9 +27,11 @@ from .task import Task, classification
 __version__ = "0.1.0"
 
 __all__ = [
-    "ArtifactError", "ConfigError", "Correction", "DataError", "Diagnosis", "FadeResult", "GroundTruth",
-    "IfscopeError", "Influence", "NonFiniteError", "NumericalError", "NumericalWarning", "Recipe", "RunDir",
+    "ArtifactError", "ConfigError", "Correction", "CounterfactualResult", "DataError", "Diagnosis", "FadeResult",
+    "GroundTruth", "IfscopeError", "Influence", "LDSResult", "NonFiniteError", "NumericalError", "NumericalWarning",
+    "Recipe", "RunDir",
     "TINY_EIGENVALUE_RATIO", "Task", "TextTask", "TopInfluences", "__version__", "actual_changes",
     "classification", "correct", "diagnose", "distributed", "encode_texts", "fade_curve", "hf_classification",
-    "last_blocks_params", "load_recipe", "plot_fade", "render_report", "split_mispredicted",
+    "last_blocks_params", "lds", "leave_top_k_out", "load_recipe", "plot_fade", "render_report",
+    "split_mispredicted",
 ]

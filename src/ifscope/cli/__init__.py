@@ -15,7 +15,8 @@ from typing import Any
 
 from ..errors import ConfigError, IfscopeError
 
-SUBCOMMANDS = ["demo", "fit", "scores", "top", "report", "check", "correct", "diagnose", "fade", "self-influence"]
+SUBCOMMANDS = ["demo", "fit", "scores", "top", "report", "check", "correct", "diagnose", "fade", "self-influence",
+               "lds", "counterfactual"]
 DEFAULT_WORKDIR = "runs/ifscope"
 
 

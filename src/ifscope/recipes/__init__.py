@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from torch import nn
+from torch import Tensor, nn
 
 from ..task import Task
 
@@ -23,12 +23,17 @@ class Recipe:
     # option defaults sized to this model, per command: {"influence": {...estimator options for fit/scores/top...},
     # "fade": {...}, "correct": {...}, "demo": {...}}; a command-line flag overrides them
     defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # how the recipe trains from scratch: (training data, seed) -> the trained state (the task's parameters, and any
+    # buffers training changes), for counterfactual evaluation (ifscope.lds); None if the recipe cannot retrain
+    retrain: Callable[[Any, int], Mapping[str, Tensor]] | None = None
 
 
 def _registry() -> dict[str, Callable[..., Recipe]]:
     from .digits import digits_cnn, digits_mlp
+    from .linear import digits_linear
     from .tweets import tweets_minilm
-    return {"digits-mlp": digits_mlp, "digits-cnn": digits_cnn, "tweets-minilm": tweets_minilm}
+    return {"digits-linear": digits_linear, "digits-mlp": digits_mlp, "digits-cnn": digits_cnn,
+            "tweets-minilm": tweets_minilm}
 
 
 def builtin(name: str) -> Callable[..., Recipe]:

@@ -51,7 +51,7 @@ def digits_mlp(n_train: int = 1000, n_test: int = 300, hidden: int = 32, steps: 
     """
     import time
 
-    from .common import cached_weights
+    from .common import cached_weights, fixed_threads
     config = dict(n_train=n_train, n_test=n_test, hidden=hidden, steps=steps, lr=lr, weight_decay=weight_decay,
                   flip=flip, seed=seed)
     train_ds, test_ds, flipped = digits_data(n_train, n_test, seed, flip)
@@ -67,6 +67,10 @@ def digits_mlp(n_train: int = 1000, n_test: int = 300, hidden: int = 32, steps: 
         load_params(model, result.params)
         tensors = {f"checkpoint{i}.{k}": v for i, (ck, _) in enumerate(result.checkpoints) for k, v in ck.items()}
         return {"train_seconds": time.time() - t0, "final_loss": result.losses[-1], "tensors": tensors}
+    def retrain(data, run_seed: int) -> dict[str, Tensor]:
+        with fixed_threads():
+            return train(classification(mlp(hidden, run_seed)), data, steps=steps, lr=lr, optimizer="adam",
+                         weight_decay=weight_decay, seed=run_seed).params
     facts = cached_weights(model, "digits-mlp", config, fit)
     stored = facts.pop("tensors")
     checkpoints = [({k: stored[f"checkpoint{i}.{k}"] for k in initial}, lr) for i in range(steps // every)]
@@ -74,7 +78,7 @@ def digits_mlp(n_train: int = 1000, n_test: int = 300, hidden: int = 32, steps: 
                   info={"weight_decay": weight_decay, "flipped": flipped, "image_shape": (8, 8),
                         "classes": [str(i) for i in range(10)], "initial": initial, "checkpoints": checkpoints,
                         **facts},
-                  defaults={"influence": dict(DIGITS_INFLUENCE)})
+                  defaults={"influence": dict(DIGITS_INFLUENCE)}, retrain=retrain)
 
 
 class ResidualBlock(nn.Module):
@@ -111,14 +115,21 @@ def digits_cnn(n_train: int = 500, n_test: int = 1297, width: int = 16, epochs: 
     mistakes (test accuracy 0.975) for the correction experiment to work on.
 
     Influence runs it in eval mode, where BatchNorm uses its running statistics (buffers, not parameters)."""
-    from .common import accuracy, cached_pretrain
+    from .common import accuracy, cached_pretrain, fixed_threads, pretrain
     config = dict(n_train=n_train, n_test=n_test, width=width, epochs=epochs, batch_size=batch_size, lr=lr,
                   weight_decay=weight_decay, flip=flip, seed=seed)
     train_ds, test_ds, flipped = digits_data(n_train, n_test, seed, flip)
     model = resnet(width, seed)
     task = classification(model)
     facts = cached_pretrain("digits-cnn", model, task, train_ds, config)
+
+    def retrain(data, run_seed: int) -> dict[str, Tensor]:
+        fresh = resnet(width, run_seed)
+        with fixed_threads():
+            pretrain(classification(fresh), data, epochs=epochs, batch_size=batch_size, lr=lr,
+                     weight_decay=weight_decay, seed=run_seed, desc="retraining")
+        return fresh.state_dict()  # BatchNorm's running statistics are part of what training produced
     return Recipe(model, task, train_ds, test_ds,
                   info={"weight_decay": weight_decay, "flipped": flipped, "image_shape": (8, 8),
                         "classes": [str(i) for i in range(10)], "test_accuracy": accuracy(task, test_ds), **facts},
-                  defaults={"influence": dict(DIGITS_INFLUENCE)})
+                  defaults={"influence": dict(DIGITS_INFLUENCE)}, retrain=retrain)

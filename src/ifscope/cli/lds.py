@@ -1,0 +1,133 @@
+"""``ifscope lds``: the linear datamodeling score of each method, on models retrained on random subsets (lds.json).
+
+Also the parts ``ifscope counterfactual`` shares: the method list, the query sample, the retraining and where the
+result is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from . import common_arguments, influence_arguments, influence_for, recipe_for
+
+
+def evaluation_arguments(p: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    """Options shared by ``lds`` and ``counterfactual``; defaults left ``None`` come from ``recipe.defaults[command]``."""
+    influence_arguments(common_arguments(p), exclude=("steps",))
+    p.add_argument("--retrain", choices=["scratch", "continue"], default="scratch",
+                   help="scratch: the recipe's own training on each subset, averaged over --seeds; continue: --steps "
+                        "steps of full-batch gradient descent (lr 1/λ_max) from the checkpoint, others weighted 0")
+    p.add_argument("--steps", type=int, default=100, help="continue: steps of continued training (and the horizon "
+                                                          "of the horizon method)")
+    p.add_argument("--seeds", type=int, default=None, help=f"scratch: trainings per subset (default: the recipe's "
+                                                           f"{command} default, else 1)")
+    p.add_argument("--queries", type=int, default=None, help="test examples evaluated, a seeded sample (default: "
+                                                             "the recipe's default, else 50)")
+    return p
+
+
+def _default(args: argparse.Namespace, recipe: Any, command: str, key: str, fallback: Any) -> Any:
+    value = getattr(args, key)
+    return value if value is not None else recipe.defaults.get(command, {}).get(key, fallback)
+
+
+def _method_names(text: str | None) -> list[str | None]:
+    if text is None:
+        return [None]  # influence_for's choice: the run directory's method, else arnoldi
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    if not names or len(set(names)) != len(names):
+        raise ConfigError(f"--method {text!r} must be a comma-separated list of distinct methods, e.g. exact,arnoldi")
+    return names  # type: ignore[return-value]
+
+
+def prepare(args: argparse.Namespace, command: str) -> dict[str, Any]:
+    """The recipe, ``{name: Influence}``, the query sample and the retraining (``retrain``, ``seeds``, ``steps``)."""
+    import torch
+
+    from ..data import as_dataset, take
+    from ..estimators import METHODS
+    from ..fade import gd_schedule, method_label
+    recipe = recipe_for(args)
+    test = as_dataset(recipe.test, "test")
+    n_q = args.queries if args.queries is not None else min(len(test), recipe.defaults.get(command, {}).get(
+        "queries", 50))
+    seeds = _default(args, recipe, command, "seeds", 1)
+    if not isinstance(n_q, int) or not 1 <= n_q <= len(test):
+        raise ConfigError(f"--queries must lie in [1, {len(test)}] (the recipe's test examples), got {n_q}")
+    if args.steps < 1:
+        raise ConfigError(f"--steps must be a positive integer, got {args.steps}")
+    if args.retrain == "scratch" and recipe.retrain is None:
+        raise ConfigError(f"recipe {args.recipe!r} declares no way to train from scratch (Recipe.retrain is None); "
+                          "use --retrain continue, or give its Recipe retrain=(data, seed) -> state")
+    names = _method_names(args.method)
+    methods: dict[str, Any] = {}
+    for name in names:
+        ns = copy.copy(args)
+        ns.method = name
+        if len(names) > 1:  # each method keeps its own fitted run, so that none overwrites another's curvature
+            ns.workdir = str(Path(args.workdir) / name)
+        own = METHODS[name].OPTIONS if name in METHODS else {}
+        for key in ("rank", "iterations"):
+            if getattr(ns, key) is not None and len(names) > 1 and key not in own:
+                setattr(ns, key, None)  # --rank applies to the methods that take it
+        if (name or "") == "horizon" and getattr(ns, "horizon", None) is None:
+            ns.horizon = args.steps  # its T is the continued training's (its η is 1/λ_max, as gd_schedule's)
+        inf = influence_for(ns, recipe)
+        print(f"ifscope: {command}: method {inf.method}", file=sys.stderr)
+        methods[method_label(inf)] = inf
+    first = next(iter(methods.values()))
+    schedule = gd_schedule(first, args.steps) if args.retrain == "continue" else None
+    gen = torch.Generator().manual_seed(args.seed + 11)
+    q_idx = torch.randperm(len(test), generator=gen)[:n_q].sort().values
+    configs = {name: inf.config_json for name, inf in methods.items()}
+    return {"recipe": recipe, "methods": methods, "configs": configs, "queries": take(test, q_idx),
+            "query_ids": q_idx.tolist(),
+            "retrain": recipe.retrain if args.retrain == "scratch" else "continue", "seeds": seeds,
+            "steps": args.steps, "schedule": schedule}
+
+
+def save(args: argparse.Namespace, methods: dict[str, Any], name: str, out: dict[str, Any]) -> Path:
+    """Write ``name`` through the run directory when the one method is bound to ``--workdir``, else as plain JSON."""
+    from ..store import write_json
+    runs = [inf.run for inf in methods.values() if inf.run is not None and inf.run.path == Path(args.workdir)]
+    if runs and runs[0].exists:
+        return runs[0].save_json(name, out)
+    return write_json(Path(args.workdir) / name, out)
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("lds", help="linear datamodeling score of each method on models retrained on subsets (lds.json)",
+                       description=__doc__)
+    evaluation_arguments(p, "lds")
+    p.add_argument("--subsets", type=int, default=None, help="random training subsets (default: the recipe's, else 100)")
+    p.add_argument("--fraction", type=float, default=0.5, help="fraction of the training set in each subset")
+    return p
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from ..evaluate import lds
+    t0 = time.time()
+    if not 0 < args.fraction < 1:
+        raise ConfigError(f"--fraction must lie in (0, 1), got {args.fraction}")
+    setup = prepare(args, "lds")
+    subsets = _default(args, setup["recipe"], "lds", "subsets", 100)
+    result = lds(setup["methods"], setup["queries"], subsets=subsets, fraction=args.fraction, seed=args.seed,
+                 retrain=setup["retrain"], seeds=setup["seeds"], steps=setup["steps"], schedule=setup["schedule"])
+    out = result.to_dict()
+    out.update(recipe=args.recipe, query_ids=setup["query_ids"], method_configs=setup["configs"],
+               seconds=time.time() - t0)
+    path = save(args, setup["methods"], "lds.json", out)
+    how = (f"retrained from scratch, {out['seeds']} seed(s) per subset" if out["retrain"] == "scratch"
+           else f"continued {out['steps']} steps of full-batch GD from the checkpoint")
+    agree = "" if result.seed_agreement is None else f"; two seeds' losses agree at Spearman {result.seed_agreement:.3f}"
+    out["summary"] = "\n".join([
+        f"LDS on {args.recipe}: {out['subsets']} subsets of {args.fraction:g} x {out['n_train']} training examples, "
+        f"{how}; {out['n_queries']} queries{agree}", result.table(),
+        f"wrote {path} in {out['seconds']:.0f} s"])
+    return out
