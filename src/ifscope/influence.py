@@ -38,7 +38,8 @@ class Influence:
     The predicted change of query ``q``'s loss when training example ``i`` is removed from a mean over N
     examples is ``+scores[q, i] / N``. ``method`` is one of ``exact``, ``cg``, ``lissa``, ``arnoldi``,
     ``graddot``, ``tracin``, ``horizon`` (``horizon=T, lr=η``: the finite-horizon response
-    ``∇ℓ(q)ᵀ H⁻¹(I − (I − ηH)^T) ∇ℓ(z)``); shared options are keyword arguments below, method options
+    ``∇ℓ(q)ᵀ H⁻¹(I − (I − ηH)^T) ∇ℓ(z)``), ``unrolled`` (``horizon=T, lr=η, optimizer=...``: the exact
+    ``−N ∂ℓ(q, θ_T)/∂wᵢ`` through T steps of continued training); shared options are keyword arguments below, method options
     (e.g. ``rank``, ``iterations`` for arnoldi) are listed by ``Influence.options(method)``.
     With ``workdir``, ``fit`` reuses the curvature saved there for the same model, data and options (and saves it
     otherwise), and training embeddings stream to / resume from shards ``workdir/train/NNNNN.safetensors``.
@@ -202,8 +203,18 @@ class Influence:
                             "queries")
         return torch.cat([emb for _, emb in self._chunks(data, est.query_embed, "query embeddings")])
 
+    def _direct_scores(self, queries: Any) -> Tensor:
+        """Scores of an estimator that has no embeddings (``direct``, e.g. ``unrolled``), all queries at once."""
+        data, ctx = as_dataset(queries, "queries"), self._fitted().ctx
+        with self.task.evaluating():
+            batch = self.task.cast(take(data, range(len(data))), self.dtype)  # type: ignore[arg-type]
+            self.task.check(ctx.params, ctx.rest, batch, "queries")
+        return self._fitted().scores(batch, None)  # type: ignore[attr-defined]
+
     def scores(self, queries: Any) -> Tensor:
         """``[n_queries, n_train]`` influence scores; positive = the training example helps the query."""
+        if getattr(self._fitted(), "direct", False):
+            return self._direct_scores(queries)
         q = self.query_embeddings(queries)
         local = self._local()
         start = int(local[0]) if len(local) else 0
@@ -215,6 +226,10 @@ class Influence:
         if not isinstance(k, int) or k < 1:
             raise ConfigError(f"k must be a positive integer, got {k!r}")
         k = min(k, self.n_train)
+        if getattr(self._fitted(), "direct", False):  # identity queries against score columns: top_k reads S itself
+            s = self._direct_scores(queries)
+            cols = torch.arange(self.n_train).split(self.config["batch_size"])
+            return top_k(torch.eye(len(s), dtype=s.dtype), ((pos, s[:, pos].T) for pos in cols), k)
         return distributed.merge_top(top_k(self.query_embeddings(queries), self._train_chunks(), k), k)
 
     def self_influence(self) -> Tensor:
