@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 from torch.func import grad, vjp, vmap
 
-from .data import batch_len, take
+from .data import as_dataset, batch_len, take
 from .errors import ConfigError, NumericalError
 from .params import Params, ParamSpace
 from .projection import per_example_grads
@@ -51,7 +51,8 @@ class Replay:
 
     def __init__(self, task: Task, rest: Mapping[str, Tensor], train: Any, schedule: Schedule, dtype: torch.dtype):
         _check_schedule(schedule)
-        self.task, self.rest, self.train, self.schedule, self.dtype = task, dict(rest), train, schedule, dtype
+        self.task, self.rest, self.schedule, self.dtype = task, dict(rest), schedule, dtype
+        self.train = as_dataset(train, "train")
 
     def _batch(self, t: int) -> tuple[Tensor, Any]:
         idx = self.schedule.batches[t]

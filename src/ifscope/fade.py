@@ -161,6 +161,8 @@ def _scores(influence: Influence, queries: Any, train_ids: Tensor, steps: Sequen
     q_batch = task.cast(take(q_data, range(len(q_data))), dtype)
     z_batch = task.cast(take(influence.train, train_ids), dtype)
     aware = bool(getattr(est, "horizon_aware", False))
+    if getattr(est, "direct", False):  # unrolled: exact through the fade's own continued training
+        return est.scores_over_horizons(q_batch, train_ids, steps, schedule=schedule)
     with task.evaluating():
         if influence.config.get("batch_order") == "schedule":
             if schedule is None:

@@ -232,6 +232,12 @@ class Influence:
             return top_k(torch.eye(len(s), dtype=s.dtype), ((pos, s[:, pos].T) for pos in cols), k)
         return distributed.merge_top(top_k(self.query_embeddings(queries), self._train_chunks(), k), k)
 
+    def validity_horizon(self, queries: Any, steps: Any, **options: Any) -> Any:
+        """Per query, the largest T of ``steps`` up to which this method ranks the training set like ``unrolled``
+        (Spearman ≥ 0.9); options as :func:`ifscope.validity.validity_horizon`."""
+        from .validity import validity_horizon
+        return validity_horizon(self, queries, steps, **options)
+
     def self_influence(self) -> Tensor:
         """``[n_train]``: ``score(z, z)`` for each training example; large values flag outliers and mislabels."""
         est = self._fitted()

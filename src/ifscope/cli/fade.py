@@ -9,7 +9,7 @@ from typing import Any
 
 from . import common_arguments
 
-DEFAULT_METHODS = ("horizon", "arnoldi", "arnoldi_horizon", "exact", "graddot", "tracin")
+DEFAULT_METHODS = ("horizon", "arnoldi", "arnoldi_horizon", "exact", "graddot", "tracin", "unrolled")
 ALL_METHODS = (*DEFAULT_METHODS, "horizon_schedule")
 
 
@@ -62,6 +62,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from ..fade import fade_curve, gd_schedule, plot_fade, trajectory_checkpoints
     from ..influence import Influence
     from ..store import write_json
+    from ..validity import fade_validity, validity_lines
     from . import recipe_for
 
     t0 = time.time()
@@ -94,6 +95,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                               batch_order="schedule", **horizon, **shared),
         "exact": lambda: Influence(recipe.task, train, method="exact", **shared),
         "graddot": lambda: Influence(recipe.task, train, method="graddot", **shared),
+        "unrolled": lambda: Influence(recipe.task, train, method="unrolled", train_batch_size=args.train_batch_size,
+                                      **horizon, **shared),
         "tracin": lambda: Influence(recipe.task, train, method="tracin", per_step=True, **shared,
                                     checkpoints=trajectory_checkpoints(recipe.task, train, schedule, max(steps),
                                                                        dtype=getattr(torch, args.dtype))),
@@ -105,6 +108,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     methods = {name: build[name]() for name in names}
     result = fade_curve(methods, queries, ids, steps=steps, mode=args.mode, epsilon=args.epsilon, schedule=schedule)
     out = result.to_dict()
+    if "unrolled" in methods:
+        out["validity_horizon"] = fade_validity(methods, queries, steps, schedule)
     out.update(recipe=args.recipe, seed=args.seed, query_ids=q_idx.tolist(), seconds=time.time() - t0)
     workdir = Path(args.workdir)
     write_json(workdir / "fade.json", out)
@@ -117,6 +122,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                "gap:   " + " ".join(f"{g:.3g}" for g in result.gap),
                f"gap growth: rate r = {result.gap_rate:.3g} per step in c(e^rT - 1)/r, exponent "
                f"{result.gap_exponent:.2f} in T^a; T_1/2 ({result.reference}) = {half}",
+               *validity_lines(out.get("validity_horizon", {})),
                f"wrote {workdir / 'fade.json'} and {workdir / 'fade.png'} in {out['seconds']:.0f} s"]
     out["summary"] = "\n".join(summary)
     return out
