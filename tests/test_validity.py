@@ -88,3 +88,19 @@ def test_the_report_shows_the_validity_horizon(tmp_path):
             "validity_horizon": {"graddot": v}}
     page, _ = _fade_sections(fade, tmp_path)
     assert "Horizon of validity" in page and "<td>graddot</td><td>1</td><td>[1, 10, None]</td>" in page
+
+
+def test_first_order_is_exact_for_small_upweights_and_measures_the_removal_remainder():
+    from test_unrolled import _mlp
+
+    from ifscope.validity import first_order
+    task, train, queries = _mlp()
+    un = _inf(task, train, 0.01, "unrolled", horizon=30, lr=0.5)
+    up = first_order(un, queries, [1, 10, 30], ids=list(range(12)), mode="upweight", epsilon=1e-5)
+    # the ground truth holds 1 + ε in float64: in float32 ε = 1e-5 would be off by 0.14 % (slope 1.0014)
+    assert all(abs(s - 1) < 1e-4 for s in up.slope) and max(up.remainder) < 1e-4
+    removal = first_order(un, queries, [1, 10, 30], n_ids=6, mode="remove")
+    assert removal.n_ids == 6 and removal.to_dict()["mode"] == "remove"
+    assert removal.remainder[-1] > 10 * up.remainder[-1]  # removing 1 of 12 examples is far from linear
+    with pytest.raises(ifscope.ConfigError, match="unrolled"):
+        first_order(_inf(task, train, 0.01, "graddot"), queries, [1])

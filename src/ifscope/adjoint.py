@@ -68,10 +68,13 @@ class Replay:
             return _step(self.schedule, params, g, m, v, t + 1), m, v
         return step
 
+    def _ones(self, state: State, n: int) -> Tensor:
+        return torch.ones(n, dtype=self.dtype, device=next(iter(state[0].values())).device)
+
     def step(self, t: int, state: State) -> State:
         """``s_{t+1}`` from ``s_t`` with all weights 1."""
         idx, batch = self._batch(t)
-        new = self._fn(t, batch)(state, torch.ones(len(idx), dtype=self.dtype))
+        new = self._fn(t, batch)(state, self._ones(state, len(idx)))
         if not all(torch.isfinite(p).all() for p in new[0].values()):
             raise NumericalError(f"the replay diverged at step {t}: parameters are NaN or inf; lower the learning rate")
         return new
@@ -79,7 +82,7 @@ class Replay:
     def pullback(self, t: int, state: State, adjoint: State) -> tuple[State, Tensor, Tensor]:
         """``(a_t, ∂/∂w_B, batch indices)`` for a stack of adjoints ``a_{t+1}`` (leading dimension: one per query)."""
         idx, batch = self._batch(t)
-        _, back = vjp(self._fn(t, batch), state, torch.ones(len(idx), dtype=self.dtype))
+        _, back = vjp(self._fn(t, batch), state, self._ones(state, len(idx)))
         a, dw = vmap(back)(adjoint)
         return a, dw, idx
 
@@ -105,7 +108,7 @@ def weight_gradients(task: Task, params0: Mapping[str, Tensor], rest: Mapping[st
     zeros = {k: torch.zeros_like(v) for k, v in p0.items()}
     seg = segment_length(t_max)
     n_q = batch_len(queries)
-    out = torch.zeros(len(horizons), n_q, n_train, dtype=dtype)
+    out = torch.zeros(len(horizons), n_q, n_train, dtype=dtype, device=next(iter(p0.values())).device)
     with task.evaluating():
         checkpoints: dict[int, State] = {}
         state: State = (p0, zeros, zeros)

@@ -132,3 +132,51 @@ def validity_lines(validity: Mapping[str, Mapping[str, Any]]) -> list[str]:
         lines.append(f"{name:>16}: median {s['median']}, min {s['min']}, max {s['max']}; valid at every T for "
                      f"{s['valid_at_every_T']}/{n} queries, at none for {s['valid_at_no_T']}/{n}")
     return lines
+
+
+@dataclass
+class FirstOrder:
+    """Assumption 5 measured: the actual change of the query losses against the exact first-order prediction
+    (``unrolled``), per T: ``slope`` of actual on predicted (1 = linear), ``pearson``, and ``remainder`` =
+    ‖actual − predicted‖/‖actual‖ (the share of the change that first order misses)."""
+
+    steps: list[int]
+    mode: str
+    n_ids: int
+    n_queries: int
+    slope: list[float]
+    pearson: list[float]
+    remainder: list[float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"steps": self.steps, "mode": self.mode, "n_ids": self.n_ids, "n_queries": self.n_queries,
+                "slope": self.slope, "pearson": self.pearson, "remainder": self.remainder}
+
+
+FIRST_ORDER_IDS = 40
+
+
+def first_order(reference: Influence, queries: Any, steps: Sequence[int], ids: Sequence[int] | Tensor | None = None,
+                mode: str = "remove", epsilon: float = 0.01, schedule: Schedule | None = None,
+                n_ids: int = FIRST_ORDER_IDS, seed: int = 0, progress: bool = False) -> FirstOrder:
+    """Actual vs ``unrolled`` (``reference``) on ``ids`` (default: a seeded sample of ``n_ids`` training examples)
+    after each T of ``steps`` of ``schedule`` (default: the reference's own continued training)."""
+    from .fade import fade_curve
+    if reference.method != "unrolled":
+        raise ConfigError(f"the first-order check compares the actual change with method='unrolled', not "
+                          f"{reference.method!r}")
+    if ids is None:
+        if n_ids < 2:
+            raise ConfigError(f"n_ids must be at least 2, got {n_ids}")
+        gen = torch.Generator().manual_seed(seed)
+        ids = torch.randperm(reference.n_train, generator=gen)[: n_ids].sort().values
+    if schedule is None:
+        schedule = (reference.estimator if reference.estimator is not None else reference.fit().estimator).schedule
+    res = fade_curve({"unrolled": reference}, queries, ids, steps=steps, mode=mode, epsilon=epsilon,
+                     schedule=schedule, progress=progress)
+    pred, actual = res.predicted["unrolled"], res.truth.delta.double()
+    remainder = [float((actual[k] - pred[k]).norm() / actual[k].norm()) if actual[k].norm() > 0 else float("nan")
+                 for k in range(len(res.steps))]
+    row = res.methods["unrolled"]
+    return FirstOrder(res.steps, mode, int(actual.shape[1]), int(actual.shape[2]), row["slope"], row["pearson"],
+                      remainder)
