@@ -6,13 +6,14 @@ The replay is the map ``s_{t+1} = step_t(s_t, w)`` on the optimiser state ``s = 
 (a Hessian-vector product of the batch objective, carried through the optimiser's update) and the contraction of
 ``a_{t+1}`` with every per-example gradient of the batch (the pullback onto the batch's weights), without ever
 materialising a per-example gradient. The forward trajectory is kept only at ``⌈√T⌉``-spaced checkpoints; each
-segment is recomputed before its reverse sweep, so at most ``O(√T)`` optimiser states exist at once.
+segment is recomputed (keeping its steps' graphs, so that each step's forward is not run a third time) before its
+reverse sweep, so at most ``O(√T)`` optimiser states and ``⌈√T⌉`` step graphs exist at once.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,17 +75,29 @@ class Replay:
     def step(self, t: int, state: State) -> State:
         """``s_{t+1}`` from ``s_t`` with all weights 1."""
         idx, batch = self._batch(t)
-        new = self._fn(t, batch)(state, self._ones(state, len(idx)))
-        if not all(torch.isfinite(p).all() for p in new[0].values()):
-            raise NumericalError(f"the replay diverged at step {t}: parameters are NaN or inf; lower the learning rate")
-        return new
+        return _finite(t, self._fn(t, batch)(state, self._ones(state, len(idx))))
 
-    def pullback(self, t: int, state: State, adjoint: State) -> tuple[State, Tensor, Tensor]:
-        """``(a_t, ∂/∂w_B, batch indices)`` for a stack of adjoints ``a_{t+1}`` (leading dimension: one per query)."""
+    def linearise(self, t: int, state: State) -> tuple[State, Callable[[State], tuple[State, Tensor]]]:
+        """``(s_{t+1}, pullback)``: the pullback maps a stack of adjoints ``a_{t+1}`` (leading dimension: one per
+        query) to ``(a_t, ∂/∂w_B)``; it holds the step's graph (the batch's activations) until dropped."""
         idx, batch = self._batch(t)
-        _, back = vjp(self._fn(t, batch), state, self._ones(state, len(idx)))
-        a, dw = vmap(back)(adjoint)
-        return a, dw, idx
+        new, back = vjp(self._fn(t, batch), state, self._ones(state, len(idx)))
+        return _finite(t, _copy(new)), vmap(back)
+
+    def segment(self, start: int, stop: int, state: State) -> tuple[list[State], list[Callable]]:
+        """States ``s_start..s_stop`` and the pullbacks of steps ``start..stop − 1``, recomputed from ``s_start``."""
+        states, backs = [state], []
+        for t in range(start, stop):
+            new, back = self.linearise(t, states[-1])
+            states.append(new)
+            backs.append(back)
+        return states, backs
+
+
+def _finite(t: int, state: State) -> State:
+    if not all(torch.isfinite(p).all() for p in state[0].values()):
+        raise NumericalError(f"the replay diverged at step {t}: parameters are NaN or inf; lower the learning rate")
+    return state
 
 
 def _copy(state: State) -> State:
@@ -110,32 +123,31 @@ def weight_gradients(task: Task, params0: Mapping[str, Tensor], rest: Mapping[st
     n_q = batch_len(queries)
     out = torch.zeros(len(horizons), n_q, n_train, dtype=dtype, device=next(iter(p0.values())).device)
     with task.evaluating():
+        starts = list(range(0, t_max, seg))
         checkpoints: dict[int, State] = {}
         state: State = (p0, zeros, zeros)
-        for t in range(t_max):  # forward: keep the state every `seg` steps
+        for t in range(starts[-1]):  # forward to the last segment, keeping the state at each segment's start
             if t % seg == 0:
                 checkpoints[t] = _copy(state)
             state = _copy(run.step(t, state))
-        peak = len(checkpoints)
+        peak = len(checkpoints) + seg + 1
         adjoint: State | None = None
         slots: list[int] = []  # the horizon (index into `horizons`) of each block of n_q adjoint rows
-        for start in sorted(checkpoints, reverse=True):
+        for start in reversed(starts):  # the last segment continues the forward pass; the others are recomputed
             stop = min(start + seg, t_max)
-            states = [checkpoints.pop(start)]
-            for t in range(start, stop):
-                states.append(_copy(run.step(t, states[-1])))
-            peak = max(peak, len(checkpoints) + len(states) + 1)
+            states, backs = run.segment(start, stop, checkpoints.pop(start) if start in checkpoints else state)
             for t in range(stop - 1, start - 1, -1):
                 joining = [k for k, h in enumerate(horizons) if h == t + 1]
                 if joining:
                     adjoint = _join(adjoint, task, states[t + 1 - start][0], space, run.rest, queries, len(joining))
                     slots += joining
                 assert adjoint is not None
-                adjoint, dw, idx = run.pullback(t, states[t - start], adjoint)
+                adjoint, dw = backs.pop()(adjoint)
+                idx = schedule.batches[t]
                 dw = dw.reshape(len(slots), n_q, len(idx))
                 for row, k in enumerate(slots):
                     out[k][:, idx] += dw[row]
-            del states
+            del states, backs
     bytes_per_state = 3 * space.dim * torch.finfo(dtype).bits // 8
     return AdjointResult(out, segment_count(t_max), peak, bytes_per_state)
 
