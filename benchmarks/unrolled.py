@@ -6,13 +6,15 @@ the optimiser states held at once against T (``⌈√T⌉``-spaced checkpoints p
 The replay is ``training.replay`` of the same schedule (one gradient per step); the unrolled pass is one forward
 replay, one recomputation and one reverse sweep (a vector-Jacobian product of each step for the whole query block).
 Target: ratio ≤ 4. Memory is reported as states kept (checkpoints, peak) and their bytes, against the ``T + 1``
-states a reverse pass without checkpointing would keep.
+states a reverse pass without checkpointing would keep, and the process's peak RSS so far (monotone: run the T in
+increasing order; it also holds the ``⌈√T⌉`` step graphs of one segment, i.e. a segment's activations).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import time
 
 import torch
@@ -39,6 +41,7 @@ def measure(recipe: str, steps: list[int], queries: int, batch: int | None, opti
             t0 = time.perf_counter()
             replay(r.task, params0, train, est.schedule, rest=rest)
             plain.append(time.perf_counter() - t0)
+            est._memo = None  # time a fresh reverse pass, not the estimator's memo of the last one
             t0 = time.perf_counter()
             inf.scores(q)
             exact.append(time.perf_counter() - t0)
@@ -47,7 +50,8 @@ def measure(recipe: str, steps: list[int], queries: int, batch: int | None, opti
                      "replay_s": min(plain), "unrolled_s": min(exact), "ratio": min(exact) / min(plain),
                      "checkpoints": last.checkpoints, "peak_states": last.peak_states,
                      "peak_state_mb": last.peak_states * last.state_bytes / 2**20,
-                     "naive_state_mb": (t + 1) * last.state_bytes / 2**20})
+                     "naive_state_mb": (t + 1) * last.state_bytes / 2**20,
+                     "process_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
     return rows
 
 
@@ -59,7 +63,7 @@ def main() -> None:
     p.add_argument("--train-batch-size", type=int, default=None, help="minibatch SGD (default: full batch)")
     p.add_argument("--optimizer", choices=["sgd", "momentum", "adam"], default="sgd")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float64")
-    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=2, help="best of this many (replay and unrolled alternate)")
     p.add_argument("--json", action="store_true")
     a = p.parse_args()
     rows = measure(a.recipe, a.steps, a.queries, a.train_batch_size, a.optimizer, a.dtype, a.repeats)
@@ -69,10 +73,11 @@ def main() -> None:
     print(f"{a.recipe}, {a.queries} queries per block, {a.optimizer}, batch {a.train_batch_size or 'full'}, {a.dtype}, "
           f"{torch.get_num_threads()} thread(s)")
     print(f"{'T':>6} {'replay s':>9} {'unrolled s':>11} {'ratio':>6} {'ckpts':>6} {'peak states':>12} "
-          f"{'peak MiB':>9} {'no-ckpt MiB':>12}")
+          f"{'peak MiB':>9} {'no-ckpt MiB':>12} {'process RSS MiB':>16}")
     for r in rows:
         print(f"{r['T']:>6} {r['replay_s']:>9.2f} {r['unrolled_s']:>11.2f} {r['ratio']:>6.2f} {r['checkpoints']:>6} "
-              f"{r['peak_states']:>12} {r['peak_state_mb']:>9.3f} {r['naive_state_mb']:>12.3f}")
+              f"{r['peak_states']:>12} {r['peak_state_mb']:>9.3f} {r['naive_state_mb']:>12.3f} "
+              f"{r['process_peak_rss_mb']:>16.0f}")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,10 @@ from ..training import OPTIMIZERS, Schedule, make_batches
 from .base import Estimator
 from .lissa import power_iteration
 
+# queries per reverse pass: the vmapped backward holds this many copies of a batch's activations at once, and the
+# cost per query stops falling well before that (`python benchmarks/unrolled.py --queries 1` against `--queries 20`)
+QUERY_BLOCK = 32
+
 
 @dataclass
 class UnrolledOptions:
@@ -68,7 +72,8 @@ def _same(a: Any, b: Any) -> bool:
 
 
 class Unrolled(Estimator):
-    """``score[q, i] = −N ∂ℓ(q, θ_T)/∂wᵢ`` by the adjoint of the replay; queries in blocks of ``batch_size``."""
+    """``score[q, i] = −N ∂ℓ(q, θ_T)/∂wᵢ`` by the adjoint of the replay; queries in blocks of ``batch_size`` (at most
+    ``QUERY_BLOCK``), each block one forward replay and one reverse sweep."""
 
     name = "unrolled"
     OPTIONS = {f.name: f.default for f in fields(UnrolledOptions)}
@@ -126,7 +131,7 @@ class Unrolled(Estimator):
 
     def _full(self, queries: Batch, horizons: list[int], schedule: Schedule) -> Tensor:
         ctx = self.ctx
-        n, size = len(ctx.train), ctx.batch_size  # type: ignore[arg-type]
+        n, size = len(ctx.train), min(ctx.batch_size, QUERY_BLOCK)  # type: ignore[arg-type]
         parts = []
         for s in range(0, batch_len(queries), size):
             block = tree_map(lambda t, s=s: t[s:s + size], queries)
