@@ -154,7 +154,7 @@ def test_memory_is_bounded_by_about_two_root_t_states(steps):
     root = math.ceil(math.sqrt(steps))
     assert segment_length(steps) == root
     assert last.checkpoints == segment_count(steps) == math.ceil(steps / root) <= root
-    assert last.peak_states <= 2 * root + 2
+    assert last.peak_states <= 2 * root + 2 and last.graphs == root
     assert last.state_bytes == 3 * 26 * 8  # (θ, m, v) of the 26 parameters in float64
 
 

@@ -34,12 +34,14 @@ State = tuple[Params, Params, Params]  # parameters, first moment, second moment
 @dataclass
 class AdjointResult:
     """``dloss[k, q, i] = ∂ℓ(q, θ_{T_k})/∂wᵢ``; ``checkpoints`` states kept for the whole pass, ``peak_states`` the
-    most states held at once (checkpoints plus one recomputed segment), ``state_bytes`` the bytes of one state."""
+    most states held at once (checkpoints plus one recomputed segment), ``state_bytes`` the bytes of one state,
+    ``graphs`` the most step graphs held at once (one segment's: each holds its batch's activations)."""
 
     dloss: Tensor
     checkpoints: int
     peak_states: int
     state_bytes: int
+    graphs: int
 
 
 def segment_length(steps: int) -> int:
@@ -149,7 +151,7 @@ def weight_gradients(task: Task, params0: Mapping[str, Tensor], rest: Mapping[st
                     out[k][:, idx] += dw[row]
             del states, backs
     bytes_per_state = 3 * space.dim * torch.finfo(dtype).bits // 8
-    return AdjointResult(out, segment_count(t_max), peak, bytes_per_state)
+    return AdjointResult(out, segment_count(t_max), peak, bytes_per_state, seg)
 
 
 def segment_count(steps: int) -> int:
