@@ -139,7 +139,11 @@ def test_cli_fade_json(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     d = json.loads(out.stdout)
     assert d["steps"] == [1, 3, 10] and d["mode"] == "remove"
-    assert set(d["methods"]) == {"horizon", "arnoldi", "arnoldi_horizon", "exact", "graddot", "tracin"}
+    assert set(d["methods"]) == {"horizon", "arnoldi", "arnoldi_horizon", "exact", "graddot", "tracin", "unrolled"}
+    validity = d["validity_horizon"]  # every checkpoint method against unrolled, per query
+    assert set(validity) == {"horizon", "arnoldi", "arnoldi_horizon", "exact", "graddot"}
+    assert all(len(v["per_query"]) == 4 and v["steps"] == [1, 3, 10] for v in validity.values())
+    assert all(h is None or h in (1, 3, 10) for v in validity.values() for h in v["per_query"])
     assert all(len(m["pearson"]) == 3 and len(m["spearman"]) == 3 for m in d["methods"].values())
     assert {"gap", "gap_rate", "horizon_half"} <= set(d)
     assert json.loads((tmp_path / "run" / "fade.json").read_text())["steps"] == [1, 3, 10]

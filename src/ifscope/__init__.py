@@ -23,6 +23,7 @@ from .report import render_report
 from .scores import TopInfluences
 from .store import RunDir
 from .task import Task, classification
+from .validity import ValidityHorizon, validity_horizon
 
 __version__ = "0.1.0"
 
@@ -30,8 +31,8 @@ __all__ = [
     "ArtifactError", "ConfigError", "Correction", "CounterfactualResult", "DataError", "Diagnosis", "FadeResult",
     "GroundTruth", "IfscopeError", "Influence", "LDSResult", "NonFiniteError", "NumericalError", "NumericalWarning",
     "Recipe", "RunDir",
-    "TINY_EIGENVALUE_RATIO", "Task", "TextTask", "TopInfluences", "__version__", "actual_changes",
+    "TINY_EIGENVALUE_RATIO", "Task", "TextTask", "TopInfluences", "ValidityHorizon", "__version__", "actual_changes",
     "classification", "correct", "diagnose", "distributed", "encode_texts", "fade_curve", "hf_classification",
     "last_blocks_params", "lds", "leave_top_k_out", "load_recipe", "plot_fade", "render_report",
-    "split_mispredicted",
+    "split_mispredicted", "validity_horizon",
 ]

@@ -67,12 +67,16 @@ def with_horizon(inf: Influence, horizon: int, lr: float) -> Influence:
     return v
 
 
+def _full_batch(schedule: Schedule, n: int) -> bool:
+    return all(len(b) == n for b in schedule.batches)
+
+
 def reference_methods(inf: Influence, names: Sequence[str], schedule: Schedule, horizon: int,
                       krylov: int = 100, dtype: torch.dtype | None = None) -> dict[str, Influence]:
     """The fade's reference methods, built with the run's shared options and the continued training's ``schedule``
     (its lr, the horizon T = ``horizon``): ``horizon``, ``horizon_schedule``, ``arnoldi_horizon``, ``exact``,
-    ``graddot``, ``tracin`` (one checkpoint per step of the actual continued trajectory), ``arnoldi`` (its own fit
-    with the library's defaults); ``dtype`` overrides the run's precision for all but ``arnoldi_horizon``."""
+    ``graddot``, ``tracin`` (one checkpoint per step of the actual continued trajectory), ``unrolled`` (the exact
+    derivative through ``schedule``), ``arnoldi`` (its own fit with the library's defaults); ``dtype`` overrides the run's precision for all but ``arnoldi_horizon``."""
     shared = {k: inf.config[k] for k in FitOptions.__dataclass_fields__}
     if dtype is not None:
         shared["dtype"] = dtype
@@ -87,6 +91,8 @@ def reference_methods(inf: Influence, names: Sequence[str], schedule: Schedule, 
         "exact": lambda: make("exact"),
         "graddot": lambda: make("graddot"),
         "arnoldi": lambda: make("arnoldi"),
+        "unrolled": lambda: make("unrolled", optimizer=schedule.optimizer, **lr,
+                                 train_batch_size=None if _full_batch(schedule, inf.n_train) else len(schedule.batches[0])),
         "tracin": lambda: make("tracin", per_step=True, checkpoints=trajectory_checkpoints(
             inf.task, inf.train, schedule, horizon, dtype=shared["dtype"])),
     }

@@ -85,7 +85,7 @@ def actual_changes(task: Task, train: Any, queries: Any, ids: Sequence[int] | Te
     weight = 0.0 if mode == "remove" else 1.0 + float(epsilon)
     if vectorize < 1:
         raise ConfigError(f"vectorize must be a positive number of trajectories per pass, got {vectorize}")
-    weights = torch.ones(len(ids_t) + 1, n)  # row 0: unchanged
+    weights = torch.ones(len(ids_t) + 1, n, dtype=torch.float64)  # row 0: unchanged; 1 + ε exact in float64
     weights[torch.arange(1, len(ids_t) + 1), ids_t] = weight
     parts_l, parts_f = [], []
     passes = range(0, len(weights), vectorize)

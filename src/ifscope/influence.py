@@ -33,7 +33,9 @@ class Influence:
     The predicted change of query ``q``'s loss when training example ``i`` is removed from a mean over N
     examples is ``+scores[q, i] / N``. ``method`` is one of ``exact``, ``cg``, ``lissa``, ``arnoldi``,
     ``graddot``, ``tracin``, ``horizon`` (``horizon=T, lr=η``: the finite-horizon response
-    ``∇ℓ(q)ᵀ H⁻¹(I − (I − ηH)^T) ∇ℓ(z)``); shared options are :class:`ifscope.options.FitOptions`, method options
+    ``∇ℓ(q)ᵀ H⁻¹(I − (I − ηH)^T) ∇ℓ(z)``), ``unrolled`` (``horizon=T, lr=η, optimizer=...``: the exact
+    ``−N ∂ℓ(q, θ_T)/∂wᵢ`` through T steps of continued training); shared options are
+    :class:`ifscope.options.FitOptions`, method options
     (e.g. ``rank``, ``iterations`` for arnoldi) are listed by ``Influence.options(method)``.
     With ``workdir``, ``fit`` reuses the curvature saved there for the same model, data and options (and saves it
     otherwise), training embeddings stream to / resume from shards ``workdir/train/NNNNN.safetensors``, and
@@ -259,9 +261,19 @@ class Influence:
                             self.task.cast(take(data, range(min(len(data), 8))), self.dtype, self.device), "queries")
         return torch.cat([emb for _, emb in self._chunks(data, est.query_embed, "query embeddings")])
 
+    def _direct_scores(self, queries: Any, train_ids: Tensor | None = None) -> Tensor:
+        """Scores of an estimator that has no embeddings (``direct``, e.g. ``unrolled``), all queries at once."""
+        data, ctx = as_dataset(queries, "queries"), self._fitted().ctx
+        with self.task.evaluating():
+            batch = self.task.cast(take(data, range(len(data))), self.dtype, self.device)  # type: ignore[arg-type]
+            self.task.check(ctx.params, ctx.rest, batch, "queries")
+        return self._fitted().scores(batch, train_ids)  # type: ignore[attr-defined]
+
     def scores(self, queries: Any, train_ids: Sequence[int] | Tensor | None = None) -> Tensor:
         """``[n_queries, n_train]`` influence scores (or ``[n_queries, len(train_ids)]`` for those training
         positions only); positive = the training example helps the query."""
+        if getattr(self._fitted(), "direct", False):
+            return self._direct_scores(queries, None if train_ids is None else self._train_ids(train_ids))
         q = self.query_embeddings(queries)
         if train_ids is not None:
             return q @ self.train_embeddings(train_ids).T
@@ -283,11 +295,13 @@ class Influence:
         for the others."""
         est = self._fitted()
         ids = self._train_ids(train_ids)
-        if not est.horizon_aware:
+        if not est.horizon_aware and not getattr(est, "direct", False):
             return self.scores(queries, ids).unsqueeze(0).expand(len(steps), -1, -1)
         q_data = as_dataset(queries, "queries")
-        q_batch = self.task.cast(take(q_data, range(len(q_data))), self.dtype)
-        z_batch = self.task.cast(take(self.train, ids), self.dtype)
+        q_batch = self.task.cast(take(q_data, range(len(q_data))), self.dtype, self.device)
+        if getattr(est, "direct", False):  # unrolled: exact through the continued training's own schedule
+            return est.scores_over_horizons(q_batch, ids, steps, schedule=schedule)  # type: ignore[attr-defined]
+        z_batch = self.task.cast(take(self.train, ids), self.dtype, self.device)
         with self.task.evaluating():
             if self.config.get("batch_order") == "schedule":
                 if schedule is None:
@@ -301,7 +315,17 @@ class Influence:
         if not isinstance(k, int) or k < 1:
             raise ConfigError(f"k must be a positive integer, got {k!r}")
         k = min(k, self.n_train)
+        if getattr(self._fitted(), "direct", False):  # identity queries against score columns: top_k reads S itself
+            s = self._direct_scores(queries)
+            cols = torch.arange(self.n_train).split(self.config["batch_size"])
+            return top_k(torch.eye(len(s), dtype=s.dtype), ((pos, s[:, pos].T) for pos in cols), k)
         return distributed.merge_top(top_k(self.query_embeddings(queries), self._train_chunks(), k), k)
+
+    def validity_horizon(self, queries: Any, steps: Any, **options: Any) -> Any:
+        """Per query, the largest T of ``steps`` up to which this method ranks the training set like ``unrolled``
+        (Spearman ≥ 0.9); options as :func:`ifscope.validity.validity_horizon`."""
+        from .validity import validity_horizon
+        return validity_horizon(self, queries, steps, **options)
 
     def self_influence(self) -> Tensor:
         """``[n_train]``: ``score(z, z)`` for each training example; large values flag outliers and mislabels."""

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.func import grad, vmap
 
-from .data import as_dataset, take
+from .data import as_dataset, batch_len, take
 from .errors import ConfigError, NumericalError
 from .params import Params
 from .progress import progress_bar
@@ -95,6 +96,17 @@ def _start(task: Task, params: Params, rest: Mapping[str, Tensor] | None
         {k: torch.zeros_like(v) for k, v in params.items()}
 
 
+def batch_objective(task: Task, rest: Mapping[str, Tensor], batch: Any, weight_decay: float
+                    ) -> Callable[[Params, Tensor], Tensor]:
+    """``(θ, w_B) ↦ (1/|B|) Σ_{i∈B} wᵢ ℓ(zᵢ, θ) + (wd/2)‖θ‖²``: the objective of one step on ``batch``."""
+    size = batch_len(batch)
+
+    def objective(p: Params, wb: Tensor) -> Tensor:
+        loss = (wb * task.per_example_loss(p, rest, batch)).sum() / size
+        return loss + 0.5 * weight_decay * sum((v * v).sum() for v in p.values()) if weight_decay else loss
+    return objective
+
+
 def replay(task: Task, params0: Mapping[str, Tensor], train: Any, schedule: Schedule, steps: int | None = None,
            weights: Tensor | None = None, callback: Callable[[int, Params], None] | None = None,
            checkpoint_every: int | None = None, progress: bool = False,
@@ -119,10 +131,7 @@ def replay(task: Task, params0: Mapping[str, Tensor], train: Any, schedule: Sche
             idx = schedule.batches[t]
             batch = task.cast(take(data, idx), dtype)
             wb = w[idx].to(dtype)
-
-            def objective(p: Params, wb: Tensor = wb, batch: Any = batch, size: int = len(idx)) -> Tensor:
-                loss = (wb * task.per_example_loss(p, rest, batch)).sum() / size
-                return loss + 0.5 * wd * sum((v * v).sum() for v in p.values()) if wd else loss
+            objective = partial(batch_objective(task, rest, batch, wd), wb=wb)
             g = grad(objective)(params)
             with torch.no_grad():
                 value = float(objective(params)) if progress or t == steps - 1 else float("nan")
@@ -164,11 +173,7 @@ def replay_many(task: Task, params0: Mapping[str, Tensor], train: Any, schedule:
         for t in range(steps):
             idx = schedule.batches[t]
             batch = task.cast(take(data, idx), dtype)
-
-            def objective(p: Params, wb: Tensor, batch: Any = batch, size: int = len(idx)) -> Tensor:
-                loss = (wb * task.per_example_loss(p, rest, batch)).sum() / size
-                return loss + 0.5 * wd * sum((v * v).sum() for v in p.values()) if wd else loss
-            g = vmap(grad(objective))(params, w[:, idx].to(dtype))
+            g = vmap(grad(batch_objective(task, rest, batch, wd)))(params, w[:, idx].to(dtype))
             if not all(torch.isfinite(v).all() for v in g.values()):
                 raise NumericalError(f"the training loss gradient became NaN or inf at step {t}; lower the learning rate")
             params = _step(schedule, params, g, state, state2, t + 1)
@@ -190,8 +195,15 @@ def _step(s: Schedule, params: Params, g: Params, m: Params, v: Params, t: int) 
             m[k] = b1 * m[k] + (1 - b1) * g[k]
             v[k] = b2 * v[k] + (1 - b2) * g[k] * g[k]
             mhat, vhat = m[k] / (1 - b1**t), v[k] / (1 - b2**t)
-            out[k] = p - s.lr * mhat / (vhat.sqrt() + s.eps)
+            out[k] = p - s.lr * mhat / (_sqrt0(vhat) + s.eps)
     return out
+
+
+def _sqrt0(x: Tensor) -> Tensor:
+    """``√x`` for ``x ≥ 0`` with derivative 0 (not inf) at 0, so that reverse passes through Adam stay finite where a
+    coordinate's gradient has been exactly zero (its second moment is then second order in any perturbation)."""
+    positive = x > 0
+    return torch.where(positive, torch.where(positive, x, torch.ones_like(x)).sqrt(), torch.zeros_like(x))
 
 
 def train(task: Task, train_data: Any, *, steps: int, lr: float, optimizer: str = "sgd", batch_size: int | None = None,

@@ -3,7 +3,8 @@
 The run's fitted estimator is one of the methods (its label: its method name); the others are references built
 with the run's shared options: ``horizon`` (and ``horizon_schedule`` under minibatches), ``arnoldi_horizon`` (the
 run's own eigenpairs with the horizon filter, when the run is arnoldi), ``graddot``, ``tracin`` along the actual
-continued trajectory, and ``exact`` on small models. Options left out come from the recipe's ``defaults["fade"]``.
+continued trajectory, ``unrolled`` (the exact derivative through the fade's own continued training, and the
+reference of each checkpoint method's horizon of validity) and ``exact`` on small models. Options left out come from the recipe's ``defaults["fade"]``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Any
 
 from . import apply_defaults, common_arguments, fitted_for, influence_arguments, run_facts
 
-REFERENCE_METHODS = ("horizon", "arnoldi_horizon", "exact", "graddot", "tracin", "horizon_schedule", "arnoldi")
+REFERENCE_METHODS = ("horizon", "arnoldi_horizon", "exact", "graddot", "tracin", "unrolled", "horizon_schedule",
+                     "arnoldi")
 EXACT_LIMIT = 5000  # parameters above which the default method list leaves out the dense-Hessian `exact`
 DEFAULTS: dict[str, Any] = dict(steps=[1, 3, 10, 30, 100, 300, 1000], mode="remove", epsilon=0.01, n_ids=40,
                                 n_queries=20, methods=None, train_lr=None, train_batch_size=None, krylov=100,
@@ -36,7 +38,7 @@ def _names(text: str) -> list[str]:
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("fade", help="how far ahead influence predicts continued training (fade.json, figures)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    influence_arguments(common_arguments(p), exclude=("lr", "krylov"))
+    influence_arguments(common_arguments(p), exclude=("lr", "krylov", "train_batch_size"))
     f = p.add_argument_group("fade options (default: the recipe's, then the library's)")
     f.add_argument("--steps", type=_ints, default=None, help="comma-separated horizons T (default 1,3,...,1000)")
     f.add_argument("--mode", choices=["remove", "upweight"], default=None, help="remove (default) or upweight")
@@ -64,6 +66,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from ..data import as_dataset, take
     from ..errors import ConfigError
     from ..fade import fade_curve, gd_schedule, method_label, plot_fade, reference_methods
+    from ..validity import fade_validity, validity_lines
     from . import recipe_for
 
     t0 = time.time()
@@ -89,7 +92,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ref_dtype = args.reference_dtype or ("float64" if dim <= FLOAT64_LIMIT else str(inf.dtype).replace("torch.", ""))
     if names is None:
         names = ["run", "horizon", *(["arnoldi_horizon"] if inf.method == "arnoldi" else []),
-                 *(["exact"] if dim <= EXACT_LIMIT and inf.method != "exact" else []), "graddot", "tracin",
+                 *(["exact"] if dim <= EXACT_LIMIT and inf.method != "exact" else []), "graddot", "tracin", "unrolled",
                  *(["horizon_schedule"] if args.train_batch_size else [])]
     bad = [n for n in names if n != "run" and n not in REFERENCE_METHODS]
     if bad:
@@ -99,7 +102,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                      max(steps), krylov=args.krylov, dtype=getattr(torch, ref_dtype)))
     result = fade_curve(methods, queries, ids, steps=steps, mode=args.mode, epsilon=args.epsilon, schedule=schedule,
                         truth_dtype=getattr(torch, args.truth_dtype))
-    out = {**run_facts(inf), **result.to_dict(), "recipe": args.recipe, "seed": args.seed, "reference_dtype": ref_dtype,
+    validity = fade_validity(methods, queries, steps, schedule) if "unrolled" in methods else None
+    out = {**run_facts(inf), **result.to_dict(), **({"validity_horizon": validity} if validity else {}),
+           "recipe": args.recipe, "seed": args.seed, "reference_dtype": ref_dtype,
            "query_ids": q_idx.tolist(), "train_batch_size": args.train_batch_size, "seconds": time.time() - t0}
     run_dir = inf.run
     path = run_dir.save_json("fade.json", out)
@@ -113,6 +118,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                "gap:   " + " ".join(f"{g:.3g}" for g in result.gap),
                f"gap growth: rate r = {result.gap_rate:.3g} per step in c(e^rT - 1)/r, exponent "
                f"{result.gap_exponent:.2f} in T^a; T_1/2 ({result.reference}) = {half}",
+               *validity_lines(out.get("validity_horizon", {})),
                f"wrote {path} and {figure} in {out['seconds']:.0f} s"]
     out["summary"] = "\n".join(summary)
     return out

@@ -8,7 +8,9 @@ from .graddot import GradDot
 from .horizon import Horizon
 from .lissa import LiSSA
 from .tracin import TracIn
+from .unrolled import Unrolled
 
-METHODS: dict[str, type[Estimator]] = {cls.name: cls for cls in (Exact, CG, LiSSA, Arnoldi, GradDot, TracIn, Horizon)}
+METHODS: dict[str, type[Estimator]] = {cls.name: cls for cls in (Exact, CG, LiSSA, Arnoldi, GradDot, TracIn, Horizon,
+                                                               Unrolled)}
 
-__all__ = ["METHODS", "Arnoldi", "CG", "Context", "Estimator", "Exact", "GradDot", "Horizon", "LiSSA", "TracIn"]
+__all__ = ["METHODS", "Arnoldi", "CG", "Context", "Estimator", "Exact", "GradDot", "Horizon", "LiSSA", "TracIn", "Unrolled"]

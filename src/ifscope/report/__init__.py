@@ -94,6 +94,14 @@ def _fade_sections(fade: dict | None, out: Path) -> tuple[str, str]:
     methods = fade.get("methods", {})
     fade_html = (f"<p>{_e(fade_meaning(steps, methods))}</p>" + _figure("fade.png", cap)
                  + t_table(steps, fade_rows(methods), "correlation with the actual change"))
+    validity = fade.get("validity_horizon") or {}
+    if validity:
+        medians = ", ".join(f"{_e(n)} {rounded(v['summary']['median'])}" for n, v in validity.items())
+        fade_html += ("<p>Horizon of validity: per query, the largest T up to which the method ranks the whole "
+                      "training set like the exact unrolled derivative (Spearman ≥ 0.9 at every T so far); median "
+                      f"over the queries: {medians}.</p>"
+                      + t_table(steps, {n: v["summary"]["mean_spearman"] for n, v in validity.items()},
+                                "mean Spearman with unrolled"))
     if fade.get("gap") is None:
         return fade_html, _missing("gap")
     gap_figure(steps, fade["gap"], out / "gap.png")

@@ -1,0 +1,84 @@
+"""Cost of exact unrolled influence: seconds per block of queries against one plain replay of the same T steps, and
+the optimiser states held at once against T (``⌈√T⌉``-spaced checkpoints plus one recomputed segment).
+
+    OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/unrolled.py --recipe digits-mlp --steps 10 30 100 300
+
+The replay is ``training.replay`` of the same schedule (one gradient per step); the unrolled pass is one forward
+replay, one recomputation and one reverse sweep (a vector-Jacobian product of each step for the whole query block).
+Target: ratio ≤ 4. Memory is reported as states kept (checkpoints, peak) and their bytes, against the ``T + 1``
+states a reverse pass without checkpointing would keep, and the process's peak RSS so far (monotone: run the T in
+increasing order; it also holds the ``⌈√T⌉`` step graphs of one segment, i.e. a segment's activations).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+
+import torch
+
+
+def measure(recipe: str, steps: list[int], queries: int, batch: int | None, optimizer: str, dtype: str,
+            repeats: int) -> list[dict]:
+    import ifscope
+    from ifscope.data import as_dataset, take
+    from ifscope.training import replay
+    r = ifscope.load_recipe(recipe)
+    train, test = as_dataset(r.train, "train"), as_dataset(r.test, "test")
+    wd = float(r.info.get("weight_decay", 0.0))
+    q = take(test, range(queries))
+    rows = []
+    for t in steps:
+        inf = ifscope.Influence(r.task, train, method="unrolled", horizon=t, lr=0.05 if optimizer != "adam" else 1e-3,
+                                optimizer=optimizer, train_batch_size=batch, weight_decay=wd, dtype=dtype,
+                                batch_size=queries, progress=False).fit()
+        est = inf.estimator
+        params0, rest = r.task.state(inf.dtype)
+        plain, exact = [], []
+        for _ in range(repeats):  # alternate, so that load on a shared machine hits both alike
+            t0 = time.perf_counter()
+            replay(r.task, params0, train, est.schedule, rest=rest)
+            plain.append(time.perf_counter() - t0)
+            est._memo = None  # time a fresh reverse pass, not the estimator's memo of the last one
+            t0 = time.perf_counter()
+            inf.scores(q)
+            exact.append(time.perf_counter() - t0)
+        last = est.last
+        rows.append({"T": t, "queries": queries, "train_batch_size": batch, "optimizer": optimizer,
+                     "replay_s": min(plain), "unrolled_s": min(exact), "ratio": min(exact) / min(plain),
+                     "checkpoints": last.checkpoints, "peak_states": last.peak_states,
+                     "peak_state_mb": last.peak_states * last.state_bytes / 2**20,
+                     "naive_state_mb": (t + 1) * last.state_bytes / 2**20,
+                     "process_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--recipe", default="digits-mlp")
+    p.add_argument("--steps", type=int, nargs="+", default=[10, 30, 100, 300])
+    p.add_argument("--queries", type=int, default=20, help="queries in the block (one reverse pass)")
+    p.add_argument("--train-batch-size", type=int, default=None, help="minibatch SGD (default: full batch)")
+    p.add_argument("--optimizer", choices=["sgd", "momentum", "adam"], default="sgd")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float64")
+    p.add_argument("--repeats", type=int, default=2, help="best of this many (replay and unrolled alternate)")
+    p.add_argument("--json", action="store_true")
+    a = p.parse_args()
+    rows = measure(a.recipe, a.steps, a.queries, a.train_batch_size, a.optimizer, a.dtype, a.repeats)
+    if a.json:
+        print(json.dumps(rows, indent=2))
+        return
+    print(f"{a.recipe}, {a.queries} queries per block, {a.optimizer}, batch {a.train_batch_size or 'full'}, {a.dtype}, "
+          f"{torch.get_num_threads()} thread(s)")
+    print(f"{'T':>6} {'replay s':>9} {'unrolled s':>11} {'ratio':>6} {'ckpts':>6} {'peak states':>12} "
+          f"{'peak MiB':>9} {'no-ckpt MiB':>12} {'process RSS MiB':>16}")
+    for r in rows:
+        print(f"{r['T']:>6} {r['replay_s']:>9.2f} {r['unrolled_s']:>11.2f} {r['ratio']:>6.2f} {r['checkpoints']:>6} "
+              f"{r['peak_states']:>12} {r['peak_state_mb']:>9.3f} {r['naive_state_mb']:>12.3f} "
+              f"{r['process_peak_rss_mb']:>16.0f}")
+
+
+if __name__ == "__main__":
+    main()
