@@ -15,9 +15,10 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.func import grad, vmap
+from torch.func import grad
 from tqdm.auto import tqdm
 
+from .batching import choose
 from .data import as_dataset, take
 from .errors import ConfigError, NumericalError
 from .params import Params
@@ -147,9 +148,10 @@ def replay(task: Task, params0: Mapping[str, Tensor], train: Any, schedule: Sche
 
 def replay_many(task: Task, params0: Mapping[str, Tensor], train: Any, schedule: Schedule, weights: Tensor,
                 steps: int | None = None, callback: Callable[[int, Params], None] | None = None,
-                rest: Mapping[str, Tensor] | None = None) -> Params:
-    """:func:`replay` for K weight vectors at once (``weights`` [K, N]), vectorised over the copies with ``vmap``;
-    returns the parameters stacked ``[K, ...]`` and calls ``callback(t, stacked_params)`` after each step.
+                rest: Mapping[str, Tensor] | None = None, batching: str = "auto") -> Params:
+    """:func:`replay` for K weight vectors at once (``weights`` [K, N]), over the copies by ``vmap`` or a loop
+    (``batching``; ``"auto"`` times both on the first step, see :mod:`ifscope.batching`); returns the parameters
+    stacked ``[K, ...]`` and calls ``callback(t, stacked_params)`` after each step.
 
     Row k follows the same update rule as ``replay(..., weights=weights[k])``; the rows need not match an
     unbatched replay bit for bit (other kernels), so compare rows of the same call with each other."""
@@ -169,13 +171,18 @@ def replay_many(task: Task, params0: Mapping[str, Tensor], train: Any, schedule:
             def objective(p: Params, wb: Tensor, batch: Any = batch, size: int = len(idx)) -> Tensor:
                 loss = (wb * task.per_example_loss(p, rest, batch)).sum() / size
                 return loss + 0.5 * wd * sum((v * v).sum() for v in p.values()) if wd else loss
-            g = vmap(grad(objective))(params, w[:, idx].to(dtype))
+            batching, g = choose(batching, replay_key(task), grad(objective), (params, w[:, idx].to(dtype)))
             if not all(torch.isfinite(v).all() for v in g.values()):
                 raise NumericalError(f"the training loss gradient became NaN or inf at step {t}; lower the learning rate")
             params = _step(schedule, params, g, state, state2, t + 1)
             if callback is not None:
                 callback(t + 1, params)
     return params
+
+
+def replay_key(task: Task) -> tuple:
+    """The key under which :func:`replay_many` remembers its measured batching for this task's model."""
+    return (id(task.model), "replay")
 
 
 def _step(s: Schedule, params: Params, g: Params, m: Params, v: Params, t: int) -> Params:
