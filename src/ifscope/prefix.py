@@ -52,17 +52,24 @@ def _layer(layer: nn.Module, h: Tensor, mask: Tensor) -> Tensor:
 
 
 def _first_token_layer(layer: nn.Module, h: Tensor, mask: Tensor) -> Tensor:
-    """``layer(h, mask)[:, :1]`` without computing the other rows: keys and values of every token, the query, the
-    attention output and the feed-forward part of the first token only. Eager attention, as in BertSelfAttention."""
+    """``layer(h, mask)[:, :1]`` without computing the other rows, eager attention as in BertSelfAttention.
+
+    With one query row the key and value projections are moved to the query side by linearity:
+    ``q·(W_k h_j + b_k) = (W_kᵀ q)·h_j + q·b_k`` and ``Σ_j p_j (W_v h_j + b_v) = W_v (Σ_j p_j h_j) + b_v``, so the
+    cost per example is O(heads·L·H) instead of O(L·H²)."""
     att = layer.attention.self
-    b, length, _ = h.shape
+    b, _, width = h.shape
     heads, d = att.num_attention_heads, att.attention_head_size
-    q = att.query(h[:, :1]).view(b, 1, heads, d).transpose(1, 2)
-    k = att.key(h).view(b, length, heads, d).transpose(1, 2)
-    v = att.value(h).view(b, length, heads, d).transpose(1, 2)
-    scores = torch.matmul(q, k.transpose(2, 3)) * getattr(att, "scaling", d ** -0.5) + mask
-    context = torch.matmul(torch.softmax(scores, dim=-1), v).transpose(1, 2).reshape(b, 1, heads * d)
-    attended = layer.attention.output(context, h[:, :1])
+    q = att.query(h[:, 0]).view(b, heads, d)
+    w_k, w_v = att.key.weight.view(heads, d, width), att.value.weight.view(heads, d, width)
+    scores = torch.einsum("bnh,blh->bnl", torch.einsum("bnd,ndh->bnh", q, w_k), h)
+    if att.key.bias is not None:
+        scores = scores + (q * att.key.bias.view(heads, d)).sum(-1, keepdim=True)
+    probs = torch.softmax(scores * getattr(att, "scaling", d ** -0.5) + mask[:, 0], dim=-1)
+    context = torch.einsum("bnh,ndh->bnd", torch.einsum("bnl,blh->bnh", probs, h), w_v)
+    if att.value.bias is not None:
+        context = context + att.value.bias.view(heads, d)
+    attended = layer.attention.output(context.reshape(b, 1, heads * d), h[:, :1])
     return layer.output(layer.intermediate(attended), attended)
 
 

@@ -114,4 +114,11 @@ def digits_cnn(n_train: int = 500, n_test: int = 1297, width: int = 16, epochs: 
     facts = cached_pretrain("digits-cnn", model, task, train_ds, config)
     return Recipe(model, task, train_ds, test_ds,
                   info={"weight_decay": weight_decay, "flipped": flipped, "image_shape": (8, 8),
-                        "classes": [str(i) for i in range(10)], "test_accuracy": accuracy(task, test_ds), **facts})
+                        "classes": [str(i) for i in range(10)], "test_accuracy": accuracy(task, test_ds), **facts},
+                  defaults={"fade": dict(CNN_FADE)})
+
+
+# `ifscope fade --recipe digits-cnn`: minibatch SGD (the cheap replay), ground truth in float64 (a T = 1 change is
+# near the float32 rounding floor), methods in float32; measured in docs/experiments.md
+CNN_FADE = dict(n_ids=20, n_queries=20, steps=[1, 3, 10, 30, 100, 300], train_batch_size=64, rank=50, iterations=100,
+                krylov=30, dtype="float32", truth_dtype="float64")

@@ -81,4 +81,13 @@ def tweets_minilm(n_train: int = 2000, n_test: int = 400, train_blocks: int = 2,
     return Recipe(model, task, train_ds, test_ds,
                   info={"weight_decay": weight_decay, "classes": list(CLASSES),
                         "texts": {"train": tr_texts, "test": te_texts}, "tokenizer": tokenizer,
-                        "test_accuracy": accuracy(task, test_ds), **facts})
+                        "test_accuracy": accuracy(task, test_ds), **facts},
+                  defaults={"fade": dict(TWEETS_FADE)})
+
+
+# `ifscope fade --recipe tweets-minilm`: influence over the last block (hf_classification(model, last_blocks=1)),
+# replayed on cached hidden states by minibatch SGD; curvature on a 128-tweet sample (each Lanczos step costs one
+# Hessian product per query); measured in docs/experiments.md
+TWEETS_FADE = dict(last_blocks=1, n_ids=20, n_queries=20, steps=[1, 3, 10, 30, 100, 300], train_batch_size=32,
+                   rank=50, iterations=100, krylov=20, hessian_samples=128, batch_size=128, dtype="float32",
+                   truth_dtype="float64")
