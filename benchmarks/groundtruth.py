@@ -57,10 +57,10 @@ def cnn(args) -> None:
     recipe = load_recipe("digits-cnn")
     queries = take(ifscope.data.as_dataset(recipe.test), range(20))
     wd = recipe.info["weight_decay"]
-    for dtype in (torch.float64, torch.float32):
+    for dtype in args.dtypes:
         for batching in args.batchings:
-            ground_truth(recipe.task, recipe.train, queries, 40, 100, 64, 0.05, wd, dtype, batching,
-                         "digits-cnn ground truth (minibatch)")
+            ground_truth(recipe.task, recipe.train, queries, args.cnn_ids, args.cnn_steps, 64, 0.005, wd, dtype,
+                         batching, "digits-cnn ground truth (minibatch)")
 
 
 def floor(args) -> None:
@@ -68,7 +68,7 @@ def floor(args) -> None:
     x, y = recipe.train
     model, task = recipe.model, recipe.task
     k, steps = 8, 3
-    for dtype in (torch.float64, torch.float32):
+    for dtype in args.dtypes:
         xd = x.to(dtype)
         model.to(dtype)
         best = float("inf")
@@ -100,18 +100,18 @@ def _tweets(last_blocks: int = 1):
 
 def tweets(args) -> None:
     recipe, task, queries = _tweets()
-    dtype = torch.float64 if args.tweets_dtype == "float64" else torch.float32
-    t0 = time.perf_counter()
-    pre = cache_prefix(task, recipe.train, queries, dtype=dtype)
-    emit("tweets-minilm prefix cache", time.perf_counter() - t0, start_block=pre.start)
-    for batching in args.batchings:
-        ground_truth(pre.task, *pre.datasets, 20, 300, args.tweets_batch, 0.05, recipe.info["weight_decay"],
-                     dtype, batching, "tweets-minilm last-block ground truth (minibatch)")
+    for dtype in args.dtypes:
+        t0 = time.perf_counter()
+        pre = cache_prefix(task, recipe.train, queries, dtype=dtype)
+        emit("tweets-minilm prefix cache", time.perf_counter() - t0, start_block=pre.start)
+        for batching in args.batchings:
+            ground_truth(pre.task, *pre.datasets, 20, args.tweets_steps, args.tweets_batch, 0.01,
+                         recipe.info["weight_decay"], dtype, batching, "tweets-minilm last-block ground truth (minibatch)")
 
 
 def tweets_cost(args) -> None:
     recipe, task, queries = _tweets()
-    for dtype in (torch.float32, torch.float64):
+    for dtype in args.dtypes:
         pre = cache_prefix(task, recipe.train, queries, dtype=dtype)
         for label, (t, data) in {"full model": (task, recipe.train), "cached prefix": (pre.task, pre.datasets[0])
                                  }.items():
@@ -130,9 +130,13 @@ def main() -> None:
     p.add_argument("what", nargs="+", choices=["cnn", "floor", "tweets", "tweets-cost"])
     p.add_argument("--batchings", default="auto", help="comma-separated kernels to time: auto,vmap,loop")
     p.add_argument("--tweets-batch", type=int, default=32)
-    p.add_argument("--tweets-dtype", choices=["float32", "float64"], default="float64")
+    p.add_argument("--dtypes", default="float64,float32", help="comma-separated precisions to time")
+    p.add_argument("--cnn-ids", type=int, default=40)
+    p.add_argument("--cnn-steps", type=int, default=100)
+    p.add_argument("--tweets-steps", type=int, default=300)
     args = p.parse_args()
     args.batchings = [b.strip() for b in args.batchings.split(",")]
+    args.dtypes = [getattr(torch, d.strip()) for d in args.dtypes.split(",")]
     for what in args.what:
         {"cnn": cnn, "floor": floor, "tweets": tweets, "tweets-cost": tweets_cost}[what](args)
 

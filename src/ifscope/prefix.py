@@ -10,6 +10,7 @@ so checkpoints, schedules and training ids carry over, and every ifscope functio
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
+from tqdm.auto import tqdm
 
 from .data import Batch, as_dataset, batches, cast_batch
 from .hf import TextTask, _hf_targets, _logits, additive_mask, transformer_blocks
@@ -154,7 +156,8 @@ def bert_start(task: Task) -> int | None:
     return min(blocks) if blocks else count
 
 
-def cache_prefix(task: Task, *datasets: Any, dtype: torch.dtype | None = None, batch_size: int = 128) -> Prefix:
+def cache_prefix(task: Task, *datasets: Any, dtype: torch.dtype | None = None, batch_size: int = 128,
+                 progress: bool = False) -> Prefix:
     """``task′`` and the ``datasets`` with the frozen prefix's output cached (in ``dtype``, default float32); the
     task and data unchanged when the selection has no frozen prefix to cache (see :func:`bert_start`)."""
     start = bert_start(task)
@@ -168,7 +171,7 @@ def cache_prefix(task: Task, *datasets: Any, dtype: torch.dtype | None = None, b
     own = {n for n, _ in prefix.named_parameters()} | {n for n, _ in prefix.named_buffers()}
     state = {k: v for k, v in {**rest, **params}.items() if k in own}
     count = len(getattr(model, model.base_model_prefix).encoder.layer)
-    cached = [_cache(task, prefix, state, as_dataset(ds, "dataset"), dtype, batch_size, start == count)
+    cached = [_cache(task, prefix, state, as_dataset(ds, "dataset"), dtype, batch_size, start == count, progress)
               for ds in datasets]
     tail = CachedTextTask(model=_BertTail(model, start), loss=_cross_entropy, inputs=_cached_inputs,
                           targets=_hf_targets, outputs=_logits, params=task.parameter_names,
@@ -177,7 +180,7 @@ def cache_prefix(task: Task, *datasets: Any, dtype: torch.dtype | None = None, b
 
 
 def _cache(task: Task, prefix: nn.Module, state: Params | Mapping[str, Tensor], data: Any, dtype: torch.dtype,
-           batch_size: int, first_token: bool) -> dict[str, Tensor]:
+           batch_size: int, first_token: bool, progress: bool = False) -> dict[str, Tensor]:
     """``{hidden_states [N, L, H] (L = 1 when only the first token is read), attention_mask [N, L], labels}``."""
     columns = data.columns if hasattr(data, "columns") else None
     if columns is None or "attention_mask" not in columns:
@@ -187,7 +190,8 @@ def _cache(task: Task, prefix: nn.Module, state: Params | Mapping[str, Tensor], 
     width = 1 if first_token else mask.shape[1]
     out: Tensor | None = None
     with task.evaluating(), torch.no_grad():
-        for pos, batch in batches(data, batch_size):
+        for pos, batch in tqdm(batches(data, batch_size), total=-(-len(mask) // batch_size), file=sys.stderr,
+                               leave=False, disable=not progress, desc=f"caching the frozen prefix ({len(mask)} rows)"):
             args, kwargs = task.inputs(task.cast(batch, dtype))
             h = functional_call(prefix, state, args, kwargs, strict=False)
             if out is None:

@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         from ..hf import hf_classification
         task = hf_classification(recipe.model, last_blocks=args.last_blocks)
     truth_dtype = getattr(torch, args.truth_dtype)
-    prefix = cache_prefix(task, recipe.train, take(test, q_idx), dtype=truth_dtype)
+    prefix = cache_prefix(task, recipe.train, take(test, q_idx), dtype=truth_dtype, progress=True)
     task, (train, queries) = prefix.task, prefix.datasets
     train = as_dataset(train, "train")
     steps = sorted(set(args.steps))
