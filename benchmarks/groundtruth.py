@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 import ifscope
 from ifscope.data import take
+from ifscope.fade import gd_schedule
 from ifscope.groundtruth import actual_changes
 from ifscope.prefix import cache_prefix
 from ifscope.recipes import load_recipe
@@ -59,7 +60,7 @@ def cnn(args) -> None:
     wd = recipe.info["weight_decay"]
     for dtype in args.dtypes:
         for batching in args.batchings:
-            ground_truth(recipe.task, recipe.train, queries, args.cnn_ids, args.cnn_steps, 64, 0.005, wd, dtype,
+            ground_truth(recipe.task, recipe.train, queries, args.cnn_ids, args.cnn_steps, 64, args.cnn_lr, wd, dtype,
                          batching, "digits-cnn ground truth (minibatch)")
 
 
@@ -89,6 +90,26 @@ def floor(args) -> None:
             emit("digits-cnn full-batch replica-step vs floor", per, floor_seconds=round(best, 4),
                  ratio=round(per / best, 2), replicas=k, steps=steps, batching=batching,
                  dtype=str(dtype).split(".")[-1])
+
+
+def precision(args) -> None:
+    """digits-cnn at T = 1, 3, 10 (3 removed ids, full batch and batch 64): the noise floor and cost per dtype."""
+    recipe = load_recipe("digits-cnn")
+    queries = take(ifscope.data.as_dataset(recipe.test), range(20))
+    n = len(recipe.train[0])
+    inf = ifscope.Influence(recipe.task, recipe.train, method="graddot", weight_decay=recipe.info["weight_decay"],
+                            dtype="float64", progress=False)
+    lr = gd_schedule(inf, 1).lr  # 1/λ_max, as ifscope fade
+    for batch in (None, 64):
+        schedule = Schedule(make_batches(n, 10, batch, seed=0), lr=lr, weight_decay=recipe.info["weight_decay"])
+        for dtype in args.dtypes:
+            t0 = time.perf_counter()
+            gt = actual_changes(recipe.task, recipe.train, queries, _ids(n, 3), [1, 3, 10], schedule, dtype=dtype,
+                                progress=False, batching="loop")
+            floor = gt.noise_floor()
+            emit("digits-cnn noise floor by dtype", time.perf_counter() - t0, batch=batch,
+                 dtype=str(dtype).split(".")[-1], lr=round(lr, 5), ratio=[f"{r:.2g}" for r in floor["ratio"]],
+                 signal_rms=[f"{r:.2g}" for r in floor["signal_rms"]], gap=[f"{g:.2g}" for g in gt.gap.mean(1)])
 
 
 def _tweets(last_blocks: int = 1):
@@ -127,18 +148,19 @@ def tweets_cost(args) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", nargs="+", choices=["cnn", "floor", "tweets", "tweets-cost"])
+    p.add_argument("what", nargs="+", choices=["cnn", "floor", "tweets", "tweets-cost", "precision"])
     p.add_argument("--batchings", default="auto", help="comma-separated kernels to time: auto,vmap,loop")
     p.add_argument("--tweets-batch", type=int, default=32)
     p.add_argument("--dtypes", default="float64,float32", help="comma-separated precisions to time")
     p.add_argument("--cnn-ids", type=int, default=40)
     p.add_argument("--cnn-steps", type=int, default=100)
+    p.add_argument("--cnn-lr", type=float, default=0.005, help="digits-cnn step size of the speed runs")
     p.add_argument("--tweets-steps", type=int, default=300)
     args = p.parse_args()
     args.batchings = [b.strip() for b in args.batchings.split(",")]
     args.dtypes = [getattr(torch, d.strip()) for d in args.dtypes.split(",")]
     for what in args.what:
-        {"cnn": cnn, "floor": floor, "tweets": tweets, "tweets-cost": tweets_cost}[what](args)
+        {"cnn": cnn, "floor": floor, "tweets": tweets, "tweets-cost": tweets_cost, "precision": precision}[what](args)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.func import grad
+from torch.func import grad, grad_and_value
 from tqdm.auto import tqdm
 
 from .batching import choose
@@ -171,9 +171,11 @@ def replay_many(task: Task, params0: Mapping[str, Tensor], train: Any, schedule:
             def objective(p: Params, wb: Tensor, batch: Any = batch, size: int = len(idx)) -> Tensor:
                 loss = (wb * task.per_example_loss(p, rest, batch)).sum() / size
                 return loss + 0.5 * wd * sum((v * v).sum() for v in p.values()) if wd else loss
-            batching, g = choose(batching, replay_key(task), grad(objective), (params, w[:, idx].to(dtype)))
-            if not all(torch.isfinite(v).all() for v in g.values()):
-                raise NumericalError(f"the training loss gradient became NaN or inf at step {t}; lower the learning rate")
+            # the loss, not every gradient entry, is checked each step: a pass over K parameter copies saved
+            batching, (g, value) = choose(batching, replay_key(task), grad_and_value(objective),
+                                          (params, w[:, idx].to(dtype)))
+            if not torch.isfinite(value).all():
+                raise NumericalError(f"the training loss became NaN or inf at step {t}; lower the learning rate")
             params = _step(schedule, params, g, state, state2, t + 1)
             if callback is not None:
                 callback(t + 1, params)
@@ -189,7 +191,7 @@ def _step(s: Schedule, params: Params, g: Params, m: Params, v: Params, t: int) 
     out = {}
     for k, p in params.items():
         if s.optimizer == "sgd":
-            out[k] = p - s.lr * g[k]
+            out[k] = torch.add(p, g[k], alpha=-s.lr)  # one pass over the parameters, not two
         elif s.optimizer == "momentum":
             m[k] = s.momentum * m[k] + g[k]
             out[k] = p - s.lr * m[k]
