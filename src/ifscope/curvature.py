@@ -6,8 +6,9 @@ from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor
-from torch.func import grad, jvp, vjp, vmap
+from torch.func import grad, jvp, vjp
 
+from .batching import check_batching, choose
 from .checks import explain_failure, locate_nonfinite_loss, nonfinite_error
 from .data import Batch, batch_len
 from .errors import ConfigError
@@ -23,7 +24,7 @@ class Curvature:
     """
 
     def __init__(self, task: Task, params: Params, rest: Mapping[str, Tensor], batches: Sequence[Batch],
-                 weight_decay: float = 0.0, damping: float = 0.0, kind: str = "hessian"):
+                 weight_decay: float = 0.0, damping: float = 0.0, kind: str = "hessian", batching: str = "auto"):
         if kind not in ("hessian", "ggn"):
             raise ConfigError(f"unknown curvature kind {kind!r}; use 'hessian' or 'ggn'")
         self.task, self.params, self.rest = task, params, dict(rest)
@@ -33,6 +34,7 @@ class Curvature:
         self.weight_decay, self.damping, self.kind = float(weight_decay), float(damping), kind
         self.calls = 0  # number of curvature-vector products, for reporting cost
         self.positions: list[Tensor] | None = None  # training positions of each batch, for error messages
+        self.batching = check_batching(batching)  # rows of matmat by vmap or a loop; "auto" measures on first use
 
     @property
     def dim(self) -> int:
@@ -92,7 +94,9 @@ class Curvature:
             if len(block) == 1:
                 hv = self.space.flatten(self._hvp_dict(self.space.unflatten(block[0]))).unsqueeze(0)
             else:
-                hv = vmap(lambda row: self.space.flatten(self._hvp_dict(self.space.unflatten(row))))(block)
+                self.batching, hv = choose(self.batching, (id(self.task.model), "curvature"),
+                                           lambda row: self.space.flatten(self._hvp_dict(self.space.unflatten(row))),
+                                           (block,))
             outs.append(hv)
         out = torch.cat(outs) + (self.weight_decay + self.damping) * vs
         self.calls += len(vs)

@@ -52,19 +52,29 @@ def gd_schedule(influence: Influence, steps: int, lr: float | None = None, batch
                     weight_decay=influence.config["weight_decay"])
 
 
+def rebind(inf: Influence, task: Task | None = None, train: Any = None, **options: Any) -> Influence:
+    """The fitted estimator of ``inf`` on an equivalent ``task`` and ``train`` (e.g. a cached frozen prefix: the same
+    selected parameters) and/or with method ``options`` changed that need no refit; no curvature is recomputed."""
+    est = inf._fitted()
+    config = {k: v for k, v in inf.config.items() if k != "method"}
+    config.update(options)
+    v = Influence(inf.task if task is None else task, inf.train if train is None else train, inf.method,
+                  progress=inf.show_progress, device=inf.device, **config)
+    copied = copy.copy(est)
+    copied.ctx = v._context()
+    copied.options = {**est.options, **options}
+    if hasattr(copied, "set_eigenpairs"):
+        copied.set_eigenpairs(copied.pairs)  # type: ignore[attr-defined]
+    v.estimator, v._spectrum = copied, inf.spectrum()
+    return v
+
+
 def with_horizon(inf: Influence, horizon: int, lr: float) -> Influence:
     """The horizon-aware Arnoldi variant on the fitted eigenpairs of ``inf`` (no new Arnoldi iteration)."""
     if inf.method != "arnoldi" or inf.estimator is None:
         raise ConfigError("arnoldi_horizon reuses a fitted arnoldi run's eigenpairs; this run is "
                           f"{inf.method!r}: fit method='arnoldi' or leave arnoldi_horizon out")
-    config = {k: v for k, v in inf.config.items() if k != "method"}
-    config.update(horizon=horizon, lr=lr)
-    v = Influence(inf.task, inf.train, "arnoldi", progress=inf.show_progress, **config)
-    est = copy.copy(inf.estimator)
-    est.options = {**est.options, "horizon": horizon, "lr": lr}
-    est.set_eigenpairs(est.pairs)  # type: ignore[attr-defined]
-    v.estimator, v._spectrum = est, inf.spectrum()
-    return v
+    return rebind(inf, horizon=horizon, lr=lr)
 
 
 def _full_batch(schedule: Schedule, n: int) -> bool:
@@ -72,7 +82,8 @@ def _full_batch(schedule: Schedule, n: int) -> bool:
 
 
 def reference_methods(inf: Influence, names: Sequence[str], schedule: Schedule, horizon: int,
-                      krylov: int = 100, dtype: torch.dtype | None = None) -> dict[str, Influence]:
+                      krylov: int = 100, dtype: torch.dtype | None = None,
+                      hessian_samples: int | None = None) -> dict[str, Influence]:
     """The fade's reference methods, built with the run's shared options and the continued training's ``schedule``
     (its lr, the horizon T = ``horizon``): ``horizon``, ``horizon_schedule``, ``arnoldi_horizon``, ``exact``,
     ``graddot``, ``tracin`` (one checkpoint per step of the actual continued trajectory), ``unrolled`` (the exact

@@ -9,12 +9,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .batching import check_batching, other, resolved
 from .data import as_dataset, take
 from .errors import ConfigError
 from .params import Params, ParamSpace
 from .progress import progress_bar
 from .task import Task
-from .training import Schedule, replay_many
+from .training import Schedule, replay_key, replay_many
 
 MODES = ("remove", "upweight")
 
@@ -22,7 +23,10 @@ MODES = ("remove", "upweight")
 @dataclass
 class GroundTruth:
     """``delta[t, i, q] = ℓ_q(θ_w(T_t)) − ℓ_q(θ(T_t))`` for training example ``ids[i]`` re-weighted to ``weight``;
-    ``gap[t, i] = ‖θ_w(T_t) − θ(T_t)‖``; ``base[t, q]`` the unperturbed query losses."""
+    ``gap[t, i] = ‖θ_w(T_t) − θ(T_t)‖``; ``base[t, q]`` the unperturbed query losses.
+
+    ``noise[t, q]`` is the same unperturbed replay run again on the other kernel (``batching``: vmap vs loop)
+    minus ``base``, and ``noise_gap[t]`` its parameter gap: changes of that size are rounding, not influence."""
 
     steps: list[int]
     ids: Tensor
@@ -31,6 +35,19 @@ class GroundTruth:
     delta: Tensor          # [n_steps, n_ids, n_queries]
     gap: Tensor            # [n_steps, n_ids]
     base: Tensor           # [n_steps, n_queries]
+    batching: str = "vmap"  # how the replicas were batched
+    noise: Tensor | None = None      # [n_steps, n_queries]
+    noise_gap: Tensor | None = None  # [n_steps]
+
+    def noise_floor(self) -> dict[str, list[float]] | None:
+        """Per T: RMS of the noise replay's query-loss change and of the actual changes, their ratio, and the gap."""
+        if self.noise is None or self.noise_gap is None:
+            return None
+        noise = self.noise.double().pow(2).mean(-1).sqrt()
+        signal = self.delta.double().pow(2).mean((-1, -2)).sqrt()
+        ratio = torch.where(signal > 0, noise / signal, torch.full_like(noise, float("inf")))
+        return {"delta_rms": noise.tolist(), "signal_rms": signal.tolist(), "ratio": ratio.tolist(),
+                "gap": self.noise_gap.double().tolist(), "kernels": [self.batching, other(self.batching)]}
 
 
 def _query_losses(task: Task, params: Params, rest: Mapping[str, Tensor], queries: Any) -> Tensor:
@@ -39,7 +56,8 @@ def _query_losses(task: Task, params: Params, rest: Mapping[str, Tensor], querie
 
 
 def _trajectories(task: Task, params0: Params, rest, train, schedule: Schedule, steps: Sequence[int], queries,
-                  weights: Tensor, tick: Callable[[], object] | None = None) -> tuple[Tensor, Tensor]:
+                  weights: Tensor, tick: Callable[[], object] | None = None, batching: str = "auto"
+                  ) -> tuple[Tensor, Tensor]:
     """Query losses [n_steps, K, n_queries] and flat parameters [n_steps, K, dim] for K weight vectors at once."""
     space = ParamSpace(params0)
     wanted = set(steps)
@@ -53,18 +71,23 @@ def _trajectories(task: Task, params0: Params, rest, train, schedule: Schedule, 
             losses[t] = torch.stack([_query_losses(task, {n: v[k] for n, v in p.items()}, rest, queries)
                                      for k in range(len(weights))])
             flat[t] = space.flatten(p)
-    replay_many(task, params0, train, schedule, weights, steps=max(steps), callback=record, rest=rest)
+    replay_many(task, params0, train, schedule, weights, steps=max(steps), callback=record, rest=rest,
+                batching=batching)
     return torch.stack([losses[t] for t in steps]), torch.stack([flat[t] for t in steps])
 
 
 def actual_changes(task: Task, train: Any, queries: Any, ids: Sequence[int] | Tensor, steps: Sequence[int],
                    schedule: Schedule, mode: str = "remove", epsilon: float = 0.01,
                    params0: Mapping[str, Tensor] | None = None, dtype: torch.dtype | None = None,
-                   progress: bool = True, vectorize: int = 8) -> GroundTruth:
+                   progress: bool = True, vectorize: int = 8, batching: str = "auto",
+                   noise_floor: bool = True) -> GroundTruth:
     """Replay ``schedule`` from the checkpoint once unchanged and once per id with that example removed (weight 0)
     or up-weighted (weight ``1 + epsilon``), recording query losses and the parameter gap at each ``T`` in ``steps``.
 
-    ``vectorize`` runs that many trajectories at once (``vmap``); the unchanged one rides along in the first pass."""
+    ``vectorize`` runs that many trajectories per pass, batched by ``batching`` (``vmap``, ``loop``, or ``auto``:
+    the faster for this model, measured); the unchanged one rides along in the first pass. ``noise_floor`` replays
+    the unchanged run once more on the other kernel (see :attr:`GroundTruth.noise`). For a task with a frozen
+    prefix, pass the task and data from :func:`ifscope.prefix.cache_prefix` to replay only the selected part."""
     if mode not in MODES:
         raise ConfigError(f"mode must be one of {MODES}, got {mode!r}")
     steps = sorted({int(t) for t in steps})
@@ -85,20 +108,28 @@ def actual_changes(task: Task, train: Any, queries: Any, ids: Sequence[int] | Te
     weight = 0.0 if mode == "remove" else 1.0 + float(epsilon)
     if vectorize < 1:
         raise ConfigError(f"vectorize must be a positive number of trajectories per pass, got {vectorize}")
+    check_batching(batching)
     weights = torch.ones(len(ids_t) + 1, n, dtype=torch.float64)  # row 0: unchanged; 1 + ε exact in float64
     weights[torch.arange(1, len(ids_t) + 1), ids_t] = weight
     parts_l, parts_f = [], []
     passes = range(0, len(weights), vectorize)
-    bar = progress_bar(f"ground truth ({mode}, {len(weights)} runs of {max(steps)} steps)", len(passes) * max(steps),
-                       progress)
+    bar = progress_bar(f"ground truth ({mode}, {len(weights) + noise_floor} runs of {max(steps)} steps)",
+                       (len(passes) + noise_floor) * max(steps), progress)
     for s in passes:
         losses, flat = _trajectories(task, p0, rest, data, schedule, steps, q_batch, weights[s:s + vectorize],
-                                     tick=lambda: bar.update(1))
+                                     tick=lambda: bar.update(1), batching=batching)
+        if batching == "auto":
+            batching = resolved(replay_key(task)) or batching
         parts_l.append(losses)
         parts_f.append(flat)
-    bar.close()
     losses, flat = torch.cat(parts_l, 1), torch.cat(parts_f, 1)
     base = losses[:, 0]
+    noise = noise_gap = None
+    if noise_floor:
+        again, again_flat = _trajectories(task, p0, rest, data, schedule, steps, q_batch, weights[:1],
+                                          tick=lambda: bar.update(1), batching=other(batching))
+        noise, noise_gap = again[:, 0] - base, (again_flat[:, 0] - flat[:, 0]).norm(dim=-1)
+    bar.close()
     delta = losses[:, 1:] - base[:, None]
     gap = (flat[:, 1:] - flat[:, :1]).norm(dim=-1)
-    return GroundTruth(steps, ids_t, weight, mode, delta, gap, base)
+    return GroundTruth(steps, ids_t, weight, mode, delta, gap, base, batching, noise, noise_gap)

@@ -24,10 +24,15 @@ def _hf_inputs(batch: Batch) -> tuple[tuple, dict]:
     kwargs = {k: batch[k] for k in MODEL_INPUTS if k in batch}
     mask = kwargs.get("attention_mask")
     if mask is not None and mask.dim() == 2:
-        # A prepared 4D additive mask is used as-is by transformers; the 2D one would be inspected with
-        # data-dependent branches (mask.all()) that vmap cannot trace.
-        kwargs["attention_mask"] = (1.0 - mask[:, None, None, :].float()) * torch.finfo(torch.float32).min
+        kwargs["attention_mask"] = additive_mask(mask)
     return (), kwargs
+
+
+def additive_mask(mask: Tensor) -> Tensor:
+    """``[B, 1, 1, L]``: 0 on tokens, the float32 minimum on padding, added to attention scores before the softmax."""
+    # A prepared 4D additive mask is used as-is by transformers; the 2D one would be inspected with
+    # data-dependent branches (mask.all()) that vmap cannot trace.
+    return (1.0 - mask[:, None, None, :].float()) * torch.finfo(torch.float32).min
 
 
 def _hf_targets(batch: Batch) -> Tensor:

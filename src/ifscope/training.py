@@ -15,8 +15,9 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.func import grad, vmap
+from torch.func import grad, grad_and_value
 
+from .batching import choose
 from .data import as_dataset, batch_len, take
 from .errors import ConfigError, NumericalError
 from .params import Params
@@ -155,9 +156,10 @@ def replay(task: Task, params0: Mapping[str, Tensor], train: Any, schedule: Sche
 
 def replay_many(task: Task, params0: Mapping[str, Tensor], train: Any, schedule: Schedule, weights: Tensor,
                 steps: int | None = None, callback: Callable[[int, Params], None] | None = None,
-                rest: Mapping[str, Tensor] | None = None) -> Params:
-    """:func:`replay` for K weight vectors at once (``weights`` [K, N]), vectorised over the copies with ``vmap``;
-    returns the parameters stacked ``[K, ...]`` and calls ``callback(t, stacked_params)`` after each step.
+                rest: Mapping[str, Tensor] | None = None, batching: str = "auto") -> Params:
+    """:func:`replay` for K weight vectors at once (``weights`` [K, N]), over the copies by ``vmap`` or a loop
+    (``batching``; ``"auto"`` times both on the first step, see :mod:`ifscope.batching`); returns the parameters
+    stacked ``[K, ...]`` and calls ``callback(t, stacked_params)`` after each step.
 
     Row k follows the same update rule as ``replay(..., weights=weights[k])``; the rows need not match an
     unbatched replay bit for bit (other kernels), so compare rows of the same call with each other."""
@@ -173,20 +175,27 @@ def replay_many(task: Task, params0: Mapping[str, Tensor], train: Any, schedule:
         for t in range(steps):
             idx = schedule.batches[t]
             batch = task.cast(take(data, idx), dtype)
-            g = vmap(grad(batch_objective(task, rest, batch, wd)))(params, w[:, idx].to(dtype))
-            if not all(torch.isfinite(v).all() for v in g.values()):
-                raise NumericalError(f"the training loss gradient became NaN or inf at step {t}; lower the learning rate")
+            # the loss, not every gradient entry, is checked each step: a pass over K parameter copies saved
+            batching, (g, value) = choose(batching, replay_key(task), grad_and_value(batch_objective(task, rest, batch, wd)),
+                                          (params, w[:, idx].to(dtype)))
+            if not torch.isfinite(value).all():
+                raise NumericalError(f"the training loss became NaN or inf at step {t}; lower the learning rate")
             params = _step(schedule, params, g, state, state2, t + 1)
             if callback is not None:
                 callback(t + 1, params)
     return params
 
 
+def replay_key(task: Task) -> tuple:
+    """The key under which :func:`replay_many` remembers its measured batching for this task's model."""
+    return (id(task.model), "replay")
+
+
 def _step(s: Schedule, params: Params, g: Params, m: Params, v: Params, t: int) -> Params:
     out = {}
     for k, p in params.items():
         if s.optimizer == "sgd":
-            out[k] = p - s.lr * g[k]
+            out[k] = torch.add(p, g[k], alpha=-s.lr)  # one pass over the parameters, not two
         elif s.optimizer == "momentum":
             m[k] = s.momentum * m[k] + g[k]
             out[k] = p - s.lr * m[k]

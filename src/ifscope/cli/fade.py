@@ -20,7 +20,8 @@ REFERENCE_METHODS = ("horizon", "arnoldi_horizon", "exact", "graddot", "tracin",
 EXACT_LIMIT = 5000  # parameters above which the default method list leaves out the dense-Hessian `exact`
 DEFAULTS: dict[str, Any] = dict(steps=[1, 3, 10, 30, 100, 300, 1000], mode="remove", epsilon=0.01, n_ids=40,
                                 n_queries=20, methods=None, train_lr=None, train_batch_size=None, krylov=100,
-                                truth_dtype="float64", reference_dtype=None)
+                                truth_dtype="float64", reference_dtype=None, reference_hessian_samples=None,
+                                batching="auto")
 FLOAT64_LIMIT = 200_000  # parameters up to which the reference methods run in float64 by default
 
 
@@ -33,6 +34,12 @@ def _ints(text: str) -> list[int]:
 
 def _names(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
+
+
+FALLBACK = dict(steps=[1, 3, 10, 30, 100, 300, 1000], mode="remove", epsilon=0.01, n_ids=40, n_queries=20, methods=None,
+                lr=None, train_batch_size=None, rank=100, iterations=200, krylov=100, batch_size=500,
+                hessian_samples=None, dtype="float64", truth_dtype=None, last_blocks=None, batching="auto")
+"""Option values when neither the command line nor the recipe's ``defaults["fade"]`` gives one."""
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -51,12 +58,17 @@ def add_parser(sub) -> argparse.ArgumentParser:
     f.add_argument("--lr", dest="train_lr", type=float, default=None,
                    help="step size of the continued training (default 1/λ_max of the run's spectrum)")
     f.add_argument("--train-batch-size", type=int, default=None,
-                   help="minibatch SGD for the continued training (default: full-batch gradient descent)")
+                   help="minibatch SGD for the continued training (0 or default: full-batch gradient descent)")
     f.add_argument("--krylov", type=int, default=None, help="Lanczos steps for the horizon method's query vectors")
     f.add_argument("--reference-dtype", choices=["float64", "float32"], default=None,
                    help="precision of the reference methods (default float64 up to 200k parameters, else the run's)")
+    f.add_argument("--reference-hessian-samples", type=int, default=None,
+                   help="training examples the reference methods' curvature averages over (default: the run's)")
     f.add_argument("--truth-dtype", choices=["float64", "float32"], default=None,
                    help="precision of the ground-truth replays (default float64: changes near the float32 floor)")
+    f.add_argument("--batching", choices=["auto", "vmap", "loop"], default=None,
+                   help="replicas of the ground truth and rows of curvature products by vmap or a loop "
+                        "(auto: the faster, measured)")
     return p
 
 
@@ -65,13 +77,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     from ..data import as_dataset, take
     from ..errors import ConfigError
-    from ..fade import fade_curve, gd_schedule, method_label, plot_fade, reference_methods
+    from ..fade import fade_curve, gd_schedule, method_label, plot_fade, rebind, reference_methods
+    from ..groundtruth import actual_changes
+    from ..prefix import cache_prefix
     from ..validity import fade_validity, validity_lines
     from . import recipe_for
 
     t0 = time.time()
     recipe = recipe_for(args)
     apply_defaults(args, recipe, "fade", DEFAULTS)
+    if args.train_batch_size == 0:
+        args.train_batch_size = None
     if args.n_ids < 2 or args.n_queries < 1:
         raise ConfigError("--n-ids must be at least 2 and --n-queries at least 1")
     inf = fitted_for(args, recipe)
@@ -87,6 +103,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     queries = take(test, q_idx)
     steps = sorted(set(args.steps))
     schedule = gd_schedule(inf, max(steps), args.train_lr, batch_size=args.train_batch_size, seed=args.seed)
+    # the frozen prefix of a text model is computed once: ground truth and every method replay only the selected part
+    truth_dtype = getattr(torch, args.truth_dtype)
+    prefix = cache_prefix(inf.task, inf.train, queries, dtype=truth_dtype, progress=True)
+    task, (cached_train, queries) = prefix.task, prefix.datasets
+    run_view = rebind(inf, task, cached_train) if prefix.start is not None else inf
+    t_truth = time.time()
+    truth = actual_changes(task, cached_train, queries, ids, steps, schedule, mode=args.mode, epsilon=args.epsilon,
+                           dtype=truth_dtype, batching=args.batching)
+    t_truth = time.time() - t_truth
     names = args.methods
     dim = inf.estimator.ctx.space.dim
     ref_dtype = args.reference_dtype or ("float64" if dim <= FLOAT64_LIMIT else str(inf.dtype).replace("torch.", ""))
@@ -97,15 +122,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     bad = [n for n in names if n != "run" and n not in REFERENCE_METHODS]
     if bad:
         raise ConfigError(f"unknown fade method(s) {bad}; choose from run,{','.join(REFERENCE_METHODS)}")
-    methods = {method_label(inf): inf} if "run" in names else {}
-    methods.update(reference_methods(inf, [n for n in names if n != "run" and n not in methods], schedule,
-                                     max(steps), krylov=args.krylov, dtype=getattr(torch, ref_dtype)))
+    methods = {method_label(inf): run_view} if "run" in names else {}
+    methods.update(reference_methods(run_view, [n for n in names if n != "run" and n not in methods], schedule,
+                                     max(steps), krylov=args.krylov, dtype=getattr(torch, ref_dtype),
+                                     hessian_samples=args.reference_hessian_samples))
     result = fade_curve(methods, queries, ids, steps=steps, mode=args.mode, epsilon=args.epsilon, schedule=schedule,
-                        truth_dtype=getattr(torch, args.truth_dtype))
+                        truth=truth)
     validity = fade_validity(methods, queries, steps, schedule) if "unrolled" in methods else None
     out = {**run_facts(inf), **result.to_dict(), **({"validity_horizon": validity} if validity else {}),
-           "recipe": args.recipe, "seed": args.seed, "reference_dtype": ref_dtype,
-           "query_ids": q_idx.tolist(), "train_batch_size": args.train_batch_size, "seconds": time.time() - t0}
+           "recipe": args.recipe, "seed": args.seed, "reference_dtype": ref_dtype, "query_ids": q_idx.tolist(),
+           "train_batch_size": args.train_batch_size, "noise_floor": truth.noise_floor(), "truth_seconds": t_truth,
+           "truth_dtype": args.truth_dtype, "batching": truth.batching, "threads": torch.get_num_threads(),
+           "prefix": {"cached": prefix.start is not None, "start_block": prefix.start, "seconds": prefix.seconds},
+           "parameters": dim, "n_train": inf.n_train, "seconds": time.time() - t0}
     run_dir = inf.run
     path = run_dir.save_json("fade.json", out)
     figure = run_dir.record(str(plot_fade(result, run_dir.path / "report" / "fade_curve.png")
@@ -119,6 +148,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                f"gap growth: rate r = {result.gap_rate:.3g} per step in c(e^rT - 1)/r, exponent "
                f"{result.gap_exponent:.2f} in T^a; T_1/2 ({result.reference}) = {half}",
                *validity_lines(out.get("validity_horizon", {})),
+               *(["noise floor (|Δℓ| of a second unchanged replay on the other kernel / RMS actual change): "
+                  + " ".join(f"{r:.2g}" for r in out["noise_floor"]["ratio"])] if out["noise_floor"] else []),
                f"wrote {path} and {figure} in {out['seconds']:.0f} s"]
     out["summary"] = "\n".join(summary)
     return out

@@ -13,6 +13,8 @@ from . import Recipe
 # the MLP (2.4k parameters) and the CNN (19.7k) are small enough for 50 eigenpairs from 200 Arnoldi iterations over
 # the whole training set: 1 s (MLP) and 30 s (CNN) of one thread.
 DIGITS_INFLUENCE = {"rank": 50, "iterations": 200, "hessian_samples": None, "batch_size": 128}
+# the CNN's fit, which fade, diagnose and correct all read: 40 Arnoldi steps on a 256-image Hessian sample
+CNN_INFLUENCE = {"rank": 20, "iterations": 40, "hessian_samples": 256, "batch_size": 128}
 
 
 def digits_data(n_train: int = 1000, n_test: int = 300, seed: int = 0, flip: float = 0.0
@@ -132,4 +134,13 @@ def digits_cnn(n_train: int = 500, n_test: int = 1297, width: int = 16, epochs: 
     return Recipe(model, task, train_ds, test_ds,
                   info={"weight_decay": weight_decay, "flipped": flipped, "image_shape": (8, 8),
                         "classes": [str(i) for i in range(10)], "test_accuracy": accuracy(task, test_ds), **facts},
-                  defaults={"influence": dict(DIGITS_INFLUENCE)}, retrain=retrain)
+                  defaults={"influence": dict(CNN_INFLUENCE), "fade": dict(CNN_FADE)}, retrain=retrain)
+
+
+
+# `ifscope fade --recipe digits-cnn`: minibatch SGD (the cheap replay); curvature on a 128-image sample and 10
+# Lanczos steps (each step costs one Hessian product per query: with 500 images and 30 steps the horizon methods
+# alone took over 20 minutes on the shared 2-core machine); ground truth in float32, whose measured noise floor is
+# reported beside the correlations (docs/experiments.md; --truth-dtype float64 costs 2.6x at batch 64)
+CNN_FADE = dict(n_ids=20, n_queries=20, steps=[1, 3, 10, 30, 100, 300], train_batch_size=64, krylov=10,
+                reference_hessian_samples=128, reference_dtype="float32", truth_dtype="float32")

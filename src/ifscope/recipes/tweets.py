@@ -86,4 +86,13 @@ def tweets_minilm(n_train: int = 2000, n_test: int = 400, train_blocks: int = 2,
                   info={"weight_decay": weight_decay, "classes": list(CLASSES),
                         "texts": {"train": tr_texts, "test": te_texts}, "tokenizer": tokenizer,
                         "test_accuracy": accuracy(task, test_ds), **facts},
-                  defaults={"influence": INFLUENCE_DEFAULTS})
+                  defaults={"influence": INFLUENCE_DEFAULTS, "fade": dict(TWEETS_FADE)})
+
+
+
+# `ifscope fade --recipe tweets-minilm`: influence over the last block (hf_classification(model, last_blocks=1)),
+# replayed on cached hidden states by minibatch SGD; curvature on a 128-tweet sample (each Lanczos step costs one
+# Hessian product per query); ground truth in float32: each replica-step is bound by passes over its own 1.9M
+# parameters, which float64 doubles, and the measured noise floor stays far below the changes (docs/experiments.md)
+TWEETS_FADE = dict(n_ids=20, n_queries=20, steps=[1, 3, 10, 30, 100, 300], train_batch_size=32, krylov=20,
+                   reference_hessian_samples=128, reference_dtype="float32", truth_dtype="float32")

@@ -1,0 +1,117 @@
+"""Cached frozen prefix: the ground truth replayed on cached activations equals replaying the whole model; replicas
+by vmap or by a loop agree; the noise floor is reported."""
+
+import pytest
+import torch
+from torch import nn
+
+import ifscope
+from ifscope.batching import batched, choose, looped
+from ifscope.curvature import Curvature
+from ifscope.groundtruth import actual_changes
+from ifscope.prefix import cache_prefix
+from ifscope.training import Schedule, make_batches
+
+transformers = pytest.importorskip("transformers")
+
+
+def tiny_bert(layers=2, seed=0):
+    torch.manual_seed(seed)
+    cfg = transformers.BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=layers, num_attention_heads=2,
+                                  intermediate_size=24, max_position_embeddings=32, num_labels=3,
+                                  hidden_dropout_prob=0.3, attention_probs_dropout_prob=0.3)
+    return transformers.BertForSequenceClassification(cfg)
+
+
+def text_data(n, width=11, seed=1):
+    gen = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(3, width - 2, (n,), generator=gen)  # trailing padding columns on every row
+    ids = torch.zeros(n, width, dtype=torch.long)
+    mask = torch.zeros(n, width, dtype=torch.long)
+    for i, length in enumerate(lengths):
+        ids[i, :length] = torch.randint(1, 40, (int(length),), generator=gen)
+        mask[i, :length] = 1
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids),
+            "labels": torch.randint(0, 3, (n,), generator=gen)}
+
+
+def tiny_cnn(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Unflatten(1, (1, 4, 4)), nn.Conv2d(1, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU(),
+                         nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(16, 3))
+
+
+def image_data(n, seed=1):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 16, generator=gen), torch.randint(0, 3, (n,), generator=gen)
+
+
+def _truth(task, train, queries, **kw):
+    schedule = Schedule(make_batches(len(train["labels"] if isinstance(train, dict) else train[1]), 7, 8, seed=3),
+                        lr=0.5, weight_decay=1e-3)
+    return actual_changes(task, train, queries, [1, 5, 17], [1, 3, 7], schedule, mode="upweight", epsilon=0.5,
+                          dtype=torch.float64, progress=False, **kw)
+
+
+@pytest.mark.parametrize("last_blocks", [0, 1, 2])
+def test_ground_truth_on_cached_prefix_equals_replaying_the_whole_bert(last_blocks):
+    model = tiny_bert().eval()
+    task = ifscope.hf_classification(model, last_blocks=last_blocks)
+    train, queries = text_data(24), text_data(5, seed=2)
+    pre = cache_prefix(task, train, queries, dtype=torch.float64)
+    assert pre.start == 2 - last_blocks and pre.task.parameter_names == task.parameter_names
+    full = _truth(task, train, queries)
+    cached = _truth(pre.task, *pre.datasets)
+    assert full.delta.abs().max() > 1e-4  # the examples do move the queries
+    torch.testing.assert_close(cached.delta, full.delta, rtol=1e-9, atol=1e-13)
+    torch.testing.assert_close(cached.gap, full.gap, rtol=1e-9, atol=1e-13)
+    torch.testing.assert_close(cached.base, full.base, rtol=1e-12, atol=1e-13)
+
+
+def test_per_example_loss_on_cached_states_equals_the_model_at_other_parameters():
+    model = tiny_bert(layers=3).eval()
+    task = ifscope.hf_classification(model, last_blocks=2)
+    data = text_data(9)
+    pre = cache_prefix(task, data, dtype=torch.float64, batch_size=4)  # batches padded to different widths
+    params, rest = task.state(torch.float64)
+    moved = {k: v + 0.3 * torch.randn_like(v) for k, v in params.items()}
+    full = task.per_example_loss(moved, rest, task.cast(data, torch.float64))
+    ours = pre.task.per_example_loss(moved, pre.task.state(torch.float64)[1],
+                                     pre.task.cast(pre.datasets[0], torch.float64))
+    torch.testing.assert_close(ours, full, rtol=1e-12, atol=1e-12)
+    assert not torch.allclose(full, task.per_example_loss(params, rest, task.cast(data, torch.float64)))
+
+
+def test_a_cnn_with_every_parameter_selected_caches_nothing_and_loop_equals_vmap():
+    task = ifscope.classification(tiny_cnn().eval())
+    train, queries = image_data(24), image_data(5, seed=2)
+    pre = cache_prefix(task, train, queries)
+    assert pre.start is None and pre.task is task and pre.datasets[0] is train
+    by_vmap = _truth(task, train, queries, batching="vmap", vectorize=4)
+    by_loop = _truth(task, train, queries, batching="loop")
+    assert by_vmap.batching == "vmap" and by_loop.batching == "loop"
+    torch.testing.assert_close(by_loop.delta, by_vmap.delta, rtol=1e-9, atol=1e-13)
+    floor = by_loop.noise_floor()
+    assert floor["kernels"] == ["loop", "vmap"]
+    assert max(floor["ratio"]) < 1e-8 and min(floor["signal_rms"]) > 0
+
+
+def test_auto_batching_picks_one_kernel_and_returns_its_result():
+    fn = lambda x, w: (x * w).sum(-1)  # noqa: E731
+    x, w = torch.randn(4, 6, dtype=torch.float64), torch.randn(6, dtype=torch.float64)
+    how, out = choose("auto", ("test", id(fn)), fn, (x, w), in_dims=(0, None))
+    assert how in ("vmap", "loop")
+    torch.testing.assert_close(out, x @ w)
+    torch.testing.assert_close(looped(fn, (0, None))(x, w), batched(fn, "vmap", (0, None))(x, w))
+    with pytest.raises(ifscope.ConfigError, match="batching"):
+        choose("threads", ("test",), fn, (x, w))
+
+
+def test_curvature_products_agree_between_loop_and_vmap():
+    task = ifscope.classification(tiny_cnn().eval())
+    params, rest = task.state(torch.float64)
+    x, y = image_data(10)
+    vs = torch.randn(3, sum(p.numel() for p in params.values()), dtype=torch.float64)
+    products = [Curvature(task, params, rest, [(x.double(), y)], weight_decay=1e-3, batching=how).matmat(vs)
+                for how in ("vmap", "loop")]
+    torch.testing.assert_close(products[0], products[1], rtol=1e-10, atol=1e-12)
