@@ -1,88 +1,133 @@
-"""``ifscope correct``: fix the recipe's mis-predicted test examples by a few steps on influential training examples."""
+"""``ifscope correct``: fix the recipe's mis-predicted test examples by a few steps on influential training examples.
+
+Every option left out on the command line comes from the recipe's ``defaults["correct"]`` (sized to that model and
+measured, see docs/experiments_correction.md), then from :class:`ifscope.correct.CorrectOptions` and the influence
+defaults below. A text model whose influence starts at a transformer block runs on the cached output of the frozen
+blocks below it (:func:`ifscope.prefix.cache_prefix`): the same losses, at the cost of the selected blocks only.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from . import common_arguments
 
+# estimator options of the correction's influence, and their defaults where the recipe declares none
+INFLUENCE = {"method": "arnoldi", "rank": 50, "iterations": 200, "hessian_samples": None, "batch_size": 128,
+             "last_blocks": None}
+SELECTION = ("n_test", "queries")  # which test examples: passed to the recipe / the first N mistakes
+
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    from ..correct import (
-        DEFAULT_ANCHOR,
-        DEFAULT_K,
-        DEFAULT_LR,
-        DEFAULT_STEPS,
-        DEFAULT_STRATEGY,
-        METHODS,
-        STRATEGIES,
-    )
+    from ..correct import METHODS, STRATEGIES
     p = sub.add_parser("correct", help="fix mis-predictions with a few fine-tuning steps on influential examples",
                        description="Queries are the test examples the model mis-predicts (or --indices); the "
-                                   "held-out set for side effects is every other test example.")
+                                   "held-out set for side effects is every other test example. Options left out "
+                                   "come from the recipe's defaults['correct'].")
     common_arguments(p)
     p.add_argument("--n-test", type=int, default=None,
                    help="passed to the recipe as n_test (digits recipes: up to 797, all images not used for training)")
-    p.add_argument("--method", default="arnoldi", help="influence method (arnoldi, exact, cg, lissa, graddot, tracin)")
-    p.add_argument("--rank", type=int, default=50, help="arnoldi: eigenpairs kept")
-    p.add_argument("--iterations", type=int, default=200, help="arnoldi: Arnoldi iterations")
-    p.add_argument("--k", type=int, default=DEFAULT_K, help="training examples per correction")
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="SGD steps per correction")
+    p.add_argument("--method", default=None, help="influence method (arnoldi, exact, cg, lissa, graddot, tracin)")
+    p.add_argument("--rank", type=int, default=None, help="arnoldi: eigenpairs kept")
+    p.add_argument("--iterations", type=int, default=None, help="arnoldi: Arnoldi iterations")
+    p.add_argument("--hessian-samples", type=int, default=None, help="training examples the curvature averages")
+    p.add_argument("--batch-size", type=int, default=None, help="examples per batch")
+    p.add_argument("--last-blocks", type=int, default=None,
+                   help="text models: influence (and the correction) over the last N transformer blocks and the head")
+    p.add_argument("--k", type=int, default=None, help="training examples per correction")
+    p.add_argument("--steps", type=int, default=None, help="SGD steps per correction")
     p.add_argument("--lr", type=float, default=None,
-                   help=f"SGD learning rate (default {DEFAULT_LR}, capped at 1/λ_max so that steps do not diverge)")
-    p.add_argument("--strategy", choices=STRATEGIES, default=DEFAULT_STRATEGY,
+                   help="SGD learning rate (default min(0.1, 0.25/λ_max), λ_max read from the fitted estimator)")
+    p.add_argument("--strategy", choices=STRATEGIES, default=None,
                    help="descend on proponents, ascend on opponents, or both")
-    p.add_argument("--anchor", type=int, default=DEFAULT_ANCHOR,
+    p.add_argument("--anchor", type=int, default=None,
                    help="other random training examples kept in each step to hold the model in place (0 = none)")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--queries", type=int, default=None, metavar="N",
                        help="correct the first N mis-predicted test examples (default: all)")
     which.add_argument("--indices", type=int, nargs="+", default=None,
                        help="test positions to correct (already-correct ones are skipped unless --include-correct)")
-    p.add_argument("--stop-when-fixed", action="store_true",
+    p.add_argument("--stop-when-fixed", action=argparse.BooleanOptionalAction, default=None,
                    help="stop each correction at the first step after which its query is predicted correctly")
-    p.add_argument("--include-correct", action="store_true", help="also fine-tune queries already predicted correctly")
-    p.add_argument("--group", action="store_true", help="one correction for all queries at once (summed scores)")
-    p.add_argument("--baselines", nargs="*", default=list(METHODS[1:]), choices=METHODS[1:])
+    p.add_argument("--include-correct", action="store_true", default=None,
+                   help="also fine-tune queries already predicted correctly")
+    p.add_argument("--group", action="store_true", default=None,
+                   help="one correction for all queries at once (summed scores)")
+    p.add_argument("--baselines", nargs="*", default=None, choices=METHODS[1:])
     p.add_argument("--save", action="store_true", help="write the corrected parameters to DIR/corrected.safetensors")
     return p
 
 
-def _recipe(args: argparse.Namespace):
-    from . import recipe_for
-    return recipe_for(args, **({"n_test": args.n_test} if args.n_test is not None else {}))
+def resolve(args: argparse.Namespace, defaults: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict]:
+    """``(influence options, correction options, selection)``: each a flag, else the recipe's default, else ours."""
+    from ..correct import CorrectOptions
+    from ..errors import ConfigError
+    fields = set(CorrectOptions.__dataclass_fields__)
+    unknown = sorted(set(defaults) - fields - set(INFLUENCE) - set(SELECTION))
+    if unknown:
+        raise ConfigError(f"the recipe's defaults['correct'] has unknown option(s) {unknown}")
+
+    def pick(name: str, fallback: Any = None) -> Any:
+        value = getattr(args, name, None)
+        return value if value is not None else defaults.get(name, fallback)
+    influence = {name: pick(name, value) for name, value in INFLUENCE.items()}
+    options = {name: pick(name) for name in fields if pick(name) is not None}
+    if args.seed is not None:
+        options["seed"] = args.seed
+    return influence, options, {name: pick(name) for name in SELECTION}
+
+
+def _influence(recipe: Any, chosen: dict[str, Any], seed: int):
+    """The fitted Influence of the correction and the test set it reads (both on the cached prefix, if any)."""
+    from ..errors import ConfigError
+    from ..estimators import METHODS
+    from ..hf import hf_classification
+    from ..influence import Influence
+    from ..prefix import cache_prefix
+    method = chosen["method"]
+    if method not in METHODS:
+        raise ConfigError(f"unknown --method {method!r}; choose one of {sorted(METHODS)}")
+    task = recipe.task if chosen["last_blocks"] is None else hf_classification(recipe.model,
+                                                                                last_blocks=chosen["last_blocks"])
+    pre = cache_prefix(task, recipe.train, recipe.test, batch_size=chosen["batch_size"])
+    own = {k: chosen[k] for k in ("rank", "iterations") if k in METHODS[method].OPTIONS}
+    inf = Influence(pre.task, pre.datasets[0], method=method, weight_decay=recipe.info.get("weight_decay", 0.0),
+                    seed=seed, hessian_samples=chosen["hessian_samples"], batch_size=chosen["batch_size"], **own)
+    return inf, pre
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from ..correct import correct, save_params, split_mispredicted
     from ..data import as_dataset, take
-    from ..influence import Influence
     from ..store import write_json
+    from . import recipe_for
 
     t0 = time.time()
-    recipe = _recipe(args)
-    test = as_dataset(recipe.test, "test")
-    options = {"rank": args.rank, "iterations": args.iterations} if args.method == "arnoldi" else {}
-    inf = Influence(recipe.task, recipe.train, method=args.method, weight_decay=recipe.info.get("weight_decay", 0.0),
-                    seed=args.seed, **options)
+    first = recipe_for(args, **({"n_test": args.n_test} if args.n_test is not None else {}))
+    chosen, options, selection = resolve(args, first.defaults.get("correct", {}))
+    recipe = first if selection["n_test"] in (None, args.n_test) else recipe_for(args, n_test=selection["n_test"])
+    inf, pre = _influence(recipe, chosen, args.seed)
     t_fit = time.time()
     inf.fit()
     fit_seconds = time.time() - t_fit
-    q_idx, h_idx = split_mispredicted(inf, test, n=args.queries, indices=args.indices)
+    test = as_dataset(pre.datasets[1], "test")
+    q_idx, h_idx = split_mispredicted(inf, test, n=selection["queries"], indices=args.indices)
     workdir = Path(args.workdir)
-    result = correct(inf, test, heldout=take(test, h_idx) if h_idx else None, indices=q_idx, k=args.k,
-                     steps=args.steps, lr=args.lr, strategy=args.strategy, anchor=args.anchor,
-                     stop_when_fixed=args.stop_when_fixed, baselines=args.baselines, group=args.group,
-                     include_correct=args.include_correct, seed=args.seed)
+    print(f"ifscope: correcting {len(q_idx)} test examples with {inf.method} over {inf.estimator.ctx.space.dim} "
+          f"parameters ({options})", file=sys.stderr)
+    result = correct(inf, test, heldout=take(test, h_idx) if h_idx else None, indices=q_idx, **options)
     out = result.to_dict()
     if args.save and result.params:
         out["saved"] = save_params(result, workdir / "corrected.safetensors").name
     out["recipe"] = args.recipe
     out["n_test"], out["n_heldout"] = len(test), len(h_idx)
     out["fit_seconds"] = fit_seconds
+    out["influence"] = {**chosen, "n_parameters": inf.estimator.ctx.space.dim, "prefix_cached": pre.start is not None,
+                        "prefix_seconds": pre.seconds}
     out["heldout"] = "every test example not used as a query"
     out["seconds"] = time.time() - t0
     write_json(workdir / "correct.json", out)
