@@ -18,8 +18,9 @@ from . import common_arguments
 
 # estimator options of the correction's influence, and their defaults where the recipe declares none
 INFLUENCE = {"method": "arnoldi", "rank": 50, "iterations": 200, "hessian_samples": None, "batch_size": 128,
-             "last_blocks": None}
-SELECTION = ("n_test", "queries")  # which test examples: passed to the recipe / the first N mistakes
+             "last_blocks": None, "projection": "auto"}
+SELECTION = ("n_test", "queries")
+SHOWN = 6  # corrected queries drawn in the report, with the training examples stepped on  # which test examples: passed to the recipe / the first N mistakes
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -81,7 +82,7 @@ def resolve(args: argparse.Namespace, defaults: dict[str, Any]) -> tuple[dict[st
     return influence, options, {name: pick(name) for name in SELECTION}
 
 
-def _influence(recipe: Any, chosen: dict[str, Any], seed: int):
+def correction_influence(recipe: Any, chosen: dict[str, Any], seed: int):
     """The fitted Influence of the correction and the test set it reads (both on the cached prefix, if any)."""
     from ..errors import ConfigError
     from ..estimators import METHODS
@@ -96,7 +97,8 @@ def _influence(recipe: Any, chosen: dict[str, Any], seed: int):
     pre = cache_prefix(task, recipe.train, recipe.test, batch_size=chosen["batch_size"])
     own = {k: chosen[k] for k in ("rank", "iterations") if k in METHODS[method].OPTIONS}
     inf = Influence(pre.task, pre.datasets[0], method=method, weight_decay=recipe.info.get("weight_decay", 0.0),
-                    seed=seed, hessian_samples=chosen["hessian_samples"], batch_size=chosen["batch_size"], **own)
+                    seed=seed, hessian_samples=chosen["hessian_samples"], batch_size=chosen["batch_size"],
+                    projection=chosen["projection"], **own)
     return inf, pre
 
 
@@ -110,7 +112,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     first = recipe_for(args, **({"n_test": args.n_test} if args.n_test is not None else {}))
     chosen, options, selection = resolve(args, first.defaults.get("correct", {}))
     recipe = first if selection["n_test"] in (None, args.n_test) else recipe_for(args, n_test=selection["n_test"])
-    inf, pre = _influence(recipe, chosen, args.seed)
+    inf, pre = correction_influence(recipe, chosen, args.seed)
     t_fit = time.time()
     inf.fit()
     fit_seconds = time.time() - t_fit
@@ -129,10 +131,38 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out["influence"] = {**chosen, "n_parameters": inf.estimator.ctx.space.dim, "prefix_cached": pre.start is not None,
                         "prefix_seconds": pre.seconds}
     out["heldout"] = "every test example not used as a query"
+    out.update(examples(recipe, out))
     out["seconds"] = time.time() - t0
     write_json(workdir / "correct.json", out)
     out["summary"] = _summary(out, workdir)
     return out
+
+
+def examples(recipe: Any, d: dict[str, Any], n: int = SHOWN, per: int = 4) -> dict[str, Any]:
+    """What the report draws: for the first ``n`` corrected queries, the query and the first ``per`` training
+    examples each correction stepped on, as pixels or text (the recipe's ``info``), with labels and predictions."""
+    from ..data import as_dataset
+    from .top import _view
+    test, train = as_dataset(recipe.test, "test"), as_dataset(recipe.train, "train")
+    labels = train_labels(recipe)
+    shown = []
+    for q in d["queries"][:n]:
+        o = q["methods"]["influence"]
+        shown.append({"index": q["index"], "label": q["label"], "predicted": q["predicted_before"],
+                      "predicted_after": o["predicted_after"], "fixed": o["fixed"], **_view(recipe, "test", test,
+                                                                                              q["index"]),
+                      "proponents": [{"index": i, "label": labels[i], **_view(recipe, "train", train, i)}
+                                     for i in o["selected"][:per]],
+                      "opponents": [{"index": i, "label": labels[i], **_view(recipe, "train", train, i)}
+                                    for i in o["ascended"][:per]]})
+    return {"examples": shown, "classes": recipe.info.get("classes"),
+            "image_shape": list(recipe.info.get("image_shape", []))}
+
+
+def train_labels(recipe: Any) -> list[int]:
+    from ..data import as_dataset, batches
+    data = as_dataset(recipe.train, "train")
+    return [int(v) for _, b in batches(data, 4096) for v in recipe.task.targets(b).reshape(-1)]
 
 
 def _summary(d: dict[str, Any], workdir: Path) -> str:

@@ -68,7 +68,15 @@ def digits_mlp(n_train: int = 1000, n_test: int = 300, hidden: int = 32, steps: 
     return Recipe(model, task, train_ds, test_ds,
                   info={"weight_decay": weight_decay, "flipped": flipped, "image_shape": (8, 8),
                         "classes": [str(i) for i in range(10)], "initial": initial, "checkpoints": checkpoints,
-                        **facts})
+                        **facts}, defaults={"correct": MLP_CORRECT})
+
+
+# `ifscope correct` defaults, measured in docs/experiments_correction.md (benchmarks/correct_sweep.py)
+MLP_CORRECT = {"n_test": 797}  # all 797 images not used for training: 20 natural mistakes
+# The top proponents' own loss is ~6x sharper than the mean training loss (λ 515 vs 84), so lr ≈ 0.4/λ_max; few
+# mistakes need all 30 steps, and stopping once fixed halves the held-out cost.
+CNN_CORRECT = {"method": "arnoldi", "rank": 20, "iterations": 40, "hessian_samples": 256, "k": 32, "steps": 30,
+               "lr": 0.005, "anchor": 0, "stop_when_fixed": True}
 
 
 class ResidualBlock(nn.Module):
@@ -114,4 +122,5 @@ def digits_cnn(n_train: int = 500, n_test: int = 1297, width: int = 16, epochs: 
     facts = cached_pretrain("digits-cnn", model, task, train_ds, config)
     return Recipe(model, task, train_ds, test_ds,
                   info={"weight_decay": weight_decay, "flipped": flipped, "image_shape": (8, 8),
-                        "classes": [str(i) for i in range(10)], "test_accuracy": accuracy(task, test_ds), **facts})
+                        "classes": [str(i) for i in range(10)], "test_accuracy": accuracy(task, test_ds), **facts},
+                  defaults={"correct": CNN_CORRECT})
