@@ -1,8 +1,7 @@
 """Sweep ``ifscope.correct``'s budget (strategy, k, steps, lr, anchor, stop) and the influence method on a recipe;
 print a markdown table.
 
-Queries are every test example the trained model mis-predicts (with the recipe's ``defaults["correct"]``: e.g. all
-797 unseen digits for ``digits-mlp``); the held-out set is every other test example. The influence is fitted once per
+Queries are every test example the trained model mis-predicts (``--n-test 797``: all 797 unseen digits for ``digits-mlp``); the held-out set is every other test example. The influence is fitted once per
 method with the recipe's correct defaults (``--method`` overrides), on the cached frozen prefix for text models, and
 every budget of the grid is spent on the same fitted Influence. Budget defaults were chosen on a development seed
 as the largest influence fix rate whose held-out drop stays within ``--max-drop`` (docs/experiments_correction.md).
@@ -26,6 +25,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--recipe", default="digits-mlp")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--n-test", type=int, default=None, help="passed to the recipe (digits-mlp: 797, all unseen)")
     ap.add_argument("--methods", default=None, help="influence methods, e.g. arnoldi,graddot (default: the recipe's)")
     ap.add_argument("--queries", type=int, default=None, help="the first N mistakes (default: the recipe's, or all)")
     ap.add_argument("--strategies", default="proponents")
@@ -38,9 +38,8 @@ def main() -> None:
                     help="held-out accuracy drop (points) the chosen setting may cost on this seed")
     args = ap.parse_args()
 
-    first = load_recipe(args.recipe, seed=args.seed)
-    defaults = first.defaults.get("correct", {})
-    recipe = load_recipe(args.recipe, seed=args.seed, n_test=defaults["n_test"]) if "n_test" in defaults else first
+    recipe = load_recipe(args.recipe, seed=args.seed, **({"n_test": args.n_test} if args.n_test else {}))
+    defaults = recipe.defaults.get("correct", {})
     chosen = {k: defaults.get(k, v) for k, v in INFLUENCE.items()}
     methods = args.methods.split(",") if args.methods else [chosen["method"]]
     print("| method | strategy | k | steps | lr | anchor | stop | fix influence | fix random | fix same-class | ratio "

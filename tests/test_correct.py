@@ -120,7 +120,8 @@ def test_cli_writes_correct_json(tmp_path):
     recipe_file = tmp_path / "tiny.py"
     recipe_file.write_text("from ifscope.recipes.digits import digits_mlp\n"
                            "def make(seed=0, n_test=300):\n"
-                           "    return digits_mlp(n_train=200, n_test=n_test, hidden=8, steps=300, seed=seed)\n")
+                           "    r = digits_mlp(n_train=200, n_test=n_test, hidden=8, steps=300, seed=seed)\n"
+                           "    return r\n")
     workdir = tmp_path / "run"
     rc = main(["correct", "--recipe", f"{recipe_file}:make", "--workdir", str(workdir), "--rank", "10",
                "--iterations", "30", "--queries", "3", "--k", "8", "--steps", "3", "--save"])

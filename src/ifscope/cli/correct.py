@@ -109,9 +109,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from . import recipe_for
 
     t0 = time.time()
-    first = recipe_for(args, **({"n_test": args.n_test} if args.n_test is not None else {}))
-    chosen, options, selection = resolve(args, first.defaults.get("correct", {}))
-    recipe = first if selection["n_test"] in (None, args.n_test) else recipe_for(args, n_test=selection["n_test"])
+    recipe = recipe_for(args, **({"n_test": args.n_test} if args.n_test is not None else {}))
+    chosen, options, selection = resolve(args, recipe.defaults.get("correct", {}))
     inf, pre = correction_influence(recipe, chosen, args.seed)
     t_fit = time.time()
     inf.fit()

@@ -68,11 +68,10 @@ def digits_mlp(n_train: int = 1000, n_test: int = 300, hidden: int = 32, steps: 
     return Recipe(model, task, train_ds, test_ds,
                   info={"weight_decay": weight_decay, "flipped": flipped, "image_shape": (8, 8),
                         "classes": [str(i) for i in range(10)], "initial": initial, "checkpoints": checkpoints,
-                        **facts}, defaults={"correct": MLP_CORRECT})
+                        **facts})
 
 
 # `ifscope correct` defaults, measured in docs/experiments_correction.md (benchmarks/correct_sweep.py)
-MLP_CORRECT = {"n_test": 797}  # all 797 images not used for training: 20 natural mistakes
 # The top proponents' own loss is ~6x sharper than the mean training loss (λ 515 vs 84), so lr ≈ 0.4/λ_max; few
 # mistakes need all 30 steps, and stopping once fixed halves the held-out cost.
 CNN_CORRECT = {"method": "arnoldi", "rank": 20, "iterations": 40, "hessian_samples": 256, "k": 32, "steps": 30,
