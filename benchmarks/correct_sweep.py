@@ -1,19 +1,21 @@
-"""Sweep ``ifscope.correct``'s budget (strategy, k, steps, lr) on the digits recipe; print a markdown table.
+"""Sweep ``ifscope.correct``'s budget (strategy, k, steps, lr, anchor, stop) and the influence method on a recipe;
+print a markdown table.
 
-Queries are every test image the trained model mis-predicts (recipe with all 797 images not used for training as
-its test set); the held-out set is every other test image. The defaults in ``ifscope.correct`` were chosen on a
-development seed (``--seed 1``) as the largest influence fix rate whose mean held-out accuracy drop is ≤ 0.5 point
-(half the 1-point target, a margin for a new model), then reported on the default seed 0 (docs/correct.md).
+Queries are every test example the trained model mis-predicts (``--n-test 797``: all 797 unseen digits for ``digits-mlp``); the held-out set is every other test example. The influence is fitted once per
+method with the recipe's correct defaults (``--method`` overrides), on the cached frozen prefix for text models, and
+every budget of the grid is spent on the same fitted Influence. Budget defaults were chosen on a development seed
+as the largest influence fix rate whose held-out drop stays within ``--max-drop`` (docs/experiments_correction.md).
 
-    OMP_NUM_THREADS=1 python benchmarks/correct_sweep.py --seed 1
+    OMP_NUM_THREADS=1 python benchmarks/correct_sweep.py --recipe digits-cnn --seed 1 --lr 0.003,0.005 --stop 1
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import time
 
-from ifscope import Influence
+from ifscope.cli.correct import INFLUENCE, correction_influence
 from ifscope.correct import correct, split_mispredicted
 from ifscope.data import as_dataset, take
 from ifscope.recipes import load_recipe
@@ -22,47 +24,57 @@ from ifscope.recipes import load_recipe
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--recipe", default="digits-mlp")
-    ap.add_argument("--n-test", type=int, default=797)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--strategies", default="proponents,opponents,both")
-    ap.add_argument("--k", default="8,16,32,64")
-    ap.add_argument("--steps", default="3,10")
+    ap.add_argument("--n-test", type=int, default=None, help="passed to the recipe (digits-mlp: 797, all unseen)")
+    ap.add_argument("--methods", default=None, help="influence methods, e.g. arnoldi,graddot (default: the recipe's)")
+    ap.add_argument("--queries", type=int, default=None, help="the first N mistakes (default: the recipe's, or all)")
+    ap.add_argument("--strategies", default="proponents")
+    ap.add_argument("--k", default="16,32,64")
+    ap.add_argument("--steps", default="10,30")
     ap.add_argument("--lr", default="0.03,0.1,0.3")
     ap.add_argument("--anchor", default="0", help="other training examples added to each step (0 = none)")
+    ap.add_argument("--stop", default="0", help="stop a correction once its query is fixed: 0, 1 or 0,1")
     ap.add_argument("--max-drop", type=float, default=0.5,
                     help="held-out accuracy drop (points) the chosen setting may cost on this seed")
-    ap.add_argument("--stop", default="0", help="stop a correction once its query is fixed: 0, 1 or 0,1")
     args = ap.parse_args()
 
-    recipe = load_recipe(args.recipe, n_test=args.n_test, seed=args.seed)
-    inf = Influence(recipe.task, recipe.train, method="arnoldi", rank=50, iterations=200,
-                    weight_decay=recipe.info.get("weight_decay", 0.0), seed=args.seed, progress=False).fit()
-    q_idx, h_idx = split_mispredicted(inf, recipe.test)
-    test = as_dataset(recipe.test, "test")
-    queries, heldout = take(test, q_idx), take(test, h_idx)
-    print(f"{args.recipe} seed {args.seed}: {len(q_idx)} mis-predicted queries, {len(h_idx)} held-out images\n")
-    print("| strategy | k | steps | lr | anchor | stop | fix influence | fix random | fix same-class | ratio | held-out acc drop (pts) "
-          "| broken (mean) | s/correction |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    grid = itertools.product(args.strategies.split(","), [int(v) for v in args.k.split(",")],
-                             [int(v) for v in args.steps.split(",")], [float(v) for v in args.lr.split(",")],
-                             [int(v) for v in args.anchor.split(",")], [bool(int(v)) for v in args.stop.split(",")])
+    recipe = load_recipe(args.recipe, seed=args.seed, **({"n_test": args.n_test} if args.n_test else {}))
+    defaults = recipe.defaults.get("correct", {})
+    chosen = {k: defaults.get(k, v) for k, v in INFLUENCE.items()}
+    methods = args.methods.split(",") if args.methods else [chosen["method"]]
+    print("| method | strategy | k | steps | lr | anchor | stop | fix influence | fix random | fix same-class | ratio "
+          "| held-out acc drop (pts) | broken (mean) | s/correction |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     best = None
-    for strategy, k, steps, lr, anchor, stop in grid:
-        d = correct(inf, queries, heldout=heldout, k=k, steps=steps, lr=lr, strategy=strategy, anchor=anchor, stop_when_fixed=stop,
-                    baselines=["random", "random_same_class"], seed=args.seed, progress=False).to_dict()
-        fr = d["fix_rate"]
-        drop = 100 * (d["heldout_accuracy"]["before"] - d["heldout_accuracy"]["after"])
-        ratio = fr["influence"] / fr["random"] if fr["random"] else float("inf")
-        print(f"| {strategy} | {k} | {steps} | {lr:g} | {anchor} | {'yes' if stop else 'no'} | {fr['influence']:.2f} | {fr['random']:.2f} | "
-              f"{fr['random_same_class']:.2f} | {ratio:.1f} | {drop:.2f} | {d['broken']:.1f} | "
-              f"{d['seconds_per_correction']:.3f} |", flush=True)
-        key = (fr["influence"], -drop)
-        if drop <= args.max_drop and (best is None or key > best[0]):
-            best = (key, strategy, k, steps, lr, anchor, stop)
+    for method in methods:
+        t0 = time.time()
+        inf, pre = correction_influence(recipe, {**chosen, "method": method}, args.seed)
+        inf.show_progress = False
+        inf.fit()
+        test = as_dataset(pre.datasets[1], "test")
+        q_idx, h_idx = split_mispredicted(inf, test, n=args.queries or defaults.get("queries"))
+        queries, heldout = take(test, q_idx), take(test, h_idx)
+        print(f"<!-- {args.recipe} seed {args.seed} {method}: {len(q_idx)} mis-predicted queries, {len(h_idx)} held "
+              f"out, fit {time.time() - t0:.0f} s -->", flush=True)
+        grid = itertools.product(args.strategies.split(","), [int(v) for v in args.k.split(",")],
+                                 [int(v) for v in args.steps.split(",")], [float(v) for v in args.lr.split(",")],
+                                 [int(v) for v in args.anchor.split(",")], [bool(int(v)) for v in args.stop.split(",")])
+        for strategy, k, steps, lr, anchor, stop in grid:
+            d = correct(inf, queries, heldout=heldout, k=k, steps=steps, lr=lr, strategy=strategy, anchor=anchor,
+                        stop_when_fixed=stop, baselines=["random", "random_same_class"], seed=args.seed,
+                        progress=False).to_dict()
+            fr = d["fix_rate"]
+            drop = 100 * (d["heldout_accuracy"]["before"] - d["heldout_accuracy"]["after"])
+            ratio = fr["influence"] / fr["random"] if fr["random"] else float("inf")
+            print(f"| {method} | {strategy} | {k} | {steps} | {lr:g} | {anchor} | {'yes' if stop else 'no'} | "
+                  f"{fr['influence']:.2f} | {fr['random']:.2f} | {fr['random_same_class']:.2f} | {ratio:.1f} | "
+                  f"{drop:.2f} | {d['broken']:.1f} | {d['seconds_per_correction']:.3f} |", flush=True)
+            key = (fr["influence"], -drop)
+            if drop <= args.max_drop and (best is None or key > best[0]):
+                best = (key, method, strategy, k, steps, lr, anchor, stop)
     if best is not None:
-        print(f"\nbest with held-out drop <= {args.max_drop:g} point: strategy={best[1]} k={best[2]} steps={best[3]} "
-              f"lr={best[4]:g} anchor={best[5]} stop_when_fixed={best[6]}")
+        print(f"\nbest with held-out drop <= {args.max_drop:g} point: method={best[1]} strategy={best[2]} k={best[3]} "
+              f"steps={best[4]} lr={best[5]:g} anchor={best[6]} stop_when_fixed={best[7]}")
     else:
         print(f"\nno setting kept the held-out accuracy drop within {args.max_drop:g} point")
 

@@ -1,87 +1,143 @@
-"""``ifscope correct``: fix the recipe's mis-predicted test examples by a few steps on influential training examples."""
+"""``ifscope correct``: fix the recipe's mis-predicted test examples by a few steps on influential training examples.
+
+Every option left out on the command line comes from the recipe's ``defaults["correct"]`` (sized to that model and
+measured, see docs/experiments_correction.md), then from :class:`ifscope.correct.CorrectOptions` and the influence
+defaults below. A text model whose influence starts at a transformer block runs on the cached output of the frozen
+blocks below it (:func:`ifscope.prefix.cache_prefix`): the same losses, at the cost of the selected blocks only.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from . import common_arguments, fitted_for, influence_arguments, run_facts
 
+SELECTION = ("n_test", "queries")
+SHOWN = 6  # corrected queries drawn in the report, with the training examples stepped on  # which test examples: passed to the recipe / the first N mistakes
+
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    from ..correct import (
-        DEFAULT_ANCHOR,
-        DEFAULT_K,
-        DEFAULT_LR,
-        DEFAULT_STEPS,
-        DEFAULT_STRATEGY,
-        METHODS,
-        STRATEGIES,
-    )
+    from ..correct import METHODS, STRATEGIES
     p = sub.add_parser("correct", help="fix mis-predictions with a few fine-tuning steps on influential examples",
                        description="Queries are the test examples the model mis-predicts (or --indices); the "
-                                   "held-out set for side effects is every other test example.")
+                                   "held-out set for side effects is every other test example. Options left out "
+                                   "come from the recipe's defaults['correct']; the ranking is the run's fitted "
+                                   "estimator (fitted here only when the run directory has none).")
     influence_arguments(common_arguments(p), exclude=("steps", "lr"))
     p.add_argument("--n-test", type=int, default=None,
                    help="passed to the recipe as n_test (digits recipes: up to 797, all images not used for training)")
-    p.add_argument("--k", type=int, default=DEFAULT_K, help="training examples per correction")
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="SGD steps per correction")
+    p.add_argument("--k", type=int, default=None, help="training examples per correction")
+    p.add_argument("--steps", type=int, default=None, help="SGD steps per correction")
     p.add_argument("--lr", type=float, default=None,
-                   help=f"SGD learning rate (default {DEFAULT_LR}, capped at 1/λ_max so that steps do not diverge)")
-    p.add_argument("--strategy", choices=STRATEGIES, default=DEFAULT_STRATEGY,
+                   help="SGD learning rate (default min(0.1, 0.25/λ_max), λ_max read from the fitted estimator)")
+    p.add_argument("--strategy", choices=STRATEGIES, default=None,
                    help="descend on proponents, ascend on opponents, or both")
-    p.add_argument("--anchor", type=int, default=DEFAULT_ANCHOR,
+    p.add_argument("--anchor", type=int, default=None,
                    help="other random training examples kept in each step to hold the model in place (0 = none)")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--queries", type=int, default=None, metavar="N",
                        help="correct the first N mis-predicted test examples (default: all)")
     which.add_argument("--indices", type=int, nargs="+", default=None,
                        help="test positions to correct (already-correct ones are skipped unless --include-correct)")
-    p.add_argument("--stop-when-fixed", action="store_true",
+    p.add_argument("--stop-when-fixed", action=argparse.BooleanOptionalAction, default=None,
                    help="stop each correction at the first step after which its query is predicted correctly")
-    p.add_argument("--include-correct", action="store_true", help="also fine-tune queries already predicted correctly")
-    p.add_argument("--group", action="store_true", help="one correction for all queries at once (summed scores)")
-    p.add_argument("--baselines", nargs="*", default=list(METHODS[1:]), choices=METHODS[1:])
+    p.add_argument("--include-correct", action="store_true", default=None,
+                   help="also fine-tune queries already predicted correctly")
+    p.add_argument("--group", action="store_true", default=None,
+                   help="one correction for all queries at once (summed scores)")
+    p.add_argument("--baselines", nargs="*", default=None, choices=METHODS[1:])
     p.add_argument("--save", action="store_true", help="write the corrected parameters to DIR/corrected.safetensors")
     return p
 
 
-def _recipe(args: argparse.Namespace):
-    from . import recipe_for
-    return recipe_for(args, **({"n_test": args.n_test} if args.n_test is not None else {}))
+def resolve(args: argparse.Namespace, defaults: dict[str, Any]) -> tuple[dict[str, Any], dict]:
+    """``(correction options, selection)``: each a flag, else the recipe's ``defaults['correct']``, else ours."""
+    from ..correct import CorrectOptions
+    from ..errors import ConfigError
+    fields = set(CorrectOptions.__dataclass_fields__)
+    unknown = sorted(set(defaults) - fields - set(SELECTION))
+    if unknown:
+        raise ConfigError(f"the recipe's defaults['correct'] has unknown option(s) {unknown} (options of the fit "
+                          "belong in defaults['influence'])")
+
+    def pick(name: str, fallback: Any = None) -> Any:
+        value = getattr(args, name, None)
+        return value if value is not None else defaults.get(name, fallback)
+    options = {name: pick(name) for name in fields if pick(name) is not None}
+    if args.seed is not None:
+        options["seed"] = args.seed
+    return options, {name: pick(name) for name in SELECTION}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from ..correct import correct, save_params, split_mispredicted
     from ..data import as_dataset, take
+    from ..fade import rebind
+    from ..prefix import cache_prefix
+    from . import recipe_for
 
     t0 = time.time()
-    recipe = _recipe(args)
-    test = as_dataset(recipe.test, "test")
+    recipe = recipe_for(args, **({"n_test": args.n_test} if args.n_test is not None else {}))
+    options, selection = resolve(args, recipe.defaults.get("correct", {}))
     t_fit = time.time()
-    inf = fitted_for(args, recipe)
+    run_inf = fitted_for(args, recipe)
     fit_seconds = time.time() - t_fit
-    q_idx, h_idx = split_mispredicted(inf, test, n=args.queries, indices=args.indices)
+    # a text model's frozen prefix is computed once; the run's fit is read on the cached features (same parameters)
+    pre = cache_prefix(run_inf.task, run_inf.train, recipe.test, batch_size=run_inf.config["batch_size"])
+    inf = rebind(run_inf, pre.task, pre.datasets[0]) if pre.start is not None else run_inf
+    test = as_dataset(pre.datasets[1], "test")
+    q_idx, h_idx = split_mispredicted(inf, test, n=selection["queries"], indices=args.indices)
     workdir = Path(args.workdir)
-    result = correct(inf, test, heldout=take(test, h_idx) if h_idx else None, indices=q_idx, k=args.k,
-                     steps=args.steps, lr=args.lr, strategy=args.strategy, anchor=args.anchor,
-                     stop_when_fixed=args.stop_when_fixed, baselines=args.baselines, group=args.group,
-                     include_correct=args.include_correct, seed=args.seed)
+    print(f"ifscope: correcting {len(q_idx)} test examples with {inf.method} over {inf.estimator.ctx.space.dim} "
+          f"parameters ({options})", file=sys.stderr)
+    result = correct(inf, test, heldout=take(test, h_idx) if h_idx else None, indices=q_idx, **options)
     out = result.to_dict()
     out["settings"] = out.pop("config")  # the correction's own settings; `config` is the run's fit
-    out.update(run_facts(inf))
+    out.update(run_facts(run_inf))
     if args.save and result.params:
         out["saved"] = save_params(result, workdir / "corrected.safetensors").name
     out["recipe"] = args.recipe
     out["n_test"], out["n_heldout"] = len(test), len(h_idx)
     out["fit_seconds"] = fit_seconds
+    out["influence"] = {"method": inf.method, "n_parameters": inf.estimator.ctx.space.dim,
+                        "prefix_cached": pre.start is not None, "prefix_seconds": pre.seconds}
     out["heldout"] = "every test example not used as a query"
+    out.update(examples(recipe, out))
     out["seconds"] = time.time() - t0
-    inf.run.save_json("correct.json", out)
+    run_inf.run.save_json("correct.json", out)
     out["summary"] = _summary(out, workdir)
     return out
+
+
+def examples(recipe: Any, d: dict[str, Any], n: int = SHOWN, per: int = 4) -> dict[str, Any]:
+    """What the report draws: for the first ``n`` corrected queries, the query and the first ``per`` training
+    examples each correction stepped on, as pixels or text (the recipe's ``info``), with labels and predictions."""
+    from ..data import as_dataset
+    from .top import _view
+    test, train = as_dataset(recipe.test, "test"), as_dataset(recipe.train, "train")
+    labels = train_labels(recipe)
+    shown = []
+    for q in d["queries"][:n]:
+        o = q["methods"]["influence"]
+        shown.append({"index": q["index"], "label": q["label"], "predicted": q["predicted_before"],
+                      "predicted_after": o["predicted_after"], "fixed": o["fixed"], **_view(recipe, "test", test,
+                                                                                              q["index"]),
+                      "proponents": [{"index": i, "label": labels[i], **_view(recipe, "train", train, i)}
+                                     for i in o["selected"][:per]],
+                      "opponents": [{"index": i, "label": labels[i], **_view(recipe, "train", train, i)}
+                                    for i in o["ascended"][:per]]})
+    return {"examples": shown, "classes": recipe.info.get("classes"),
+            "image_shape": list(recipe.info.get("image_shape", []))}
+
+
+def train_labels(recipe: Any) -> list[int]:
+    from ..data import as_dataset, batches
+    data = as_dataset(recipe.train, "train")
+    return [int(v) for _, b in batches(data, 4096) for v in recipe.task.targets(b).reshape(-1)]
 
 
 def _summary(d: dict[str, Any], workdir: Path) -> str:

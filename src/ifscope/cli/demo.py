@@ -38,8 +38,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--recipe", default=None, help="recipe (default: the built-in digits model)")
     p.add_argument("--workdir", default=DEMO_WORKDIR, help=f"run directory (default ./{DEMO_WORKDIR})")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--rank", type=int, default=None, help="arnoldi eigenpairs (default: the recipe's)")
-    p.add_argument("--iterations", type=int, default=None, help="Arnoldi iterations (default: the recipe's)")
+    p.add_argument("--rank", type=int, default=None, help="fit: eigenpairs kept (default: the recipe's, else 50)")
+    p.add_argument("--iterations", type=int, default=None, help="fit: Arnoldi iterations (default: the recipe's)")
     p.add_argument("--queries", default="0-5", help="test examples shown in the gallery (default 0-5)")
     p.add_argument("-k", type=int, default=6, help="proponents and opponents per query (default 6)")
     p.add_argument("--quick", action="store_true", help="tiny sizes for every step (seconds; for smoke tests)")
@@ -62,9 +62,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     recipe = args.recipe or default_recipe()
     common = ["--recipe", recipe, "--workdir", args.workdir, "--seed", str(args.seed)]
     steps: dict[str, dict[str, Any]] = {}
-    fit = [*(["--rank", str(args.rank)] if args.rank else []), *(["--iterations", str(args.iterations)]
-                                                                  if args.iterations else [])]
-    steps["fit"] = step("fit", [*common, *(fit or (QUICK_FIT if args.quick else []))])
+    sized = [a for flag, v in (("--rank", args.rank), ("--iterations", args.iterations)) if v is not None
+             for a in (flag, str(v))]
+    steps["fit"] = step("fit", [*common, *(sized or (QUICK_FIT if args.quick else []))])
     steps["scores"] = step("scores", common)
     steps["top"] = step("top", [*common, "--queries", args.queries, "-k", str(args.k)])
     sizes = QUICK_OPTIONS if args.quick else STEP_OPTIONS

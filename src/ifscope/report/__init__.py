@@ -144,7 +144,7 @@ def _assumptions_section(diag: dict | None) -> str:
             "</th></tr>" + "".join(rows) + "</table>" + per_t_tables(diag["assumptions"]))
 
 
-def _correction_section(cor: dict | None) -> str:
+def _correction_section(cor: dict | None, out: Path) -> str:
     if not cor:
         return _missing("correction")
     fix = cor.get("fix_rate", {})
@@ -156,7 +156,32 @@ def _correction_section(cor: dict | None) -> str:
             f"<table><tr><th>training examples chosen by</th><th>fix rate</th></tr>{rows}</table>"
             f"<table><tr><th>held-out accuracy before</th><th>after</th><th>broken</th><th>seconds per correction</th>"
             f"</tr><tr><td>{rounded(acc.get('before'), 3)}</td><td>{rounded(acc.get('after'), 3)}</td>"
-            f"<td>{rounded(cor.get('broken'))}</td><td>{rounded(cor.get('seconds_per_correction'))}</td></tr></table>")
+            f"<td>{rounded(cor.get('broken'))}</td><td>{rounded(cor.get('seconds_per_correction'))}</td></tr></table>"
+            + _corrected_examples(cor, out))
+
+
+def _corrected_examples(cor: dict, out: Path) -> str:
+    """Each shown query (predicted before → after) beside the training examples its correction stepped on."""
+    if not cor.get("examples"):
+        return ""
+    (out / "gallery").mkdir(exist_ok=True)
+    parts = ["<p>Corrected queries, with the first training examples each correction stepped on (descent on "
+             "proponents, ascent on opponents).</p>"]
+    for q in cor["examples"]:
+        qi = q["index"]
+        after = {**q, "predicted": f"{q['predicted']} → {q['predicted_after']}"}
+        if cor.get("classes"):
+            c = cor["classes"]
+            after["predicted"] = f"{c[q['predicted']]} → {c[q['predicted_after']]}"
+        rows = [f'<div class="row"><div class="side">query ({"fixed" if q.get("fixed") else "not fixed"})</div>'
+                f'{_card(after, "test", cor, out, f"c{qi}", "")}</div>']
+        for side, css in (("proponents", "pro"), ("opponents", "opp")):
+            if q.get(side):
+                cards = "".join(_card(e, "train", cor, out, f"c{qi}_{side[:3]}{j}", css)
+                                for j, e in enumerate(q[side]))
+                rows.append(f'<div class="row"><div class="side">{side}</div>{cards}</div>')
+        parts.append(f'<div class="query" data-corrected="{qi}">' + "".join(rows) + "</div>")
+    return "".join(parts)
 
 
 def _card(e: dict, kind: str, top: dict, out: Path, name: str, css: str) -> str:
@@ -236,7 +261,7 @@ def render_report(workdir: str | Path) -> Path:
     body = {
         "fade": fade_html, "gap": gap_html, "spectrum": _spectrum_section(run, out),
         "assumptions": _assumptions_section(_load(run, "diagnose.json")),
-        "correction": _correction_section(_load(run, "correct.json")),
+        "correction": _correction_section(_load(run, "correct.json"), out),
         "gallery": _gallery_section(_load(run, "top.json"), out),
         "suspects": _suspects_section(_load(run, "self_influence.json"), out),
     }
