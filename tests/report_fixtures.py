@@ -19,10 +19,14 @@ SELF_INFLUENCE = {"auc": 0.97, "n_train": 200, "n_flipped": 20, "method": "arnol
                                            {"index": 5, "score": 30.25, "label": 1, "flipped": False}]}
 
 
+LDS = {"retrain": "scratch", "steps": None, "seeds": 1, "subsets": 100, "fraction": 0.5, "n_train": 200,
+       "n_queries": 20, "methods": {"exact": {"lds": 0.955, "ci": [0.951, 0.959], "lds_margin": 0.93}}}
+
+
 def write_fixtures(workdir) -> None:
-    """Write fade.json, diagnose.json, correct.json and self_influence.json into the (fitted) run directory."""
+    """Write fade.json, diagnose.json, correct.json, self_influence.json and lds.json into the fitted run directory."""
     from ifscope.store import RunDir
     run = RunDir(workdir)
     for name, data in (("fade.json", FADE), ("diagnose.json", DIAGNOSE), ("correct.json", CORRECT),
-                       ("self_influence.json", SELF_INFLUENCE)):
+                       ("self_influence.json", SELF_INFLUENCE), ("lds.json", LDS)):
         run.save_json(name, data)

@@ -74,7 +74,9 @@ def test_report_json_and_missing_sections(fitted, tmp_path):
     write_fixtures(copy)
     out = json.loads(ifscope("report", str(copy), "--json").stdout)
     assert out["sections"] == dict.fromkeys(("fade", "gap", "spectrum", "assumptions", "correction", "gallery",
-                                             "suspects"), True)
+                                             "suspects", "lds"), True)
+    lds = (copy / "report" / "index.html").read_text().split('id="lds"')[1]
+    assert "<td>exact</td><td>0.95</td><td>[0.95, 0.96]</td>" in lds and "100 random 0.50 subsets" in lds
     assert (copy / "report" / "fade.png").stat().st_size > 1000
 
 

@@ -34,6 +34,7 @@ SECTIONS = {  # id: (title, the command that computes it)
     "correction": ("Correcting mis-predictions", "ifscope correct"),
     "gallery": ("Proponents and opponents", "ifscope top"),
     "suspects": ("Mislabel candidates", "ifscope self-influence"),
+    "lds": ("Linear datamodeling score", "ifscope lds"),
 }
 VERDICT_COLORS = {"holds": "#1a7f37", "questionable": "#b08800", "violated": "#cf222e"}
 
@@ -246,6 +247,23 @@ def _suspects_section(si: dict | None, out: Path) -> str:
             f'<div class="row">{cards}</div>')
 
 
+def _lds_section(lds: dict | None) -> str:
+    """LDS per method with its bootstrap interval (``lds.json``), and what it measures."""
+    if not lds or not lds.get("methods"):
+        return _missing("lds")
+    how = ("models retrained from scratch on each subset" if lds.get("retrain") == "scratch" else
+           f"training continued from the checkpoint for {lds.get('steps')} steps on each subset")
+    rows = "".join(f"<tr><td>{_e(name)}</td><td>{rounded(m.get('lds'))}</td>"
+                   f"<td>[{rounded((m.get('ci') or [None, None])[0])}, {rounded((m.get('ci') or [None, None])[1])}]"
+                   f"</td><td>{rounded(m.get('lds_margin'))}</td></tr>" for name, m in lds["methods"].items())
+    return (f"<p>Per query, the Spearman correlation over {_e(lds.get('subsets'))} random {rounded(lds.get('fraction'))}"
+            f" subsets of the training set between the predicted group effect (the sum of the subset's scores) and "
+            f"the query loss of {how}, averaged over {_e(lds.get('n_queries'))} queries: how well the scores predict "
+            "retraining on subsets, a different question from the fade curve's (continued training with one example "
+            "re-weighted).</p><table><tr><th>method</th><th>LDS (loss)</th><th>95 % interval</th><th>LDS (margin)</th>"
+            f"</tr>{rows}</table>")
+
+
 def render_report(workdir: str | Path) -> Path:
     """Write ``workdir/report/index.html`` and its figures from whatever the run directory holds; return its path."""
     run = RunDir(workdir)
@@ -264,6 +282,7 @@ def render_report(workdir: str | Path) -> Path:
         "correction": _correction_section(_load(run, "correct.json"), out),
         "gallery": _gallery_section(_load(run, "top.json"), out),
         "suspects": _suspects_section(_load(run, "self_influence.json"), out),
+        "lds": _lds_section(_load(run, "lds.json")),
     }
     cfg = run.config
     m = run.manifest
