@@ -55,6 +55,41 @@ def measure(recipe: str, steps: list[int], queries: int, batch: int | None, opti
     return rows
 
 
+def finite_differences(recipe: str, steps: int, n_ids: int, queries: int, hs: list[float]) -> list[dict]:
+    """Relative error of ``unrolled`` against central differences ``−N (ℓ(w_i = 1 + h) − ℓ(w_i = 1 − h))/(2h)`` of
+    real training, on the first ``n_ids`` training examples and ``queries`` test queries, full-batch SGD with
+    lr = 1/λ_max (the fade's schedule), float64: the derivative is exact when the error vanishes as h → 0."""
+    import ifscope
+    from ifscope.data import as_dataset, take
+    from ifscope.training import replay
+    r = ifscope.load_recipe(recipe)
+    train, test = as_dataset(r.train, "train"), as_dataset(r.test, "test")
+    n, wd = len(train), float(r.info.get("weight_decay", 0.0))
+    inf = ifscope.Influence(r.task, train, method="unrolled", horizon=steps, weight_decay=wd, dtype="float64",
+                            progress=False).fit()
+    schedule, ids = inf.estimator.schedule, torch.arange(n_ids)
+    q = r.task.cast(take(test, range(queries)), torch.float64)
+    with r.task.evaluating():
+        exact = inf.estimator.scores(q, ids)
+    params0, rest = r.task.state(torch.float64)
+    rows = []
+    for h in hs:
+        fd = torch.zeros_like(exact)
+        for j, i in enumerate(ids.tolist()):
+            losses = []
+            for sign in (1.0, -1.0):
+                w = torch.ones(n, dtype=torch.float64)
+                w[i] += sign * h
+                end = replay(r.task, params0, train, schedule, weights=w, rest=rest).params
+                with r.task.evaluating():
+                    losses.append(r.task.per_example_loss(end, rest, q))
+            fd[:, j] = -n * (losses[0] - losses[1]) / (2 * h)
+        per_id = ((fd - exact).norm(dim=0) / fd.norm(dim=0)).tolist()
+        rows.append({"T": steps, "h": h, "relative_error": float((fd - exact).norm() / fd.norm()),
+                     "worst_id_error": max(per_id), "lr": schedule.lr})
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--recipe", default="digits-mlp")
@@ -65,7 +100,17 @@ def main() -> None:
     p.add_argument("--dtype", choices=["float32", "float64"], default="float64")
     p.add_argument("--repeats", type=int, default=2, help="best of this many (replay and unrolled alternate)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--fd-h", type=float, nargs="+", default=None,
+                   help="instead: check against central differences of real training with these step sizes h")
+    p.add_argument("--fd-ids", type=int, default=4, help="training examples for --fd-h")
     a = p.parse_args()
+    if a.fd_h:
+        for t in a.steps:
+            for row in finite_differences(a.recipe, t, a.fd_ids, a.queries, a.fd_h):
+                print(json.dumps(row) if a.json else
+                      f"T={row['T']:>4} h={row['h']:.0e}  relative error {row['relative_error']:.2e}  "
+                      f"(worst id {row['worst_id_error']:.2e}; lr {row['lr']:.4g})")
+        return
     rows = measure(a.recipe, a.steps, a.queries, a.train_batch_size, a.optimizer, a.dtype, a.repeats)
     if a.json:
         print(json.dumps(rows, indent=2))
