@@ -65,7 +65,13 @@ def fade_table(d: dict[str, Any], key: str = "pearson") -> str:
     caption = (f"\n\n{d['n_ids']} {'removed' if d['mode'] == 'remove' else 're-weighted'} examples × {d['n_queries']} "
                f"queries; continued training lr {d['lr']:.3g}; the run's method is {run['method']}"
                + (f" rank {run['rank']}" if run.get("rank") else "") + f"; parameter gap {gap} (∝ T^"
-               f"{d['gap_exponent']:.2f}); {d['_meta']['threads']} threads, {d['_meta']['seconds']:.0f} s.")
+               f"{d['gap_exponent']:.2f}); {d['_meta']['threads']} thread(s), {d['_meta']['seconds']:.0f} s.")
+    validity = d.get("validity_horizon") or {}
+    if validity:
+        caption += (" Horizon of validity against `unrolled` (median over the queries of the largest T with "
+                    "Spearman ≥ 0.9; – = not even at T = 1): "
+                    + ", ".join(f"{n} {_n(v['summary']['median']).replace('n/a', '–')}" for n, v in validity.items())
+                    + ".")
     return "\n".join([head, rule, *rows]) + caption
 
 
@@ -75,7 +81,7 @@ def diagnose_table(d: dict[str, Any]) -> str:
     for name, a in d["assumptions"].items():
         rows.append(f"| {name} | {a['verdict']} | {CHECK_MODULES[name].key_figures(a)} |")
     return "\n".join(rows) + (f"\n\nrun: {d['config']['method']} rank {d['config'].get('rank')}; "
-                              f"{d['_meta']['threads']} threads, {d['_meta']['seconds']:.0f} s.")
+                              f"{d['_meta']['threads']} thread(s), {d['_meta']['seconds']:.0f} s.")
 
 
 def correct_table(d: dict[str, Any]) -> str:
@@ -89,7 +95,7 @@ def correct_table(d: dict[str, Any]) -> str:
     before = d.get("heldout_accuracy", {}).get("before")
     return "\n".join(rows) + (f"\n\n{d['n_queries']} natural mistakes corrected, {d['n_heldout']} held-out examples"
                               + (f" (accuracy before {100 * before:.2f} %)" if before is not None else "")
-                              + f"; {d['_meta']['threads']} threads, {d['_meta']['seconds']:.0f} s.")
+                              + f"; {d['_meta']['threads']} thread(s), {d['_meta']['seconds']:.0f} s.")
 
 
 TABLES: dict[str, Table] = {
@@ -141,9 +147,10 @@ def update(check: bool) -> list[str]:
         new = text
         for name in TABLES:
             body = rendered(name)
-            pattern = re.compile(rf"(<!-- table:{re.escape(name)} -->\n).*?(\n<!-- /table:{re.escape(name)} -->)", re.S)
+            pattern = re.compile(rf"(<!-- table:{re.escape(name)} -->\n)(?:.*?\n)?(<!-- /table:{re.escape(name)} -->)",
+                                 re.S)
             if body is not None and pattern.search(new):
-                new = pattern.sub(lambda m, b=body: m.group(1) + b + m.group(2), new)
+                new = pattern.sub(lambda m, b=body: m.group(1) + b + "\n" + m.group(2), new)
         if new != text:
             stale.append(file)
             if not check:
