@@ -129,16 +129,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     t_truth = time.time() - t_truth
     horizon = dict(horizon=max(steps), lr=schedule.lr)
     build = {
-        "horizon": lambda: Influence(recipe.task, train, method="horizon", krylov=args.krylov, **horizon, **shared),
-        "arnoldi": lambda: Influence(recipe.task, train, method="arnoldi", rank=args.rank,
+        "horizon": lambda: Influence(task, train, method="horizon", krylov=args.krylov, **horizon, **shared),
+        "arnoldi": lambda: Influence(task, train, method="arnoldi", rank=args.rank,
                                      iterations=args.iterations, **shared),
-        "arnoldi_horizon": lambda: Influence(recipe.task, train, method="arnoldi", rank=args.rank,
+        "arnoldi_horizon": lambda: Influence(task, train, method="arnoldi", rank=args.rank,
                                              iterations=args.iterations, **horizon, **shared),
-        "horizon_schedule": lambda: Influence(recipe.task, train, method="horizon", krylov=args.krylov,
+        "horizon_schedule": lambda: Influence(task, train, method="horizon", krylov=args.krylov,
                                               batch_order="schedule", **horizon, **shared),
-        "exact": lambda: Influence(recipe.task, train, method="exact", **shared),
-        "graddot": lambda: Influence(recipe.task, train, method="graddot", **shared),
-        "tracin": lambda: Influence(recipe.task, train, method="tracin", per_step=True, **shared,
+        "exact": lambda: Influence(task, train, method="exact", **shared),
+        "graddot": lambda: Influence(task, train, method="graddot", **shared),
+        "tracin": lambda: Influence(task, train, method="tracin", per_step=True, **shared,
                                     checkpoints=trajectory_checkpoints(task, train, schedule, max(steps),
                                                                        dtype=getattr(torch, args.dtype))),
     }
