@@ -79,7 +79,8 @@ def diagnose_table(d: dict[str, Any]) -> str:
     from ifscope.diagnose import CHECK_MODULES
     rows = ["| assumption | verdict | key figures |", "|---|---|---|"]
     for name, a in d["assumptions"].items():
-        rows.append(f"| {name} | {a['verdict']} | {CHECK_MODULES[name].key_figures(a)} |")
+        figures = CHECK_MODULES[name].key_figures(a).replace("|", "\\|")  # |λmin| inside a Markdown table
+        rows.append(f"| {name} | {a['verdict']} | {figures} |")
     return "\n".join(rows) + (f"\n\nrun: {d['config']['method']} rank {d['config'].get('rank')}; "
                               f"{d['_meta']['threads']} thread(s), {d['_meta']['seconds']:.0f} s.")
 

@@ -115,3 +115,27 @@ def test_curvature_products_agree_between_loop_and_vmap():
     products = [Curvature(task, params, rest, [(x.double(), y)], weight_decay=1e-3, batching=how).matmat(vs)
                 for how in ("vmap", "loop")]
     torch.testing.assert_close(products[0], products[1], rtol=1e-10, atol=1e-12)
+
+
+def tiny_bert_recipe():
+    """A recipe for the command-line test: a 2-layer BERT with influence over every parameter by default."""
+    from ifscope.recipes import Recipe
+    model = tiny_bert().eval()
+    return Recipe(model, ifscope.hf_classification(model), text_data(24), text_data(6, seed=2),
+                  info={"weight_decay": 1e-3})
+
+
+def test_fade_command_with_last_blocks_runs_every_method_on_the_cached_task(tmp_path):
+    from ifscope.cli import build_parser
+    args = build_parser().parse_args([
+        "fade", "--recipe", f"{__file__}:tiny_bert_recipe", "--workdir", str(tmp_path), "--last-blocks", "1",
+        "--n-ids", "3", "--n-queries", "2", "--steps", "1,3", "--rank", "4", "--iterations", "8", "--krylov", "3",
+        "--train-batch-size", "8", "--batch-size", "8", "--truth-dtype", "float64"])
+    out = args.run(args)
+    model = tiny_bert()
+    selected = sum(p.numel() for n, p in model.named_parameters()
+                   if n.startswith(("bert.encoder.layer.1.", "bert.pooler.", "classifier.")))
+    assert out["prefix"] == {"cached": True, "start_block": 1, "seconds": out["prefix"]["seconds"]}
+    assert out["parameters"] == selected
+    assert {"horizon", "arnoldi", "arnoldi_horizon", "graddot", "tracin", "horizon_schedule"} <= set(out["methods"])
+    assert max(out["noise_floor"]["ratio"]) < 1e-6

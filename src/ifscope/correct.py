@@ -9,7 +9,6 @@ touched. Baselines spend the same budget (k, steps, lr) on random training examp
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -19,13 +18,13 @@ from typing import Any
 import torch
 from torch import Tensor
 from torch.utils.data import ConcatDataset
-from tqdm.auto import tqdm
 
 from .correction import Correction, Outcome, QueryCorrection, save_params
 from .data import as_dataset, batches, take
 from .errors import ConfigError, DataError, NumericalError
 from .influence import Influence
 from .params import Params
+from .progress import progress_bar
 from .training import Schedule, replay
 
 STRATEGIES = ("proponents", "opponents", "both")
@@ -191,8 +190,7 @@ def correct(influence: Influence, queries: Any, *, heldout: Any | None = None, i
     group_outcomes: dict[str, Outcome] | None = {} if opts.group else None
     methods = ["influence", *[b for b in METHODS[1:] if b in opts.baselines]]
     gen = torch.Generator().manual_seed(opts.seed + 1)   # anchors: their own stream, apart from the baselines' draws
-    bar = tqdm(total=len(selections) * len(methods), desc="corrections", file=sys.stderr, leave=False,
-               disable=not progress)
+    bar = progress_bar("corrections", len(selections) * len(methods), progress)
     for r, sel in enumerate(selections):
         members = [chosen[r]] if not opts.group else chosen
         member_data = as_dataset(take(q_data, members), "queries")

@@ -10,7 +10,6 @@ so checkpoints, schedules and training ids carry over, and every ifscope functio
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,11 +18,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
-from tqdm.auto import tqdm
 
 from .data import Batch, as_dataset, batches, cast_batch
 from .hf import TextTask, _hf_targets, _logits, additive_mask, transformer_blocks
 from .params import Params
+from .progress import progress_bar
 from .task import Task, _cross_entropy, check_class_targets
 
 HIDDEN = "hidden_states"
@@ -190,13 +189,15 @@ def _cache(task: Task, prefix: nn.Module, state: Params | Mapping[str, Tensor], 
     width = 1 if first_token else mask.shape[1]
     out: Tensor | None = None
     with task.evaluating(), torch.no_grad():
-        for pos, batch in tqdm(batches(data, batch_size), total=-(-len(mask) // batch_size), file=sys.stderr,
-                               leave=False, disable=not progress, desc=f"caching the frozen prefix ({len(mask)} rows)"):
+        bar = progress_bar(f"caching the frozen prefix ({len(mask)} rows)", -(-len(mask) // batch_size), progress)
+        for pos, batch in batches(data, batch_size):
+            bar.update(1)
             args, kwargs = task.inputs(task.cast(batch, dtype))
             h = functional_call(prefix, state, args, kwargs, strict=False)
             if out is None:
                 out = torch.zeros(len(mask), width, h.shape[-1], dtype=h.dtype)
             h = h[:, :width]
             out[pos, : h.shape[1]] = h
+        bar.close()
     kept_mask = torch.ones(len(mask), 1, dtype=mask.dtype) if first_token else mask.clone()
     return {HIDDEN: out, "attention_mask": kept_mask, "labels": columns["labels"].clone()}

@@ -12,18 +12,17 @@ A subset is a boolean mask over the N training examples. Two ways to get the mod
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from .data import as_dataset, take
 from .errors import ConfigError
 from .params import Params
+from .progress import progress_bar
 from .task import Task
 from .training import Schedule, replay_many
 
@@ -144,8 +143,7 @@ def outcomes(task: Task, train: Any, queries: Any, masks: Tensor, how: Scratch |
     losses: list[list[Tensor]] = []
     margins: list[list[Tensor | None]] = []
     if isinstance(how, Scratch):
-        bar = tqdm(total=len(masks) * how.seeds, desc=f"{desc}: retraining from scratch", file=sys.stderr,
-                   leave=False, disable=not progress)
+        bar = progress_bar(f"{desc}: retraining from scratch", len(masks) * how.seeds, progress)
         for s in range(how.seeds):
             row_l, row_m = [], []
             for mask in masks:
@@ -163,8 +161,7 @@ def outcomes(task: Task, train: Any, queries: Any, masks: Tensor, how: Scratch |
         dtype = next(iter(params0.values())).dtype
         q_batch = task.cast(q_all, dtype)
         row_l, row_m = [], []
-        bar = tqdm(total=len(masks), desc=f"{desc}: continued training, {how.steps} steps", file=sys.stderr,
-                   leave=False, disable=not progress)
+        bar = progress_bar(f"{desc}: continued training, {how.steps} steps", len(masks), progress)
         for start in range(0, len(masks), how.chunk):
             block = masks[start:start + how.chunk].to(dtype)
             stacked = replay_many(task, params0, data, how.schedule, block, steps=how.steps, rest=rest)
