@@ -7,7 +7,7 @@ import argparse
 import time
 from typing import Any
 
-from .lds import evaluation_arguments, prepare, save
+from .lds import evaluation_arguments, prepare, record
 
 
 def _ks(text: str) -> list[int]:
@@ -32,10 +32,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     setup = prepare(args, "counterfactual")
     result = leave_top_k_out(setup["methods"], setup["queries"], ks=args.k, retrain=setup["retrain"],
                              seeds=setup["seeds"], steps=setup["steps"], schedule=setup["schedule"], seed=args.seed)
-    out = result.to_dict()
-    out.update(recipe=args.recipe, query_ids=setup["query_ids"], method_configs=setup["configs"],
-               seconds=time.time() - t0)
-    path = save(args, setup["methods"], "counterfactual.json", out)
+    out, path = record(args, setup, result, "counterfactual.json", t0)
     how = (f"retrained from scratch ({out['seeds']} seed(s))" if out["retrain"] == "scratch"
            else f"continued {out['steps']} steps from the checkpoint")
     out["summary"] = "\n".join([

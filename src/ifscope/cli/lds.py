@@ -101,6 +101,14 @@ def save(args: argparse.Namespace, methods: dict[str, Any], name: str, out: dict
     return write_json(Path(args.workdir) / name, out)
 
 
+def record(args: argparse.Namespace, setup: dict[str, Any], result: Any, name: str, t0: float) -> tuple[dict, Path]:
+    """The result's JSON with the recipe, queries, each method's configuration and the duration, saved as ``name``."""
+    out = result.to_dict()
+    out.update(recipe=args.recipe, query_ids=setup["query_ids"], method_configs=setup["configs"],
+               seconds=time.time() - t0)
+    return out, save(args, setup["methods"], name, out)
+
+
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("lds", help="linear datamodeling score of each method on models retrained on subsets (lds.json)",
                        description=__doc__)
@@ -119,10 +127,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     subsets = _default(args, setup["recipe"], "lds", "subsets", 100)
     result = lds(setup["methods"], setup["queries"], subsets=subsets, fraction=args.fraction, seed=args.seed,
                  retrain=setup["retrain"], seeds=setup["seeds"], steps=setup["steps"], schedule=setup["schedule"])
-    out = result.to_dict()
-    out.update(recipe=args.recipe, query_ids=setup["query_ids"], method_configs=setup["configs"],
-               seconds=time.time() - t0)
-    path = save(args, setup["methods"], "lds.json", out)
+    out, path = record(args, setup, result, "lds.json", t0)
     how = (f"retrained from scratch, {out['seeds']} seed(s) per subset" if out["retrain"] == "scratch"
            else f"continued {out['steps']} steps of full-batch GD from the checkpoint")
     agree = "" if result.seed_agreement is None else f"; two seeds' losses agree at Spearman {result.seed_agreement:.3f}"
