@@ -24,7 +24,6 @@ from .errors import ConfigError
 from .groundtruth import MODES, GroundTruth, actual_changes
 from .influence import Influence
 from .krylov import largest_step
-from .options import FitOptions
 from .progress import progress_bar
 from .stats import fit_gap_growth, gap_exponent, half_life, pearson, per_column, spearman
 from .task import Task
@@ -88,7 +87,7 @@ def reference_methods(inf: Influence, names: Sequence[str], schedule: Schedule, 
     (its lr, the horizon T = ``horizon``): ``horizon``, ``horizon_schedule``, ``arnoldi_horizon``, ``exact``,
     ``graddot``, ``tracin`` (one checkpoint per step of the actual continued trajectory), ``unrolled`` (the exact
     derivative through ``schedule``), ``arnoldi`` (its own fit with the library's defaults); ``dtype`` overrides the run's precision for all but ``arnoldi_horizon``."""
-    shared = {k: inf.config[k] for k in FitOptions.__dataclass_fields__}
+    shared = inf.shared_config
     if dtype is not None:
         shared["dtype"] = dtype
     lr = {"horizon": horizon, "lr": schedule.lr}

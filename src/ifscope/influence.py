@@ -118,6 +118,11 @@ class Influence:
         return self.config["dtype"]
 
     @property
+    def shared_config(self) -> dict[str, Any]:
+        """The options every method shares (:class:`FitOptions`), to build another method on the same footing."""
+        return {k: self.config[k] for k in FIT_FIELDS}
+
+    @property
     def config_json(self) -> dict[str, Any]:
         """The configuration as the manifest records it (dtypes by name, tensor options by content hash)."""
         return getattr(self, "recorded_config", None) or to_json({**self.config,

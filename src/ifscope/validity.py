@@ -25,7 +25,6 @@ from .stats import spearman
 from .training import Schedule
 
 THRESHOLD = 0.9
-SHARED = ("damping", "weight_decay", "batch_size", "seed", "dtype", "hessian_samples", "curvature", "projection")
 
 
 @dataclass
@@ -79,7 +78,7 @@ def unrolled_reference(influence: Influence, horizon: int, **options: Any) -> In
     est = influence.estimator if influence.estimator is not None else influence.fit().estimator
     options.setdefault("lr", getattr(est, "lr", None) or largest_step(influence.spectrum()))
     return Influence(influence.task, influence.train, method="unrolled", horizon=int(horizon),
-                     progress=influence.show_progress, **{k: influence.config[k] for k in SHARED}, **options)
+                     progress=influence.show_progress, **influence.shared_config, **options)
 
 
 def validity_horizon(influence: Influence, queries: Any, steps: Sequence[int], reference: Influence | None = None,
