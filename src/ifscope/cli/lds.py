@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from . import common_arguments, influence_arguments, influence_for, recipe_for
+from . import apply_defaults, common_arguments, influence_arguments, influence_for, recipe_for
 
 
 def evaluation_arguments(p: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
@@ -32,9 +32,7 @@ def evaluation_arguments(p: argparse.ArgumentParser, command: str) -> argparse.A
     return p
 
 
-def _default(args: argparse.Namespace, recipe: Any, command: str, key: str, fallback: Any) -> Any:
-    value = getattr(args, key)
-    return value if value is not None else recipe.defaults.get(command, {}).get(key, fallback)
+BUILTIN = {"lds": {"seeds": 1, "queries": 50, "subsets": 100}, "counterfactual": {"seeds": 1, "queries": 50}}
 
 
 def _method_names(text: str | None) -> list[str | None]:
@@ -55,9 +53,9 @@ def prepare(args: argparse.Namespace, command: str) -> dict[str, Any]:
     from ..fade import gd_schedule, method_label
     recipe = recipe_for(args)
     test = as_dataset(recipe.test, "test")
-    n_q = args.queries if args.queries is not None else min(len(test), recipe.defaults.get(command, {}).get(
-        "queries", 50))
-    seeds = _default(args, recipe, command, "seeds", 1)
+    chosen = args.queries is not None
+    apply_defaults(args, recipe, command, BUILTIN[command])
+    n_q, seeds = args.queries if chosen else min(len(test), args.queries), args.seeds
     if not isinstance(n_q, int) or not 1 <= n_q <= len(test):
         raise ConfigError(f"--queries must lie in [1, {len(test)}] (the recipe's test examples), got {n_q}")
     if args.steps < 1:
@@ -124,7 +122,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if not 0 < args.fraction < 1:
         raise ConfigError(f"--fraction must lie in (0, 1), got {args.fraction}")
     setup = prepare(args, "lds")
-    subsets = _default(args, setup["recipe"], "lds", "subsets", 100)
+    subsets = args.subsets
     result = lds(setup["methods"], setup["queries"], subsets=subsets, fraction=args.fraction, seed=args.seed,
                  retrain=setup["retrain"], seeds=setup["seeds"], steps=setup["steps"], schedule=setup["schedule"])
     out, path = record(args, setup, result, "lds.json", t0)
