@@ -116,7 +116,7 @@ TABLES: dict[str, Table] = {
     "fade-mlp-remove-full": Table(["fade", "--recipe", "digits-mlp", "--mode", "remove"], fade_tables,
                                   ("docs/fade.md",), source="fade-mlp-remove"),
     "fade-mlp-upweight": Table(["fade", "--recipe", "digits-mlp", "--mode", "upweight", "--epsilon", "0.01"],
-                               fade_table, ("docs/fade.md",)),
+                               fade_tables, ("docs/fade.md",)),
     "fade-mlp-sgd": Table(["fade", "--recipe", "digits-mlp", "--mode", "remove", "--train-batch-size", "100"],
                           fade_table, ("docs/fade.md",)),
     "diagnose-mlp": Table(["diagnose", "--recipe", "digits-mlp"], diagnose_table, ("README.md", "docs/diagnose.md")),
