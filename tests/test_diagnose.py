@@ -72,6 +72,29 @@ def test_convex_model_holds_everywhere_it_should():
     assert "convexity" in d.table() and "holds" in d.table()
 
 
+def test_first_order_and_divergence_are_the_fade_s_figures_on_the_same_sample():
+    """diagnose and fade cannot contradict: on the same ids, queries and schedule, diagnose's first-order figures are
+    the fade's unrolled row and its divergence figures the fade's horizon of validity of horizon."""
+    from ifscope.data import as_dataset, take
+    from ifscope.fade import fade_curve, gd_schedule, reference_methods
+    from ifscope.validity import fade_validity
+    data = blobs()
+    task, _ = logistic(data, steps=30)  # not converged: figures that move with T
+    inf = influence(task, data, 1e-2)
+    schedule = gd_schedule(inf.fit(), 25)
+    d = ifscope.diagnose(inf, data, checks=["divergence", "first_order"], n_queries=5, n_ids=4, epsilon_ids=1,
+                         epsilons=[], steps=(1, 5, 25), schedule=schedule).assumptions
+    refs = reference_methods(inf, ("unrolled", "horizon"), schedule, 25, dtype=torch.float64)
+    queries, ids = take(as_dataset(data), range(5)), torch.tensor(d["divergence"]["ids"])
+    fade = fade_curve({"unrolled": refs["unrolled"]}, queries, ids, steps=[1, 5, 25], schedule=schedule,
+                      progress=False).methods["unrolled"]
+    assert d["first_order"]["slope"] == pytest.approx(fade["slope"], rel=1e-9)
+    assert d["first_order"]["pearson_with_exact"] == pytest.approx(fade["pearson"], rel=1e-9)
+    validity = fade_validity(refs, queries, [1, 5, 25], schedule)["horizon"]
+    assert d["divergence"]["agreement_with_unrolled"] == pytest.approx(validity["summary"]["mean_spearman"])
+    assert d["divergence"]["frozen"]["per_query"] == validity["per_query"]
+
+
 def saddle(scale: float = 0.0):
     """A two-layer linear classifier at (or near) its saddle W1 = W2 = 0: the Hessian there is [[0, B], [Bᵀ, 0]]."""
     torch.manual_seed(1)
