@@ -96,7 +96,7 @@ def deciding_figures(name: str, a: Mapping[str, Any]) -> list[tuple[str, Any]]:
                         else "unbounded"), *_first(a, "rate")]
     if name == "first_order":
         figs = _first(a, "max_remainder", "linear_up_to")
-        if a.get("slope"):
+        if isinstance(a.get("slope"), list) and a["slope"]:  # per T (older diagnose.json files: absent)
             figs.append(("slope actual / unrolled at the longest T", a["slope"][-1]))
         if a.get("r2"):
             figs.append(("min R²", min(a["r2"])))
