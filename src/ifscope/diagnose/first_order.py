@@ -15,7 +15,17 @@ from ..data import take
 from ..groundtruth import GroundTruth
 from ..stats import pearson
 from ..validity import first_order
-from .common import AGREE_HOLD, REMAINDER_HOLD, REMAINDER_QUESTION, Probe, as_json, fmt, grade, schedule_info
+from .common import (
+    AGREE_HOLD,
+    REMAINDER_HOLD,
+    REMAINDER_QUESTION,
+    Probe,
+    as_json,
+    fmt,
+    grade,
+    schedule_info,
+    worst,
+)
 from .exact import references
 from .truth import changes, removal
 
@@ -34,9 +44,10 @@ def measure(p: Probe) -> dict[str, Any]:
     gt, schedule = removal(p)
     exact = first_order(references(p)["unrolled"], take(p.qdata, p.q_idx), p.steps, ids=p.ids, mode="remove",
                         schedule=schedule, truth=gt, progress=p.inf.show_progress).to_dict()
-    largest = max(exact["remainder"])
-    verdict = grade(largest, REMAINDER_HOLD, REMAINDER_QUESTION)
-    if verdict == "violated" and min(exact["pearson"]) >= AGREE_HOLD:
+    # a T at which no removed example was in a batch yet changes nothing: its figures are NaN and say nothing
+    largest = max((r for r in exact["remainder"] if r == r), default=float("nan"))
+    verdict = worst(grade(largest, REMAINDER_HOLD, REMAINDER_QUESTION))
+    if verdict == "violated" and min(r for r in exact["pearson"] if r == r) >= AGREE_HOLD:
         verdict = "questionable"
     return dict(verdict=verdict, steps=list(p.steps), exact=exact, slope=exact["slope"],
                 pearson_with_exact=exact["pearson"], remainder_vs_exact=exact["remainder"], max_remainder=largest,
