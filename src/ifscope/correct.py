@@ -147,7 +147,8 @@ def correct(influence: Influence, queries: Any, *, heldout: Any | None = None, i
 
     ``influence`` must be fitted; it is only read (``top``/``scores``, its λ_max), never fitted or refitted here.
     The budget is a :class:`CorrectOptions` (``options``, or its fields as keyword arguments: ``k``, ``steps``,
-    ``lr``, ``strategy``, ``anchor``, ``stop_when_fixed``, ``baselines``, ``group``, ``include_correct``, ``seed``).
+    ``lr``, ``strategy``, ``anchor``, ``stop_when_fixed``, ``baselines``, ``group``, ``include_correct``, ``seed``,
+    ``rank_by``: ``"unrolled"`` ranks by the exact derivative through these very steps, :mod:`ifscope.correct_ranking`).
     ``lr=None`` takes :func:`default_lr`. ``anchor`` adds that many other (seeded random) training examples to every
     step, at total weight equal to the selection's, to hold the rest of the model in place. ``stop_when_fixed`` stops
     a correction (and each baseline's) at the first step after which its queries are all predicted correctly.
