@@ -50,11 +50,45 @@ def per_selection(doc: dict) -> list[str]:
     return out
 
 
+def by_ranking(docs: list[dict]) -> list[str]:
+    """One row per run of ``--rank-by`` (checkpoint or unrolled), same recipe, seed and budget: the influence
+    selection's fix rate, its ratio to the random-k of the run that drew it, held-out drop and cost."""
+    out = ["| recipe | seed | ranked by | k/steps/lr/anchor | mistakes | fix rate (n) | × random | held-out drop (pts) "
+           "| shared with checkpoint top-k | s / correction | total s |",
+           "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    random = {(d["recipe"], d["settings"]["seed"]): d["fix_rate"]["random"] for d in docs if "random" in d["fix_rate"]}
+    checkpoint = {(d["recipe"], d["settings"]["seed"]): {q["index"]: set(q["methods"]["influence"]["selected"])
+                                                         for q in d["queries"]}
+                  for d in docs if d["settings"].get("rank_by", "checkpoint") == "checkpoint"}
+    for d in docs:
+        c, s = d["settings"], d["methods"]["influence"]
+        fixed = sum(q["fixed"] for q in d["queries"])
+        rnd = random.get((d["recipe"], c["seed"]))
+        ratio = "-" if rnd is None else "inf" if rnd == 0 else f"{d['fix_rate']['influence'] / rnd:.1f}"
+        drop = 100 * (d["heldout_accuracy"]["before"] - s["heldout_accuracy_after"])
+        budget = f"{c['k']}/{c['steps']}/{c['lr']:.3g}/{c['anchor']}" + ("/stop" if c["stop_when_fixed"] else "")
+        ranked = c.get("rank_by", "checkpoint") + (f" ({d['influence']['method']})"
+                                                   if c.get("rank_by", "checkpoint") == "checkpoint" else "")
+        ref = checkpoint.get((d["recipe"], c["seed"]), {})
+        shared = [len(ref[q["index"]] & set(q["methods"]["influence"]["selected"])) / c["k"]
+                  for q in d["queries"] if q["index"] in ref]
+        overlap = f"{sum(shared) / len(shared):.2f}" if shared else "-"
+        out.append(f"| {d['recipe']} | {c['seed']} | {ranked} | {budget} | {d['n_queries']} | "
+                   f"{d['fix_rate']['influence']:.2f} ({fixed}) | {ratio} | {drop:.2f} | {overlap} | "
+                   f"{s['seconds']:.2f} | {d['seconds']:.0f} |")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("files", nargs="+", type=Path)
     ap.add_argument("--per-selection", action="store_true", help="one table per file, a row per selection rule")
+    ap.add_argument("--by-ranking", action="store_true",
+                    help="one row per file: checkpoint against unrolled ranking (--rank-by), random-k of the same seed")
     args = ap.parse_args()
+    if args.by_ranking:
+        print("\n".join(by_ranking([json.loads(f.read_text()) for f in args.files])))
+        return
     if args.per_selection:
         for f in args.files:
             print("\n".join(per_selection(json.loads(f.read_text()))) + "\n")

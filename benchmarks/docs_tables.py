@@ -122,6 +122,7 @@ TABLES: dict[str, Table] = {
     "diagnose-mlp": Table(["diagnose", "--recipe", "digits-mlp"], diagnose_table, ("README.md", "docs/diagnose.md")),
     "diagnose-mlp-bad": Table(["diagnose", "--recipe", "digits-mlp", "--recipe-arg", "steps=10", "--recipe-arg",
                                "weight_decay=0.0"], diagnose_table, ("README.md", "docs/diagnose.md")),
+    "diagnose-cnn": Table(["diagnose", "--recipe", "digits-cnn"], diagnose_table, ("docs/diagnose.md",)),
 }
 
 

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 import ifscope
+from ifscope.diagnose.common import AGREE_HOLD, AGREE_QUESTION, REMAINDER_QUESTION
 from ifscope.training import load_params, train
 
 N, D, C = 300, 5, 3
@@ -56,7 +57,10 @@ def test_convex_model_holds_everywhere_it_should():
     assert a["convexity"]["negative_count"] == 0 and a["convexity"]["kept_negative"] == 0
     assert a["trajectory"]["verdict"] == "holds", a["trajectory"]
     assert a["divergence"]["verdict"] == "holds" and a["divergence"]["rate"] < 0  # GD on a convex loss saturates
+    assert min(a["divergence"]["agreement_with_unrolled"]) > 0.99 and a["divergence"]["frozen_valid_up_to"] == 25
     f = a["first_order"]
+    assert f["exact"]["n_ids"] == 3 and f["exact"]["n_queries"] == 6
+    assert all(abs(s - 1) < 0.05 for s in f["slope"]) and min(f["pearson_with_exact"]) > 0.99
     # the remainder is second order: relative to the linear part it grows like |ε| (ε = 0.1 vs ε = 1)
     for small, large in zip(f["remainder"]["0.1"], f["remainder"]["1"]):
         assert 0.05 < small / large < 0.2
@@ -66,6 +70,41 @@ def test_convex_model_holds_everywhere_it_should():
         assert v["verdict"] in ("holds", "questionable", "violated") and v["advice"]
     json.dumps(d.to_dict())  # JSON-ready (no inf, no tensors)
     assert "convexity" in d.table() and "holds" in d.table()
+
+
+def test_first_order_and_divergence_are_the_fade_s_figures_on_the_same_sample():
+    """diagnose and fade cannot contradict: on the same ids, queries and schedule, diagnose's first-order figures are
+    the fade's unrolled row and its divergence figures the fade's horizon of validity of horizon."""
+    from ifscope.data import as_dataset, take
+    from ifscope.fade import fade_curve, gd_schedule, reference_methods
+    from ifscope.validity import fade_validity
+    data = blobs()
+    task, _ = logistic(data, steps=30)  # not converged: figures that move with T
+    inf = influence(task, data, 1e-2)
+    schedule = gd_schedule(inf.fit(), 25)
+    d = ifscope.diagnose(inf, data, checks=["divergence", "first_order"], n_queries=5, n_ids=4, epsilon_ids=1,
+                         epsilons=[], steps=(1, 5, 25), schedule=schedule).assumptions
+    refs = reference_methods(inf, ("unrolled", "horizon"), schedule, 25, dtype=torch.float64)
+    queries, ids = take(as_dataset(data), range(5)), torch.tensor(d["divergence"]["ids"])
+    fade = fade_curve({"unrolled": refs["unrolled"]}, queries, ids, steps=[1, 5, 25], schedule=schedule,
+                      progress=False).methods["unrolled"]
+    assert d["first_order"]["slope"] == pytest.approx(fade["slope"], rel=1e-9)
+    assert d["first_order"]["pearson_with_exact"] == pytest.approx(fade["pearson"], rel=1e-9)
+    validity = fade_validity(refs, queries, [1, 5, 25], schedule)["horizon"]
+    assert d["divergence"]["agreement_with_unrolled"] == pytest.approx(validity["summary"]["mean_spearman"])
+    assert d["divergence"]["frozen"]["per_query"] == validity["per_query"]
+
+
+def test_on_minibatches_the_frozen_reference_follows_the_batches():
+    """With minibatch SGD the frozen response is summed over the batches that hold each example (horizon_schedule):
+    at T = 1 it is the exact derivative, so the divergence check measures the freezing (of H to its full-batch
+    average and of the gradients), not batch membership."""
+    data = blobs()
+    task, _ = logistic(data, steps=400)
+    dv = ifscope.diagnose(influence(task, data, 1e-2), data, checks=["divergence"], n_queries=4, n_ids=2,
+                          steps=(1, 5, 25), train_batch_size=50).assumptions["divergence"]
+    assert dv["frozen"]["method"] == "horizon_schedule" and dv["schedule"]["batch_size"] == 50
+    assert dv["agreement_with_unrolled"][0] > 0.99  # plain horizon would score the examples outside batch 1 too
 
 
 def saddle(scale: float = 0.0):
@@ -99,6 +138,34 @@ def test_divergence_violated_near_a_saddle():
     a = ifscope.diagnose(inf, data, checks=["divergence"], n_queries=4, n_ids=2, steps=(1, 10, 30, 100)).assumptions["divergence"]
     assert a["rate"] > 0 and a["verdict"] == "violated", a
     assert a["horizon"] < 50
+    # leaving the saddle, the exact response departs from the one frozen at the checkpoint
+    assert a["agreement_with_unrolled"][0] > 0.9 > AGREE_QUESTION > a["agreement_with_unrolled"][-1]
+    assert a["frozen_valid_up_to"] == 10 and len(a["frozen"]["per_query"]) == 4
+
+
+def tiny_tanh(n: int, hidden: int):
+    """A tanh MLP on n of the blobs (no weight decay), trained 300 full-batch steps: removing one of n examples is a
+    large perturbation, so the first-order response holds at T = 1 only."""
+    x, y = blobs()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(D, hidden), nn.Tanh(), nn.Linear(hidden, C))
+    task = ifscope.classification(model)
+    load_params(model, train(task, (x[:n], y[:n]), steps=300, lr=0.5).params)
+    inf = ifscope.Influence(task, (x[:n], y[:n]), method="arnoldi", rank=10, iterations=30, progress=False)
+    return inf, (x[n:n + 20], y[n:n + 20])
+
+
+@pytest.mark.parametrize("n,hidden,steps,want", [(6, 4, (1,), "holds"), (10, 8, (1, 10, 100), "questionable"),
+                                                 (6, 4, (1, 30, 300), "violated")])
+def test_first_order_flips_with_the_size_of_the_perturbation(n, hidden, steps, want):
+    inf, queries = tiny_tanh(n, hidden)
+    f = ifscope.diagnose(inf, queries, checks=["first_order"], n_queries=10, n_ids=n, epsilon_ids=2,
+                         steps=steps).assumptions["first_order"]
+    assert f["verdict"] == want, f
+    assert f["exact"]["n_ids"] == n and len(f["epsilon_ids"]) == 2
+    if want != "holds":  # the actual change outgrows the exact first-order one
+        assert f["max_remainder"] > REMAINDER_QUESTION and f["slope"][-1] > 2
+        assert (min(f["pearson_with_exact"]) >= AGREE_HOLD) == (want == "questionable")
 
 
 def test_stability_flips_with_conditioning():
@@ -164,6 +231,8 @@ def test_bad_options_raise():
         ifscope.diagnose(inf, epsilons=[0.001])
     with pytest.raises(ifscope.ConfigError, match="n_ids"):
         ifscope.diagnose(inf, n_ids=0)
+    with pytest.raises(ifscope.ConfigError, match="epsilon_ids"):
+        ifscope.diagnose(inf, epsilon_ids=0)
 
 
 def test_cli_writes_json_and_figures(tmp_path: Path):

@@ -113,6 +113,28 @@ def test_query_blocks_give_the_same_scores():
     torch.testing.assert_close(blocks, whole, rtol=1e-12, atol=1e-14)
 
 
+def test_scores_follow_parameters_changed_after_fit_with_the_same_queries_and_schedule():
+    from ifscope.fade import rebind
+    task, train, queries = _mlp()
+    inf = _unrolled(task, train, horizon=5, lr=0.3)
+    before = inf.scores(queries)
+    inf.estimator.last = None  # set by every reverse pass
+    torch.testing.assert_close(inf.scores(queries), before, rtol=0, atol=0)
+    assert inf.estimator.last is None  # same parameters, queries and schedule: the memo answers
+    with torch.no_grad():  # the model moves on after the fit
+        for p in task.model.parameters():
+            p.mul_(1.5)
+    torch.testing.assert_close(inf.scores(queries), before, rtol=0, atol=0)  # the fit keeps its own checkpoint
+    moved = _unrolled(task, train, horizon=5, lr=0.3).scores(queries)
+    assert not torch.allclose(moved, before)
+    # a copy of the fitted estimator on the moved model (fade.rebind; it shares the memo) scores the new weights
+    torch.testing.assert_close(rebind(inf, task, train).scores(queries), moved, rtol=1e-12, atol=1e-14)
+    with torch.no_grad():  # the fitted checkpoint itself changed in place
+        for p in inf.estimator.ctx.params.values():
+            p.mul_(1.5)
+    torch.testing.assert_close(inf.scores(queries), moved, rtol=1e-12, atol=1e-14)
+
+
 def test_quadratic_loss_at_its_minimum_equals_the_schedule_aware_horizon_score():
     # θ stays at the minimum, so H_t = H and ∇ℓᵢ(θ_t) = ∇ℓᵢ(θ₀): the freezing behind `horizon` is then exact
     task, train, queries, wd = least_squares()

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import ConcatDataset
 
+from .correct_ranking import RANKINGS, ranking_source
 from .correction import Correction, Outcome, QueryCorrection, save_params
 from .data import as_dataset, batches, take
 from .errors import ConfigError, DataError, NumericalError
@@ -53,6 +54,7 @@ class CorrectOptions:
     group: bool = False
     include_correct: bool = False
     seed: int = 0
+    rank_by: str = "checkpoint"  # or "unrolled": through this correction's own steps and lr (correct_ranking)
 
     def validate(self, n_train: int) -> CorrectOptions:
         """Raise ConfigError on an option that cannot work on ``n_train`` training examples; returns ``self``."""
@@ -62,6 +64,8 @@ class CorrectOptions:
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 what = "a positive" if low else "a non-negative"
                 raise ConfigError(f"{name} must be {what} integer, got {value!r}")
+        if self.rank_by not in RANKINGS:
+            raise ConfigError(f"rank_by must be one of {RANKINGS}, got {self.rank_by!r}")
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         limit = n_train // 2 if self.strategy == "both" else n_train
@@ -143,7 +147,8 @@ def correct(influence: Influence, queries: Any, *, heldout: Any | None = None, i
 
     ``influence`` must be fitted; it is only read (``top``/``scores``, its λ_max), never fitted or refitted here.
     The budget is a :class:`CorrectOptions` (``options``, or its fields as keyword arguments: ``k``, ``steps``,
-    ``lr``, ``strategy``, ``anchor``, ``stop_when_fixed``, ``baselines``, ``group``, ``include_correct``, ``seed``).
+    ``lr``, ``strategy``, ``anchor``, ``stop_when_fixed``, ``baselines``, ``group``, ``include_correct``, ``seed``,
+    ``rank_by``: ``"unrolled"`` ranks by the exact derivative through these very steps, :mod:`ifscope.correct_ranking`).
     ``lr=None`` takes :func:`default_lr`. ``anchor`` adds that many other (seeded random) training examples to every
     step, at total weight equal to the selection's, to hold the rest of the model in place. ``stop_when_fixed`` stops
     a correction (and each baseline's) at the first step after which its queries are all predicted correctly.
@@ -176,13 +181,14 @@ def correct(influence: Influence, queries: Any, *, heldout: Any | None = None, i
         heldout_state = (h_data, h_gold, h_pred0 == h_gold)
     h_before = None if h_data is None else (float(heldout_state[2].float().mean()), float(h_loss0.mean()))
     config = {**{f: getattr(opts, f) for f in ("k", "steps", "strategy", "anchor", "stop_when_fixed", "group",
-                                               "seed", "include_correct")},
+                                               "seed", "include_correct", "rank_by")},
               "lr": lr, "lr_default": opts.lr is None, "method": influence.method}
     if not chosen:
         return Correction([], skipped, {}, config, h_before, None, 0.0)
 
     t_score = time.perf_counter()
-    selections = _selections(influence, q_data, chosen, gold, pred0, opts)
+    selections = _selections(ranking_source(influence, opts.rank_by, opts.steps, lr), q_data, chosen, gold, pred0,
+                             opts)
     score_seconds = (time.perf_counter() - t_score) / len(selections)
 
     results: dict[int, dict[str, Outcome]] = {i: {} for i in chosen}

@@ -103,11 +103,16 @@ def _hash_tree(h: Any, obj: Any) -> None:
         h.update(repr(obj).encode())
 
 
+def tree_fingerprint(obj: Any) -> str:
+    """sha256 of a nest of tensors, mappings, sequences and plain values (names, dtypes, shapes and values)."""
+    h = hashlib.sha256()
+    _hash_tree(h, obj)
+    return h.hexdigest()
+
+
 def model_fingerprint(model: torch.nn.Module) -> str:
     """sha256 of the model's state dict (names, dtypes, shapes and values): the checkpoint's identity."""
-    h = hashlib.sha256()
-    _hash_tree(h, dict(model.state_dict()))
-    return h.hexdigest()
+    return tree_fingerprint(dict(model.state_dict()))
 
 
 def data_fingerprint(ds: Dataset, batch_size: int = 1024) -> str:

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from .errors import ConfigError
 from .fade import method_label
+from .groundtruth import GroundTruth
 from .influence import Influence
 from .krylov import largest_step
 from .stats import spearman
@@ -159,9 +160,11 @@ FIRST_ORDER_IDS = 40
 
 def first_order(reference: Influence, queries: Any, steps: Sequence[int], ids: Sequence[int] | Tensor | None = None,
                 mode: str = "remove", epsilon: float = 0.01, schedule: Schedule | None = None,
-                n_ids: int = FIRST_ORDER_IDS, seed: int = 0, progress: bool = False) -> FirstOrder:
+                n_ids: int = FIRST_ORDER_IDS, seed: int = 0, progress: bool = False,
+                truth: GroundTruth | None = None) -> FirstOrder:
     """Actual vs ``unrolled`` (``reference``) on ``ids`` (default: a seeded sample of ``n_ids`` training examples)
-    after each T of ``steps`` of ``schedule`` (default: the reference's own continued training)."""
+    after each T of ``steps`` of ``schedule`` (default: the reference's own continued training); ``truth`` a ground
+    truth already computed for these ids, steps, mode and schedule."""
     from .fade import fade_curve
     if reference.method != "unrolled":
         raise ConfigError(f"the first-order check compares the actual change with method='unrolled', not "
@@ -174,7 +177,7 @@ def first_order(reference: Influence, queries: Any, steps: Sequence[int], ids: S
     if schedule is None:
         schedule = (reference.estimator if reference.estimator is not None else reference.fit().estimator).schedule
     res = fade_curve({"unrolled": reference}, queries, ids, steps=steps, mode=mode, epsilon=epsilon,
-                     schedule=schedule, progress=progress)
+                     schedule=schedule, truth=truth, progress=progress)
     pred, actual = res.predicted["unrolled"], res.truth.delta.double()
     remainder = [float((actual[k] - pred[k]).norm() / actual[k].norm()) if actual[k].norm() > 0 else float("nan")
                  for k in range(len(res.steps))]

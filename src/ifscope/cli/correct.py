@@ -22,6 +22,7 @@ SHOWN = 6  # corrected queries drawn in the report, with the training examples s
 
 def add_parser(sub) -> argparse.ArgumentParser:
     from ..correct import METHODS, STRATEGIES
+    from ..correct_ranking import RANKINGS
     p = sub.add_parser("correct", help="fix mis-predictions with a few fine-tuning steps on influential examples",
                        description="Queries are the test examples the model mis-predicts (or --indices); the "
                                    "held-out set for side effects is every other test example. Options left out "
@@ -50,6 +51,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--group", action="store_true", default=None,
                    help="one correction for all queries at once (summed scores)")
     p.add_argument("--baselines", nargs="*", default=None, choices=METHODS[1:])
+    p.add_argument("--rank-by", choices=RANKINGS, default=None,
+                   help="rank by the run's checkpoint scores (default) or by unrolled influence through the "
+                        "correction's own steps and lr")
     p.add_argument("--save", action="store_true", help="write the corrected parameters to DIR/corrected.safetensors")
     return p
 
@@ -144,7 +148,8 @@ def _summary(d: dict[str, Any], workdir: Path) -> str:
     c = d["settings"]
     lines = [f"{d['recipe']}: corrected {d['n_queries']} mis-predicted test examples ({len(d['skipped'])} already "
              f"correct, left alone) with {c['steps']} SGD steps, lr {c['lr']:g}, on k={c['k']} training examples "
-             f"({c['strategy']}, anchor {c['anchor']}); held-out set: {d['n_heldout']} other test examples"]
+             f"({c['strategy']}, anchor {c['anchor']}, ranked by {c.get('rank_by', 'checkpoint')} scores); "
+             f"held-out set: {d['n_heldout']} other test examples"]
     if d["n_queries"]:
         lines.append(f"{'selection':<20} {'fix rate':>8} {'held-out acc':>12} {'broken':>7} {'s/corr':>7}")
         acc0 = d["heldout_accuracy"]["before"]

@@ -4,8 +4,8 @@
 2. stability: condition of the kept eigenvalues, Ritz residuals, and score agreement under another truncation,
    damping (and, with ``refit=True``, float64, rank 2k and disjoint Hessian samples).
 3. trajectory: the training-loss gradient at the checkpoint against its start; score agreement across checkpoints.
-4. divergence: the parameter gap ``‖θ_ε(T) − θ(T)‖`` of continued training, its exponential rate, the horizon.
-5. first_order: the actual change against ε (removal and up-weighting): linearity and the second-order remainder.
+4. divergence: the cost of freezing the checkpoint, ``horizon`` against ``unrolled`` per T (and the parameter gap).
+5. first_order: the actual change of a removal against the exact first-order ``unrolled`` (and linearity in ε).
 
 Each check is a module with ``NAME``, ``ADVICE`` (per verdict), ``measure(probe) -> dict`` and ``key_figures``.
 ``diagnose`` reads the fitted influence and never refits it; thresholds live in :mod:`.common`.
@@ -24,6 +24,7 @@ from torch import Tensor
 
 from ..data import as_dataset
 from ..errors import ConfigError
+from ..fade import gd_schedule
 from ..influence import Influence
 from ..progress import progress_bar
 from ..training import Schedule
@@ -79,19 +80,23 @@ class Diagnosis:
 
 
 def diagnose(influence: Influence, queries: Any = None, *, checks: Sequence[str] = CHECKS,
-             n_queries: int = 20, n_train: int = 200, n_ids: int = 8, steps: Sequence[int] = (1, 3, 10, 30, 100, 300),
+             n_queries: int = 20, n_train: int = 200, n_ids: int = 40, epsilon_ids: int = 8,
+             steps: Sequence[int] = (1, 3, 10, 30, 100, 300),
              epsilons: Sequence[float] = (0.1, 1.0), reference_epsilon: float = 0.01,
              damping_factors: Sequence[float] = (1e-3, 1e-2), initial: Mapping[str, Tensor] | None = None,
              checkpoints: Sequence[Any] | None = None, schedule: Schedule | None = None,
              ground_truth_dtype: torch.dtype = torch.float64, refit: bool = False,
+             train_batch_size: int | None = None, krylov: int = 100, reference_hessian_samples: int | None = None,
              directory: str | Path | None = None, seed: int = 0) -> Diagnosis:
     """Measure the five assumptions of ``score = ∇ℓ(q)ᵀ H⁻¹ ∇ℓ(z)`` at the influence's checkpoint.
 
     ``queries`` (default: ``n_queries`` training examples) and ``n_train`` seeded training examples are scored for
-    the agreement figures; ``n_ids`` seeded training examples are removed / up-weighted by each ε in ``epsilons``
-    (and by ``reference_epsilon``, the linear reference) for the ground truth, which continues training from the
-    checkpoint by ``schedule`` (default: full-batch GD with lr 1/λ_max of the run's spectrum) for each ``T`` in
-    ``steps``. ``initial`` (parameters at the start of training) and ``checkpoints`` (earlier states, oldest first)
+    the agreement figures; ``n_ids`` seeded training examples are removed for the ground truth (divergence, and
+    first order against ``unrolled``), the first ``epsilon_ids`` of them also up-weighted by each ε in ``epsilons``
+    (and by ``reference_epsilon``, the linear reference); the ground truth continues training from the checkpoint
+    by ``schedule`` (default: GD with lr 1/λ_max of the run's spectrum, full batch or seeded minibatches of
+    ``train_batch_size``) for each ``T`` in ``steps``. The references ``unrolled`` and ``horizon`` (``krylov``
+    Lanczos steps, Hessian on ``reference_hessian_samples``) run in ``ground_truth_dtype``. ``initial`` (parameters at the start of training) and ``checkpoints`` (earlier states, oldest first)
     feed the trajectory check. The fitted influence is used as it is (fitted first if it is not); ``refit=True``
     adds the agreement checks that need other fits of a method that keeps a spectrum. With ``directory``, writes
     ``diagnose.json`` and figures there.
@@ -100,7 +105,8 @@ def diagnose(influence: Influence, queries: Any = None, *, checks: Sequence[str]
     unknown = sorted(set(checks) - set(CHECKS))
     if unknown or not checks:
         raise ConfigError(f"unknown check(s) {unknown or checks}; choose from {CHECKS}")
-    for name, value in (("n_queries", n_queries), ("n_train", n_train), ("n_ids", n_ids)):
+    for name, value in (("n_queries", n_queries), ("n_train", n_train), ("n_ids", n_ids),
+                        ("epsilon_ids", epsilon_ids), ("krylov", krylov)):
         if not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name} must be a positive integer, got {value!r}")
     steps = sorted({int(s) for s in steps})
@@ -123,9 +129,13 @@ def diagnose(influence: Influence, queries: Any = None, *, checks: Sequence[str]
         qdata = as_dataset(queries, "queries")
         q_idx = torch.arange(min(n_queries, len(qdata)))  # type: ignore[arg-type]
     t_idx = torch.randperm(n, generator=gen)[:n_train].sort().values
-    ids = torch.randperm(n, generator=gen)[:n_ids].sort().values
+    perm = torch.randperm(n, generator=gen)  # the ε ids are the first of the removed ones
+    ids, eps_ids = perm[:n_ids].sort().values, perm[:min(epsilon_ids, n_ids)].sort().values
+    if schedule is None and train_batch_size is not None:
+        schedule = gd_schedule(inf, max(steps), batch_size=train_batch_size, seed=inf.config["seed"])
     probe = Probe(inf, qdata, q_idx, t_idx, ids, steps, epsilons, reference_epsilon, damping_factors, initial,
-                  checkpoints, schedule, ground_truth_dtype, refit, gen)
+                  checkpoints, schedule, ground_truth_dtype, refit, gen, eps_ids=eps_ids, krylov=krylov,
+                  reference_hessian_samples=reference_hessian_samples)
     run = [c for c in CHECKS if c in checks]
     bar = progress_bar("diagnose", len(run), inf.show_progress)
     out: dict[str, dict[str, Any]] = {}
@@ -146,8 +156,10 @@ def diagnose(influence: Influence, queries: Any = None, *, checks: Sequence[str]
     settings = dict(method=inf.method, rank=inf.config.get("rank"), iterations=inf.config.get("iterations"),
                   dtype=str(inf.dtype).replace("torch.", ""), damping=inf.config["damping"],
                   weight_decay=inf.config["weight_decay"], n_train_total=n, n_queries=len(q_idx),
-                  n_train_scored=len(t_idx), n_ids=len(ids), steps=steps, epsilons=list(epsilons),
-                  reference_epsilon=reference_epsilon, refit=refit, seed=seed)
+                  n_train_scored=len(t_idx), n_ids=len(ids), epsilon_ids=len(eps_ids), steps=steps,
+                  epsilons=list(epsilons), reference_epsilon=reference_epsilon, refit=refit, seed=seed,
+                  train_batch_size=train_batch_size, ground_truth_dtype=str(ground_truth_dtype).replace("torch.", ""),
+                  krylov=krylov, reference_hessian_samples=reference_hessian_samples)
     result = Diagnosis(out, settings, time.time() - t0)
     if directory is not None:
         result.write(directory)

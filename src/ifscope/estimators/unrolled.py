@@ -12,15 +12,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils._pytree import tree_flatten, tree_map
+from torch.utils._pytree import tree_map
 
 from ..adjoint import AdjointResult, weight_gradients
 from ..data import Batch, batch_len
 from ..errors import ConfigError, NumericalError
+from ..store import tree_fingerprint
 from ..training import OPTIMIZERS, Schedule, make_batches
 from .base import Estimator
 
@@ -64,12 +64,6 @@ class UnrolledOptions:
             raise ConfigError(f"train_batch_size must be a positive integer or None (full batch), got {b!r}")
 
 
-def _same(a: Any, b: Any) -> bool:
-    la, sa = tree_flatten(a)
-    lb, sb = tree_flatten(b)
-    return sa == sb and all(x.shape == y.shape and torch.equal(x, y) for x, y in zip(la, lb))
-
-
 class Unrolled(Estimator):
     """``score[q, i] = −N ∂ℓ(q, θ_T)/∂wᵢ`` by the adjoint of the replay; queries in blocks of ``batch_size`` (at most
     ``QUERY_BLOCK``), each block one forward replay and one reverse sweep."""
@@ -97,7 +91,7 @@ class Unrolled(Estimator):
                                  betas=(float(opts.betas[0]), float(opts.betas[1])), eps=float(opts.eps),
                                  weight_decay=self.ctx.weight_decay)
         self.last: AdjointResult | None = None  # the latest reverse pass: checkpoint counts, for tests and benchmarks
-        self._memo: tuple[Batch, list[int], Schedule, Tensor] | None = None
+        self._memo: tuple[str, Tensor] | None = None  # (fingerprint of everything the scores depend on, scores)
 
     def _refuse(self) -> Tensor:
         raise ConfigError("method='unrolled' scores directly (one reverse pass through the continued training per "
@@ -119,13 +113,19 @@ class Unrolled(Estimator):
         ``schedule`` replaces the fitted one (e.g. the fade's own continued training)."""
         horizons = [self.horizon] if horizons is None else [int(h) for h in horizons]
         schedule = self.schedule if schedule is None else schedule
-        memo = self._memo
-        if memo is not None and memo[1] == horizons and memo[2] is schedule and _same(memo[0], queries):
-            full = memo[3]
+        key = self._key(queries, horizons, schedule)
+        if self._memo is not None and self._memo[0] == key:
+            full = self._memo[1]
         else:
             full = self._full(queries, horizons, schedule)
-            self._memo = (queries, horizons, schedule, full)
+            self._memo = (key, full)
         return full if train_ids is None else full[..., torch.as_tensor(train_ids, dtype=torch.long)]
+
+    def _key(self, queries: Batch, horizons: list[int], schedule: Schedule) -> str:
+        # by value, not identity: parameters changed in place (or a copied estimator on a new checkpoint, as
+        # fade.rebind makes) must not read the scores of the old ones
+        ctx = self.ctx
+        return tree_fingerprint((ctx.params, ctx.rest, queries, horizons, vars(schedule), len(ctx.train)))
 
     def _full(self, queries: Batch, horizons: list[int], schedule: Schedule) -> Tensor:
         ctx = self.ctx

@@ -141,7 +141,7 @@ def digits_cnn(n_train: int = 500, n_test: int = 1297, width: int = 16, epochs: 
                   info={"weight_decay": weight_decay, "flipped": flipped, "image_shape": (8, 8),
                         "classes": [str(i) for i in range(10)], "test_accuracy": accuracy(task, test_ds), **facts},
                   defaults={"influence": dict(CNN_INFLUENCE), "fade": dict(CNN_FADE),
-                            "correct": dict(CNN_CORRECT)}, retrain=retrain)
+                            "diagnose": dict(CNN_DIAGNOSE), "correct": dict(CNN_CORRECT)}, retrain=retrain)
 
 
 
@@ -151,3 +151,7 @@ def digits_cnn(n_train: int = 500, n_test: int = 1297, width: int = 16, epochs: 
 # reported beside the correlations (docs/experiments.md; --truth-dtype float64 costs 2.6x at batch 64)
 CNN_FADE = dict(n_ids=20, n_queries=20, steps=[1, 3, 10, 30, 100, 300], train_batch_size=64, krylov=10,
                 reference_hessian_samples=128, reference_dtype="float32", truth_dtype="float32")
+# `ifscope diagnose --recipe digits-cnn`: the fade's continued training (SGD, batch 64) and references in float32;
+# 40 removals to T = 100, the first 4 also up-weighted (52 replicas of 100 steps)
+CNN_DIAGNOSE = dict(n_ids=40, epsilon_ids=4, steps=[1, 3, 10, 30, 100], train_batch_size=64, krylov=10,
+                    reference_hessian_samples=128, truth_dtype="float32")

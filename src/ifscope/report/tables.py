@@ -88,10 +88,16 @@ def deciding_figures(name: str, a: Mapping[str, Any]) -> list[tuple[str, Any]]:
             figs.append(("checkpoint agreement", a["checkpoint_agreement"][-1]))
         return figs
     if name == "divergence":
-        return [("horizon (steps)", a.get("horizon", "unbounded") if a.get("horizon") is not None else "unbounded"),
-                *_first(a, "rate")]
+        figs = []
+        if a.get("agreement_with_unrolled"):
+            figs.append(("lowest Spearman horizon vs unrolled", min(a["agreement_with_unrolled"])))
+            figs.append(("frozen checkpoint valid up to T", a.get("frozen_valid_up_to") or "–"))
+        return [*figs, ("horizon (steps)", a.get("horizon", "unbounded") if a.get("horizon") is not None
+                        else "unbounded"), *_first(a, "rate")]
     if name == "first_order":
         figs = _first(a, "max_remainder", "linear_up_to")
+        if isinstance(a.get("slope"), list) and a["slope"]:  # per T (older diagnose.json files: absent)
+            figs.append(("slope actual / unrolled at the longest T", a["slope"][-1]))
         if a.get("r2"):
             figs.append(("min R²", min(a["r2"])))
         return figs
@@ -110,7 +116,14 @@ def per_t_tables(assumptions: Mapping[str, Mapping[str, Any]]) -> str:
     if div.get("steps") and div.get("gap"):
         parts.append("<p>Distance between the parameters trained with and without the removed examples:</p>"
                      + t_table(div["steps"], {"mean ‖θ₋(T) − θ(T)‖": div["gap"]}))
+    if div.get("steps") and div.get("agreement_with_unrolled"):
+        parts.append("<p>Mean per-query Spearman between the response frozen at the checkpoint (horizon) and the "
+                     "exact one (unrolled):</p>" + t_table(div["steps"], {"Spearman": div["agreement_with_unrolled"]}))
     fo = assumptions.get("first_order", {})
+    if fo.get("steps") and fo.get("remainder_vs_exact"):
+        parts.append("<p>Removal against the exact first-order prediction (unrolled):</p>"
+                     + t_table(fo["steps"], {"‖actual − unrolled‖ / ‖actual‖": fo["remainder_vs_exact"],
+                                             "slope": fo["slope"]}))
     if fo.get("steps") and fo.get("remainder"):
         rows = {f"ε = {e}" if e != "-1" else "removal": v for e, v in fo["remainder"].items()}
         parts.append("<p>First-order remainder ‖actual − linear‖ / ‖linear‖ per perturbation size:</p>"
