@@ -36,6 +36,7 @@ DEFAULT_LR = 0.1
 # the largest gradients, and their own loss is several times sharper than the mean training loss (digits-cnn: 515
 # against 84), so steps at 1/λ_max of the training Hessian diverge on them; a quarter of it does not.
 LR_FRACTION = 0.25
+GUARD_BATCH = 512  # the guard is evaluated after every step, in one pass where it fits
 
 
 @dataclass
@@ -84,12 +85,14 @@ class CorrectOptions:
         return self
 
 
-def _evaluate(inf: Influence, params: Params, rest: Mapping[str, Tensor], data: Any) -> tuple[Tensor, Tensor, Tensor]:
-    """``(predicted class, per-example loss, label)`` of every example in ``data`` under ``params``."""
+def _evaluate(inf: Influence, params: Params, rest: Mapping[str, Tensor], data: Any, batch_size: int | None = None
+              ) -> tuple[Tensor, Tensor, Tensor]:
+    """``(predicted class, per-example loss, label)`` of every example in ``data`` under ``params``, in batches of
+    ``batch_size`` (default the run's)."""
     task = inf.task
     preds, losses, labels = [], [], []
     with torch.no_grad(), task.evaluating():
-        for _, batch in batches(data, inf.config["batch_size"]):
+        for _, batch in batches(data, batch_size or inf.config["batch_size"]):
             batch = task.cast(batch, inf.dtype)
             out = task.forward(params, rest, batch)
             if out.dim() != 2:
@@ -332,8 +335,8 @@ def _guard(influence: Influence, params0: Params, rest: Mapping[str, Tensor], op
         data = as_dataset(take(influence.train, pick[keep].tolist()), "guard")
         before = (pred0[keep] == labels[keep]).float().mean()
 
-        def keeps(params: Params) -> bool:
-            pred, _, y = _evaluate(influence, params, rest, data)
+        def keeps(params: Params) -> bool:  # checked after every step: one pass over the whole guard
+            pred, _, y = _evaluate(influence, params, rest, data, GUARD_BATCH)
             return bool(before - (pred == y).float().mean() <= opts.guard_drop + 1e-9)
         return keeps
     return for_selection
