@@ -233,3 +233,25 @@ def test_guard_stops_before_the_first_step_that_costs_too_much_training_accuracy
             stopped += 1
             assert o.steps < 15 and before - accuracy(free.params[q.index], o.selected) > 0.02
     assert stopped >= 1, "at lr 2.0 at least one correction should hit the guard"
+
+
+def test_revert_unfixed_returns_failed_corrections_to_the_checkpoint(setup):
+    _, inf, test, wrong, right = setup
+    kw = dict(heldout=take(test, right[:100]), indices=wrong[:6], k=8, steps=2, lr=0.05, anchor=0,
+              baselines=["random"], progress=False)
+    kept, reverted = correct(inf, test, **kw), correct(inf, test, revert_unfixed=True, **kw)
+    acc0 = reverted.heldout_before[0]
+    unfixed = 0
+    for a, b in zip(kept.queries, reverted.queries):
+        for m in ("influence", "random"):
+            oa, ob = a.outcomes[m], b.outcomes[m]
+            assert oa.fixed == ob.fixed and ob.reverted == (not oa.fixed)
+            if ob.reverted:
+                unfixed += 1
+                assert ob.heldout_accuracy == acc0 and ob.loss_after == pytest.approx(a.loss_before)
+            else:
+                assert ob.heldout_accuracy == oa.heldout_accuracy
+        if b.outcomes["influence"].reverted:
+            for n, t in reverted.params[b.index].items():
+                assert torch.equal(t, inf.estimator.ctx.params[n])
+    assert unfixed >= 1, "two small steps should leave some mistake unfixed"

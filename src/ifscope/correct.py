@@ -53,6 +53,7 @@ class CorrectOptions:
     stop_when_fixed: bool = False
     guard: int = 0
     guard_drop: float = 0.01
+    revert_unfixed: bool = False
     baselines: tuple[str, ...] = METHODS[1:]
     group: bool = False
     include_correct: bool = False
@@ -159,15 +160,16 @@ def correct(influence: Influence, queries: Any, *, heldout: Any | None = None, i
 
     ``influence`` must be fitted; it is only read (``top``/``scores``, its λ_max), never fitted or refitted here.
     The budget is a :class:`CorrectOptions` (``options``, or its fields as keyword arguments: ``k``, ``steps``,
-    ``lr``, ``strategy``, ``anchor``, ``stop_when_fixed``, ``guard``, ``guard_drop``, ``baselines``, ``group``,
-    ``include_correct``, ``seed``).
+    ``lr``, ``strategy``, ``anchor``, ``stop_when_fixed``, ``guard``, ``guard_drop``, ``revert_unfixed``,
+    ``baselines``, ``group``, ``include_correct``, ``seed``).
     ``lr=None`` takes :func:`default_lr`. ``anchor`` adds that many other (seeded random) training examples to every
     step, at total weight equal to the selection's, to hold the rest of the model in place. ``stop_when_fixed`` stops
     a correction (and each baseline's) at the first step after which its queries are all predicted correctly.
     ``guard`` (a number of seeded training examples, the same for every selection) keeps each correction local: it
     stops before the first step after which the accuracy on the guard (less the examples stepped on) is more than
     ``guard_drop`` below the checkpoint's (the outcome's ``guarded``): the training-set stand-in for the held-out
-    accuracy drop it is judged by.
+    accuracy drop it is judged by. ``revert_unfixed`` returns a correction that has not fixed its queries after its
+    steps to the checkpoint (its outcome ``reverted``): a failed attempt is not applied, so it has no side effects.
 
     ``queries`` hold gold labels; ``indices`` picks positions among them (default: every mis-predicted one).
     Queries already predicted correctly are skipped unless ``include_correct``. ``group=True`` makes one correction
@@ -197,7 +199,8 @@ def correct(influence: Influence, queries: Any, *, heldout: Any | None = None, i
         heldout_state = (h_data, h_gold, h_pred0 == h_gold)
     h_before = None if h_data is None else (float(heldout_state[2].float().mean()), float(h_loss0.mean()))
     config = {**{f: getattr(opts, f) for f in ("k", "steps", "strategy", "anchor", "stop_when_fixed", "guard",
-                                               "guard_drop", "group", "seed", "include_correct")},
+                                               "guard_drop", "revert_unfixed", "group", "seed",
+                                               "include_correct")},
               "lr": lr, "lr_default": opts.lr is None, "method": influence.method}
     if not chosen:
         return Correction([], skipped, {}, config, h_before, None, 0.0)
@@ -234,10 +237,14 @@ def correct(influence: Influence, queries: Any, *, heldout: Any | None = None, i
                 diverged = False
             except NumericalError:  # a step size too large for this selection's curvature: counts as not fixed
                 params, taken, diverged, guarded = params0, 0, True, False
+            reverted = opts.revert_unfixed and not diverged and \
+                not _fixes_all(influence, rest, member_data, gold[members])(params)
+            if reverted:  # a correction that did not fix its queries is not applied
+                params = params0
             outs = _outcomes(influence, params, rest, member_data, gold[members], heldout_state,
                              time.perf_counter() - t1 + (score_seconds if method == "influence" else 0.0),
                              taken, [] if method == "query_itself" else descend.tolist(), ascend.tolist(), diverged,
-                             guarded)
+                             guarded, reverted)
             for i, out in zip(members, outs):
                 results[i][method] = out
             if group_outcomes is not None:
@@ -351,7 +358,7 @@ def _fixes_all(influence: Influence, rest: Mapping[str, Tensor], member_data: An
 
 def _outcomes(influence: Influence, params: Params, rest: Mapping[str, Tensor], member_data: Any, member_gold: Tensor,
               heldout: tuple[Any, Tensor, Tensor] | None, seconds: float, taken: int, selected: list[int],
-              ascended: list[int], diverged: bool, guarded: bool = False) -> list[Outcome]:
+              ascended: list[int], diverged: bool, guarded: bool = False, reverted: bool = False) -> list[Outcome]:
     """One :class:`Outcome` per member query of a correction, with the held-out side effects it shares."""
     p_after, l_after, _ = _evaluate(influence, params, rest, member_data)
     h_acc = h_loss = broken = None
@@ -363,7 +370,7 @@ def _outcomes(influence: Influence, params: Params, rest: Mapping[str, Tensor], 
     return [Outcome(fixed=bool(p_after[j] == member_gold[j]), loss_after=float(l_after[j]),
                     predicted_after=int(p_after[j]), heldout_accuracy=h_acc, heldout_loss=h_loss, broken=broken,
                     seconds=seconds, steps=taken, selected=selected, ascended=ascended, diverged=diverged,
-                    guarded=guarded)
+                    guarded=guarded, reverted=reverted)
             for j in range(len(member_gold))]
 
 
