@@ -119,8 +119,8 @@ def correct_bars(d: dict[str, Any]) -> str:
     c = d["settings"]
     budget = (f"k {c['k']}, ≤ {c['steps']} SGD steps at lr {c['lr']:.3g}, anchor {c['anchor']}"
               + (", stop when fixed" if c["stop_when_fixed"] else "")
-              + (f", guard {c['guard']} training examples, ≤ {100 * c['guard_drop']:g} point lost" if c.get("guard")
-                 else ""))
+              + (f", guard of {c['guard']} training examples (≤ {100 * c['guard_drop']:g} points lost)"
+                 if c.get("guard") else "") + (", unfixed corrections reverted" if c.get("revert_unfixed") else ""))
     return (correct_table(d) + f" Budget (every selection): {budget}. Fix rate {fr['influence']:.2f} = "
             f"{ratio:.1f}× random-k's {fr['random']:.2f} (bar ≥ 3×), gold class {fr['random_same_class']:.2f} "
             f"(bar: above it); held-out accuracy drop {drop['influence']:.2f} points (bar ≤ 1; random-k "
