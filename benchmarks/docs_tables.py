@@ -146,7 +146,7 @@ TABLES: dict[str, Table] = {
     "fade-cnn-fast-linear": Table(["fade", "--recipe", "digits-cnn", "--lr", "0.010817", "--steps", "1,3,10,30",
                                    "--mode", "upweight", "--epsilon", "0.0001", "--truth-dtype", "float64"],
                                   fade_table, ("docs/experiments.md",)),
-    **{f"correct-tweets-{s}": _correct("tweets-minilm", s) for s in (0, 1)},
+    **{f"correct-{r.split('-')[0]}-{s}": _correct(r, s) for r in ("tweets-minilm", "digits-cnn") for s in (0, 1)},
 }
 
 
