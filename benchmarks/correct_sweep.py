@@ -50,6 +50,7 @@ def main() -> None:
     ap.add_argument("--stop", default="0", help="stop a correction once its query is fixed: 0, 1 or 0,1")
     ap.add_argument("--guard", default="0", help="guard sizes (training examples; 0 = none), e.g. 0,400")
     ap.add_argument("--guard-drop", default="0.01", help="accuracy the guard may lose, e.g. 0.01,0.02")
+    ap.add_argument("--revert", default="0", help="return unfixed corrections to the checkpoint: 0, 1 or 0,1")
     ap.add_argument("--workdir", default="runs/sweep", help="run directories (one per method) under this prefix")
     ap.add_argument("--max-drop", type=float, default=0.5,
                     help="held-out accuracy drop (points) the chosen setting may cost on this seed")
@@ -72,25 +73,26 @@ def main() -> None:
         grid = itertools.product(args.strategies.split(","), [int(v) for v in args.k.split(",")],
                                  [int(v) for v in args.steps.split(",")], [float(v) for v in args.lr.split(",")],
                                  [int(v) for v in args.anchor.split(",")], [bool(int(v)) for v in args.stop.split(",")],
-                                 [int(v) for v in args.guard.split(",")], [float(v) for v in args.guard_drop.split(",")])
-        for strategy, k, steps, lr, anchor, stop, guard, guard_drop in grid:
+                                 [int(v) for v in args.guard.split(",")], [float(v) for v in args.guard_drop.split(",")],
+                                 [bool(int(v)) for v in args.revert.split(",")])
+        for strategy, k, steps, lr, anchor, stop, guard, guard_drop, revert in grid:
             d = correct(inf, queries, heldout=heldout, k=k, steps=steps, lr=lr, strategy=strategy, anchor=anchor,
-                        stop_when_fixed=stop, guard=guard, guard_drop=guard_drop,
+                        stop_when_fixed=stop, guard=guard, guard_drop=guard_drop, revert_unfixed=revert,
                         baselines=["random", "random_same_class"], seed=args.seed, progress=False).to_dict()
             fr = d["fix_rate"]
             drop = 100 * (d["heldout_accuracy"]["before"] - d["heldout_accuracy"]["after"])
             ratio = fr["influence"] / fr["random"] if fr["random"] else float("inf")
-            g = f"{guard}/{guard_drop:g}" if guard else "-"
+            g = (f"{guard}/{guard_drop:g}" if guard else "-") + (" revert" if revert else "")
             print(f"| {method} | {strategy} | {k} | {steps} | {lr:g} | {anchor} | {'yes' if stop else 'no'} | {g} | "
                   f"{fr['influence']:.2f} | {fr['random']:.2f} | {fr['random_same_class']:.2f} | {ratio:.1f} | "
                   f"{drop:.2f} | {d['broken']:.1f} | {d['seconds_per_correction']:.3f} |", flush=True)
             key = (fr["influence"], -drop)
             if drop <= args.max_drop and (best is None or key > best[0]):
-                best = (key, method, strategy, k, steps, lr, anchor, stop, guard, guard_drop)
+                best = (key, method, strategy, k, steps, lr, anchor, stop, guard, guard_drop, revert)
     if best is not None:
         print(f"\nbest with held-out drop <= {args.max_drop:g} point: method={best[1]} strategy={best[2]} k={best[3]} "
               f"steps={best[4]} lr={best[5]:g} anchor={best[6]} stop_when_fixed={best[7]} guard={best[8]} "
-              f"guard_drop={best[9]:g}")
+              f"guard_drop={best[9]:g} revert_unfixed={best[10]}")
     else:
         print(f"\nno setting kept the held-out accuracy drop within {args.max_drop:g} point")
 
