@@ -1,4 +1,4 @@
-"""Sweep ``ifscope.correct``'s budget (strategy, k, steps, lr, anchor, stop) and the influence method on a recipe;
+"""Sweep ``ifscope.correct``'s budget (strategy, k, steps, lr, anchor, stop, guard) and the influence method on a recipe;
 print a markdown table.
 
 Queries are every test example the trained model mis-predicts (``--n-test 797``: all 797 unseen digits for ``digits-mlp``); the held-out set is every other test example. The influence is fitted once per
@@ -15,10 +15,24 @@ import argparse
 import itertools
 import time
 
-from ifscope.cli.correct import INFLUENCE, correction_influence
+from ifscope.cli import build_parser, fitted_for, recipe_for
 from ifscope.correct import correct, split_mispredicted
 from ifscope.data import as_dataset, take
-from ifscope.recipes import load_recipe
+from ifscope.fade import rebind
+from ifscope.prefix import cache_prefix
+
+
+def fitted(recipe_name: str, seed: int, method: str | None, workdir: str, n_test: int | None):
+    """``(recipe, influence on the cached prefix)`` as ``ifscope correct`` builds them (the run's fit reused)."""
+    argv = ["correct", "--recipe", recipe_name, "--seed", str(seed), "--workdir", workdir,
+            *(["--method", method] if method else []), *(["--n-test", str(n_test)] if n_test else [])]
+    args = build_parser().parse_args(argv)
+    recipe = recipe_for(args, **({"n_test": n_test} if n_test else {}))
+    run_inf = fitted_for(args, recipe)
+    pre = cache_prefix(run_inf.task, run_inf.train, recipe.test, batch_size=run_inf.config["batch_size"])
+    inf = rebind(run_inf, pre.task, pre.datasets[0]) if pre.start is not None else run_inf
+    inf.show_progress = False
+    return recipe, inf, as_dataset(pre.datasets[1], "test")
 
 
 def main() -> None:
@@ -34,47 +48,51 @@ def main() -> None:
     ap.add_argument("--lr", default="0.03,0.1,0.3")
     ap.add_argument("--anchor", default="0", help="other training examples added to each step (0 = none)")
     ap.add_argument("--stop", default="0", help="stop a correction once its query is fixed: 0, 1 or 0,1")
+    ap.add_argument("--guard", default="0", help="guard sizes (training examples; 0 = none), e.g. 0,400")
+    ap.add_argument("--guard-drop", default="0.01", help="accuracy the guard may lose, e.g. 0.01,0.02")
+    ap.add_argument("--revert", default="0", help="return unfixed corrections to the checkpoint: 0, 1 or 0,1")
+    ap.add_argument("--workdir", default="runs/sweep", help="run directories (one per method) under this prefix")
     ap.add_argument("--max-drop", type=float, default=0.5,
                     help="held-out accuracy drop (points) the chosen setting may cost on this seed")
     args = ap.parse_args()
 
-    recipe = load_recipe(args.recipe, seed=args.seed, **({"n_test": args.n_test} if args.n_test else {}))
-    defaults = recipe.defaults.get("correct", {})
-    chosen = {k: defaults.get(k, v) for k, v in INFLUENCE.items()}
-    methods = args.methods.split(",") if args.methods else [chosen["method"]]
-    print("| method | strategy | k | steps | lr | anchor | stop | fix influence | fix random | fix same-class | ratio "
-          "| held-out acc drop (pts) | broken (mean) | s/correction |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    methods = args.methods.split(",") if args.methods else [None]
+    print("| method | strategy | k | steps | lr | anchor | stop | guard | fix influence | fix random | fix same-class "
+          "| ratio | held-out acc drop (pts) | broken (mean) | s/correction |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     best = None
-    for method in methods:
+    for name in methods:
         t0 = time.time()
-        inf, pre = correction_influence(recipe, {**chosen, "method": method}, args.seed)
-        inf.show_progress = False
-        inf.fit()
-        test = as_dataset(pre.datasets[1], "test")
+        recipe, inf, test = fitted(args.recipe, args.seed, name, f"{args.workdir}-{args.recipe}-{args.seed}-{name}",
+                                   args.n_test)
+        method, defaults = inf.method, recipe.defaults.get("correct", {})
         q_idx, h_idx = split_mispredicted(inf, test, n=args.queries or defaults.get("queries"))
         queries, heldout = take(test, q_idx), take(test, h_idx)
         print(f"<!-- {args.recipe} seed {args.seed} {method}: {len(q_idx)} mis-predicted queries, {len(h_idx)} held "
               f"out, fit {time.time() - t0:.0f} s -->", flush=True)
         grid = itertools.product(args.strategies.split(","), [int(v) for v in args.k.split(",")],
                                  [int(v) for v in args.steps.split(",")], [float(v) for v in args.lr.split(",")],
-                                 [int(v) for v in args.anchor.split(",")], [bool(int(v)) for v in args.stop.split(",")])
-        for strategy, k, steps, lr, anchor, stop in grid:
+                                 [int(v) for v in args.anchor.split(",")], [bool(int(v)) for v in args.stop.split(",")],
+                                 [int(v) for v in args.guard.split(",")], [float(v) for v in args.guard_drop.split(",")],
+                                 [bool(int(v)) for v in args.revert.split(",")])
+        for strategy, k, steps, lr, anchor, stop, guard, guard_drop, revert in grid:
             d = correct(inf, queries, heldout=heldout, k=k, steps=steps, lr=lr, strategy=strategy, anchor=anchor,
-                        stop_when_fixed=stop, baselines=["random", "random_same_class"], seed=args.seed,
-                        progress=False).to_dict()
+                        stop_when_fixed=stop, guard=guard, guard_drop=guard_drop, revert_unfixed=revert,
+                        baselines=["random", "random_same_class"], seed=args.seed, progress=False).to_dict()
             fr = d["fix_rate"]
             drop = 100 * (d["heldout_accuracy"]["before"] - d["heldout_accuracy"]["after"])
             ratio = fr["influence"] / fr["random"] if fr["random"] else float("inf")
-            print(f"| {method} | {strategy} | {k} | {steps} | {lr:g} | {anchor} | {'yes' if stop else 'no'} | "
+            g = (f"{guard}/{guard_drop:g}" if guard else "-") + (" revert" if revert else "")
+            print(f"| {method} | {strategy} | {k} | {steps} | {lr:g} | {anchor} | {'yes' if stop else 'no'} | {g} | "
                   f"{fr['influence']:.2f} | {fr['random']:.2f} | {fr['random_same_class']:.2f} | {ratio:.1f} | "
                   f"{drop:.2f} | {d['broken']:.1f} | {d['seconds_per_correction']:.3f} |", flush=True)
             key = (fr["influence"], -drop)
             if drop <= args.max_drop and (best is None or key > best[0]):
-                best = (key, method, strategy, k, steps, lr, anchor, stop)
+                best = (key, method, strategy, k, steps, lr, anchor, stop, guard, guard_drop, revert)
     if best is not None:
         print(f"\nbest with held-out drop <= {args.max_drop:g} point: method={best[1]} strategy={best[2]} k={best[3]} "
-              f"steps={best[4]} lr={best[5]:g} anchor={best[6]} stop_when_fixed={best[7]}")
+              f"steps={best[4]} lr={best[5]:g} anchor={best[6]} stop_when_fixed={best[7]} guard={best[8]} "
+              f"guard_drop={best[9]:g} revert_unfixed={best[10]}")
     else:
         print(f"\nno setting kept the held-out accuracy drop within {args.max_drop:g} point")
 

@@ -111,6 +111,26 @@ def correct_table(d: dict[str, Any]) -> str:
                               + f"; {d['_meta']['threads']} thread(s), {d['_meta']['seconds']:.0f} s.")
 
 
+def correct_bars(d: dict[str, Any]) -> str:
+    """:func:`correct_table` with issue 13's bars: the fix rate against random-k and the gold class, the drop."""
+    fr, before = d["fix_rate"], d["heldout_accuracy"]["before"]
+    drop = {m: 100 * (before - s["heldout_accuracy_after"]) for m, s in d["methods"].items()}
+    ratio = fr["influence"] / fr["random"] if fr.get("random") else float("inf")
+    c = d["settings"]
+    budget = (f"k {c['k']}, ≤ {c['steps']} SGD steps at lr {c['lr']:.3g}, anchor {c['anchor']}"
+              + (", stop when fixed" if c["stop_when_fixed"] else "")
+              + (f", guard of {c['guard']} training examples (≤ {100 * c['guard_drop']:g} points lost)"
+                 if c.get("guard") else "") + (", unfixed corrections reverted" if c.get("revert_unfixed") else ""))
+    return (correct_table(d) + f" Budget (every selection): {budget}. Fix rate {fr['influence']:.2f} = "
+            f"{ratio:.1f}× random-k's {fr['random']:.2f} (bar ≥ 3×), gold class {fr['random_same_class']:.2f} "
+            f"(bar: above it); held-out accuracy drop {drop['influence']:.2f} points (bar ≤ 1; random-k "
+            f"{drop['random']:.2f}, gold class {drop['random_same_class']:.2f}).")
+
+
+def _correct(recipe: str, seed: int) -> Table:
+    return Table(["correct", "--recipe", recipe, "--seed", str(seed)], correct_bars, ("docs/experiments_correction.md",))
+
+
 TABLES: dict[str, Table] = {
     "fade-mlp-remove": Table(["fade", "--recipe", "digits-mlp", "--mode", "remove"], fade_table, ("README.md",)),
     "fade-mlp-remove-full": Table(["fade", "--recipe", "digits-mlp", "--mode", "remove"], fade_tables,
@@ -123,6 +143,11 @@ TABLES: dict[str, Table] = {
     "diagnose-mlp-bad": Table(["diagnose", "--recipe", "digits-mlp", "--recipe-arg", "steps=10", "--recipe-arg",
                                "weight_decay=0.0"], diagnose_table, ("README.md", "docs/diagnose.md")),
     "diagnose-cnn": Table(["diagnose", "--recipe", "digits-cnn"], diagnose_table, ("docs/diagnose.md",)),
+    "fade-cnn": Table(["fade", "--recipe", "digits-cnn"], fade_tables, ("docs/experiments.md",)),
+    "fade-cnn-fast-linear": Table(["fade", "--recipe", "digits-cnn", "--lr", "0.010817", "--steps", "1,3,10,30",
+                                   "--mode", "upweight", "--epsilon", "0.0001", "--truth-dtype", "float64"],
+                                  fade_table, ("docs/experiments.md",)),
+    **{f"correct-{r.split('-')[0]}-{s}": _correct(r, s) for r in ("tweets-minilm", "digits-cnn") for s in (0, 1)},
 }
 
 

@@ -207,3 +207,51 @@ def test_cli_reads_the_recipe_defaults_flags_override_and_the_report_shows_corre
     assert page.count('data-corrected="') == 3 and "gallery/c" in page
     with pytest.raises(SystemExit):
         main(["correct", "--recipe", spec, "--workdir", str(workdir), "--strategy", "sideways"])
+
+
+def test_guard_stops_before_the_first_step_that_costs_too_much_training_accuracy(setup):
+    """With ``guard`` a correction keeps the last parameters whose accuracy on the guard sample (less the examples it
+    steps on) is within ``guard_drop`` of the checkpoint's; without the guard the same steps lose more."""
+    _, inf, test, wrong, _ = setup
+    kw = dict(indices=wrong[:4], k=8, steps=15, lr=2.0, anchor=0, baselines=[], progress=False)
+    free = correct(inf, test, **kw)
+    guarded = correct(inf, test, guard=100, guard_drop=0.02, **kw)
+    pick = torch.randperm(inf.n_train, generator=torch.Generator().manual_seed(2))[:100]
+    from ifscope.correct import _evaluate
+    ctx = inf.estimator.ctx
+
+    def accuracy(params, selected):
+        keep = pick[~torch.isin(pick, torch.as_tensor(selected))].tolist()
+        pred, _, y = _evaluate(inf, params, ctx.rest, as_dataset(take(inf.train, keep)))
+        return float((pred == y).float().mean())
+    stopped = 0
+    for q in guarded.queries:
+        o = q.outcomes["influence"]
+        before = accuracy(ctx.params, o.selected)
+        assert before - accuracy(guarded.params[q.index], o.selected) <= 0.02 + 1e-9
+        if o.guarded:
+            stopped += 1
+            assert o.steps < 15 and before - accuracy(free.params[q.index], o.selected) > 0.02
+    assert stopped >= 1, "at lr 2.0 at least one correction should hit the guard"
+
+
+def test_revert_unfixed_returns_failed_corrections_to_the_checkpoint(setup):
+    _, inf, test, wrong, right = setup
+    kw = dict(heldout=take(test, right[:100]), indices=wrong[:6], k=8, steps=2, lr=0.05, anchor=0,
+              baselines=["random"], progress=False)
+    kept, reverted = correct(inf, test, **kw), correct(inf, test, revert_unfixed=True, **kw)
+    acc0 = reverted.heldout_before[0]
+    unfixed = 0
+    for a, b in zip(kept.queries, reverted.queries):
+        for m in ("influence", "random"):
+            oa, ob = a.outcomes[m], b.outcomes[m]
+            assert oa.fixed == ob.fixed and ob.reverted == (not oa.fixed)
+            if ob.reverted:
+                unfixed += 1
+                assert ob.heldout_accuracy == acc0 and ob.loss_after == pytest.approx(a.loss_before)
+            else:
+                assert ob.heldout_accuracy == oa.heldout_accuracy
+        if b.outcomes["influence"].reverted:
+            for n, t in reverted.params[b.index].items():
+                assert torch.equal(t, inf.estimator.ctx.params[n])
+    assert unfixed >= 1, "two small steps should leave some mistake unfixed"

@@ -37,12 +37,14 @@ DEFAULT_LR = 0.1
 # the largest gradients, and their own loss is several times sharper than the mean training loss (digits-cnn: 515
 # against 84), so steps at 1/λ_max of the training Hessian diverge on them; a quarter of it does not.
 LR_FRACTION = 0.25
+GUARD_BATCH = 512  # the guard is evaluated after every step, in one pass where it fits
 
 
 @dataclass
 class CorrectOptions:
     """The budget of one correction, the same for every selection rule: ``steps`` SGD steps at rate ``lr`` on ``k``
-    selected training examples (plus ``anchor`` random others), and which examples and queries take part."""
+    selected training examples (plus ``anchor`` random others), stopped before losing more than ``guard_drop`` of
+    accuracy on ``guard`` training examples, and which examples and queries take part."""
 
     k: int = 32
     steps: int = 30
@@ -50,6 +52,9 @@ class CorrectOptions:
     strategy: str = "proponents"
     anchor: int = 200
     stop_when_fixed: bool = False
+    guard: int = 0
+    guard_drop: float = 0.01
+    revert_unfixed: bool = False
     baselines: tuple[str, ...] = METHODS[1:]
     group: bool = False
     include_correct: bool = False
@@ -58,7 +63,7 @@ class CorrectOptions:
 
     def validate(self, n_train: int) -> CorrectOptions:
         """Raise ConfigError on an option that cannot work on ``n_train`` training examples; returns ``self``."""
-        for name in ("anchor", "k", "steps", "seed"):
+        for name in ("anchor", "k", "steps", "seed", "guard"):
             value = getattr(self, name)
             low = 1 if name in ("k", "steps") else 0
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
@@ -74,18 +79,25 @@ class CorrectOptions:
                               f"{self.strategy!r}; lower k")
         if self.lr is not None and (not isinstance(self.lr, (int, float)) or not self.lr > 0):
             raise ConfigError(f"lr must be a positive number (or None for the default), got {self.lr!r}")
+        if isinstance(self.guard_drop, bool) or not isinstance(self.guard_drop, (int, float)) \
+                or not 0 <= self.guard_drop < 1:
+            raise ConfigError(f"guard_drop must be a fraction in [0, 1), got {self.guard_drop!r}")
+        if self.guard > n_train:
+            raise ConfigError(f"guard={self.guard} exceeds the {n_train} training examples; lower it")
         unknown = sorted(set(self.baselines) - set(METHODS[1:]))
         if unknown:
             raise ConfigError(f"unknown baseline(s) {unknown}; choose from {list(METHODS[1:])}")
         return self
 
 
-def _evaluate(inf: Influence, params: Params, rest: Mapping[str, Tensor], data: Any) -> tuple[Tensor, Tensor, Tensor]:
-    """``(predicted class, per-example loss, label)`` of every example in ``data`` under ``params``."""
+def _evaluate(inf: Influence, params: Params, rest: Mapping[str, Tensor], data: Any, batch_size: int | None = None
+              ) -> tuple[Tensor, Tensor, Tensor]:
+    """``(predicted class, per-example loss, label)`` of every example in ``data`` under ``params``, in batches of
+    ``batch_size`` (default the run's)."""
     task = inf.task
     preds, losses, labels = [], [], []
     with torch.no_grad(), task.evaluating():
-        for _, batch in batches(data, inf.config["batch_size"]):
+        for _, batch in batches(data, batch_size or inf.config["batch_size"]):
             batch = task.cast(batch, inf.dtype)
             out = task.forward(params, rest, batch)
             if out.dim() != 2:
@@ -100,9 +112,11 @@ def _evaluate(inf: Influence, params: Params, rest: Mapping[str, Tensor], data: 
 
 def _finetune(inf: Influence, params0: Params, rest: Mapping[str, Tensor], data: Any, descend: Tensor,
               ascend: Tensor, anchor: Tensor, steps: int, lr: float,
-              done: Callable[[Params], bool] | None = None) -> tuple[Params, int]:
+              done: Callable[[Params], bool] | None = None,
+              keeps: Callable[[Params], bool] | None = None) -> tuple[Params, int, bool]:
     """Up to ``steps`` SGD steps on ``(1/|S|)(Σ_descend ℓ − Σ_ascend ℓ) + (1/|A|) Σ_anchor ℓ + (wd/2)‖θ‖²`` with
-    ``S = descend ∪ ascend``, stopping early once ``done(params)``; returns the parameters and the steps taken."""
+    ``S = descend ∪ ascend``, stopping early once ``done(params)``, or before the first step after which
+    ``keeps(params)`` fails; returns the parameters, the steps taken and whether ``keeps`` stopped it."""
     idx = torch.cat([descend, ascend, anchor])
     m, s = len(idx), len(descend) + len(ascend)
     weights = torch.zeros(len(data))
@@ -110,17 +124,20 @@ def _finetune(inf: Influence, params0: Params, rest: Mapping[str, Tensor], data:
     weights[ascend] = -m / s
     if len(anchor):
         weights[anchor] = m / len(anchor)
-    if done is None:
+    if done is None and keeps is None:
         schedule = Schedule([idx] * steps, lr=lr, optimizer="sgd", weight_decay=inf.config["weight_decay"])
-        return replay(inf.task, params0, data, schedule, weights=weights, rest=rest).params, steps
+        return replay(inf.task, params0, data, schedule, weights=weights, rest=rest).params, steps, False
     # plain SGD keeps no optimiser state, so single-step replays chain into exactly the same trajectory
     one = Schedule([idx], lr=lr, optimizer="sgd", weight_decay=inf.config["weight_decay"])
     params = params0
     for t in range(1, steps + 1):
-        params = replay(inf.task, params, data, one, weights=weights, rest=rest).params
-        if done(params):
-            return params, t
-    return params, steps
+        after = replay(inf.task, params, data, one, weights=weights, rest=rest).params
+        if keeps is not None and not keeps(after):
+            return params, t - 1, True
+        params = after
+        if done is not None and done(params):
+            return params, t, False
+    return params, steps, False
 
 
 def default_lr(influence: Influence) -> float:
@@ -147,11 +164,17 @@ def correct(influence: Influence, queries: Any, *, heldout: Any | None = None, i
 
     ``influence`` must be fitted; it is only read (``top``/``scores``, its λ_max), never fitted or refitted here.
     The budget is a :class:`CorrectOptions` (``options``, or its fields as keyword arguments: ``k``, ``steps``,
-    ``lr``, ``strategy``, ``anchor``, ``stop_when_fixed``, ``baselines``, ``group``, ``include_correct``, ``seed``,
+    ``lr``, ``strategy``, ``anchor``, ``stop_when_fixed``, ``guard``, ``guard_drop``, ``revert_unfixed``,
+    ``baselines``, ``group``, ``include_correct``, ``seed``,
     ``rank_by``: ``"unrolled"`` ranks by the exact derivative through these very steps, :mod:`ifscope.correct_ranking`).
     ``lr=None`` takes :func:`default_lr`. ``anchor`` adds that many other (seeded random) training examples to every
     step, at total weight equal to the selection's, to hold the rest of the model in place. ``stop_when_fixed`` stops
     a correction (and each baseline's) at the first step after which its queries are all predicted correctly.
+    ``guard`` (a number of seeded training examples, the same for every selection) keeps each correction local: it
+    stops before the first step after which the accuracy on the guard (less the examples stepped on) is more than
+    ``guard_drop`` below the checkpoint's (the outcome's ``guarded``): the training-set stand-in for the held-out
+    accuracy drop it is judged by. ``revert_unfixed`` returns a correction that has not fixed its queries after its
+    steps to the checkpoint (its outcome ``reverted``): a failed attempt is not applied, so it has no side effects.
 
     ``queries`` hold gold labels; ``indices`` picks positions among them (default: every mis-predicted one).
     Queries already predicted correctly are skipped unless ``include_correct``. ``group=True`` makes one correction
@@ -180,8 +203,9 @@ def correct(influence: Influence, queries: Any, *, heldout: Any | None = None, i
         h_pred0, h_loss0, h_gold = _evaluate(influence, params0, rest, h_data)
         heldout_state = (h_data, h_gold, h_pred0 == h_gold)
     h_before = None if h_data is None else (float(heldout_state[2].float().mean()), float(h_loss0.mean()))
-    config = {**{f: getattr(opts, f) for f in ("k", "steps", "strategy", "anchor", "stop_when_fixed", "group",
-                                               "seed", "include_correct", "rank_by")},
+    config = {**{f: getattr(opts, f) for f in ("k", "steps", "strategy", "anchor", "stop_when_fixed", "guard",
+                                               "guard_drop", "revert_unfixed", "group", "seed",
+                                               "include_correct", "rank_by")},
               "lr": lr, "lr_default": opts.lr is None, "method": influence.method}
     if not chosen:
         return Correction([], skipped, {}, config, h_before, None, 0.0)
@@ -196,6 +220,7 @@ def correct(influence: Influence, queries: Any, *, heldout: Any | None = None, i
     group_outcomes: dict[str, Outcome] | None = {} if opts.group else None
     methods = ["influence", *[b for b in METHODS[1:] if b in opts.baselines]]
     gen = torch.Generator().manual_seed(opts.seed + 1)   # anchors: their own stream, apart from the baselines' draws
+    guard = _guard(influence, params0, rest, opts) if opts.guard else None
     bar = progress_bar("corrections", len(selections) * len(methods), progress)
     for r, sel in enumerate(selections):
         members = [chosen[r]] if not opts.group else chosen
@@ -211,15 +236,21 @@ def correct(influence: Influence, queries: Any, *, heldout: Any | None = None, i
             anchored = _draw(torch.arange(influence.n_train), opts.anchor, gen, torch.cat([descend, ascend]),
                              "the anchor") if opts.anchor else _EMPTY
             done = _fixes_all(influence, rest, member_data, gold[members]) if opts.stop_when_fixed else None
+            keeps = guard(torch.cat([descend, ascend])) if guard is not None else None
             try:
-                params, taken = _finetune(influence, params0, rest, data, descend, ascend, anchored, opts.steps, lr,
-                                          done)
+                params, taken, guarded = _finetune(influence, params0, rest, data, descend, ascend, anchored,
+                                                   opts.steps, lr, done, keeps)
                 diverged = False
             except NumericalError:  # a step size too large for this selection's curvature: counts as not fixed
-                params, taken, diverged = params0, 0, True
+                params, taken, diverged, guarded = params0, 0, True, False
+            reverted = opts.revert_unfixed and not diverged and \
+                not _fixes_all(influence, rest, member_data, gold[members])(params)
+            if reverted:  # a correction that did not fix its queries is not applied
+                params = params0
             outs = _outcomes(influence, params, rest, member_data, gold[members], heldout_state,
                              time.perf_counter() - t1 + (score_seconds if method == "influence" else 0.0),
-                             taken, [] if method == "query_itself" else descend.tolist(), ascend.tolist(), diverged)
+                             taken, [] if method == "query_itself" else descend.tolist(), ascend.tolist(), diverged,
+                             guarded, reverted)
             for i, out in zip(members, outs):
                 results[i][method] = out
             if group_outcomes is not None:
@@ -304,6 +335,26 @@ def _state(influence: Influence) -> tuple[Params, dict[str, Tensor]]:
     return est.ctx.params, est.ctx.rest
 
 
+def _guard(influence: Influence, params0: Params, rest: Mapping[str, Tensor], opts: CorrectOptions
+           ) -> Callable[[Tensor], Callable[[Params], bool]]:
+    """``selected ↦ (params ↦ ok)``: whether the accuracy on ``guard`` seeded training examples (the same for every
+    selection, less the ones it steps on) stays within ``guard_drop`` of the checkpoint's: a correction's locality
+    check on data the user has, in the units of the held-out accuracy it stands in for."""
+    pick = torch.randperm(influence.n_train, generator=torch.Generator().manual_seed(opts.seed + 2))[:opts.guard]
+    pred0, _, labels = _evaluate(influence, params0, rest, as_dataset(take(influence.train, pick.tolist()), "guard"))
+
+    def for_selection(selected: Tensor) -> Callable[[Params], bool]:
+        keep = ~torch.isin(pick, selected)
+        data = as_dataset(take(influence.train, pick[keep].tolist()), "guard")
+        before = (pred0[keep] == labels[keep]).float().mean()
+
+        def keeps(params: Params) -> bool:  # checked after every step: one pass over the whole guard
+            pred, _, y = _evaluate(influence, params, rest, data, GUARD_BATCH)
+            return bool(before - (pred == y).float().mean() <= opts.guard_drop + 1e-9)
+        return keeps
+    return for_selection
+
+
 def _fixes_all(influence: Influence, rest: Mapping[str, Tensor], member_data: Any, member_gold: Tensor
                ) -> Callable[[Params], bool]:
     def done(params: Params) -> bool:
@@ -313,7 +364,7 @@ def _fixes_all(influence: Influence, rest: Mapping[str, Tensor], member_data: An
 
 def _outcomes(influence: Influence, params: Params, rest: Mapping[str, Tensor], member_data: Any, member_gold: Tensor,
               heldout: tuple[Any, Tensor, Tensor] | None, seconds: float, taken: int, selected: list[int],
-              ascended: list[int], diverged: bool) -> list[Outcome]:
+              ascended: list[int], diverged: bool, guarded: bool = False, reverted: bool = False) -> list[Outcome]:
     """One :class:`Outcome` per member query of a correction, with the held-out side effects it shares."""
     p_after, l_after, _ = _evaluate(influence, params, rest, member_data)
     h_acc = h_loss = broken = None
@@ -324,7 +375,8 @@ def _outcomes(influence: Influence, params: Params, rest: Mapping[str, Tensor], 
         broken = int((h_ok0 & (h_pred != h_gold)).sum())
     return [Outcome(fixed=bool(p_after[j] == member_gold[j]), loss_after=float(l_after[j]),
                     predicted_after=int(p_after[j]), heldout_accuracy=h_acc, heldout_loss=h_loss, broken=broken,
-                    seconds=seconds, steps=taken, selected=selected, ascended=ascended, diverged=diverged)
+                    seconds=seconds, steps=taken, selected=selected, ascended=ascended, diverged=diverged,
+                    guarded=guarded, reverted=reverted)
             for j in range(len(member_gold))]
 
 

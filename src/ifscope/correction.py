@@ -27,6 +27,8 @@ class Outcome:
     selected: list[int] = field(default_factory=list)   # training examples descended on
     ascended: list[int] = field(default_factory=list)   # training examples ascended on
     diverged: bool = False                               # the steps blew up (NaN/inf); the checkpoint is kept
+    guarded: bool = False                                # stopped before a step that cost the guard too much
+    reverted: bool = False                               # not fixed, so returned to the checkpoint (revert_unfixed)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

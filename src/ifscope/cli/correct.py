@@ -46,6 +46,13 @@ def add_parser(sub) -> argparse.ArgumentParser:
                        help="test positions to correct (already-correct ones are skipped unless --include-correct)")
     p.add_argument("--stop-when-fixed", action=argparse.BooleanOptionalAction, default=None,
                    help="stop each correction at the first step after which its query is predicted correctly")
+    p.add_argument("--guard", type=int, default=None, metavar="N",
+                   help="stop a correction before the first step after which the accuracy on N seeded training "
+                        "examples falls more than --guard-drop below the checkpoint's (0 = no guard)")
+    p.add_argument("--guard-drop", type=float, default=None,
+                   help="accuracy (a fraction) a correction may lose on the guard (default 0.01)")
+    p.add_argument("--revert-unfixed", action=argparse.BooleanOptionalAction, default=None,
+                   help="return a correction that did not fix its query to the checkpoint (no side effects)")
     p.add_argument("--include-correct", action="store_true", default=None,
                    help="also fine-tune queries already predicted correctly")
     p.add_argument("--group", action="store_true", default=None,
@@ -148,8 +155,10 @@ def _summary(d: dict[str, Any], workdir: Path) -> str:
     c = d["settings"]
     lines = [f"{d['recipe']}: corrected {d['n_queries']} mis-predicted test examples ({len(d['skipped'])} already "
              f"correct, left alone) with {c['steps']} SGD steps, lr {c['lr']:g}, on k={c['k']} training examples "
-             f"({c['strategy']}, anchor {c['anchor']}, ranked by {c.get('rank_by', 'checkpoint')} scores); "
-             f"held-out set: {d['n_heldout']} other test examples"]
+             f"({c['strategy']}, anchor {c['anchor']}, ranked by {c.get('rank_by', 'checkpoint')} scores"
+             + (f", guard: at most {c['guard_drop']:g} accuracy lost on {c['guard']} training examples" if c.get("guard")
+                else "") + (", unfixed ones reverted" if c.get("revert_unfixed") else "")
+             + f"); held-out set: {d['n_heldout']} other test examples"]
     if d["n_queries"]:
         lines.append(f"{'selection':<20} {'fix rate':>8} {'held-out acc':>12} {'broken':>7} {'s/corr':>7}")
         acc0 = d["heldout_accuracy"]["before"]

@@ -16,7 +16,7 @@ PLUGGABLE = ("fade", "diagnose", "correct")  # run between top and report when r
 # Sizes that keep the whole demo within minutes on 2 cores; --quick shrinks them to seconds (for tests).
 # Every step reads the run that fit wrote (same estimator, same spectrum); only the sizes of each step differ.
 STEP_OPTIONS = {
-    "fade": ["--n-ids", "8", "--n-queries", "5", "--steps", "1,3,10,30", "--train-batch-size", "0"],
+    "fade": ["--n-ids", "8", "--n-queries", "5", "--steps", "1,3,10,30", "--train-batch-size", "0", "--mode", "remove"],
     "diagnose": ["--n-queries", "10", "--n-train", "100", "--n-ids", "4", "--steps", "1", "10", "--epsilons", "0.5"],
     "correct": ["--queries", "10"],
 }

@@ -145,12 +145,15 @@ def digits_cnn(n_train: int = 500, n_test: int = 1297, width: int = 16, epochs: 
 
 
 
-# `ifscope fade --recipe digits-cnn`: minibatch SGD (the cheap replay); curvature on a 128-image sample and 10
-# Lanczos steps (each step costs one Hessian product per query: with 500 images and 30 steps the horizon methods
-# alone took over 20 minutes on the shared 2-core machine); ground truth in float32, whose measured noise floor is
-# reported beside the correlations (docs/experiments.md; --truth-dtype float64 costs 2.6x at batch 64)
+# `ifscope fade --recipe digits-cnn`: minibatch SGD (the cheap replay) at lr 0.001 (about 0.09/λ_max) with examples
+# up-weighted by ε = 0.01. At 1/λ_max (0.011) the query gradients change within a step of this far-from-stationary
+# eval-mode checkpoint, so every checkpoint score fades by T = 3; and removal (or ε = 0.01 at that lr) moves ReLU
+# activation patterns, a jump that no first-order score, not even `unrolled`, predicts (docs/experiments.md).
+# Curvature on a 128-image sample and 10 Lanczos steps (each step costs one Hessian product per query); ground truth
+# in float32, whose measured noise floor is reported beside the correlations (float64 costs 2.6x at batch 64).
 CNN_FADE = dict(n_ids=20, n_queries=20, steps=[1, 3, 10, 30, 100, 300], train_batch_size=64, krylov=10,
-                reference_hessian_samples=128, reference_dtype="float32", truth_dtype="float32")
+                reference_hessian_samples=128, reference_dtype="float32", truth_dtype="float32", mode="upweight",
+                epsilon=0.01, train_lr=0.001)
 # `ifscope diagnose --recipe digits-cnn`: the fade's continued training (SGD, batch 64) and references in float32;
 # 40 removals to T = 100, the first 4 also up-weighted (52 replicas of 100 steps)
 CNN_DIAGNOSE = dict(n_ids=40, epsilon_ids=4, steps=[1, 3, 10, 30, 100], train_batch_size=64, krylov=10,
