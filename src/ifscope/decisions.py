@@ -17,7 +17,9 @@ from .projection import PathChoice
 from .store import read_json, write_json
 
 FILE = "projection-paths.json"
-_memo: dict[str, PathChoice] = {}
+# keys start with a version: measurements made before the paths changed (v2: the vmap path projects parameter by
+# parameter without assembling flat gradients) are not reused
+_memo: dict[str, Any] = {}
 
 
 def path_key(params: dict[str, Any], rank: int, batch_size: int, dtype: Any, device: Any) -> str:
@@ -25,11 +27,12 @@ def path_key(params: dict[str, Any], rank: int, batch_size: int, dtype: Any, dev
     thread count."""
     import torch
     shapes = ";".join(f"{n}{tuple(p.shape)}" for n, p in params.items())
-    return f"{shapes}|k={rank}|b={batch_size}|{dtype}|{torch.device(device).type}|threads={torch.get_num_threads()}"
+    return f"v2|{shapes}|k={rank}|b={batch_size}|{dtype}|{torch.device(device).type}|threads={torch.get_num_threads()}"
 
 
-def decided(key: str, measure: Callable[[], tuple[PathChoice, Any]]) -> tuple[PathChoice, Any]:
-    """The path recorded for ``key``, else ``measure()``'s (recorded now); with the measurement's output, if any."""
+def decided(key: str, measure: Callable[[], tuple[Any, Any]], kind: type = PathChoice) -> tuple[Any, Any]:
+    """The choice (a ``kind`` dataclass, a projection path by default) recorded for ``key``, else ``measure()``'s
+    (recorded now); with the measurement's output, if any."""
     if key in _memo:
         return _memo[key], None
     from .recipes.common import cache_dir
@@ -43,7 +46,7 @@ def decided(key: str, measure: Callable[[], tuple[PathChoice, Any]]) -> tuple[Pa
             except (OSError, ValueError, json.JSONDecodeError):
                 known = {}  # a damaged file is measured anew, not trusted
             if key in known:
-                _memo[key] = PathChoice(**known[key])
+                _memo[key] = kind(**known[key])
                 return _memo[key], None
             choice, out = measure()
             write_json(root / FILE, {**known, key: asdict(choice)})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -14,7 +15,7 @@ from .data import as_dataset, batches, take
 from .errors import ArtifactError, ConfigError
 from .estimators import METHODS, Context, Estimator
 from .krylov import Spectrum, spectrum
-from .options import FitOptions, build, from_json, to_json, values
+from .options import PROJECTION_DTYPES, FitOptions, build, from_json, to_json, values
 from .progress import progress_bar
 from .scores import TopInfluences, score_matrix, top_k
 from .store import CURVATURE, RunDir, data_fingerprint, model_fingerprint
@@ -144,7 +145,8 @@ class Influence:
         return Context(task=self.task, params=params, rest=rest, train=self.train, batch_size=c["batch_size"],
                        dtype=c["dtype"], seed=c["seed"], weight_decay=c["weight_decay"], damping=c["damping"],
                        hessian_samples=c["hessian_samples"], curvature=c["curvature"], projection=c["projection"],
-                       progress=self._bar, spectrum=self.spectrum, device=self.device)
+                       progress=self._bar, spectrum=self.spectrum, device=self.device,
+                       projection_dtype=PROJECTION_DTYPES.get(c["projection_dtype"]), time_budget_s=c["time_budget_s"])
 
     def fit(self) -> Influence:
         """Fit the estimator at the model's current parameters (curvature, eigenbasis); returns ``self``."""
@@ -167,6 +169,9 @@ class Influence:
                 est.fit()
                 if self.run is not None:
                     self.run.save_tensors(CURVATURE, est.state_dict())
+        self.chosen = est.chosen() if hasattr(est, "chosen") else None  # what a time budget chose
+        if self.chosen and self.show_progress and not self.reused:
+            print(f"ifscope: {self.chosen['text']}", file=sys.stderr)
         self.estimator, self._train_emb = est, None
         return self
 

@@ -9,6 +9,7 @@ first order for full-batch gradient descent with a constant step; see docs/fade.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -103,7 +104,24 @@ class Horizon(GradientTrainEmbedding, CurvatureEstimator):
         return solver
 
     def apply_horizons(self, g: Tensor, horizons: Sequence[float]) -> Tensor:
-        """``[len(horizons), B, dim]``: ``f_T(H) g`` for each ``T``, sharing one recursion or Lanczos basis."""
+        """``[len(horizons), B, dim]``: ``f_T(H) g`` for each ``T``, sharing one recursion or Lanczos basis; the cost is
+        added to ``query_cost`` (queries, curvature products, seconds)."""
+        calls, t0 = self.op.calls, time.perf_counter()
+        out = self._apply_horizons(g, horizons)
+        cost = self.query_cost
+        cost["queries"] += len(g)
+        cost["products"] += self.op.calls - calls
+        cost["seconds"] += time.perf_counter() - t0
+        return out
+
+    @property
+    def query_cost(self) -> dict[str, float]:
+        """Running totals of the query side: queries, curvature-vector products and seconds (per query: divide)."""
+        if not hasattr(self, "_query_cost"):
+            self._query_cost = {"queries": 0, "products": 0, "seconds": 0.0}
+        return self._query_cost
+
+    def _apply_horizons(self, g: Tensor, horizons: Sequence[float]) -> Tensor:
         horizons = [float(h) for h in horizons]
         if self.solver_for(horizons) == "recursion":
             wanted = {int(h): i for i, h in enumerate(horizons)}
