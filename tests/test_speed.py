@@ -166,3 +166,19 @@ def test_horizon_reports_its_query_cost(logistic):
     inf.scores(test)
     cost = inf.estimator.query_cost
     assert cost["queries"] == len(test[0]) and cost["products"] == 6 * len(test[0]) and cost["seconds"] > 0
+
+
+def test_block_krylov_over_queries_equals_the_recursion(logistic):
+    """Once the shared Krylov space of the query block is invariant the matrix function is exact; before that it is
+    no worse than a per-query Lanczos of the same number of products per query."""
+    model, train, test, wd = logistic
+    task = ifscope.classification(model)
+
+    def scores(**opts):
+        return ifscope.Influence(task, train, method="horizon", horizon=30, lr=0.5, weight_decay=wd,
+                                 dtype=torch.float64, progress=False, **opts).scores(test)
+    exact = scores(solver="recursion")
+    assert torch.allclose(scores(solver="block", krylov=15), exact, atol=1e-8 * float(exact.abs().max()))
+    err_block = float((scores(solver="block", krylov=2) - exact).norm())
+    err_lanczos = float((scores(solver="lanczos", krylov=2) - exact).norm())
+    assert 0 < err_block <= err_lanczos

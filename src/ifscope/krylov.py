@@ -74,12 +74,14 @@ def arnoldi(matvec: Callable[[Tensor], Tensor], dim: int, iterations: int, seed:
 
 def block_arnoldi(matmat: Callable[[Tensor], Tensor], dim: int, iterations: int, block: int, seed: int = 0,
                   dtype: torch.dtype = torch.float32, tol: float | None = None,
-                  progress: Callable[[int], None] | None = None, device: torch.device | str = "cpu") -> ArnoldiResult:
+                  progress: Callable[[int], None] | None = None, device: torch.device | str = "cpu",
+                  start: Tensor | None = None) -> ArnoldiResult:
     """Block Arnoldi: ``A Q[:m]ᵀ = Q[:m+b]ᵀ H`` from a seeded random block of ``block`` orthonormal rows, one ``matmat``
     per block (``iterations`` products in all, the last block possibly smaller), re-orthogonalised fully (twice, one
     matrix product per block instead of a pass over ``Q`` per vector). A direction that becomes dependent inside a
     block is dropped (the block shrinks); ``H[:m, :m]`` is the projected operator ``Q A Qᵀ``, ``H[m:, :m]`` the
-    residual block. ``block=1`` spans :func:`arnoldi`'s Krylov space."""
+    residual block. ``block=1`` spans :func:`arnoldi`'s Krylov space. ``start`` [block, dim]: the start block instead
+    of a random one (e.g. the gradients of a block of queries)."""
     if iterations < 1 or block < 1:
         raise ConfigError(f"iterations and block must be at least 1, got {iterations} and {block}")
     iterations = min(iterations, dim)
@@ -88,7 +90,8 @@ def block_arnoldi(matmat: Callable[[Tensor], Tensor], dim: int, iterations: int,
     Q = torch.zeros(iterations + b, dim, dtype=dtype, device=device)
     H = torch.zeros(iterations + b, iterations, dtype=dtype)  # small: on CPU
     tol = tol if tol is not None else (1e-10 if dtype == torch.float64 else 1e-5)
-    start_block = torch.randn(b, dim, generator=gen, dtype=torch.float64).to(device, dtype)
+    start_block = (torch.randn(b, dim, generator=gen, dtype=torch.float64) if start is None else start[:b]).to(
+        device, dtype)
     k = _extend(Q, 0, start_block, None, float(start_block.norm(dim=1).max()), tol)
     done, scale = 0, 0.0  # products made (= rows of Q multiplied); largest ‖A q‖ seen
     while done < iterations and done < k:
@@ -189,6 +192,18 @@ def block_lanczos(matmat: Callable[[Tensor], Tensor], g: Tensor, iterations: int
     return Q, (T + T.transpose(1, 2)) / 2, sizes
 
 
+def block_krylov_apply(result: ArnoldiResult, g: Tensor, fns: Sequence[Callable[[Tensor], Tensor]]) -> Tensor:
+    """``[len(fns), B, dim]``: ``Qᵀ f(H) Q g`` for each function ``f`` of the eigenvalues, every row of ``g`` on the
+    one Krylov space of ``result`` (Rayleigh-Ritz for matrix functions: exact once the space is invariant)."""
+    m = result.steps
+    h = result.H[:m, :m].double()
+    vals, vecs = torch.linalg.eigh((h + h.T) / 2)
+    Q = result.Q[:m]
+    coef = vecs.T @ (Q @ g.T).double()  # [m, B]: the rows of g in the Ritz basis
+    vecs = vecs.to(Q.dtype)
+    return torch.stack([((vecs @ (fn(vals)[:, None] * coef).to(Q.dtype)).T @ Q) for fn in fns])
+
+
 def lanczos_apply(Q: Tensor, T: Tensor, sizes: Sequence[int], norms: Tensor,
                   fns: Sequence[Callable[[Tensor], Tensor]]) -> Tensor:
     """``[len(fns), B, dim]``: ``‖g‖ Q f(T) e₁`` for each function ``f`` of the eigenvalues, row by row on its own
@@ -251,5 +266,5 @@ def largest_step(spec: Spectrum) -> float:
     return 1.0 / spec.lambda_max
 
 
-__all__: Sequence[str] = ["ArnoldiResult", "Eigenpairs", "Spectrum", "arnoldi", "block_arnoldi", "block_lanczos",
-                          "distill", "lanczos_apply", "largest_step", "ritz_values", "spectrum"]
+__all__: Sequence[str] = ["ArnoldiResult", "Eigenpairs", "Spectrum", "arnoldi", "block_arnoldi", "block_krylov_apply",
+                          "block_lanczos", "distill", "lanczos_apply", "largest_step", "ritz_values", "spectrum"]
