@@ -182,3 +182,11 @@ def test_block_krylov_over_queries_equals_the_recursion(logistic):
     err_block = float((scores(solver="block", krylov=2) - exact).norm())
     err_lanczos = float((scores(solver="lanczos", krylov=2) - exact).norm())
     assert 0 < err_block <= err_lanczos
+
+
+def test_options_a_method_does_not_read_are_refused(logistic):
+    model, train, _, _ = logistic
+    task = ifscope.classification(model)
+    for opts in ({"time_budget_s": 5.0}, {"projection_dtype": "bfloat16"}):
+        with pytest.raises(ConfigError, match="does not read"):
+            ifscope.Influence(task, train, method="cg", **opts)

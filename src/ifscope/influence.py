@@ -22,6 +22,7 @@ from .store import CURVATURE, RunDir, data_fingerprint, model_fingerprint
 from .task import Task
 
 FIT_FIELDS = frozenset(FitOptions.__dataclass_fields__)
+SPEED_FIELDS = ("time_budget_s", "projection_dtype")  # shared options only some methods read (Estimator.reads)
 
 SPECTRUM = "spectrum.safetensors"
 SPECTRUM_ITERATIONS = 60  # Arnoldi steps for the spectrum of a method whose fit does not yield one
@@ -59,6 +60,11 @@ class Influence:
             raise ConfigError(f"unknown option(s) {unknown} for method {method!r}; its own options are "
                               f"{sorted(METHODS[method].OPTIONS)}, shared ones are {sorted(FIT_FIELDS)}, progress")
         self.fit_options = build(FitOptions, shared, "Influence")
+        unread = [k for k in SPEED_FIELDS
+                  if getattr(self.fit_options, k) is not None and k not in METHODS[method].reads]
+        if unread:
+            raise ConfigError(f"method {method!r} does not read {unread}; they size and speed up "
+                              f"{sorted(n for n, m in METHODS.items() if set(unread) <= m.reads)}")
         self.method_options = build(METHODS[method].Options, own, f"method {method!r}")
         self.task, self.method = task, method
         self.device = task.device if device is None else torch.device(device)  # where every product runs
@@ -120,8 +126,9 @@ class Influence:
 
     @property
     def shared_config(self) -> dict[str, Any]:
-        """The options every method shares (:class:`FitOptions`), to build another method on the same footing."""
-        return {k: self.config[k] for k in FIT_FIELDS}
+        """The options every method shares (:class:`FitOptions`), to build another method on the same footing (the
+        speed settings of this fit, ``time_budget_s`` and ``projection_dtype``, left out)."""
+        return {k: self.config[k] for k in FIT_FIELDS if k not in SPEED_FIELDS}
 
     @property
     def config_json(self) -> dict[str, Any]:

@@ -76,6 +76,7 @@ class Arnoldi(CurvatureEstimator):
     name = "arnoldi"
     Options = ArnoldiOptions
     keeps_spectrum = True
+    reads = frozenset({"time_budget_s", "projection_dtype"})
 
     def fit(self) -> None:
         ctx, rank, iterations = self.ctx, self.options["rank"], self.options["iterations"]

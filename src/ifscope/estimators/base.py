@@ -113,6 +113,7 @@ class Estimator(ABC):
     inverts_spectrum: ClassVar[bool] = False
     keeps_spectrum: ClassVar[bool] = False
     horizon_aware: bool = False
+    reads: ClassVar[frozenset[str]] = frozenset()  # shared options only some methods read (time_budget_s, ...)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
