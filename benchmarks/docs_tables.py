@@ -128,8 +128,11 @@ def peers_table(d: dict[str, Any]) -> str:
 PEERS_WIDE = ["--hidden", "256", "256", "--rank", "100", "--skip", "reference", "exact", "ifscope cg", "ifscope lissa",
               "dattri cg", "pydvl cg", "explicit", "direct", "naive"]
 
+PEERS_SMALL = ["--hidden", "32", "--rank", "100", "--skip", "ifscope cg", "ifscope lissa", "dattri cg", "pydvl cg"]
+
 TABLES: dict[str, Table] = {
     "peers-wide": Table(PEERS_WIDE, peers_table, ("docs/performance.md",), script="benchmarks/peers.py"),
+    "peers-small": Table(PEERS_SMALL, peers_table, ("docs/performance.md",), script="benchmarks/peers.py"),
     "fade-mlp-remove": Table(["fade", "--recipe", "digits-mlp", "--mode", "remove"], fade_table, ("README.md",)),
     "fade-mlp-remove-full": Table(["fade", "--recipe", "digits-mlp", "--mode", "remove"], fade_tables,
                                   ("docs/fade.md",), source="fade-mlp-remove"),
@@ -209,7 +212,8 @@ def main() -> int:
     for name in names:
         if name not in TABLES:
             raise SystemExit(f"unknown table {name!r}; known: {', '.join(TABLES)}")
-        print(f"running {name}: ifscope {' '.join(TABLES[name].command)}", file=sys.stderr, flush=True)
+        print(f"running {name}: {TABLES[name].script or 'ifscope'} {' '.join(TABLES[name].command)}", file=sys.stderr,
+              flush=True)
         run(name, args.threads)
     stale = update(args.check)
     if args.check and stale:
