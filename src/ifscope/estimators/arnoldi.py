@@ -117,10 +117,10 @@ class Arnoldi(CurvatureEstimator):
 
     def chosen(self) -> dict | None:
         """What ``time_budget_s`` chose (the budget's plan, and the Hessian sample and iterations run), or None."""
-        plan = getattr(self, "plan", None)
-        if plan is None:
+        fitted = getattr(self, "plan", None)
+        if fitted is None:
             return None
-        return {**plan.as_dict(), "text": str(plan)}
+        return {**fitted.as_dict(), "text": str(fitted)}
 
     def _krylov(self, op, iterations: int, block: int) -> ArnoldiResult:
         ctx, dim = self.ctx, op.dim
