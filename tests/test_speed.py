@@ -190,3 +190,15 @@ def test_options_a_method_does_not_read_are_refused(logistic):
     for opts in ({"time_budget_s": 5.0}, {"projection_dtype": "bfloat16"}):
         with pytest.raises(ConfigError, match="does not read"):
             ifscope.Influence(task, train, method="cg", **opts)
+
+
+def test_fit_command_says_what_the_budget_chose(tmp_path):
+    import json
+
+    from cli_helpers import TINY
+    from cli_helpers import ifscope as run_cli
+    proc = run_cli("fit", "--recipe", TINY, "--workdir", str(tmp_path), "--rank", "4", "--iterations", "12",
+                   "--time-budget-s", "1e-9", "--json")
+    out = json.loads(proc.stdout)
+    assert out["chosen"]["iterations"] == 4 and "time budget" in out["chosen"]["text"]
+    assert "time budget" in proc.stderr
