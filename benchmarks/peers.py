@@ -80,7 +80,7 @@ IFSCOPE_OPTIONS = {  # how the benchmark configures each method it knows; others
 HORIZON = ("krylov=4", "solver=block")  # the query side: one block Krylov space from all 20 query gradients
 
 
-ABIF = ("rank=100", "iterations=128", "block=16", "hessian_samples=256", "projection_dtype=bfloat16")
+ABIF = ("rank=64", "iterations=128", "block=16", "hessian_samples=256", "projection_dtype=bfloat16")
 
 
 def ifscope_method(method: str, task, train_ds, queries, wd: float, damping: float, **opts):
