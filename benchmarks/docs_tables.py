@@ -38,6 +38,7 @@ class Table:
     render: Callable[[dict[str, Any]], str]
     files: tuple[str, ...]
     source: str | None = None  # another table's stored result, rendered another way
+    script: str | None = None  # a benchmark script run by the peers' environment (``--json FILE``) instead of ifscope
 
 
 def _n(x: Any, digits: int = 3) -> str:
@@ -131,7 +132,27 @@ def _correct(recipe: str, seed: int) -> Table:
     return Table(["correct", "--recipe", recipe, "--seed", str(seed)], correct_bars, ("docs/experiments_correction.md",))
 
 
+def peers_table(d: dict[str, Any]) -> str:
+    """benchmarks/peers.py's table and its speed summary (ABIF against the peers, embedding against the floor)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import peers
+    a = d["args"]
+    caption = (f"\n\ndigits MLP {peers.arch(a['hidden'])} ({d['params']:,} parameters), {a['n_train']} training "
+               f"examples × {a['queries']} queries; ground truth: remove each of {a['ids']} examples, full-batch GD "
+               f"lr 1/λ_max = {d['lr']:.3g} ({d['ground_truth_s']:.0f} s); torch {d['torch']}, {d['threads']} "
+               f"thread(s), {d['_meta']['seconds']:.0f} s in all, {d['_meta']['machine']}, {d['_meta']['date']}.")
+    return peers.render(d["rows"], a["steps"]) + caption + "\n\n" + peers.render_summary(d, d["rows"]).replace(
+        "\n", "  \n")
+
+
+PEERS_WIDE = ["--hidden", "256", "256", "--rank", "100", "--skip", "reference", "exact", "ifscope cg", "ifscope lissa",
+              "dattri cg", "pydvl cg", "explicit", "direct", "naive"]
+
+PEERS_SMALL = ["--hidden", "32", "--rank", "100", "--skip", "ifscope cg", "ifscope lissa", "dattri cg", "pydvl cg"]
+
 TABLES: dict[str, Table] = {
+    "peers-wide": Table(PEERS_WIDE, peers_table, ("docs/performance.md",), script="benchmarks/peers.py"),
+    "peers-small": Table(PEERS_SMALL, peers_table, ("docs/performance.md",), script="benchmarks/peers.py"),
     "fade-mlp-remove": Table(["fade", "--recipe", "digits-mlp", "--mode", "remove"], fade_table, ("README.md",)),
     "fade-mlp-remove-full": Table(["fade", "--recipe", "digits-mlp", "--mode", "remove"], fade_tables,
                                   ("docs/fade.md",), source="fade-mlp-remove"),
@@ -158,13 +179,20 @@ def run(name: str, threads: int) -> dict[str, Any]:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
            "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
     with tempfile.TemporaryDirectory() as workdir:
-        argv = [sys.executable, "-m", "ifscope", *table.command, "--workdir", workdir, "--json"]
+        if table.script is None:
+            argv = [sys.executable, "-m", "ifscope", *table.command, "--workdir", workdir, "--json"]
+        else:  # the peer libraries live in their own environment (benchmarks/setup_peers.sh)
+            python = Path(os.environ.get("BENCHENV", ROOT / ".benchenv")) / "bin" / "python"
+            argv = [str(python), str(ROOT / table.script), *table.command, "--json", f"{workdir}/out.json"]
         t0 = time.time()
         proc = subprocess.run(argv, capture_output=True, text=True, env=env)
         if proc.returncode != 0:
-            raise SystemExit(f"{name}: `ifscope {' '.join(table.command)}` failed:\n{proc.stderr[-3000:]}")
-        out = json.loads(proc.stdout)
-    out["_meta"] = {"command": "ifscope " + " ".join(table.command), "threads": threads,
+            raise SystemExit(f"{name}: `{' '.join(argv)}` failed:\n{proc.stderr[-3000:]}")
+        out = json.loads(proc.stdout if table.script is None else Path(f"{workdir}/out.json").read_text())
+    shown = "ifscope " + " ".join(table.command) if table.script is None else \
+        f"OMP_NUM_THREADS={threads} .benchenv/bin/python {table.script} " + " ".join(
+            f'"{a}"' if " " in a else a for a in table.command)
+    out["_meta"] = {"command": shown, "threads": threads,
                     "seconds": time.time() - t0, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
                     "date": time.strftime("%Y-%m-%d")}
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -210,7 +238,8 @@ def main() -> int:
     for name in names:
         if name not in TABLES:
             raise SystemExit(f"unknown table {name!r}; known: {', '.join(TABLES)}")
-        print(f"running {name}: ifscope {' '.join(TABLES[name].command)}", file=sys.stderr, flush=True)
+        print(f"running {name}: {TABLES[name].script or 'ifscope'} {' '.join(TABLES[name].command)}", file=sys.stderr,
+              flush=True)
         run(name, args.threads)
     stale = update(args.check)
     if args.check and stale:

@@ -77,14 +77,31 @@ IFSCOPE_OPTIONS = {  # how the benchmark configures each method it knows; others
     "graddot": {},
     "horizon": {"horizon": 100},
 }
+HORIZON = ("krylov=4", "solver=block")  # the query side: one block Krylov space from all 20 query gradients
+
+
+ABIF = ("rank=64", "iterations=128", "block=16", "hessian_samples=256", "projection_dtype=bfloat16")
 
 
 def ifscope_method(method: str, task, train_ds, queries, wd: float, damping: float, **opts):
     def go():
         inf = ifscope.Influence(task, train_ds, method=method, weight_decay=wd, damping=damping, progress=False,
                                 batch_size=256, **opts)
+        go.inf = inf  # type: ignore[attr-defined]  # read after the timing: the fitted object, its costs
         return inf.scores(queries)
     return go
+
+
+def parse_options(pairs: list[str]) -> dict:
+    """``["rank=100", "projection_dtype=bfloat16"]`` → ``{"rank": 100, "projection_dtype": "bfloat16"}``."""
+    out = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
 
 
 # ---- peers ---------------------------------------------------------------------------------------------------
@@ -188,14 +205,16 @@ def method_table(args, task, train_ds, queries, wd: float, lam: float, reg: floa
     """Method name → a run (ifscope) or a factory that takes its own copy of the model (peers)."""
     methods: dict[str, Callable] = {}  # ifscope: a run; peers: a factory taking their own copy of the model
     for name in METHODS:
-        if name in IFSCOPE_OPTIONS and name not in args.skip:
+        if name in IFSCOPE_OPTIONS and name not in args.skip and f"ifscope {name}" not in args.skip:
             opts = dict(IFSCOPE_OPTIONS[name])
             if name == "arnoldi":
                 opts.update(rank=args.rank, iterations=2 * args.rank)
             if name == "horizon":
-                opts.update(lr=1.0 / top)
+                opts.update(lr=1.0 / top, **parse_options(args.horizon))
             methods[f"ifscope {name}"] = ifscope_method(name, task, train_ds, queries, wd,
                                                         0.0 if name == "arnoldi" else lam, **opts)
+    if "abif" not in args.skip:  # ABIF as ifscope runs it fast: block Krylov on a Hessian sample, bf16 projections
+        methods["ifscope abif"] = ifscope_method("arnoldi", task, train_ds, queries, wd, 0.0, **parse_options(args.abif))
     peers = {
         "dattri arnoldi": lambda m: dattri_method("arnoldi", m, train_ds, queries, reg, args.rank),
         "dattri cg": lambda m: dattri_method("cg", m, train_ds, queries, reg, args.rank),
@@ -252,12 +271,105 @@ def render(rows: list[dict], steps: list[int]) -> str:
     return "\n".join(out)
 
 
+def mlp(hidden: list[int]) -> nn.Module:
+    """The digits MLP 64 → hidden[0] → … → 10 with tanh between layers."""
+    widths = [64, *hidden, 10]
+    layers: list[nn.Module] = []
+    for a, b in zip(widths[:-1], widths[1:]):
+        layers += [nn.Linear(a, b), nn.Tanh()]
+    return nn.Sequential(*layers[:-1])
+
+
+def arch(hidden: list[int]) -> str:
+    return "→".join(str(w) for w in [64, *hidden, 10])
+
+
+def verdict(rows: list[dict], horizon: int, name: str = "ifscope abif") -> dict | None:
+    """ABIF's seconds against the fastest peer whose Spearman with the ground truth at ``horizon`` is at least ABIF's
+    (None without an ABIF row)."""
+    ours = next((r for r in rows if r["method"] == name and "seconds" in r), None)
+    if ours is None:
+        return None
+    key = f"vs_gt_T{horizon}"
+    rivals = [r for r in rows if not r["method"].startswith("ifscope") and "seconds" in r
+              and r[key] >= ours[key]]
+    best = min(rivals, key=lambda r: r["seconds"], default=None)
+    return {"method": name, "seconds": ours["seconds"], key: ours[key], "horizon": horizon,
+            "fastest_as_good": None if best is None else best["method"],
+            "its_seconds": None if best is None else best["seconds"],
+            "ratio": None if best is None else ours["seconds"] / best["seconds"]}
+
+
+def embedding_vs_floor(inf, model: nn.Module, train_ds, batch_size: int = 256, repeats: int = 5) -> dict:
+    """Best-of-``repeats`` seconds of the fitted ABIF's training-set embedding (streamed anew each time) against the
+    per-example-gradient floor (``vmap(grad)`` per-example gradients of the training set, nothing else) and one
+    forward + backward epoch, all at ``batch_size``; the three are timed in turn, so that they see the same load, by
+    wall clock and by process CPU time (the ratio is taken on CPU time: on a shared machine, time spent descheduled
+    is not the method's; on an idle one-thread run the two agree)."""
+    from ifscope.data import as_dataset, batches
+    from ifscope.projection import per_example_grad_dict
+
+    def best(*fns) -> tuple[list[float], list[float]]:
+        wall, cpu = [float("inf")] * len(fns), [float("inf")] * len(fns)
+        for _ in range(repeats):
+            for i, fn in enumerate(fns):
+                t0, c0 = time.perf_counter(), time.process_time()
+                fn()
+                wall[i] = min(wall[i], time.perf_counter() - t0)
+                cpu[i] = min(cpu[i], time.process_time() - c0)
+        return wall, cpu
+    params, rest = inf.task.state(inf.dtype)
+    data = as_dataset(train_ds, "train")
+
+    def floor():
+        for _, batch in batches(data, batch_size):
+            per_example_grad_dict(inf.task, params, rest, inf.task.cast(batch, inf.dtype, inf.device))
+
+    def epoch():
+        for _, (x, y) in batches(data, batch_size):
+            model.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x), y).backward()
+        model.zero_grad(set_to_none=True)
+    inf.cache_budget, inf._train_emb = 0, None  # every call embeds the training set anew
+    (embed_s, floor_s, epoch_s), (embed_cpu, floor_cpu, epoch_cpu) = best(inf.train_embeddings, floor, epoch)
+    return {"embed_s": embed_s, "per_example_floor_s": floor_s, "epoch_s": epoch_s, "ratio_wall": embed_s / floor_s,
+            "embed_cpu_s": embed_cpu, "per_example_floor_cpu_s": floor_cpu, "epoch_cpu_s": epoch_cpu,
+            "ratio": embed_cpu / floor_cpu,
+            "path": inf.estimator.path_choice.path, "rank": len(inf.estimator.eigenvalues),
+            "projection_dtype": inf.config["projection_dtype"] or str(inf.dtype).replace("torch.", "")}
+
+
+def render_summary(summary: dict, rows: list[dict]) -> str:
+    """The three figures of the speed target, in words."""
+    out = []
+    v = summary.get("verdict")
+    if v and v["fastest_as_good"]:
+        rho = v[f"vs_gt_T{v['horizon']}"]
+        out.append(f"ABIF end to end {v['seconds']:.2f} s (Spearman {rho:.2f} at "
+                   f"T={v['horizon']}); fastest peer at least as good: {v['fastest_as_good']} {v['its_seconds']:.2f} s "
+                   f"-> ratio {v['ratio']:.2f} (target <= 0.2)")
+    elif v:
+        out.append(f"ABIF end to end {v['seconds']:.2f} s: no peer is as good at T={v['horizon']}")
+    e = summary.get("embedding")
+    if e:
+        out.append(f"training-set embedding {e['embed_cpu_s']:.3f} CPU s ({e['path']}, rank {e['rank']}, "
+                   f"{e['projection_dtype']}) vs per-example-gradient floor {e['per_example_floor_cpu_s']:.3f} CPU s "
+                   f"-> {e['ratio']:.2f}x (target <= 3; by wall clock {e['embed_s']:.3f} / "
+                   f"{e['per_example_floor_s']:.3f} s = {e['ratio_wall']:.2f}x); one forward+backward epoch "
+                   f"{e['epoch_cpu_s']:.4f} CPU s")
+    for r in rows:
+        if "query_s" in r:
+            out.append(f"{r['method']} query side: {r['query_products']:.0f} curvature products and "
+                       f"{r['query_s']:.3f} s per query")
+    return "\n".join(out)
+
+
 def checkpoint(args, n_train: int):
     """The digits MLP trained to the checkpoint on ``n_train`` examples; queries; top Hessian eigenvalue (+ wd)."""
     torch.manual_seed(0)
     train_ds, test_ds, _ = digits_data(n_train, 300)
     queries = (test_ds[0][: args.queries], test_ds[1][: args.queries])
-    model = nn.Sequential(nn.Linear(64, args.hidden), nn.Tanh(), nn.Linear(args.hidden, 10))
+    model = mlp(args.hidden)
     task = ifscope.classification(model)
     res = train(task, train_ds, steps=args.train_steps, lr=0.02, optimizer="adam", weight_decay=args.weight_decay)
     load_params(model, res.params)
@@ -282,7 +394,7 @@ def scaling(args) -> None:
                 cell = f"failed ({type(exc).__name__})"
             table.setdefault(name, {})[n] = cell
             print(json.dumps({"method": name, "n_train": n, "seconds": cell}), flush=True)
-    print(f"\nseconds (fit + {args.queries} × N scores), digits MLP 64→{args.hidden}→10, torch {torch.__version__}, "
+    print(f"\nseconds (fit + {args.queries} × N scores), digits MLP {arch(args.hidden)}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} thread(s)")
     print("| method | " + " | ".join(f"N={n}" for n in args.scaling) + " |")
     print("|---" * (1 + len(args.scaling)) + "|")
@@ -293,7 +405,8 @@ def scaling(args) -> None:
 # ---- the run -------------------------------------------------------------------------------------------------
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--hidden", type=int, default=32, help="digits MLP 64 → hidden → 10")
+    ap.add_argument("--hidden", type=int, nargs="+", default=[32],
+                    help="hidden widths of the digits MLP 64 → h1 → … → 10 (256 256: the wide MLP, 85,002 parameters)")
     ap.add_argument("--n-train", type=int, default=1000)
     ap.add_argument("--queries", type=int, default=20)
     ap.add_argument("--ids", type=int, default=40, help="training examples removed for the ground truth")
@@ -302,7 +415,12 @@ def main() -> None:
     ap.add_argument("--weight-decay", type=float, default=1e-3)
     ap.add_argument("--damping", type=float, default=1e-3)
     ap.add_argument("--rank", type=int, default=50, help="kept eigenpairs for the Arnoldi methods")
-    ap.add_argument("--skip", nargs="*", default=[], help="method names to leave out (e.g. exact on a big model)")
+    ap.add_argument("--abif", nargs="*", default=list(ABIF), help="options of the 'ifscope abif' row (key=value)")
+    ap.add_argument("--horizon", nargs="*", default=list(HORIZON),
+                    help="extra options of the 'ifscope horizon' row (key=value)")
+    ap.add_argument("--skip", nargs="*", default=[],
+                    help="method names to leave out (e.g. exact on a big model; 'reference' drops the exact/CG "
+                         "reference, 'abif' the fast ABIF row)")
     ap.add_argument("--ref-tol", type=float, default=1e-6, help="CG tolerance of the reference when exact is skipped")
     ap.add_argument("--scaling", type=int, nargs="*", default=[],
                     help="only time every method at these training-set sizes (at most 1497 digits)")
@@ -322,9 +440,12 @@ def main() -> None:
     reg = wd + lam  # peers do not see the weight decay: it goes into their damping
 
     # references: exact damped influence, and the ground truth of continued training
-    exact_name = "exact" if "exact" not in args.skip else "cg"
+    exact_name = "none" if "reference" in args.skip else "exact" if "exact" not in args.skip else "cg"
     ref_opts = {} if exact_name == "exact" else {"cg_iterations": 1000, "tol": args.ref_tol}
-    exact, exact_s, _ = run_measured(ifscope_method(exact_name, task, train_ds, queries, wd, lam, **ref_opts))
+    if exact_name == "none":  # a large model where even converged CG is too slow: ground truth only
+        exact, exact_s = torch.full((args.queries, args.n_train), float("nan")), 0.0
+    else:
+        exact, exact_s, _ = run_measured(ifscope_method(exact_name, task, train_ds, queries, wd, lam, **ref_opts))
     ids = torch.randperm(args.n_train, generator=torch.Generator().manual_seed(1))[: args.ids]
     sched = Schedule(make_batches(args.n_train, max(args.steps), None, 0), lr=1.0 / top, weight_decay=wd)
     t0 = time.perf_counter()
@@ -344,22 +465,34 @@ def main() -> None:
             scores = torch.as_tensor(scores).detach().float().cpu()
             if scores.shape != exact.shape:
                 raise RuntimeError(f"score matrix of shape {tuple(scores.shape)}, expected {tuple(exact.shape)}")
-            row.update(seconds=seconds, peak_mb=mem, vs_exact=mean_spearman(scores, exact))
+            row.update(seconds=seconds, peak_mb=mem,
+                       vs_exact=mean_spearman(scores, exact) if exact_name != "none" else float("nan"))
             for t, step in enumerate(gt.steps):
                 row[f"vs_gt_T{step}"] = mean_spearman(scores[:, ids], gt.delta[t].T)
+            cost = getattr(getattr(getattr(fn, "inf", None), "estimator", None), "query_cost", None)
+            if cost and cost["queries"]:  # the horizon method's query side: curvature products and seconds per query
+                row.update(query_products=cost["products"] / cost["queries"],
+                           query_s=cost["seconds"] / cost["queries"])
         except Exception as exc:  # a peer's failure is a result to report
             row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}"
         rows.append(row)
         print(json.dumps(row), flush=True)
 
-    print(f"\ndigits MLP 64→{args.hidden}→10 ({n_params:,} parameters), {args.n_train} training examples × "
+    print(f"\ndigits MLP {arch(args.hidden)} ({n_params:,} parameters), {args.n_train} training examples × "
           f"{args.queries} queries, torch {torch.__version__}, {torch.get_num_threads()} thread(s); weight decay {wd}, "
           f"damping {lam}; reference '{exact_name}' took {exact_s:.2f} s; ground truth: remove each of {args.ids} "
           f"examples, full-batch GD lr 1/λ_max = {1 / top:.3g}, T = {gt.steps} ({gt_s:.1f} s)")
     print(render(rows, gt.steps))
+    summary = {"verdict": verdict(rows, max(gt.steps))}
+    abif = getattr(methods.get("ifscope abif"), "inf", None)
+    if abif is not None:
+        summary["embedding"] = embedding_vs_floor(abif, model, train_ds)
+    print(render_summary(summary, rows))
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"args": vars(args), "params": n_params, "rows": rows}, fh, indent=2)
+            json.dump({"args": vars(args), "params": n_params, "threads": torch.get_num_threads(),
+                       "torch": torch.__version__, "reference_s": exact_s, "ground_truth_s": gt_s,
+                       "lr": 1 / top, "rows": rows, **summary}, fh, indent=2)
 
 
 if __name__ == "__main__":

@@ -57,13 +57,19 @@ def batched(fn: Callable[..., Any], batching: str, in_dims: tuple[int | None, ..
 def choose(batching: str, key: tuple, fn: Callable[..., Any], args: tuple,
            in_dims: tuple[int | None, ...] | int = 0) -> tuple[str, Any]:
     """``(choice, fn mapped over args)``: ``batching`` itself unless ``"auto"``; then the remembered choice for
-    ``key``, or both are timed on ``args`` (the result of the faster one is returned, so the timing costs one call)."""
+    ``key``, or both are timed on ``args`` after an untimed call of each on two rows (the result of the faster one is
+    returned, so the timing costs one call and the warm-up)."""
     check_batching(batching)
     if batching == "auto":
         batching = _chosen.get(key, "auto")
     if batching != "auto":
         return batching, batched(fn, batching, in_dims)(*args)
     timings, results = {}, {}
+    dims = in_dims if isinstance(in_dims, tuple) else (in_dims,) * len(args)
+    if set(dims) <= {0, None}:  # warm both up on two rows: the first call of each pays one-off set-up, not its cost
+        few = tuple(a if d is None else tree_map(lambda t: t[:2], a) for a, d in zip(args, dims))
+        for how in ("vmap", "loop"):
+            batched(fn, how, in_dims)(*few)
     for how in ("vmap", "loop"):
         t0 = time.perf_counter()
         results[how] = batched(fn, how, in_dims)(*args)

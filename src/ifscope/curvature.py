@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -14,6 +15,13 @@ from .data import Batch, batch_len
 from .errors import ConfigError
 from .params import Params, ParamSpace
 from .task import Task
+
+
+@dataclass
+class BatchingChoice:
+    """How batched curvature products were measured faster: ``vmap`` or ``loop``."""
+
+    batching: str
 
 
 class Curvature:
@@ -94,9 +102,7 @@ class Curvature:
             if len(block) == 1:
                 hv = self.space.flatten(self._hvp_dict(self.space.unflatten(block[0]))).unsqueeze(0)
             else:
-                self.batching, hv = choose(self.batching, (id(self.task.model), "curvature"),
-                                           lambda row: self.space.flatten(self._hvp_dict(self.space.unflatten(row))),
-                                           (block,))
+                hv = self._batched(block)
             outs.append(hv)
         out = torch.cat(outs) + (self.weight_decay + self.damping) * vs
         self.calls += len(vs)
@@ -105,6 +111,24 @@ class Curvature:
                 self.task, self.params, self.rest, self._located(), "Hessian sample of the training set"),
                 "these parameters")
         return out
+
+    def _batched(self, block: Tensor) -> Tensor:
+        """Products of the rows of ``block`` by vmap or a loop: for ``"auto"`` the choice measured once per model shape,
+        block size and machine, kept in ``ifscope.decisions`` (a fresh process need not measure again)."""
+        def row(v: Tensor) -> Tensor:
+            return self.space.flatten(self._hvp_dict(self.space.unflatten(v)))
+        if self.batching != "auto":
+            return choose(self.batching, (id(self.task.model), "curvature"), row, (block,))[1]
+        from .decisions import decided, path_key
+        key = f"curvature|{self.kind}|n={self.n}|" + path_key(self.params, len(block), max(map(batch_len, self.batches)),
+                                                               block.dtype, block.device)
+
+        def measure() -> tuple[BatchingChoice, Tensor]:
+            how, out = choose("auto", (id(self.task.model), "curvature", len(block)), row, (block,))
+            return BatchingChoice(how), out
+        decision, out = decided(key, measure, kind=BatchingChoice)
+        self.batching = decision.batching
+        return out if out is not None else choose(self.batching, (), row, (block,))[1]
 
     def dense(self, chunk: int = 128) -> Tensor:
         """The full ``dim × dim`` matrix (symmetrised), for models small enough to hold it."""

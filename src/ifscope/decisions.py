@@ -17,7 +17,17 @@ from .projection import PathChoice
 from .store import read_json, write_json
 
 FILE = "projection-paths.json"
-_memo: dict[str, PathChoice] = {}
+# keys start with a version: measurements made before the paths changed (v2: the vmap path projects parameter by
+# parameter without assembling flat gradients) are not reused
+_memo: dict[str, Any] = {}
+_held = [0]  # depth of decided() calls in progress in this process
+
+
+def _read(root: Any) -> dict[str, Any]:
+    try:
+        return read_json(root / FILE) if (root / FILE).exists() else {}
+    except (OSError, ValueError, json.JSONDecodeError):
+        return {}  # a damaged file is measured anew, not trusted
 
 
 def path_key(params: dict[str, Any], rank: int, batch_size: int, dtype: Any, device: Any) -> str:
@@ -25,29 +35,32 @@ def path_key(params: dict[str, Any], rank: int, batch_size: int, dtype: Any, dev
     thread count."""
     import torch
     shapes = ";".join(f"{n}{tuple(p.shape)}" for n, p in params.items())
-    return f"{shapes}|k={rank}|b={batch_size}|{dtype}|{torch.device(device).type}|threads={torch.get_num_threads()}"
+    return f"v2|{shapes}|k={rank}|b={batch_size}|{dtype}|{torch.device(device).type}|threads={torch.get_num_threads()}"
 
 
-def decided(key: str, measure: Callable[[], tuple[PathChoice, Any]]) -> tuple[PathChoice, Any]:
-    """The path recorded for ``key``, else ``measure()``'s (recorded now); with the measurement's output, if any."""
+def decided(key: str, measure: Callable[[], tuple[Any, Any]], kind: type = PathChoice) -> tuple[Any, Any]:
+    """The choice (a ``kind`` dataclass, a projection path by default) recorded for ``key``, else ``measure()``'s
+    (recorded now); with the measurement's output, if any."""
     if key in _memo:
         return _memo[key], None
     from .recipes.common import cache_dir
     root = cache_dir()
     root.mkdir(parents=True, exist_ok=True)
-    with open(root / (FILE + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    nested = _held[0] > 0  # a measurement that itself decides something (a block size timed by curvature products):
+    with open(root / (FILE + ".lock"), "w") as lock:  # the outer call holds the lock; flock would wait on ourselves
+        if not nested:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        _held[0] += 1
         try:
-            try:
-                known = read_json(root / FILE) if (root / FILE).exists() else {}
-            except (OSError, ValueError, json.JSONDecodeError):
-                known = {}  # a damaged file is measured anew, not trusted
+            known = _read(root)
             if key in known:
-                _memo[key] = PathChoice(**known[key])
+                _memo[key] = kind(**known[key])
                 return _memo[key], None
             choice, out = measure()
-            write_json(root / FILE, {**known, key: asdict(choice)})
+            write_json(root / FILE, {**_read(root), key: asdict(choice)})  # read again: a nested call may have written
         finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+            _held[0] -= 1
+            if not nested:
+                fcntl.flock(lock, fcntl.LOCK_UN)
     _memo[key] = choice
     return choice, out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -14,13 +15,14 @@ from .data import as_dataset, batches, take
 from .errors import ArtifactError, ConfigError
 from .estimators import METHODS, Context, Estimator
 from .krylov import Spectrum, spectrum
-from .options import FitOptions, build, from_json, to_json, values
+from .options import PROJECTION_DTYPES, FitOptions, build, from_json, to_json, values
 from .progress import progress_bar
 from .scores import TopInfluences, score_matrix, top_k
 from .store import CURVATURE, RunDir, data_fingerprint, model_fingerprint
 from .task import Task
 
 FIT_FIELDS = frozenset(FitOptions.__dataclass_fields__)
+SPEED_FIELDS = ("time_budget_s", "projection_dtype")  # shared options only some methods read (Estimator.reads)
 
 SPECTRUM = "spectrum.safetensors"
 SPECTRUM_ITERATIONS = 60  # Arnoldi steps for the spectrum of a method whose fit does not yield one
@@ -58,6 +60,11 @@ class Influence:
             raise ConfigError(f"unknown option(s) {unknown} for method {method!r}; its own options are "
                               f"{sorted(METHODS[method].OPTIONS)}, shared ones are {sorted(FIT_FIELDS)}, progress")
         self.fit_options = build(FitOptions, shared, "Influence")
+        unread = [k for k in SPEED_FIELDS
+                  if getattr(self.fit_options, k) is not None and k not in METHODS[method].reads]
+        if unread:
+            raise ConfigError(f"method {method!r} does not read {unread}; they size and speed up "
+                              f"{sorted(n for n, m in METHODS.items() if set(unread) <= m.reads)}")
         self.method_options = build(METHODS[method].Options, own, f"method {method!r}")
         self.task, self.method = task, method
         self.device = task.device if device is None else torch.device(device)  # where every product runs
@@ -119,8 +126,9 @@ class Influence:
 
     @property
     def shared_config(self) -> dict[str, Any]:
-        """The options every method shares (:class:`FitOptions`), to build another method on the same footing."""
-        return {k: self.config[k] for k in FIT_FIELDS}
+        """The options every method shares (:class:`FitOptions`), to build another method on the same footing (the
+        speed settings of this fit, ``time_budget_s`` and ``projection_dtype``, left out)."""
+        return {k: self.config[k] for k in FIT_FIELDS if k not in SPEED_FIELDS}
 
     @property
     def config_json(self) -> dict[str, Any]:
@@ -144,7 +152,8 @@ class Influence:
         return Context(task=self.task, params=params, rest=rest, train=self.train, batch_size=c["batch_size"],
                        dtype=c["dtype"], seed=c["seed"], weight_decay=c["weight_decay"], damping=c["damping"],
                        hessian_samples=c["hessian_samples"], curvature=c["curvature"], projection=c["projection"],
-                       progress=self._bar, spectrum=self.spectrum, device=self.device)
+                       progress=self._bar, spectrum=self.spectrum, device=self.device,
+                       projection_dtype=PROJECTION_DTYPES.get(c["projection_dtype"]), time_budget_s=c["time_budget_s"])
 
     def fit(self) -> Influence:
         """Fit the estimator at the model's current parameters (curvature, eigenbasis); returns ``self``."""
@@ -167,6 +176,9 @@ class Influence:
                 est.fit()
                 if self.run is not None:
                     self.run.save_tensors(CURVATURE, est.state_dict())
+        self.chosen = est.chosen() if hasattr(est, "chosen") else None  # what a time budget chose
+        if self.chosen and self.show_progress and not self.reused:
+            print(f"ifscope: {self.chosen['text']}", file=sys.stderr)
         self.estimator, self._train_emb = est, None
         return self
 

@@ -72,6 +72,66 @@ def arnoldi(matvec: Callable[[Tensor], Tensor], dim: int, iterations: int, seed:
     return ArnoldiResult(Q, H, breakdown=False)
 
 
+def block_arnoldi(matmat: Callable[[Tensor], Tensor], dim: int, iterations: int, block: int, seed: int = 0,
+                  dtype: torch.dtype = torch.float32, tol: float | None = None,
+                  progress: Callable[[int], None] | None = None, device: torch.device | str = "cpu",
+                  start: Tensor | None = None) -> ArnoldiResult:
+    """Block Arnoldi: ``A Q[:m]ᵀ = Q[:m+b]ᵀ H`` from a seeded random block of ``block`` orthonormal rows, one ``matmat``
+    per block (``iterations`` products in all, the last block possibly smaller), re-orthogonalised fully (twice, one
+    matrix product per block instead of a pass over ``Q`` per vector). A direction that becomes dependent inside a
+    block is dropped (the block shrinks); ``H[:m, :m]`` is the projected operator ``Q A Qᵀ``, ``H[m:, :m]`` the
+    residual block. ``block=1`` spans :func:`arnoldi`'s Krylov space. ``start`` [block, dim]: the start block instead
+    of a random one (e.g. the gradients of a block of queries)."""
+    if iterations < 1 or block < 1:
+        raise ConfigError(f"iterations and block must be at least 1, got {iterations} and {block}")
+    iterations = min(iterations, dim)
+    b = min(block, iterations)
+    gen = torch.Generator().manual_seed(seed)
+    Q = torch.zeros(iterations + b, dim, dtype=dtype, device=device)
+    H = torch.zeros(iterations + b, iterations, dtype=dtype)  # small: on CPU
+    tol = tol if tol is not None else (1e-10 if dtype == torch.float64 else 1e-5)
+    start_block = (torch.randn(b, dim, generator=gen, dtype=torch.float64) if start is None else start[:b]).to(
+        device, dtype)
+    k = _extend(Q, 0, start_block, None, float(start_block.norm(dim=1).max()), tol)
+    done, scale = 0, 0.0  # products made (= rows of Q multiplied); largest ‖A q‖ seen
+    while done < iterations and done < k:
+        rows = slice(done, min(k, iterations))
+        W = matmat(Q[rows])
+        if not torch.isfinite(W).all():
+            raise NumericalError(f"block Arnoldi, products {done}-{rows.stop}: the operator returned NaN or inf")
+        scale = max(scale, float(W.norm(dim=1).max()))
+        for _ in range(2):  # block classical Gram-Schmidt twice
+            coef = Q[:k] @ W.T
+            W = W - coef.T @ Q[:k]
+            H[:k, rows] += coef.cpu()
+        k = _extend(Q, k, W, H[:, rows], scale, tol)
+        done = rows.stop
+        if progress is not None:
+            progress(done)
+    return ArnoldiResult(Q[:k], H[:k, :done], breakdown=k <= done)
+
+
+def _extend(Q: Tensor, k: int, W: Tensor, R: Tensor | None, scale: float, tol: float) -> int:
+    """Orthonormalise the rows of ``W`` (already orthogonal to ``Q[:k]``) among themselves into ``Q[k:]`` (Gram-Schmidt
+    twice), the coefficients into ``R`` (rows from ``k``); a row left below ``tol·scale`` is dropped. Returns the new
+    number of rows of ``Q``."""
+    k0, stop = k, min(Q.shape[1], len(Q))
+    for i in range(len(W)):
+        w = W[i]
+        for _ in range(2):
+            c = Q[k0:k] @ w
+            w = w - c @ Q[k0:k]
+            if R is not None:
+                R[k0:k, i] += c.cpu()
+        norm = float(w.norm())
+        if norm > tol * max(scale, 1e-30) and k < stop:  # past ``stop`` the rows only get their coefficients
+            if R is not None:
+                R[k, i] = norm
+            Q[k] = w / norm
+            k += 1
+    return k
+
+
 def distill(result: ArnoldiResult, k: int, select: str = "positive") -> Eigenpairs:
     """Eigenpairs of the symmetrised ``H[:m, :m]`` lifted by ``Q``; keep ``k`` by rule (positive/value/magnitude)."""
     if select not in SELECT_RULES:
@@ -91,8 +151,8 @@ def distill(result: ArnoldiResult, k: int, select: str = "positive") -> Eigenpai
         raise NumericalError("the Hessian sample has no positive eigenvalue in the Krylov space: the checkpoint is "
                              "not near a minimum; use select='magnitude' or train further")
     vals, vecs = vals[order], vecs[:, order]
-    beta = float(result.H[m, m - 1]) if result.H.shape[0] > m else 0.0
-    residuals = (beta * vecs[m - 1, :]).abs()
+    tail = result.H[m:, :m].double()  # one row (β at the last column) for Arnoldi, a block for block Arnoldi
+    residuals = (tail @ vecs).norm(dim=0) if len(tail) else torch.zeros(len(order), dtype=torch.float64)
     dtype, device = result.Q.dtype, result.Q.device
     vectors = (vecs.T.to(device, dtype) @ result.Q[:m])
     return Eigenpairs(values=vals.to(device, dtype), vectors=vectors, residuals=residuals.to(device, dtype),
@@ -130,6 +190,18 @@ def block_lanczos(matmat: Callable[[Tensor], Tensor], g: Tensor, iterations: int
             Q[:, j + 1] = torch.where(alive[:, None], w / beta.clamp_min(1e-300)[:, None], torch.zeros_like(w))
     T = T[:, :m, :m]
     return Q, (T + T.transpose(1, 2)) / 2, sizes
+
+
+def block_krylov_apply(result: ArnoldiResult, g: Tensor, fns: Sequence[Callable[[Tensor], Tensor]]) -> Tensor:
+    """``[len(fns), B, dim]``: ``Qᵀ f(H) Q g`` for each function ``f`` of the eigenvalues, every row of ``g`` on the
+    one Krylov space of ``result`` (Rayleigh-Ritz for matrix functions: exact once the space is invariant)."""
+    m = result.steps
+    h = result.H[:m, :m].double()
+    vals, vecs = torch.linalg.eigh((h + h.T) / 2)
+    Q = result.Q[:m]
+    coef = vecs.T @ (Q @ g.T).double()  # [m, B]: the rows of g in the Ritz basis
+    vecs = vecs.to(Q.dtype)
+    return torch.stack([((vecs @ (fn(vals)[:, None] * coef).to(Q.dtype)).T @ Q) for fn in fns])
 
 
 def lanczos_apply(Q: Tensor, T: Tensor, sizes: Sequence[int], norms: Tensor,
@@ -194,5 +266,5 @@ def largest_step(spec: Spectrum) -> float:
     return 1.0 / spec.lambda_max
 
 
-__all__: Sequence[str] = ["ArnoldiResult", "Eigenpairs", "Spectrum", "arnoldi", "block_lanczos", "distill",
-                          "lanczos_apply", "largest_step", "ritz_values", "spectrum"]
+__all__: Sequence[str] = ["ArnoldiResult", "Eigenpairs", "Spectrum", "arnoldi", "block_arnoldi", "block_krylov_apply",
+                          "block_lanczos", "distill", "lanczos_apply", "largest_step", "ritz_values", "spectrum"]

@@ -23,6 +23,7 @@ from torch import Tensor
 from .errors import ConfigError
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+PROJECTION_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 CURVATURES = ("hessian", "ggn")
 PROJECTIONS = ("auto", "jvp", "vmap")
 
@@ -65,7 +66,9 @@ def as_dtype(value: Any) -> torch.dtype:
 @dataclass
 class FitOptions:
     """Options every method shares: curvature ``H + damping·I`` (with ``weight_decay`` in ``H``) on ``hessian_samples``
-    training examples, batches of ``batch_size``, precision ``dtype``."""
+    training examples, batches of ``batch_size``, precision ``dtype``; ``projection_dtype`` (bfloat16/float16) for
+    gradient projections with float32 accumulation; ``time_budget_s`` for the fit (arnoldi sizes its iterations and
+    Hessian sample to it and says what it chose)."""
 
     damping: float = 0.0
     weight_decay: float = 0.0
@@ -75,6 +78,8 @@ class FitOptions:
     hessian_samples: int | None = None
     curvature: str = "hessian"
     projection: str = "auto"
+    projection_dtype: str | None = None
+    time_budget_s: float | None = None
 
     def validate(self) -> None:
         non_negative("damping", self.damping)
@@ -87,6 +92,9 @@ class FitOptions:
         positive_int("hessian_samples", self.hessian_samples, allow_none=True)
         choice("curvature", self.curvature, CURVATURES)
         choice("projection", self.projection, PROJECTIONS)
+        if self.projection_dtype is not None:
+            choice("projection_dtype", self.projection_dtype, tuple(PROJECTION_DTYPES))
+        positive_number("time_budget_s", self.time_budget_s, allow_none=True)
 
 
 def values(options: Any) -> dict[str, Any]:

@@ -26,7 +26,9 @@ JVP_CHUNK = 64  # tangents pushed through one vmapped JVP (the primal forward is
 
 
 def _finite(t: Tensor, what: str) -> Tensor:
-    if not torch.isfinite(t).all():
+    # one reduction instead of an elementwise mask: NaN and ±inf survive a sum, so a finite sum proves every element
+    # finite (only an overflowing sum of finite values needs the full check)
+    if not torch.isfinite(t.sum()) and not torch.isfinite(t).all():
         raise NonFiniteError(f"{what} are NaN or inf; check the inputs, the checkpoint, or use dtype=torch.float64")
     return t
 
@@ -35,23 +37,37 @@ def _rows(batch: Batch, start: int, stop: int) -> Batch:
     return tree_map(lambda t: t[start:stop], batch)
 
 
+def per_example_grad_dict(task: Task, params: Params, rest: Mapping[str, Tensor], batch: Batch) -> Params:
+    """``{name: [B, *shape]}``: each example's loss gradient per parameter tensor, by ``vmap(grad)`` (not checked)."""
+    def one(p: Params, example: Batch) -> Tensor:
+        single = tree_map(lambda t: t.unsqueeze(0), example)
+        return task.per_example_loss(p, rest, single)[0]
+    return vmap(grad(one), in_dims=(None, 0))(params, batch)
+
+
 def per_example_grads(task: Task, params: Params, rest: Mapping[str, Tensor], batch: Batch,
                       chunk: int | None = None) -> Tensor:
     """``[B, dim]``: the flat gradient of each example's loss, by ``vmap(grad)`` in chunks of ``chunk`` examples."""
     space = ParamSpace(params)
-
-    def one(p: Params, example: Batch) -> Tensor:
-        single = tree_map(lambda t: t.unsqueeze(0), example)
-        return task.per_example_loss(p, rest, single)[0]
-
-    per_ex = vmap(grad(one), in_dims=(None, 0))
     n = batch_len(batch)
     chunk = chunk or n
-    outs = []
-    for s in range(0, n, chunk):
-        sub = _rows(batch, s, s + chunk)
-        outs.append(space.flatten(per_ex(params, sub)))
-    return _finite(torch.cat(outs), "per-example gradients")
+    outs = [space.flatten(per_example_grad_dict(task, params, rest, _rows(batch, s, s + chunk)))
+            for s in range(0, n, chunk)]
+    return _finite(outs[0] if len(outs) == 1 else torch.cat(outs), "per-example gradients")
+
+
+def projected_grads(task: Task, params: Params, rest: Mapping[str, Tensor], batch: Batch, basis: Tensor) -> Tensor:
+    """``[B, k]`` = ``G Uᵀ`` summed parameter tensor by parameter tensor, so that the flat ``[B, dim]`` gradients are
+    never assembled (``G_p`` against its columns of ``basis``; low-precision ``basis``: see
+    :func:`accumulated_product`)."""
+    grads = per_example_grad_dict(task, params, rest, batch)
+    space, out, start = ParamSpace(params), None, 0
+    for name, size in zip(space.names, space.sizes):
+        part = accumulated_product(grads[name].reshape(len(grads[name]), size), basis[:, start:start + size])
+        out = part if out is None else out + part
+        start += size
+    assert out is not None
+    return _finite(out, "gradient projections")
 
 
 def jvp_projections(task: Task, params: Params, rest: Mapping[str, Tensor], batch: Batch, basis: Tensor,
@@ -81,17 +97,36 @@ def choose_path(path: str, n_examples: int, dim: int, itemsize: int,
     return "vmap" if fits and (rank is None or rank >= VMAP_MIN_RANK) else "jvp"
 
 
+LOW_PRECISION = (torch.bfloat16, torch.float16)
+ACCUMULATE_CHUNK = 8192  # columns of one low-precision partial product; partial products are summed in float32
+
+
+def accumulated_product(g: Tensor, basis: Tensor) -> Tensor:
+    """``g uᵀ`` [B, k]: plainly when ``basis`` has ``g``'s dtype; when ``basis`` is bfloat16/float16, with ``g`` rounded
+    to that dtype and the partial products over blocks of ``ACCUMULATE_CHUNK`` columns summed in float32 (the rounding
+    of each product's output stays relative to a block, not to the whole sum)."""
+    if basis.dtype not in LOW_PRECISION:
+        return g @ basis.T
+    out = torch.zeros(len(g), len(basis), dtype=torch.float32, device=g.device)
+    for s in range(0, g.shape[1], ACCUMULATE_CHUNK):
+        out += (g[:, s:s + ACCUMULATE_CHUNK].to(basis.dtype) @ basis[:, s:s + ACCUMULATE_CHUNK].T).float()
+    return out.to(g.dtype)
+
+
 def project(task: Task, params: Params, rest: Mapping[str, Tensor], batch: Batch, basis: Tensor,
             path: str = "auto", memory_budget: int = DEFAULT_MEMORY_BUDGET) -> Tensor:
-    """``[B, k]`` projections ``G Uᵀ`` of the batch's per-example gradients onto ``basis`` [k, dim]."""
+    """``[B, k]`` projections ``G Uᵀ`` of the batch's per-example gradients onto ``basis`` [k, dim]; a bfloat16/float16
+    ``basis`` makes the product low-precision with float32 accumulation (:func:`accumulated_product`; the ``jvp`` path
+    runs in the parameters' dtype)."""
     n, dim = batch_len(batch), basis.shape[1]
-    chosen = choose_path(path, n, dim, basis.element_size(), memory_budget, rank=len(basis))
+    first = next(iter(params.values()))
+    chosen = choose_path(path, n, dim, first.element_size(), memory_budget, rank=len(basis))
     if chosen == "jvp":
-        return jvp_projections(task, params, rest, batch, basis)
+        return jvp_projections(task, params, rest, batch, basis.to(first.dtype))
     # project each chunk as it comes, so that at most `chunk` per-example gradients exist at once
-    chunk = max(1, memory_budget // max(1, dim * basis.element_size()))
-    return torch.cat([per_example_grads(task, params, rest, _rows(batch, s, s + chunk)) @ basis.T
-                      for s in range(0, n, chunk)])
+    chunk = max(1, memory_budget // max(1, dim * first.element_size()))
+    outs = [projected_grads(task, params, rest, _rows(batch, s, s + chunk), basis) for s in range(0, n, chunk)]
+    return outs[0] if len(outs) == 1 else torch.cat(outs)
 
 
 @dataclass
@@ -120,7 +155,8 @@ def measure_paths(task: Task, params: Params, rest: Mapping[str, Tensor], batch:
     probe costs one batch by the slower path); ``None`` when nothing was timed. ``vmap`` is only a candidate when a
     batch of ``batch_size`` per-example gradients fits ``memory_budget``."""
     n, dim = batch_len(batch), basis.shape[1]
-    if choose_path("auto", batch_size or n, dim, basis.element_size(), memory_budget, rank=None) == "jvp":
+    itemsize = next(iter(params.values())).element_size()
+    if choose_path("auto", batch_size or n, dim, itemsize, memory_budget, rank=None) == "jvp":
         return PathChoice("jvp", f"per-example gradients of a batch exceed {memory_budget >> 20} MiB"), None
     one = _rows(batch, 0, 1)
     seconds, outputs = {}, {}

@@ -35,6 +35,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         lines.append(f"eigenvalues kept: {eigenvalues[0]:.4g} (largest) ... {eigenvalues[-1]:.4g} (smallest)")
     if inf.dropped:
         lines.append(f"options changed: dropped {len(inf.dropped)} artifacts made under the old ones")
+    if inf.chosen:
+        lines.append(inf.chosen["text"])
     return {**run_facts(inf), "workdir": str(args.workdir), "method": inf.method, "reused": inf.reused,
             "dropped": inf.dropped, "n_train": inf.n_train, "n_parameters": est.ctx.space.dim,
-            "eigenvalues": eigenvalues, "seconds": seconds, "summary": "\n".join(lines)}
+            "eigenvalues": eigenvalues, "seconds": seconds, "chosen": inf.chosen, "summary": "\n".join(lines)}

@@ -8,26 +8,43 @@ With ``horizon=T`` (and ``lr=η``) it is the cheap horizon-aware variant: ``Σ�
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
+from ..budget import PROBE_EXAMPLES, Plan, measure_product, plan
 from ..checks import arnoldi_health, check_sizes
 from ..data import Batch, batch_len
 from ..decisions import decided, path_key
 from ..errors import ConfigError
-from ..krylov import SELECT_RULES, Eigenpairs, Spectrum, arnoldi, distill
-from ..options import choice, positive_int
+from ..krylov import SELECT_RULES, ArnoldiResult, Eigenpairs, Spectrum, arnoldi, block_arnoldi, distill
+from ..options import choice, positive_int, positive_number
 from ..projection import PathChoice, measure_paths, project
 from .base import CurvatureEstimator
 from .horizon import check_horizon, horizon_filter
 
+BLOCK = 16  # products per block step that block=0 weighs against one
+SAMPLE_START = 128  # first Hessian sample of the sample_tol check when hessian_samples is not given
+CHECKED = 16  # top Ritz values the sample check compares
+
+
+@dataclass
+class BlockChoice:
+    """The block size ``block=0`` measured, with the seconds per vector and example of each size tried."""
+
+    block: int
+    seconds: dict[str, float] = field(default_factory=dict)
+
 
 @dataclass
 class ArnoldiOptions:
-    """``iterations`` Arnoldi steps, ``rank`` eigenpairs kept by ``select`` (positive/value/magnitude); with ``horizon``
-    (and ``lr``, None = 1/λ_max) the horizon-aware variant, ``complement`` adding ``ηT`` off the basis."""
+    """``iterations`` Arnoldi steps (curvature products), ``rank`` eigenpairs kept by ``select``
+    (positive/value/magnitude); with ``horizon`` (and ``lr``, None = 1/λ_max) the horizon-aware variant, ``complement``
+    adding ``ηT`` off the basis. ``block`` > 1: block Arnoldi with that many batched products per step (0: measured,
+    the block when it is faster per vector); ``sample_tol``: grow the Hessian sample from ``hessian_samples`` (default
+    128) by doubling until the top Ritz values agree with their Rayleigh quotients on a disjoint sample of the same
+    size to that relative tolerance (median of the top 16)."""
 
     rank: int = 50
     iterations: int = 200
@@ -35,10 +52,15 @@ class ArnoldiOptions:
     horizon: float | None = None
     lr: float | None = None
     complement: bool = True
+    block: int = 1
+    sample_tol: float | None = None
 
     def validate(self) -> None:
         positive_int("rank", self.rank)
         positive_int("iterations", self.iterations)
+        if isinstance(self.block, bool) or not isinstance(self.block, int) or self.block < 0:
+            raise ConfigError(f"block must be a non-negative integer (0: measured, 1: plain Arnoldi), got {self.block!r}")
+        positive_number("sample_tol", self.sample_tol, allow_none=True)
         choice("select", self.select, SELECT_RULES)
         if self.horizon is not None or self.lr is not None:
             check_horizon(self.horizon, self.lr, "arnoldi")
@@ -54,28 +76,99 @@ class Arnoldi(CurvatureEstimator):
     name = "arnoldi"
     Options = ArnoldiOptions
     keeps_spectrum = True
+    reads = frozenset({"time_budget_s", "projection_dtype"})
 
     def fit(self) -> None:
-        rank, iterations = self.options["rank"], self.options["iterations"]
-        dim = self.ctx.space.dim
+        ctx, rank, iterations = self.ctx, self.options["rank"], self.options["iterations"]
+        dim, n = ctx.space.dim, len(ctx.train)  # type: ignore[arg-type]
         check_sizes(rank, iterations, dim)
-        # damping is applied to the kept eigenvalues, not inside the operator, so that the basis is undamped
-        op = self.ctx.curvature_operator(damping=0.0)
-        bar = self.ctx.progress("Arnoldi iterations", min(iterations, dim))
-        result = arnoldi(op.matvec, dim, iterations, seed=self.ctx.seed, dtype=self.ctx.dtype, device=self.ctx.device,
-                         progress=(lambda j: bar.update(1)) if bar is not None else None)
-        if bar is not None:
-            bar.close()
-        self.hvp_calls = op.calls
+        block, samples, tol = self._block(), ctx.hessian_samples, self.options["sample_tol"]
+        self.plan: Plan | None = None
+        self.hvp_calls = 0
+        if ctx.time_budget_s is not None:
+            probe = ctx.curvature_operator(damping=0.0, samples=min(n, PROBE_EXAMPLES))
+            cost = measure_product(probe.matmat, dim, block, probe.n, ctx.dtype, ctx.device)
+            self.hvp_calls += probe.calls
+            self.plan = plan(ctx.time_budget_s, cost, n, iterations, rank, samples)
+            iterations, samples = self.plan.iterations, self.plan.hessian_samples
+        if tol is not None and samples is None:
+            samples = min(n, SAMPLE_START)
+        self.sample_checks: list[dict[str, float]] = []
+        while True:
+            # damping is applied to the kept eigenvalues, not inside the operator, so that the basis is undamped
+            op = ctx.curvature_operator(damping=0.0, samples=samples)
+            result = self._krylov(op, iterations, block)
+            self.hvp_calls += op.calls
+            pairs = distill(result, rank, str(self.options["select"]))
+            if tol is None or op.n >= n:
+                break
+            drift = self._drift(pairs, op.n, n)
+            self.sample_checks.append({"hessian_samples": op.n, "drift": drift})
+            if drift <= tol:
+                break
+            samples = min(n, 2 * op.n)
+        self.hessian_samples_used, self.iterations_used = op.n, result.steps
         self.breakdown = result.breakdown
-        self.set_eigenpairs(distill(result, rank, str(self.options["select"])))
+        self.set_eigenpairs(pairs)
         self.warnings = arnoldi_health(result.breakdown, result.steps, iterations, dim, rank, self.pairs.values,
-                                       self.ctx.damping)
+                                       ctx.damping)
         self.ritz_values = self.pairs.ritz  # all of them, for the spectrum
         self.left_out = self._left_out()
 
+    def chosen(self) -> dict | None:
+        """What ``time_budget_s`` chose (the budget's plan, and the Hessian sample and iterations run), or None."""
+        fitted = getattr(self, "plan", None)
+        if fitted is None:
+            return None
+        return {**fitted.as_dict(), "text": str(fitted)}
+
+    def _krylov(self, op, iterations: int, block: int) -> ArnoldiResult:
+        ctx, dim = self.ctx, op.dim
+        bar = ctx.progress("Arnoldi iterations", min(iterations, dim))
+        done = [0]
+
+        def tick(j: int) -> None:
+            if bar is not None:
+                bar.update(j - done[0])
+            done[0] = j
+        if block == 1:
+            result = arnoldi(op.matvec, dim, iterations, seed=ctx.seed, dtype=ctx.dtype, device=ctx.device,
+                             progress=tick)
+        else:
+            result = block_arnoldi(op.matmat, dim, iterations, block, seed=ctx.seed, dtype=ctx.dtype,
+                                   device=ctx.device, progress=tick)
+        if bar is not None:
+            bar.close()
+        return result
+
+    def _block(self) -> int:
+        """The ``block`` option, or for 0 the measured choice between 1 and ``BLOCK`` products per step (the block when
+        it is at least 20 % cheaper per vector), kept per model and machine (``ifscope.decisions``)."""
+        if self.options["block"] > 0:
+            return int(self.options["block"])
+        ctx = self.ctx
+        key = "block|" + path_key(ctx.params, BLOCK, ctx.hessian_samples or len(ctx.train), ctx.dtype,  # type: ignore[arg-type]
+                                  ctx.device)
+
+        def measure() -> tuple[BlockChoice, None]:
+            probe = ctx.curvature_operator(damping=0.0, samples=min(len(ctx.train), PROBE_EXAMPLES))  # type: ignore[arg-type]
+            seconds = {str(b): measure_product(probe.matmat, probe.dim, b, probe.n, ctx.dtype, ctx.device)
+                       for b in (1, BLOCK)}
+            best = BLOCK if seconds[str(BLOCK)] <= 0.8 * seconds["1"] else 1
+            return BlockChoice(best, seconds), None
+        return int(decided(key, measure, kind=BlockChoice)[0].block)
+
+    def _drift(self, pairs: Eigenpairs, samples: int, n: int) -> float:
+        """Median relative gap between the top Ritz values and their Rayleigh quotients on the next ``samples``
+        examples of the seeded order (disjoint from the sample the Ritz values come from)."""
+        check = self.ctx.curvature_operator(damping=0.0, samples=min(samples, n - samples), offset=samples)
+        top, lam = pairs.vectors[:CHECKED], pairs.values[:CHECKED]
+        rayleigh = (check.matmat(top) * top).sum(1)
+        self.hvp_calls += check.calls
+        return float(((rayleigh - lam).abs() / lam.abs().clamp_min(torch.finfo(lam.dtype).tiny)).median())
+
     def set_eigenpairs(self, pairs: Eigenpairs) -> None:
-        self.pairs = pairs
+        self.pairs, self._low = pairs, None
         self.path_choice: PathChoice | None = None  # set on the first full batch projected after a fit or load
         self.horizon: float | None = None
         if self.options["horizon"] is None:
@@ -92,7 +185,7 @@ class Arnoldi(CurvatureEstimator):
     @property
     def spectrum(self) -> Spectrum:
         """Every Ritz value of the fit: the run's spectrum, at no extra curvature product."""
-        return Spectrum(self.ritz_values, int(self.options["iterations"]))
+        return Spectrum(self.ritz_values, int(getattr(self, "iterations_used", self.options["iterations"])))
 
     def filters(self, horizon: float) -> Tensor:
         """``f_T(λⱼ)`` on the kept eigenvalues, less ``ηT`` when the complement term carries that part."""
@@ -103,12 +196,12 @@ class Arnoldi(CurvatureEstimator):
         """``[B, k]``: each example's gradient projected on the kept eigenvectors, by the path the options name or,
         for ``auto``, the one measured faster on the first full batch and kept for this model on this machine
         (``ifscope.decisions``; smaller batches, e.g. a few queries, take the rank rule of ``choose_path`` meanwhile)."""
-        ctx, basis = self.ctx, self.pairs.vectors
+        ctx, basis = self.ctx, self._basis()
         if self.path_choice is None or self.path_choice.asked != ctx.projection:
             if ctx.projection != "auto":
                 self.path_choice = PathChoice(ctx.projection, "chosen in the options", asked=ctx.projection)
             elif batch_len(batch) >= min(ctx.batch_size, len(ctx.train)):  # type: ignore[arg-type]
-                key = path_key(ctx.params, len(basis), ctx.batch_size, ctx.dtype, ctx.device)
+                key = path_key(ctx.params, len(basis), ctx.batch_size, f"{ctx.dtype}/{basis.dtype}", ctx.device)
                 self.path_choice, out = decided(key, lambda: measure_paths(ctx.task, ctx.params, ctx.rest, batch,
                                                                            basis, ctx.batch_size))
                 if out is not None:
@@ -116,6 +209,13 @@ class Arnoldi(CurvatureEstimator):
             else:
                 return project(ctx.task, ctx.params, ctx.rest, batch, basis, path="auto")
         return project(ctx.task, ctx.params, ctx.rest, batch, basis, path=self.path_choice.path)
+
+    def _basis(self) -> Tensor:
+        """The eigenvectors, rounded once to ``projection_dtype`` when one is set (the products accumulate in float32)."""
+        want = self.ctx.projection_dtype or self.pairs.vectors.dtype
+        if getattr(self, "_low", None) is None or self._low.dtype != want:
+            self._low = self.pairs.vectors.to(want)
+        return self._low
 
     def _with_complement(self, p: Tensor, batch: Batch, horizon: float | None = None) -> Tensor:
         if self.horizon is None or not self.options["complement"]:
@@ -146,12 +246,25 @@ class Arnoldi(CurvatureEstimator):
         return torch.stack(out)
 
     def state_dict(self) -> dict[str, Tensor]:
-        return {"eigenvalues": self.pairs.values, "eigenvectors": self.pairs.vectors,
-                "residuals": self.pairs.residuals, "ritz_values": self.ritz_values,
-                "breakdown": torch.tensor(bool(self.breakdown))}
+        state = {"eigenvalues": self.pairs.values, "eigenvectors": self.pairs.vectors,
+                 "residuals": self.pairs.residuals, "ritz_values": self.ritz_values,
+                 "breakdown": torch.tensor(bool(self.breakdown)),
+                 "hessian_samples_used": torch.tensor(self.hessian_samples_used),
+                 "iterations_used": torch.tensor(self.iterations_used)}
+        if self.plan is not None:  # what the time budget chose, so that a reopened run can say it
+            state["plan"] = torch.tensor([self.plan.iterations, self.plan.hessian_samples, self.plan.per_product_s,
+                                          self.plan.predicted_s, self.plan.budget_s], dtype=torch.float64)
+        return state
 
     def load_state_dict(self, state: Mapping[str, Tensor]) -> None:
         self.set_eigenpairs(Eigenpairs(state["eigenvalues"], state["eigenvectors"], state["residuals"]))
+        self.sample_checks, self.plan = [], None
+        if "plan" in state:
+            it, samples, per, predicted, budget = state["plan"].tolist()
+            self.plan = Plan(int(it), int(samples), per, predicted, budget, "as fitted (read from the run directory)")
+        if "iterations_used" in state:
+            self.hessian_samples_used = int(state["hessian_samples_used"])
+            self.iterations_used = int(state["iterations_used"])
         self.ritz_values = state.get("ritz_values", state["eigenvalues"])
         self.hvp_calls, self.warnings = 0, []
         self.breakdown = bool(state["breakdown"]) if "breakdown" in state else False

@@ -45,6 +45,8 @@ class Context:
     progress: Callable[[str, int], Any] = field(default=lambda desc, total: None)
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # where params, batches, products live
     spectrum: Callable[[], Any] | None = None  # () -> krylov.Spectrum of the curvature, fitted once per run
+    projection_dtype: torch.dtype | None = None  # low-precision projections (float32 accumulation); None: dtype
+    time_budget_s: float | None = None  # seconds the fit may take; the estimator sizes its work to it
 
     def lambda_max(self) -> float:
         """The top curvature eigenvalue (the run's fitted spectrum; computed once and saved when first needed)."""
@@ -59,17 +61,21 @@ class Context:
     def space(self) -> ParamSpace:
         return ParamSpace(self.params)
 
-    def hessian_indices(self) -> Tensor:
-        """The training examples the curvature is averaged over: all, or a seeded sample of ``hessian_samples``."""
+    def hessian_indices(self, samples: int | None = None, offset: int = 0) -> Tensor:
+        """The training examples the curvature is averaged over: all, or a seeded sample of ``hessian_samples`` (or
+        ``samples``); ``offset`` skips that many of the seeded order, giving a disjoint sample (for a check)."""
         n = len(self.train)  # type: ignore[arg-type]
-        if self.hessian_samples is None or self.hessian_samples >= n:
+        samples = self.hessian_samples if samples is None else samples
+        if offset == 0 and (samples is None or samples >= n):
             return torch.arange(n)
         gen = torch.Generator().manual_seed(self.seed + 1)
-        return torch.randperm(n, generator=gen)[: self.hessian_samples].sort().values
+        return torch.randperm(n, generator=gen)[offset: offset + (n if samples is None else samples)].sort().values
 
-    def curvature_operator(self, damping: float | None = None) -> Curvature:
-        """The curvature operator (+ weight decay, + ``damping`` or the shared damping) on the Hessian sample."""
-        idx = self.hessian_indices()
+    def curvature_operator(self, damping: float | None = None, samples: int | None = None,
+                           offset: int = 0) -> Curvature:
+        """The curvature operator (+ weight decay, + ``damping`` or the shared damping) on the Hessian sample (or on
+        ``hessian_indices(samples, offset)``)."""
+        idx = self.hessian_indices(samples, offset)
         size = self.curvature_batch_size()
         op = Curvature(self.task, self.params, self.rest,
                        [self.task.cast(take(self.train, idx[s:s + size]), self.dtype, self.device)
@@ -107,6 +113,7 @@ class Estimator(ABC):
     inverts_spectrum: ClassVar[bool] = False
     keeps_spectrum: ClassVar[bool] = False
     horizon_aware: bool = False
+    reads: ClassVar[frozenset[str]] = frozenset()  # shared options only some methods read (time_budget_s, ...)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -9,6 +9,7 @@ first order for full-batch gradient descent with a constant step; see docs/fade.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,11 +18,11 @@ from torch import Tensor
 
 from ..data import Batch
 from ..errors import ConfigError, NumericalError
-from ..krylov import block_lanczos, lanczos_apply
+from ..krylov import block_arnoldi, block_krylov_apply, block_lanczos, lanczos_apply
 from ..options import choice, positive_int
 from .base import CurvatureEstimator, GradientTrainEmbedding
 
-SOLVERS = ("auto", "recursion", "lanczos")
+SOLVERS = ("auto", "recursion", "lanczos", "block")
 KRYLOV_BUDGET = 512 * 2**20  # bytes of Krylov bases held at once; queries are processed in blocks that fit
 
 
@@ -58,8 +59,9 @@ def check_horizon(horizon, lr, method: str) -> tuple[float, float | None]:
 
 @dataclass
 class HorizonOptions:
-    """Horizon ``T`` (steps) and step ``lr`` (None: 1/λ_max); ``krylov`` Lanczos steps; ``solver``; ``batch_order``
-    ``average`` (scores) or ``schedule`` (the fade's SGD batch order)."""
+    """Horizon ``T`` (steps) and step ``lr`` (None: 1/λ_max); ``krylov`` Lanczos steps (curvature products per query);
+    ``solver`` (``block``: one block Krylov space from all the queries of a block, ``krylov`` × queries products
+    shared by all of them); ``batch_order`` ``average`` (scores) or ``schedule`` (the fade's SGD batch order)."""
 
     horizon: float | None = None
     lr: float | None = None
@@ -103,7 +105,24 @@ class Horizon(GradientTrainEmbedding, CurvatureEstimator):
         return solver
 
     def apply_horizons(self, g: Tensor, horizons: Sequence[float]) -> Tensor:
-        """``[len(horizons), B, dim]``: ``f_T(H) g`` for each ``T``, sharing one recursion or Lanczos basis."""
+        """``[len(horizons), B, dim]``: ``f_T(H) g`` for each ``T``, sharing one recursion or Lanczos basis; the cost is
+        added to ``query_cost`` (queries, curvature products, seconds)."""
+        calls, t0 = self.op.calls, time.perf_counter()
+        out = self._apply_horizons(g, horizons)
+        cost = self.query_cost
+        cost["queries"] += len(g)
+        cost["products"] += self.op.calls - calls
+        cost["seconds"] += time.perf_counter() - t0
+        return out
+
+    @property
+    def query_cost(self) -> dict[str, float]:
+        """Running totals of the query side: queries, curvature-vector products and seconds (per query: divide)."""
+        if not hasattr(self, "_query_cost"):
+            self._query_cost = {"queries": 0, "products": 0, "seconds": 0.0}
+        return self._query_cost
+
+    def _apply_horizons(self, g: Tensor, horizons: Sequence[float]) -> Tensor:
         horizons = [float(h) for h in horizons]
         if self.solver_for(horizons) == "recursion":
             wanted = {int(h): i for i, h in enumerate(horizons)}
@@ -117,6 +136,12 @@ class Horizon(GradientTrainEmbedding, CurvatureEstimator):
             return out
         fns = [lambda lam, h=h: horizon_filter(lam, h, self.lr) for h in horizons]
         parts = []
+        if self.solver_for(horizons) == "block":  # one Krylov space from the whole block of query gradients
+            for block in g.split(self._block(g)):
+                res = block_arnoldi(self.op.matmat, g.shape[1], int(self.options["krylov"]) * len(block), len(block),
+                                    dtype=g.dtype, device=g.device, start=block)
+                parts.append(block_krylov_apply(res, block, fns))
+            return torch.cat(parts, dim=1)
         for block in g.split(self._block(g)):
             Q, T, sizes = block_lanczos(self.op.matmat, block, int(self.options["krylov"]))
             parts.append(lanczos_apply(Q, T, sizes, block.norm(dim=1), fns))

@@ -1,0 +1,204 @@
+"""The fast paths against the plain ones: block Arnoldi, the Hessian sample check, the time budget, parameter-by-
+parameter projections, low-precision projections and the horizon method's query cost."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import ifscope
+from ifscope.budget import MIN_SAMPLES, plan
+from ifscope.errors import ConfigError, NonFiniteError
+from ifscope.krylov import block_arnoldi, distill
+from ifscope.projection import per_example_grads, project, projected_grads
+
+
+def _spd(n: int, seed: int = 0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    a = torch.randn(n, n, generator=gen, dtype=torch.float64)
+    return a @ a.T / n
+
+
+@pytest.mark.parametrize("block", [1, 4, 7])
+def test_block_arnoldi_at_full_dimension_is_exact(block):
+    a = _spd(30)
+    res = block_arnoldi(lambda v: v @ a, 30, 100, block, dtype=torch.float64)
+    assert res.steps == 30 and res.breakdown
+    q = res.Q
+    assert torch.allclose(q @ q.T, torch.eye(len(q), dtype=q.dtype), atol=1e-12)
+    pairs = distill(res, 5)
+    assert torch.allclose(pairs.values, torch.linalg.eigvalsh(a).flip(0)[:5], atol=1e-10)
+
+
+def test_block_arnoldi_residuals_are_the_true_ones():
+    a = _spd(60, seed=1)
+    pairs = distill(block_arnoldi(lambda v: v @ a, 60, 24, 6, dtype=torch.float64), 5)
+    true = (pairs.vectors @ a - pairs.values[:, None] * pairs.vectors).norm(dim=1)
+    assert torch.allclose(pairs.residuals, true, atol=1e-10)
+    assert float(true.max()) > 1e-6  # not converged: the check compares non-trivial residuals
+
+
+def test_block_arnoldi_stops_on_an_invariant_space():
+    gen = torch.Generator().manual_seed(2)
+    u = torch.randn(40, 5, generator=gen, dtype=torch.float64)
+    low = u @ u.T  # rank 5: from 4 random starts the Krylov space is invariant at 4 + 5 dimensions
+    res = block_arnoldi(lambda v: v @ low, 40, 40, 4, dtype=torch.float64)
+    assert res.breakdown and res.steps == 9
+    assert torch.allclose(distill(res, 5).values, torch.linalg.eigvalsh(low).flip(0)[:5], atol=1e-10)
+
+
+def _scores(task, train, queries, method, wd, **opts):
+    return ifscope.Influence(task, train, method=method, weight_decay=wd, dtype=torch.float64, progress=False,
+                             **opts).scores(queries)
+
+
+def test_block_arnoldi_estimator_at_full_rank_equals_exact(logistic):
+    model, train, test, wd = logistic
+    task = ifscope.classification(model)
+    dim = sum(p.numel() for p in model.parameters())
+    exact = _scores(task, train, test, "exact", wd)
+    for block in (4, 0):  # a fixed block, and the measured choice
+        s = _scores(task, train, test, "arnoldi", wd, rank=dim, iterations=dim, block=block)
+        assert float((s - exact).norm() / exact.norm()) <= 1e-6
+
+
+def test_sample_check_grows_the_hessian_sample_until_the_ritz_values_agree(logistic):
+    model, train, test, wd = logistic
+    task = ifscope.classification(model)
+
+    def fit(tol):
+        return ifscope.Influence(task, train, method="arnoldi", rank=5, iterations=12, weight_decay=wd,
+                                 dtype=torch.float64, hessian_samples=10, sample_tol=tol, progress=False).fit().estimator
+    loose, strict = fit(1e3), fit(1e-12)
+    assert loose.hessian_samples_used == 10 and len(loose.sample_checks) == 1
+    assert strict.hessian_samples_used == len(train[0])  # never agrees to 1e-12: grows to the whole training set
+    assert [c["hessian_samples"] for c in strict.sample_checks] == [10, 20, 40]
+    assert all(c["drift"] > 1e-12 for c in strict.sample_checks)
+    # a converged sample is the full-data fit
+    full = ifscope.Influence(task, train, method="arnoldi", rank=5, iterations=12, weight_decay=wd,
+                             dtype=torch.float64, progress=False).fit().estimator
+    assert torch.allclose(strict.eigenvalues, full.eigenvalues, atol=1e-10)
+
+
+def test_plan_fits_the_budget():
+    per = 1e-4  # seconds per product and example
+    p = plan(100.0, per, n=1000, iterations=200, rank=50)
+    assert (p.iterations, p.hessian_samples) == (200, 1000)
+    p = plan(5.0, per, n=1000, iterations=200, rank=50)
+    assert p.iterations == 200 and p.hessian_samples == 250 and p.predicted_s <= 5.0
+    p = plan(0.8, per, n=1000, iterations=200, rank=50)
+    assert p.hessian_samples == MIN_SAMPLES and p.iterations == 125 and p.predicted_s <= 0.8
+    p = plan(1e-9, per, n=1000, iterations=200, rank=50)
+    assert p.iterations == 50 and "over budget" in p.reason
+
+
+def test_time_budget_sizes_the_fit_and_says_so(logistic, capsys, tmp_path):
+    model, train, _, wd = logistic
+    task = ifscope.classification(model)
+    big = ifscope.Influence(task, train, method="arnoldi", rank=4, iterations=8, weight_decay=wd,
+                            dtype=torch.float64, time_budget_s=1e6).fit()
+    assert big.estimator.iterations_used == 8 and big.estimator.hessian_samples_used == len(train[0])
+    assert "time budget" in capsys.readouterr().err
+    tiny = ifscope.Influence(task, train, method="arnoldi", rank=4, iterations=12, weight_decay=wd,
+                             dtype=torch.float64, time_budget_s=1e-9, progress=False, workdir=tmp_path).fit()
+    assert tiny.chosen["iterations"] == 4 and tiny.chosen["hessian_samples"] == min(len(train[0]), MIN_SAMPLES)
+    assert tiny.estimator.iterations_used == 4 and tiny.estimator.hessian_samples_used == tiny.chosen["hessian_samples"]
+    again = ifscope.Influence.open(tmp_path, task=task, train=train, progress=False)
+    assert again.reused and again.chosen["iterations"] == 4
+    with pytest.raises(ConfigError, match="time_budget_s"):
+        ifscope.Influence(task, train, method="arnoldi", time_budget_s=-1)
+
+
+def _mlp(dtype=torch.float32):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 24), nn.Tanh(), nn.Linear(24, 3)).to(dtype)
+    x = torch.randn(64, 6, dtype=dtype)
+    y = torch.randint(0, 3, (64,))
+    return model, (x, y)
+
+
+def test_projection_parameter_by_parameter_equals_the_flat_product():
+    model, (x, y) = _mlp(torch.float64)
+    task = ifscope.classification(model)
+    params, rest = task.state(torch.float64)
+    basis = torch.randn(5, sum(p.numel() for p in params.values()), dtype=torch.float64)
+    flat = per_example_grads(task, params, rest, (x, y)) @ basis.T
+    assert torch.allclose(projected_grads(task, params, rest, (x, y), basis), flat, atol=1e-12)
+    assert torch.allclose(project(task, params, rest, (x, y), basis, path="vmap", memory_budget=2000), flat,
+                          atol=1e-12)  # several chunks of examples
+
+
+def test_bfloat16_projections_match_float32_scores():
+    """Tolerance: bfloat16 keeps 8 significant bits (relative rounding 2^-9 per factor); the scores' relative error
+    stays below 2 % and the rankings are unchanged to Spearman 0.99."""
+    from scipy.stats import spearmanr
+    model, train = _mlp()
+    task = ifscope.classification(model)
+    queries = (train[0][:6], train[1][:6])
+
+    def scores(**opts):
+        return ifscope.Influence(task, train, method="arnoldi", rank=8, iterations=24, weight_decay=1e-2,
+                                 projection="vmap", progress=False, **opts).scores(queries)
+    full, low = scores(), scores(projection_dtype="bfloat16")
+    rel = float((low - full).norm() / full.norm())
+    assert 0 < rel <= 2e-2  # rounded (not silently float32), but close
+    assert np.mean([spearmanr(a, b).statistic for a, b in zip(low.numpy(), full.numpy())]) >= 0.99
+    assert low.dtype == torch.float32
+    with pytest.raises(ConfigError, match="projection_dtype"):
+        ifscope.Influence(task, train, method="arnoldi", projection_dtype="int8")
+
+
+def test_nonfinite_gradients_are_still_caught():
+    model, (x, y) = _mlp()
+    x = x.clone()
+    x[3, 0] = float("nan")
+    task = ifscope.classification(model)
+    params, rest = task.state(torch.float32)
+    with pytest.raises(NonFiniteError):
+        per_example_grads(task, params, rest, (x, y))
+
+
+def test_horizon_reports_its_query_cost(logistic):
+    model, train, test, wd = logistic
+    task = ifscope.classification(model)
+    inf = ifscope.Influence(task, train, method="horizon", horizon=50, lr=0.5, krylov=6, solver="lanczos",
+                            weight_decay=wd, dtype=torch.float64, progress=False)
+    inf.scores(test)
+    cost = inf.estimator.query_cost
+    assert cost["queries"] == len(test[0]) and cost["products"] == 6 * len(test[0]) and cost["seconds"] > 0
+
+
+def test_block_krylov_over_queries_equals_the_recursion(logistic):
+    """Once the shared Krylov space of the query block is invariant the matrix function is exact; before that it is
+    no worse than a per-query Lanczos of the same number of products per query."""
+    model, train, test, wd = logistic
+    task = ifscope.classification(model)
+
+    def scores(**opts):
+        return ifscope.Influence(task, train, method="horizon", horizon=30, lr=0.5, weight_decay=wd,
+                                 dtype=torch.float64, progress=False, **opts).scores(test)
+    exact = scores(solver="recursion")
+    assert torch.allclose(scores(solver="block", krylov=15), exact, atol=1e-8 * float(exact.abs().max()))
+    err_block = float((scores(solver="block", krylov=2) - exact).norm())
+    err_lanczos = float((scores(solver="lanczos", krylov=2) - exact).norm())
+    assert 0 < err_block <= err_lanczos
+
+
+def test_options_a_method_does_not_read_are_refused(logistic):
+    model, train, _, _ = logistic
+    task = ifscope.classification(model)
+    for opts in ({"time_budget_s": 5.0}, {"projection_dtype": "bfloat16"}):
+        with pytest.raises(ConfigError, match="does not read"):
+            ifscope.Influence(task, train, method="cg", **opts)
+
+
+def test_fit_command_says_what_the_budget_chose(tmp_path):
+    import json
+
+    from cli_helpers import TINY
+    from cli_helpers import ifscope as run_cli
+    proc = run_cli("fit", "--recipe", TINY, "--workdir", str(tmp_path), "--rank", "4", "--iterations", "12",
+                   "--time-budget-s", "1e-9", "--json")
+    out = json.loads(proc.stdout)
+    assert out["chosen"]["iterations"] == 4 and "time budget" in out["chosen"]["text"]
+    assert "time budget" in proc.stderr
