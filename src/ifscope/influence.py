@@ -72,7 +72,6 @@ class Influence:
         self.config: dict[str, Any] = dict(method=method, **values(self.fit_options), **values(self.method_options))
         self.source = source
         self.show_progress = progress
-        self.device = task.device if device is None else torch.device(device)  # where every product runs
         self.estimator: Estimator | None = None
         self.run: RunDir | None = None if workdir is None else RunDir(workdir)
         self.reused = False  # fit() loaded the curvature from workdir

@@ -47,9 +47,11 @@ def common_arguments(p: argparse.ArgumentParser, workdir: bool = True) -> argpar
 def _flag_table() -> dict[str, tuple[type, list[str]]]:
     """Every option a command line can set: ``{name: (type, methods that take it)}``, from the options dataclasses."""
     from ..estimators import METHODS
+    from ..influence import SPEED_FIELDS
     from ..options import FitOptions, flag_fields
-    table: dict[str, tuple[type, list[str]]] = {name: (kind, ["all"]) for name, (kind, _) in
-                                                flag_fields(FitOptions).items() if name != "seed"}
+    table: dict[str, tuple[type, list[str]]] = {
+        name: (kind, sorted(m for m, cls in METHODS.items() if name in cls.reads) if name in SPEED_FIELDS else ["all"])
+        for name, (kind, _) in flag_fields(FitOptions).items() if name != "seed"}
     for method, cls in METHODS.items():
         for name, (kind, _) in flag_fields(cls.Options).items():
             table.setdefault(name, (kind, []))[1].append(method)
