@@ -139,3 +139,26 @@ def test_fade_command_with_last_blocks_runs_every_method_on_the_cached_task(tmp_
     assert out["parameters"] == selected
     assert {"horizon", "arnoldi", "arnoldi_horizon", "graddot", "tracin", "horizon_schedule"} <= set(out["methods"])
     assert max(out["noise_floor"]["ratio"]) < 1e-6
+
+
+def test_diagnose_ground_truth_replays_the_cached_prefix_and_equals_the_whole_bert(monkeypatch):
+    from ifscope.diagnose import diagnose, truth
+    from ifscope.fade import gd_schedule
+    from ifscope.prefix import CachedTextTask
+    model = tiny_bert().eval()
+    task = ifscope.hf_classification(model, last_blocks=1)
+    train, queries = text_data(24), text_data(5, seed=2)
+    inf = ifscope.Influence(task, train, "arnoldi", rank=4, iterations=8, weight_decay=1e-3, progress=False).fit()
+    schedule = gd_schedule(inf, 3, batch_size=8, seed=1)
+    replayed = []
+    monkeypatch.setattr(truth, "actual_changes", lambda task, *a, **kw: replayed.append(task) or
+                        actual_changes(task, *a, **kw))
+    got = diagnose(inf, queries, checks=["divergence", "first_order"], n_queries=4, n_train=6, n_ids=3,
+                   steps=[1, 3], epsilons=[0.5], schedule=schedule, seed=2).assumptions["divergence"]
+    assert len(replayed) >= 2 and all(isinstance(t, CachedTextTask) for t in replayed)
+    assert len({id(t) for t in replayed}) == 1  # the prefix is cached once per diagnosis
+    full = actual_changes(task, train, {k: v[:4] for k, v in queries.items()}, torch.tensor(got["ids"]), [1, 3],
+                          schedule, dtype=torch.float64, progress=False)
+    assert full.gap[-1].min() > 0  # every id has been in a batch by T = 3
+    torch.testing.assert_close(torch.tensor(got["gap"], dtype=torch.float64), full.gap.mean(1), rtol=1e-9,
+                               atol=1e-13)
