@@ -21,6 +21,7 @@ from .errors import ConfigError
 from .fade import method_label
 from .influence import Influence
 from .krylov import largest_step
+from .progress import progress_bar
 from .stats import spearman
 from .training import Schedule
 
@@ -113,13 +114,20 @@ def validity_horizon(influence: Influence, queries: Any, steps: Sequence[int], r
 
 
 def fade_validity(methods: Mapping[str, Influence], queries: Any, steps: Sequence[int], schedule: Schedule | None,
-                  threshold: float = THRESHOLD) -> dict[str, dict[str, Any]]:
+                  threshold: float = THRESHOLD, progress: bool = True) -> dict[str, dict[str, Any]]:
     """The fade's ``validity_horizon``: for each checkpoint method of ``methods`` (all but ``unrolled`` and the
     trajectory method ``tracin``), its horizon of validity against ``methods["unrolled"]`` on ``schedule``."""
     reference = methods["unrolled"]
-    return {name: validity_horizon(inf, queries, steps, reference=reference, threshold=threshold,
-                                   schedule=schedule).to_dict()
-            for name, inf in methods.items() if inf.method not in ("unrolled", "tracin")}
+    names = [name for name, inf in methods.items() if inf.method not in ("unrolled", "tracin")]
+    bar = progress_bar("horizon of validity vs unrolled (scores over the training set)", len(names), progress)
+    out = {}
+    for name in names:
+        bar.set_postfix(method=name)
+        out[name] = validity_horizon(methods[name], queries, steps, reference=reference, threshold=threshold,
+                                     schedule=schedule).to_dict()
+        bar.update(1)
+    bar.close()
+    return out
 
 
 def validity_lines(validity: Mapping[str, Mapping[str, Any]]) -> list[str]:
