@@ -162,3 +162,17 @@ def test_diagnose_ground_truth_replays_the_cached_prefix_and_equals_the_whole_be
     assert full.gap[-1].min() > 0  # every id has been in a batch by T = 3
     torch.testing.assert_close(torch.tensor(got["gap"], dtype=torch.float64), full.gap.mean(1), rtol=1e-9,
                                atol=1e-13)
+
+
+def test_fade_ids_from_the_first_minibatch_all_act_at_the_first_step(tmp_path):
+    from ifscope.cli import build_parser
+    from ifscope.fade import gd_schedule
+    argv = ["fade", "--recipe", f"{__file__}:tiny_bert_recipe", "--workdir", str(tmp_path), "--last-blocks", "1",
+            "--n-ids", "5", "--n-queries", "2", "--steps", "1,2", "--rank", "4", "--iterations", "8",
+            "--methods", "run,graddot", "--train-batch-size", "6", "--lr", "0.05", "--truth-dtype", "float64"]
+    out = (args := build_parser().parse_args([*argv, "--ids-from", "first_batch"])).run(args)
+    first = gd_schedule(ifscope.Influence.open(tmp_path, progress=False), 2, batch_size=6, seed=0).batches[0]
+    assert out["ids_from"] == "first_batch" and set(out["ids"]) <= set(first.tolist()) and len(out["ids"]) == 5
+    assert min(out["gap"]) > 0 and out["methods"]["graddot"]["pearson"][0] > 0.9  # every id moved the model at T=1
+    with pytest.raises(ifscope.ConfigError, match="first minibatch"):
+        (args := build_parser().parse_args([*argv[:-2], "--ids-from", "first_batch", "--n-ids", "7"])).run(args)
