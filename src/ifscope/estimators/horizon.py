@@ -14,9 +14,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torch.utils._pytree import tree_map
 
-from ..data import Batch, batch_len
+from ..data import Batch, row_blocks
 from ..errors import ConfigError, NumericalError
 from ..krylov import block_lanczos, lanczos_apply
 from ..options import choice, positive_int
@@ -160,9 +159,8 @@ class Horizon(GradientTrainEmbedding, CurvatureEstimator):
 
     def _train_grads(self, train: Batch) -> Iterator[Tensor]:
         """Per-example gradients of ``train`` in blocks of ``batch_size`` rows: memory flat in the number of ids."""
-        size = self.ctx.batch_size
-        for start in range(0, batch_len(train), size):
-            yield self.ctx.grads(tree_map(lambda t, s=start: t[s:s + size], train))
+        for block in row_blocks(train, self.ctx.batch_size):
+            yield self.ctx.grads(block)
 
     @staticmethod
     def _schedule_block(out: Tensor, gq: Tensor, qz: Tensor, T: Tensor, sizes: Sequence[int],
