@@ -21,8 +21,9 @@ STEP_OPTIONS = {
     "correct": ["--queries", "10"],
 }
 # The text demo (MiniLM-L6, 1.9M parameters over the last block): the fade keeps the recipe's minibatch SGD (ids from
-# the first batch, lr 0.01), since a full-batch step replays all 2,000 tweets per replica; the diagnosis continues by
-# full-batch GD in float64 on the cached prefix, so it gets fewer ids and horizons.
+# the first batch, lr 0.01, the checkpoint methods), since a full-batch step replays all 2,000 tweets per replica
+# (8 s per step of 8 replicas on one loaded thread) and unrolled's horizon of validity scores all 2,000 tweets per
+# method (420 s of a 530 s fade); the diagnosis continues by full-batch GD in float64, so fewer ids and horizons.
 RECIPE_OPTIONS = {
     "tweets-minilm": {
         "fade": ["--n-ids", "8", "--n-queries", "5", "--steps", "1,3,10,30"],
