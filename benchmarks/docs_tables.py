@@ -88,6 +88,16 @@ def fade_tables(d: dict[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
+def fade_tables_floor(d: dict[str, Any]) -> str:
+    """:func:`fade_tables` with how the ids were drawn and the ground truth's noise floor per T."""
+    floor = d.get("noise_floor") or {}
+    drawn = ("the ids drawn from the first minibatch of the continued training" if d.get("ids_from") == "first_batch"
+             else "the ids drawn from the whole training set")
+    how = "full-batch GD" if not d.get("train_batch_size") else f"SGD batch {d['train_batch_size']}"
+    return (fade_tables(d) + f"\n\n{how}, {drawn}; ground truth in {d.get('truth_dtype')}, noise floor / RMS change "
+            "per T: " + ", ".join(_g(r) for r in floor.get("ratio", [])) + f"; ground truth {d['truth_seconds']:.0f} s.")
+
+
 def diagnose_table(d: dict[str, Any]) -> str:
     from ifscope.diagnose import CHECK_MODULES
     rows = ["| assumption | verdict | key figures |", "|---|---|---|"]
@@ -160,6 +170,14 @@ TABLES: dict[str, Table] = {
                                fade_tables, ("docs/fade.md",)),
     "fade-mlp-sgd": Table(["fade", "--recipe", "digits-mlp", "--mode", "remove", "--train-batch-size", "100"],
                           fade_table, ("docs/fade.md",)),
+    "fade-tweets-remove": Table(["fade", "--recipe", "tweets-minilm", "--mode", "remove"], fade_tables_floor,
+                                ("docs/experiments.md",)),
+    "fade-tweets-upweight": Table(["fade", "--recipe", "tweets-minilm", "--mode", "upweight", "--epsilon", "0.01"],
+                                  fade_tables_floor, ("docs/experiments.md",)),
+    "fade-tweets-lrmax": Table(["fade", "--recipe", "tweets-minilm", "--mode", "remove", "--lr", "0.12", "--n-ids", "10",
+                                "--n-queries", "10", "--steps", "1,3,10,30", "--methods",
+                                "run,arnoldi_horizon,graddot,horizon_schedule,unrolled"], fade_tables_floor,
+                               ("docs/experiments.md",)),
     "diagnose-mlp": Table(["diagnose", "--recipe", "digits-mlp"], diagnose_table, ("README.md", "docs/diagnose.md")),
     "diagnose-mlp-bad": Table(["diagnose", "--recipe", "digits-mlp", "--recipe-arg", "steps=10", "--recipe-arg",
                                "weight_decay=0.0"], diagnose_table, ("README.md", "docs/diagnose.md")),

@@ -139,3 +139,40 @@ def test_fade_command_with_last_blocks_runs_every_method_on_the_cached_task(tmp_
     assert out["parameters"] == selected
     assert {"horizon", "arnoldi", "arnoldi_horizon", "graddot", "tracin", "horizon_schedule"} <= set(out["methods"])
     assert max(out["noise_floor"]["ratio"]) < 1e-6
+
+
+def test_diagnose_ground_truth_replays_the_cached_prefix_and_equals_the_whole_bert(monkeypatch):
+    from ifscope.diagnose import diagnose, truth
+    from ifscope.fade import gd_schedule
+    from ifscope.prefix import CachedTextTask
+    model = tiny_bert().eval()
+    task = ifscope.hf_classification(model, last_blocks=1)
+    train, queries = text_data(24), text_data(5, seed=2)
+    inf = ifscope.Influence(task, train, "arnoldi", rank=4, iterations=8, weight_decay=1e-3, progress=False).fit()
+    schedule = gd_schedule(inf, 3, batch_size=8, seed=1)
+    replayed = []
+    monkeypatch.setattr(truth, "actual_changes", lambda task, *a, **kw: replayed.append(task) or
+                        actual_changes(task, *a, **kw))
+    got = diagnose(inf, queries, checks=["divergence", "first_order"], n_queries=4, n_train=6, n_ids=3,
+                   steps=[1, 3], epsilons=[0.5], schedule=schedule, seed=2).assumptions["divergence"]
+    assert len(replayed) >= 2 and all(isinstance(t, CachedTextTask) for t in replayed)
+    assert len({id(t) for t in replayed}) == 1  # the prefix is cached once per diagnosis
+    full = actual_changes(task, train, {k: v[:4] for k, v in queries.items()}, torch.tensor(got["ids"]), [1, 3],
+                          schedule, dtype=torch.float64, progress=False)
+    assert full.gap[-1].min() > 0  # every id has been in a batch by T = 3
+    torch.testing.assert_close(torch.tensor(got["gap"], dtype=torch.float64), full.gap.mean(1), rtol=1e-9,
+                               atol=1e-13)
+
+
+def test_fade_ids_from_the_first_minibatch_all_act_at_the_first_step(tmp_path):
+    from ifscope.cli import build_parser
+    from ifscope.fade import gd_schedule
+    argv = ["fade", "--recipe", f"{__file__}:tiny_bert_recipe", "--workdir", str(tmp_path), "--last-blocks", "1",
+            "--n-ids", "5", "--n-queries", "2", "--steps", "1,2", "--rank", "4", "--iterations", "8",
+            "--methods", "run,graddot", "--train-batch-size", "6", "--lr", "0.05", "--truth-dtype", "float64"]
+    out = (args := build_parser().parse_args([*argv, "--ids-from", "first_batch"])).run(args)
+    first = gd_schedule(ifscope.Influence.open(tmp_path, progress=False), 2, batch_size=6, seed=0).batches[0]
+    assert out["ids_from"] == "first_batch" and set(out["ids"]) <= set(first.tolist()) and len(out["ids"]) == 5
+    assert min(out["gap"]) > 0 and out["methods"]["graddot"]["pearson"][0] > 0.9  # every id moved the model at T=1
+    with pytest.raises(ifscope.ConfigError, match="first minibatch"):
+        (args := build_parser().parse_args([*argv[:-2], "--ids-from", "first_batch", "--n-ids", "7"])).run(args)

@@ -93,6 +93,13 @@ def batches(ds: Dataset, batch_size: int, indices: Sequence[int] | Tensor | None
         yield pos, take(ds, pos)
 
 
+def row_blocks(batch: Batch, size: int) -> Iterator[Batch]:
+    """The rows of a collated ``batch`` in consecutive blocks of at most ``size``."""
+    from torch.utils._pytree import tree_map
+    for start in range(0, batch_len(batch), size):
+        yield tree_map(lambda t, s=start: t[s:s + size], batch)
+
+
 def batch_len(batch: Batch) -> int:
     """Number of examples in a collated batch."""
     first = next(iter(batch.values())) if isinstance(batch, Mapping) else batch[0]

@@ -86,10 +86,13 @@ def reference_methods(inf: Influence, names: Sequence[str], schedule: Schedule, 
     """The fade's reference methods, built with the run's shared options and the continued training's ``schedule``
     (its lr, the horizon T = ``horizon``): ``horizon``, ``horizon_schedule``, ``arnoldi_horizon``, ``exact``,
     ``graddot``, ``tracin`` (one checkpoint per step of the actual continued trajectory), ``unrolled`` (the exact
-    derivative through ``schedule``), ``arnoldi`` (its own fit with the library's defaults); ``dtype`` overrides the run's precision for all but ``arnoldi_horizon``."""
+    derivative through ``schedule``), ``arnoldi`` (its own fit with the library's defaults); ``dtype`` and
+    ``hessian_samples`` override the run's precision and curvature sample for all but ``arnoldi_horizon``."""
     shared = inf.shared_config
     if dtype is not None:
         shared["dtype"] = dtype
+    if hessian_samples is not None:
+        shared["hessian_samples"] = hessian_samples
     lr = {"horizon": horizon, "lr": schedule.lr}
 
     def make(method: str, **options: Any) -> Influence:

@@ -291,8 +291,9 @@ class Influence:
         if getattr(self._fitted(), "direct", False):
             return self._direct_scores(queries, None if train_ids is None else self._train_ids(train_ids))
         q = self.query_embeddings(queries)
-        if train_ids is not None:
-            return q @ self.train_embeddings(train_ids).T
+        if train_ids is not None:  # streamed: memory flat in the number of ids (raw gradients of a large model)
+            return torch.cat([q @ e.T for _, e in self._chunks(self.train, self._fitted().train_embed,
+                                                               "training embeddings", self._train_ids(train_ids))], 1)
         local = self._local()
         start = int(local[0]) if len(local) else 0
         block = score_matrix(q, ((pos - start, emb) for pos, emb in self._train_chunks()), len(local))

@@ -22,6 +22,7 @@ from .fade import method_label
 from .groundtruth import GroundTruth
 from .influence import Influence
 from .krylov import largest_step
+from .progress import progress_bar
 from .stats import spearman
 from .training import Schedule
 
@@ -83,11 +84,12 @@ def unrolled_reference(influence: Influence, horizon: int, **options: Any) -> In
 
 
 def validity_horizon(influence: Influence, queries: Any, steps: Sequence[int], reference: Influence | None = None,
-                     threshold: float = THRESHOLD, schedule: Schedule | None = None,
+                     threshold: float = THRESHOLD, schedule: Schedule | None = None, exact: Tensor | None = None,
                      **unrolled_options: Any) -> ValidityHorizon:
     """Per query, the horizon of validity of ``influence`` (a checkpoint method) against ``reference`` (an
     ``unrolled`` Influence; default: one built by :func:`unrolled_reference` with ``unrolled_options``), on the
-    continued training ``schedule`` (default: the reference's own)."""
+    continued training ``schedule`` (default: the reference's own); ``exact``: the reference's scores over the training
+    set at ``steps`` on that schedule, when already computed."""
     t0 = time.time()
     steps = sorted({int(t) for t in steps})
     if not steps or steps[0] < 1:
@@ -106,7 +108,8 @@ def validity_horizon(influence: Influence, queries: Any, steps: Sequence[int], r
     if schedule is None:
         schedule = (reference.estimator if reference.estimator is not None else reference.fit().estimator).schedule
     ids = torch.arange(influence.n_train)
-    exact = reference.scores_over_horizons(queries, ids, steps, schedule)
+    if exact is None:
+        exact = reference.scores_over_horizons(queries, ids, steps, schedule)
     approx = influence.scores_over_horizons(queries, ids, steps, schedule)
     rho = per_query_spearman(approx, exact).T  # [n_queries, n_steps]
     return ValidityHorizon(method_label(influence), steps, float(threshold), rho.tolist(),
@@ -114,13 +117,24 @@ def validity_horizon(influence: Influence, queries: Any, steps: Sequence[int], r
 
 
 def fade_validity(methods: Mapping[str, Influence], queries: Any, steps: Sequence[int], schedule: Schedule | None,
-                  threshold: float = THRESHOLD) -> dict[str, dict[str, Any]]:
+                  threshold: float = THRESHOLD, progress: bool = True) -> dict[str, dict[str, Any]]:
     """The fade's ``validity_horizon``: for each checkpoint method of ``methods`` (all but ``unrolled`` and the
     trajectory method ``tracin``), its horizon of validity against ``methods["unrolled"]`` on ``schedule``."""
     reference = methods["unrolled"]
-    return {name: validity_horizon(inf, queries, steps, reference=reference, threshold=threshold,
-                                   schedule=schedule).to_dict()
-            for name, inf in methods.items() if inf.method not in ("unrolled", "tracin")}
+    names = [name for name, inf in methods.items() if inf.method not in ("unrolled", "tracin")]
+    bar = progress_bar("horizon of validity vs unrolled (scores over the training set)", len(names) + 1, progress)
+    bar.set_postfix(method="unrolled")
+    exact = None if schedule is None else reference.scores_over_horizons(  # once, for every method
+        queries, torch.arange(reference.n_train), sorted({int(t) for t in steps}), schedule)
+    bar.update(1)
+    out = {}
+    for name in names:
+        bar.set_postfix(method=name)
+        out[name] = validity_horizon(methods[name], queries, steps, reference=reference, threshold=threshold,
+                                     schedule=schedule, exact=exact).to_dict()
+        bar.update(1)
+    bar.close()
+    return out
 
 
 def validity_lines(validity: Mapping[str, Mapping[str, Any]]) -> list[str]:

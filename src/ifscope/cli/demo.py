@@ -20,6 +20,16 @@ STEP_OPTIONS = {
     "diagnose": ["--n-queries", "10", "--n-train", "100", "--n-ids", "4", "--steps", "1", "10", "--epsilons", "0.5"],
     "correct": ["--queries", "10"],
 }
+# The text demo (MiniLM-L6, 1.9M parameters over the last block): the fade keeps the recipe's minibatch SGD (ids from
+# the first batch, lr 0.01, the checkpoint methods), since a full-batch step replays all 2,000 tweets per replica
+# (8 s per step of 8 replicas on one loaded thread) and unrolled's horizon of validity scores all 2,000 tweets per
+# method (420 s of a 530 s fade); the diagnosis continues by full-batch GD in float64, so fewer ids and horizons.
+RECIPE_OPTIONS = {
+    "tweets-minilm": {
+        "fade": ["--n-ids", "8", "--n-queries", "5", "--steps", "1,3,10,30"],
+        "diagnose": ["--n-queries", "5", "--n-train", "50", "--n-ids", "2", "--steps", "1", "3", "--epsilons", "0.5"],
+    },
+}
 QUICK_FIT = ["--rank", "6", "--iterations", "20"]
 QUICK_OPTIONS = {
     "fade": ["--n-ids", "3", "--n-queries", "3", "--steps", "1,10", "--krylov", "10", "--methods", "run,horizon,graddot"],
@@ -67,7 +77,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     steps["fit"] = step("fit", [*common, *(sized or (QUICK_FIT if args.quick else []))])
     steps["scores"] = step("scores", common)
     steps["top"] = step("top", [*common, "--queries", args.queries, "-k", str(args.k)])
-    sizes = QUICK_OPTIONS if args.quick else STEP_OPTIONS
+    sizes = QUICK_OPTIONS if args.quick else {**STEP_OPTIONS, **RECIPE_OPTIONS.get(recipe, {})}
     for name in PLUGGABLE:
         if name in SUBCOMMANDS:
             steps[name] = step(name, [*common, *sizes[name]])

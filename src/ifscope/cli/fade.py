@@ -21,7 +21,8 @@ EXACT_LIMIT = 5000  # parameters above which the default method list leaves out 
 DEFAULTS: dict[str, Any] = dict(steps=[1, 3, 10, 30, 100, 300, 1000], mode="remove", epsilon=0.01, n_ids=40,
                                 n_queries=20, methods=None, train_lr=None, train_batch_size=None, krylov=100,
                                 truth_dtype="float64", reference_dtype=None, reference_hessian_samples=None,
-                                batching="auto")
+                                batching="auto", ids_from="random")
+IDS_FROM = ("random", "first_batch")
 FLOAT64_LIMIT = 200_000  # parameters up to which the reference methods run in float64 by default
 
 
@@ -52,6 +53,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     f.add_argument("--epsilon", type=float, default=None, help="up-weighting: the example's weight becomes 1 + ε")
     f.add_argument("--n-ids", type=int, default=None, help="training examples re-weighted (seeded sample; 40)")
     f.add_argument("--n-queries", type=int, default=None, help="test examples whose loss is tracked (20)")
+    f.add_argument("--ids-from", choices=IDS_FROM, default=None,
+                   help="where the re-weighted ids are sampled: the whole training set (random, default) or the first "
+                        "minibatch of the continued training (first_batch: every id takes part from T = 1)")
     f.add_argument("--methods", type=_names, default=None,
                    help="comma-separated: 'run' (the fitted estimator) and references "
                         f"{','.join(REFERENCE_METHODS)} (default: run and every reference that costs no refit)")
@@ -103,6 +107,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     queries = take(test, q_idx)
     steps = sorted(set(args.steps))
     schedule = gd_schedule(inf, max(steps), args.train_lr, batch_size=args.train_batch_size, seed=args.seed)
+    if args.ids_from == "first_batch":  # under SGD a random id waits N/batch steps on average before it acts at all
+        first = schedule.batches[0]
+        if args.n_ids > len(first):
+            raise ConfigError(f"--ids-from first_batch samples --n-ids {args.n_ids} from the first minibatch of "
+                              f"{len(first)} examples: lower --n-ids or raise --train-batch-size")
+        ids = first[torch.randperm(len(first), generator=gen)[: args.n_ids]].sort().values
     # the frozen prefix of a text model is computed once: ground truth and every method replay only the selected part
     truth_dtype = getattr(torch, args.truth_dtype)
     prefix = cache_prefix(inf.task, inf.train, queries, dtype=truth_dtype, progress=True)
@@ -130,7 +140,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         truth=truth)
     validity = fade_validity(methods, queries, steps, schedule) if "unrolled" in methods else None
     out = {**run_facts(inf), **result.to_dict(), **({"validity_horizon": validity} if validity else {}),
-           "recipe": args.recipe, "seed": args.seed, "reference_dtype": ref_dtype, "query_ids": q_idx.tolist(),
+           "recipe": args.recipe, "seed": args.seed, "reference_dtype": ref_dtype, "ids_from": args.ids_from, "query_ids": q_idx.tolist(),
            "train_batch_size": args.train_batch_size, "noise_floor": truth.noise_floor(), "truth_seconds": t_truth,
            "truth_dtype": args.truth_dtype, "batching": truth.batching, "threads": torch.get_num_threads(),
            "prefix": {"cached": prefix.start is not None, "start_block": prefix.start, "seconds": prefix.seconds},

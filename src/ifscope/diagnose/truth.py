@@ -1,11 +1,13 @@
 """The ground truth the divergence and first-order checks share: continued training from the checkpoint (the
-run's default full-batch GD with lr 1/λ_max, or the caller's schedule) with each probe id removed, computed once."""
+run's default full-batch GD with lr 1/λ_max, or the caller's schedule) with each probe id removed, computed once,
+on the frozen prefix cached once (a text model replays only its selected blocks, see :mod:`ifscope.prefix`)."""
 
 from __future__ import annotations
 
 from ..data import take
 from ..fade import gd_schedule
 from ..groundtruth import GroundTruth, actual_changes
+from ..prefix import Prefix, cache_prefix
 from ..training import Schedule
 from .common import Probe
 
@@ -16,9 +18,19 @@ def schedule(p: Probe) -> Schedule:
     return p.cache["schedule"]
 
 
+def prefix(p: Probe) -> Prefix:
+    """The run's task with its frozen prefix cached for the training set and the probe's queries."""
+    if "prefix" not in p.cache:
+        p.cache["prefix"] = cache_prefix(p.inf.task, p.inf.train, take(p.qdata, p.q_idx), dtype=p.truth_dtype,
+                                         progress=p.inf.show_progress)
+    return p.cache["prefix"]
+
+
 def changes(p: Probe, mode: str, epsilon: float = 0.01) -> GroundTruth:
-    return actual_changes(p.inf.task, p.inf.train, take(p.qdata, p.q_idx), p.ids, p.steps, schedule(p), mode=mode,
-                          epsilon=epsilon, dtype=p.truth_dtype, progress=p.inf.show_progress)
+    cached = prefix(p)
+    train, queries = cached.datasets
+    return actual_changes(cached.task, train, queries, p.ids, p.steps, schedule(p), mode=mode, epsilon=epsilon,
+                          dtype=p.truth_dtype, progress=p.inf.show_progress)
 
 
 def removal(p: Probe) -> tuple[GroundTruth, Schedule]:

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from ..budget import PROBE_EXAMPLES, Plan, measure_product, plan
 from ..checks import arnoldi_health, check_sizes
-from ..data import Batch, batch_len
+from ..data import Batch, batch_len, row_blocks
 from ..decisions import decided, path_key
 from ..errors import ConfigError
 from ..krylov import SELECT_RULES, ArnoldiResult, Eigenpairs, Spectrum, arnoldi, block_arnoldi, distill
@@ -237,13 +237,15 @@ class Arnoldi(CurvatureEstimator):
         """``[len(horizons), n_queries, n_train]`` scores of the horizon-aware variant at each ``T``."""
         if self.horizon is None:
             raise ConfigError("scores over horizons need the horizon-aware variant: pass horizon=T to method='arnoldi'")
-        pq, pz = self.projections(queries), self.projections(train)
-        dot = self.ctx.grads(queries) @ self.ctx.grads(train).T if self.options["complement"] else 0.0
-        out = []
-        for t in horizons:
-            s = (pq * self.filters(float(t))) @ pz.T
-            out.append(s + self.lr * float(t) * dot if self.options["complement"] else s)
-        return torch.stack(out)
+        pq = self.projections(queries)
+        gq = self.ctx.grads(queries) if self.options["complement"] else None
+        blocks = []
+        for block in row_blocks(train, self.ctx.batch_size):  # memory flat in the number of training examples
+            pz = self.projections(block)
+            dot = gq @ self.ctx.grads(block).T if gq is not None else None
+            blocks.append(torch.stack([(pq * self.filters(float(t))) @ pz.T
+                                       + (0.0 if dot is None else self.lr * float(t) * dot) for t in horizons]))
+        return torch.cat(blocks, dim=-1)
 
     def state_dict(self) -> dict[str, Tensor]:
         state = {"eigenvalues": self.pairs.values, "eigenvectors": self.pairs.vectors,

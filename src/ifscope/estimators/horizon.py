@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from ..data import Batch
+from ..data import Batch, row_blocks
 from ..errors import ConfigError, NumericalError
 from ..krylov import block_arnoldi, block_krylov_apply, block_lanczos, lanczos_apply
 from ..options import choice, positive_int
@@ -169,7 +169,7 @@ class Horizon(GradientTrainEmbedding, CurvatureEstimator):
         horizons = [int(h) for h in horizons]
         t_max = max(horizons)
         lr = float(schedule.lr)
-        gq, gz = self.ctx.grads(queries), self.ctx.grads(train)
+        gq = self.ctx.grads(queries)
         weights = torch.zeros(len(ids), t_max, dtype=torch.float64)  # (N/|b_s|) at the steps whose batch holds z
         for s in range(t_max):
             batch = schedule.batches[s]
@@ -178,11 +178,17 @@ class Horizon(GradientTrainEmbedding, CurvatureEstimator):
         for start in range(0, len(gq), self._block(gq)):
             block = gq[start:start + self._block(gq)]
             Q, T, sizes = block_lanczos(self.op.matmat, block, int(self.options["krylov"]))
-            self._schedule_block(out[:, start:start + len(block)], block, gz, Q, T, sizes, weights, horizons, lr)
+            qz = torch.cat([torch.einsum("bmd,nd->bmn", Q, gz) for gz in self._train_grads(train)], dim=-1)
+            self._schedule_block(out[:, start:start + len(block)], block, qz, T, sizes, weights, horizons, lr)
         return out.to(gq.dtype)
 
+    def _train_grads(self, train: Batch) -> Iterator[Tensor]:
+        """Per-example gradients of ``train`` in blocks of ``batch_size`` rows: memory flat in the number of ids."""
+        for block in row_blocks(train, self.ctx.batch_size):
+            yield self.ctx.grads(block)
+
     @staticmethod
-    def _schedule_block(out: Tensor, gq: Tensor, gz: Tensor, Q: Tensor, T: Tensor, sizes: Sequence[int],
+    def _schedule_block(out: Tensor, gq: Tensor, qz: Tensor, T: Tensor, sizes: Sequence[int],
                         weights: Tensor, horizons: Sequence[int], lr: float) -> None:
         t_max = max(horizons)
         for b, m in enumerate(sizes):
@@ -190,7 +196,7 @@ class Horizon(GradientTrainEmbedding, CurvatureEstimator):
                 continue
             vals, vecs = torch.linalg.eigh(T[b, :m, :m].double())
             a = float(gq[b].norm()) * vecs[0]                             # [m]: ‖g_q‖ Vᵀ e₁
-            coef = vecs.T @ (Q[b, :m].double() @ gz.double().T)           # [m, n]: Vᵀ Qᵀ g_z
+            coef = vecs.T @ qz[b, :m].double()                             # [m, n]: Vᵀ Qᵀ g_z
             powers = (1 - lr * vals)[None, :] ** torch.arange(t_max, dtype=torch.float64)[:, None]  # [t_max, m]
             for k, t in enumerate(horizons):
                 w = weights[:, :t].flip(1) @ powers[:t]                    # [n, m]: Σ_s w_s (1 − ηθ)^{T−1−s}
@@ -198,4 +204,5 @@ class Horizon(GradientTrainEmbedding, CurvatureEstimator):
 
     def scores_over_horizons(self, queries: Batch, train: Batch, horizons: Sequence[float]) -> Tensor:
         """``[len(horizons), n_queries, n_train]`` horizon-aware scores for each ``T``."""
-        return self.apply_horizons(self.ctx.grads(queries), horizons) @ self.ctx.grads(train).T
+        q = self.apply_horizons(self.ctx.grads(queries), horizons)
+        return torch.cat([q @ g.T for g in self._train_grads(train)], dim=-1)

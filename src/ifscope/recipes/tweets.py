@@ -101,8 +101,15 @@ def tweets_minilm(n_train: int = 2000, n_test: int = 400, train_blocks: int = 2,
 
 
 # `ifscope fade --recipe tweets-minilm`: influence over the last block (hf_classification(model, last_blocks=1)),
-# replayed on cached hidden states by minibatch SGD; curvature on a 128-tweet sample (each Lanczos step costs one
-# Hessian product per query); ground truth in float32: each replica-step is bound by passes over its own 1.9M
-# parameters, which float64 doubles, and the measured noise floor stays far below the changes (docs/experiments.md)
-TWEETS_FADE = dict(n_ids=20, n_queries=20, steps=[1, 3, 10, 30, 100, 300], train_batch_size=32, krylov=20,
-                   reference_hessian_samples=128, reference_dtype="float32", truth_dtype="float32")
+# replayed on cached hidden states by minibatch SGD (batch 32) for 300 steps. lr 0.01 (0.08/λ_max of the fitted
+# curvature): at 1/λ_max every checkpoint score has lost the actual change by T = 3 although the exact derivative
+# through the same steps (unrolled) stays at 0.997, because the 32-tweet batch Hessians have λ_min down to -0.7 λ_max
+# (a negative direction grows 1.7x per step); the ids are drawn from the first minibatch, so that every one acts
+# from T = 1 (a random id waits 62 steps on average). Ground truth in float32: each replica-step is bound by passes
+# over its own 1.9M parameters, which float64 doubles, and the measured noise floor stays far below the changes.
+# The checkpoint methods only: at 20 queries x 300 steps `tracin` (one gradient per step) took 640 s and `unrolled`
+# (one Hessian product per query and step) 1110 s on one loaded thread, and unrolled's horizon of validity over the
+# 2,000 tweets ran out of memory (22 GB); add them with --methods. docs/experiments.md has the measurements.
+TWEETS_FADE = dict(n_ids=20, n_queries=20, steps=[1, 3, 10, 30, 100, 300], train_batch_size=32, train_lr=0.01,
+                   ids_from="first_batch", krylov=20, reference_dtype="float32", truth_dtype="float32",
+                   methods=["run", "horizon", "arnoldi_horizon", "graddot", "horizon_schedule"])
