@@ -278,3 +278,15 @@ def test_other_methods_are_diagnosed(method):
     assert s["stability"]["agreement"]["float32_vs_float64"] > 0.99
     assert ("disjoint_hessian_samples" in s["stability"]["agreement"]) == (method == "exact")
     assert s["stability"]["verdict"] == "holds", s["stability"]
+
+
+def test_key_figures_skip_the_horizons_at_which_nothing_had_changed_yet():
+    """Under minibatches a T before any removed example was in a batch has no figures (NaN, None in JSON)."""
+    from ifscope.diagnose import first_order
+    from ifscope.diagnose.common import highest, lowest
+    assert lowest([None, float("nan"), 0.5, 0.2]) == 0.2 and highest([None, 0.5, float("nan"), 0.2]) == 0.5
+    assert lowest([None, float("nan")]) != lowest([None, float("nan")])  # nothing measured: NaN, shown as n/a
+    a = dict(max_remainder=0.1, slope=[None, 1.1], pearson_with_exact=[None, 0.97], epsilon_max_remainder=0.01,
+             r2=[float("nan"), 0.99])
+    text = first_order.key_figures(a)
+    assert "min Pearson 0.97" in text and "min R² 0.99" in text and "slope n/a→1.1" in text

@@ -71,9 +71,19 @@ def as_json(x: Any) -> Any:
     return x if math.isfinite(x) else None
 
 
+def lowest(values: Any) -> float:
+    """The smallest figure that was measured (NaN and None, a T at which nothing had changed yet, are skipped)."""
+    return min((float(v) for v in values if v is not None and v == v), default=float("nan"))
+
+
+def highest(values: Any) -> float:
+    """The largest measured figure, skipping NaN and None as :func:`lowest` does."""
+    return -lowest(-float(v) for v in values if v is not None)
+
+
 def fmt(x: Any) -> str:
     """A figure rounded for a table."""
-    if x is None:
+    if x is None or x != x:
         return "n/a"
     if isinstance(x, float) and x != 0 and (abs(x) < 1e-2 or abs(x) >= 1e4):
         return f"{x:.2g}"

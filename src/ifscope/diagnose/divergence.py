@@ -12,7 +12,7 @@ from typing import Any
 from ..data import take
 from ..stats import fit_gap_growth, peak_rate
 from ..validity import horizon_of, validity_horizon
-from .common import AGREE_HOLD, AGREE_QUESTION, Probe, as_json, fmt, grade, schedule_info, worst
+from .common import AGREE_HOLD, AGREE_QUESTION, Probe, as_json, fmt, grade, lowest, schedule_info, worst
 from .exact import references
 from .truth import removal
 
@@ -40,7 +40,7 @@ def measure(p: Probe) -> dict[str, Any]:
     frozen = validity_horizon(refs["horizon"], take(p.qdata, p.q_idx), gt.steps, reference=refs["unrolled"],
                               schedule=schedule).to_dict()
     agreement = frozen["summary"]["mean_spearman"]
-    verdict = worst(grade(min((r for r in agreement if r == r), default=float("nan")), AGREE_HOLD, AGREE_QUESTION,
+    verdict = worst(grade(lowest(agreement), AGREE_HOLD, AGREE_QUESTION,
                           higher_is_better=True))
     return dict(verdict=verdict, steps=gt.steps, agreement_with_unrolled=agreement,
                 frozen_valid_up_to=horizon_of(agreement, gt.steps, AGREE_HOLD), frozen=frozen,

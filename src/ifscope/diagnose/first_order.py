@@ -23,6 +23,8 @@ from .common import (
     as_json,
     fmt,
     grade,
+    highest,
+    lowest,
     schedule_info,
     worst,
 )
@@ -45,9 +47,9 @@ def measure(p: Probe) -> dict[str, Any]:
     exact = first_order(references(p)["unrolled"], take(p.qdata, p.q_idx), p.steps, ids=p.ids, mode="remove",
                         schedule=schedule, truth=gt, progress=p.inf.show_progress).to_dict()
     # a T at which no removed example was in a batch yet changes nothing: its figures are NaN and say nothing
-    largest = max((r for r in exact["remainder"] if r == r), default=float("nan"))
+    largest = highest(exact["remainder"])
     verdict = worst(grade(largest, REMAINDER_HOLD, REMAINDER_QUESTION))
-    if verdict == "violated" and min(r for r in exact["pearson"] if r == r) >= AGREE_HOLD:
+    if verdict == "violated" and lowest(exact["pearson"]) >= AGREE_HOLD:
         verdict = "questionable"
     return dict(verdict=verdict, steps=list(p.steps), exact=exact, slope=exact["slope"],
                 pearson_with_exact=exact["pearson"], remainder_vs_exact=exact["remainder"], max_remainder=largest,
@@ -81,7 +83,7 @@ def epsilon_sweep(p: Probe, gt: GroundTruth) -> dict[str, Any]:
     r2 = (1 - res / (ys ** 2).sum((0, 2, 3)).clamp_min(1e-300)).tolist()
     return dict(epsilons=eps_all, reference_epsilon=reference, epsilon_ids=sub, remainder=remainder,
                 pearson_with_linear=correlation, r2=r2,
-                epsilon_max_remainder=max(max(v) for v in remainder.values()))
+                epsilon_max_remainder=highest(x for v in remainder.values() for x in v))
 
 
 def linear_up_to(steps: Sequence[int], remainder: dict[str, list[float]]) -> int | None:
@@ -98,5 +100,5 @@ def linear_up_to(steps: Sequence[int], remainder: dict[str, list[float]]) -> int
 def key_figures(a: dict[str, Any]) -> str:
     a = as_json(a)
     return (f"vs unrolled: max remainder {fmt(a['max_remainder'])}, slope {fmt(a['slope'][0])}→"
-            f"{fmt(a['slope'][-1])}, min Pearson {fmt(min(a['pearson_with_exact']))}; in ε: max remainder "
-            f"{fmt(a['epsilon_max_remainder'])}, min R² {fmt(min(a['r2']))}")
+            f"{fmt(a['slope'][-1])}, min Pearson {fmt(lowest(a['pearson_with_exact']))}; in ε: max remainder "
+            f"{fmt(a['epsilon_max_remainder'])}, min R² {fmt(lowest(a['r2']))}")
