@@ -39,6 +39,7 @@ class Table:
     files: tuple[str, ...]
     source: str | None = None  # another table's stored result, rendered another way
     script: str | None = None  # a benchmark script run by the peers' environment (``--json FILE``) instead of ifscope
+    sources: tuple[str, ...] = ()  # a summary of other tables' stored results: ``render({name: result})``
 
 
 def _n(x: Any, digits: int = 3) -> str:
@@ -138,6 +139,21 @@ def correct_bars(d: dict[str, Any]) -> str:
             f"{drop['random']:.2f}, gold class {drop['random_same_class']:.2f}).")
 
 
+def correct_summary(results: dict[str, dict[str, Any]]) -> str:
+    """One row per stored correction run: issue 13's bars side by side (the full tables are in the docs)."""
+    rows = ["| command | mistakes | fixed by influence | random-k | gold-class random-k | × random | held-out drop "
+            "(points) | bars met |", "|---|---:|---:|---:|---:|---:|---:|---|"]
+    for d in results.values():
+        fr, before = d["fix_rate"], d["heldout_accuracy"]["before"]
+        drop = 100 * (before - d["methods"]["influence"]["heldout_accuracy_after"])
+        ratio = fr["influence"] / fr["random"] if fr["random"] else float("inf")
+        met = ratio >= 3 and fr["influence"] > fr["random_same_class"] and drop <= 1
+        rows.append(f"| `{d['_meta']['command']}` | {d['n_queries']} | **{fr['influence']:.2f}** | {fr['random']:.2f} | "
+                    f"{fr['random_same_class']:.2f} | {ratio:.1f} | {drop:.2f} | {'yes' if met else 'no'} |")
+    threads = sorted({d["_meta"]["threads"] for d in results.values()})
+    return "\n".join(rows) + f"\n\nEach run with the recipe's defaults; {'/'.join(map(str, threads))} thread(s)."
+
+
 def _correct(recipe: str, seed: int) -> Table:
     return Table(["correct", "--recipe", recipe, "--seed", str(seed)], correct_bars, ("docs/experiments_correction.md",))
 
@@ -187,6 +203,8 @@ TABLES: dict[str, Table] = {
                                    "--mode", "upweight", "--epsilon", "0.0001", "--truth-dtype", "float64"],
                                   fade_table, ("docs/experiments.md",)),
     **{f"correct-{r.split('-')[0]}-{s}": _correct(r, s) for r in ("tweets-minilm", "digits-cnn") for s in (0, 1)},
+    "correct-summary": Table([], correct_summary, ("README.md",),
+                             sources=tuple(f"correct-{r}-{s}" for r in ("digits", "tweets") for s in (0, 1))),
 }
 
 
@@ -194,6 +212,8 @@ def run(name: str, threads: int) -> dict[str, Any]:
     table = TABLES[name]
     if table.source is not None:
         return run(table.source, threads)
+    if table.sources:
+        return {source: run(source, threads) for source in table.sources}
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
            "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
     with tempfile.TemporaryDirectory() as workdir:
@@ -219,6 +239,10 @@ def run(name: str, threads: int) -> dict[str, Any]:
 
 
 def rendered(name: str) -> str | None:
+    if TABLES[name].sources:
+        found = {s: json.loads((RESULTS / f"{s}.json").read_text()) for s in TABLES[name].sources
+                 if (RESULTS / f"{s}.json").exists()}
+        return TABLES[name].render(found) if found else None
     path = RESULTS / f"{TABLES[name].source or name}.json"
     if not path.exists():
         return None
@@ -252,7 +276,7 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--check", action="store_true", help="exit 1 if a file's tables differ from the stored results")
     args = p.parse_args()
-    names = [n for n, t in TABLES.items() if t.source is None] if args.run == ["all"] else args.run
+    names = [n for n, t in TABLES.items() if t.source is None and not t.sources] if args.run == ["all"] else args.run
     for name in names:
         if name not in TABLES:
             raise SystemExit(f"unknown table {name!r}; known: {', '.join(TABLES)}")
