@@ -13,7 +13,7 @@ from . import apply_defaults, common_arguments, fitted_for, influence_arguments,
 
 DEFAULTS: dict[str, Any] = dict(checks=None, n_queries=20, n_train=200, n_ids=40, epsilon_ids=8,
                                 steps=[1, 3, 10, 30, 100, 300], epsilons=[0.1, 1.0], n_checkpoints=1,
-                                refit_variants=False, train_batch_size=None, truth_dtype="float64", krylov=100,
+                                refit_variants=False, train_batch_size=None, train_lr=None, truth_dtype="float64", krylov=100,
                                 reference_hessian_samples=None)
 
 
@@ -21,7 +21,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     from ..diagnose import CHECKS
     p = sub.add_parser("diagnose", help="check the five assumptions behind the influence scores of a recipe's model",
                        description=__doc__)
-    influence_arguments(common_arguments(p), exclude=("steps", "krylov", "train_batch_size"))
+    influence_arguments(common_arguments(p), exclude=("steps", "krylov", "train_batch_size", "lr"))
     d = p.add_argument_group("diagnose options (default: the recipe's, then the library's)")
     d.add_argument("--checks", nargs="+", default=None, choices=CHECKS, help="which assumptions to check (all)")
     d.add_argument("--n-queries", type=int, default=None, help="test examples scored and tracked (20)")
@@ -34,6 +34,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="horizons T of continued training (GD, lr 1/λ_max of the run's spectrum)")
     d.add_argument("--train-batch-size", type=int, default=None,
                    help="minibatches of the continued training (default: full batch; 0 = full batch)")
+    d.add_argument("--lr", dest="train_lr", type=float, default=None,
+                   help="step size of the continued training (default 1/λ_max of the run's spectrum)")
     d.add_argument("--truth-dtype", choices=("float32", "float64"), default=None,
                    help="precision of the ground truth and of its references unrolled and horizon (float64)")
     d.add_argument("--krylov", type=int, default=None, help="Lanczos steps of the horizon reference (100)")
@@ -65,7 +67,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result = diagnose(inf, recipe.test, checks=args.checks or list(CHECKS), n_queries=args.n_queries,
                       n_train=args.n_train, n_ids=args.n_ids, steps=args.steps, epsilons=args.epsilons,
                       initial=recipe.info.get("initial"), checkpoints=checkpoints, refit=args.refit_variants,
-                      epsilon_ids=args.epsilon_ids, train_batch_size=args.train_batch_size or None,
+                      epsilon_ids=args.epsilon_ids, train_batch_size=args.train_batch_size or None, lr=args.train_lr,
                       ground_truth_dtype=getattr(torch, args.truth_dtype), krylov=args.krylov,
                       reference_hessian_samples=args.reference_hessian_samples, seed=args.seed)
     result.settings["recipe"] = {"name": args.recipe, **{k: repr(v) for k, v in args.recipe_arg}}

@@ -86,7 +86,7 @@ def diagnose(influence: Influence, queries: Any = None, *, checks: Sequence[str]
              damping_factors: Sequence[float] = (1e-3, 1e-2), initial: Mapping[str, Tensor] | None = None,
              checkpoints: Sequence[Any] | None = None, schedule: Schedule | None = None,
              ground_truth_dtype: torch.dtype = torch.float64, refit: bool = False,
-             train_batch_size: int | None = None, krylov: int = 100, reference_hessian_samples: int | None = None,
+             train_batch_size: int | None = None, lr: float | None = None, krylov: int = 100, reference_hessian_samples: int | None = None,
              directory: str | Path | None = None, seed: int = 0) -> Diagnosis:
     """Measure the five assumptions of ``score = ∇ℓ(q)ᵀ H⁻¹ ∇ℓ(z)`` at the influence's checkpoint.
 
@@ -95,7 +95,7 @@ def diagnose(influence: Influence, queries: Any = None, *, checks: Sequence[str]
     first order against ``unrolled``), the first ``epsilon_ids`` of them also up-weighted by each ε in ``epsilons``
     (and by ``reference_epsilon``, the linear reference); the ground truth continues training from the checkpoint
     by ``schedule`` (default: GD with lr 1/λ_max of the run's spectrum, full batch or seeded minibatches of
-    ``train_batch_size``) for each ``T`` in ``steps``. The references ``unrolled`` and ``horizon`` (``krylov``
+    ``train_batch_size``; ``lr`` replaces 1/λ_max) for each ``T`` in ``steps``. The references ``unrolled`` and ``horizon`` (``krylov``
     Lanczos steps, Hessian on ``reference_hessian_samples``) run in ``ground_truth_dtype``. ``initial`` (parameters at the start of training) and ``checkpoints`` (earlier states, oldest first)
     feed the trajectory check. The fitted influence is used as it is (fitted first if it is not); ``refit=True``
     adds the agreement checks that need other fits of a method that keeps a spectrum. With ``directory``, writes
@@ -131,8 +131,8 @@ def diagnose(influence: Influence, queries: Any = None, *, checks: Sequence[str]
     t_idx = torch.randperm(n, generator=gen)[:n_train].sort().values
     perm = torch.randperm(n, generator=gen)  # the ε ids are the first of the removed ones
     ids, eps_ids = perm[:n_ids].sort().values, perm[:min(epsilon_ids, n_ids)].sort().values
-    if schedule is None and train_batch_size is not None:
-        schedule = gd_schedule(inf, max(steps), batch_size=train_batch_size, seed=inf.config["seed"])
+    if schedule is None and (train_batch_size is not None or lr is not None):
+        schedule = gd_schedule(inf, max(steps), lr, batch_size=train_batch_size, seed=inf.config["seed"])
     probe = Probe(inf, qdata, q_idx, t_idx, ids, steps, epsilons, reference_epsilon, damping_factors, initial,
                   checkpoints, schedule, ground_truth_dtype, refit, gen, eps_ids=eps_ids, krylov=krylov,
                   reference_hessian_samples=reference_hessian_samples)

@@ -96,7 +96,7 @@ def tweets_minilm(n_train: int = 2000, n_test: int = 400, train_blocks: int = 2,
                         "texts": {"train": tr_texts, "test": te_texts}, "tokenizer": tokenizer,
                         "test_accuracy": accuracy(task, test_ds), **facts},
                   defaults={"influence": INFLUENCE_DEFAULTS, "fade": dict(TWEETS_FADE),
-                            "correct": dict(CORRECT_DEFAULTS)})
+                            "correct": dict(CORRECT_DEFAULTS), "diagnose": dict(TWEETS_DIAGNOSE)})
 
 
 
@@ -113,3 +113,8 @@ def tweets_minilm(n_train: int = 2000, n_test: int = 400, train_blocks: int = 2,
 TWEETS_FADE = dict(n_ids=20, n_queries=20, steps=[1, 3, 10, 30, 100, 300], train_batch_size=32, train_lr=0.01,
                    ids_from="first_batch", krylov=20, reference_dtype="float32", truth_dtype="float32",
                    methods=["run", "horizon", "arnoldi_horizon", "graddot", "horizon_schedule"])
+# `ifscope diagnose --recipe tweets-minilm`: the fade's continued training (SGD, batch 32, lr 0.01 on the cached
+# prefix) in float32; a full batch of 2,000 tweets per step made unrolled's reverse sweep allocate gigabytes per step
+# in float64 (the demo's diagnosis was killed at 24 GB)
+TWEETS_DIAGNOSE = dict(n_ids=20, epsilon_ids=4, steps=[1, 3, 10, 30, 100], train_batch_size=32, train_lr=0.01,
+                       krylov=20, reference_hessian_samples=64, truth_dtype="float32")
