@@ -123,11 +123,16 @@ def correct_table(d: dict[str, Any]) -> str:
                               + f"; {d['_meta']['threads']} thread(s), {d['_meta']['seconds']:.0f} s.")
 
 
-def correct_bars(d: dict[str, Any]) -> str:
-    """:func:`correct_table` with issue 13's bars: the fix rate against random-k and the gold class, the drop."""
+def _bars(d: dict[str, Any]) -> tuple[float, dict[str, float]]:
+    """``(influence's fix rate / random-k's, held-out accuracy drop in points per selection)`` of a correct run."""
     fr, before = d["fix_rate"], d["heldout_accuracy"]["before"]
     drop = {m: 100 * (before - s["heldout_accuracy_after"]) for m, s in d["methods"].items()}
-    ratio = fr["influence"] / fr["random"] if fr.get("random") else float("inf")
+    return (fr["influence"] / fr["random"] if fr.get("random") else float("inf")), drop
+
+
+def correct_bars(d: dict[str, Any]) -> str:
+    """:func:`correct_table` with issue 13's bars: the fix rate against random-k and the gold class, the drop."""
+    fr, (ratio, drop) = d["fix_rate"], _bars(d)
     c = d["settings"]
     budget = (f"k {c['k']}, ≤ {c['steps']} SGD steps at lr {c['lr']:.3g}, anchor {c['anchor']}"
               + (", stop when fixed" if c["stop_when_fixed"] else "")
@@ -144,9 +149,8 @@ def correct_summary(results: dict[str, dict[str, Any]]) -> str:
     rows = ["| command | mistakes | fixed by influence | random-k | gold-class random-k | × random | held-out drop "
             "(points) | bars met |", "|---|---:|---:|---:|---:|---:|---:|---|"]
     for d in results.values():
-        fr, before = d["fix_rate"], d["heldout_accuracy"]["before"]
-        drop = 100 * (before - d["methods"]["influence"]["heldout_accuracy_after"])
-        ratio = fr["influence"] / fr["random"] if fr["random"] else float("inf")
+        fr, (ratio, drops) = d["fix_rate"], _bars(d)
+        drop = drops["influence"]
         met = ratio >= 3 and fr["influence"] > fr["random_same_class"] and drop <= 1
         rows.append(f"| `{d['_meta']['command']}` | {d['n_queries']} | **{fr['influence']:.2f}** | {fr['random']:.2f} | "
                     f"{fr['random_same_class']:.2f} | {ratio:.1f} | {drop:.2f} | {'yes' if met else 'no'} |")

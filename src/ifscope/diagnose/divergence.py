@@ -12,7 +12,18 @@ from typing import Any
 from ..data import take
 from ..stats import fit_gap_growth, peak_rate
 from ..validity import horizon_of, validity_horizon
-from .common import AGREE_HOLD, AGREE_QUESTION, Probe, as_json, fmt, grade, lowest, schedule_info, worst
+from .common import (
+    AGREE_HOLD,
+    AGREE_QUESTION,
+    Probe,
+    as_json,
+    fmt,
+    grade,
+    highest,
+    lowest,
+    schedule_info,
+    worst,
+)
 from .exact import references
 from .truth import removal
 
@@ -33,8 +44,7 @@ def measure(p: Probe) -> dict[str, Any]:
     rate, scale = fit_gap_growth(gt.steps, gap.tolist())
     peak = peak_rate(gt.steps, gap.tolist())
     eps = 1.0 / p.inf.n_train  # removal from a mean over n examples
-    rates = [r for r in (rate, peak) if r == r]
-    fastest = max(rates) if rates else float("nan")
+    fastest = highest((rate, peak))
     horizon = math.log(1 / eps) / fastest if fastest > 0 else float("inf")
     refs = references(p)
     frozen = validity_horizon(refs["horizon"], take(p.qdata, p.q_idx), gt.steps, reference=refs["unrolled"],
