@@ -98,6 +98,10 @@ def test_demo_prints_the_report_path_last_and_reuses(tmp_path, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[-1] == f"report: {(tmp_path / 'report' / 'index.html').resolve()}"
     assert any("reused the curvature" in line for line in lines)
+    found = {line.split(":")[0].strip(): line for line in lines if line.startswith("  ")}
+    assert "Pearson" in found["fade"] and "at T=10" in found["fade"]
+    assert "convexity " in found["diagnose"] and "divergence " in found["diagnose"]
+    assert "influence fixed " in found["correct"] or "no mistakes" in found["correct"]
 
 
 def test_user_errors_exit_2_without_traceback(fitted, tmp_path, capsys):

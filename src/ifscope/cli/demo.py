@@ -57,6 +57,40 @@ def add_parser(sub) -> argparse.ArgumentParser:
     return p
 
 
+def _fade_line(r: dict[str, Any]) -> str:
+    steps, ref = r["steps"], r["reference_method"]
+    p = r["methods"][ref]["pearson"]
+    half = "beyond the grid" if r["horizon_half"] is None else f"{r['horizon_half']:.3g}"
+    return (f"{ref} Pearson {p[0]:.3f} at T={steps[0]} -> {p[-1]:.3f} at T={steps[-1]} (half-life {half}); "
+            + ", ".join(f"{n} {m['pearson'][0]:.2f}->{m['pearson'][-1]:.2f}" for n, m in r["methods"].items()
+                        if n != ref and m["pearson"][0] is not None and m["pearson"][-1] is not None))
+
+
+def _correct_line(r: dict[str, Any]) -> str:
+    if not r["n_queries"]:
+        return "no mistakes to correct"
+    fr, acc = r["fix_rate"], r["heldout_accuracy"]
+    drop = "" if acc.get("before") is None or acc.get("after") is None else \
+        f"; held-out accuracy {100 * acc['before']:.2f}% -> {100 * acc['after']:.2f}% (mean per correction)"
+    return (f"influence fixed {round(fr['influence'] * r['n_queries'])}/{r['n_queries']} mistakes, "
+            + ", ".join(f"{m} {v:.2f}" for m, v in fr.items() if m != "influence") + drop)
+
+
+# the one line of a step's result the demo's closing summary shows (default: the first line of its summary)
+HEADLINES = {
+    "fade": _fade_line,
+    "diagnose": lambda r: ", ".join(f"{n} {a['verdict']}" for n, a in r["assumptions"].items()),
+    "correct": _correct_line,
+}
+
+
+def headline(name: str, result: dict[str, Any]) -> str | None:
+    """One line saying what step ``name`` found."""
+    if name in HEADLINES:
+        return HEADLINES[name](result)
+    return result["summary"].splitlines()[0] if result.get("summary") else None
+
+
 def step(name: str, argv: list[str]) -> dict[str, Any]:
     """Run subcommand ``name`` in this process exactly as ``ifscope NAME ARGV...`` would."""
     from . import build_parser
@@ -85,7 +119,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     steps["report"] = step("report", [args.workdir])
     report = steps["report"]["report"]
     lines = [f"ifscope demo on {recipe} in {time.time() - t0:.0f} s, artifacts in {args.workdir}/"]
-    lines += [f"  {name}: {r['summary'].splitlines()[0]}" for name, r in steps.items() if r.get("summary")]
+    lines += [f"  {name}: {line}" for name, r in steps.items() if (line := headline(name, r))]
     lines.append(f"report: {report}")
     for r in steps.values():
         r.pop("summary", None)
