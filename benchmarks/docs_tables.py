@@ -38,7 +38,8 @@ class Table:
     render: Callable[[dict[str, Any]], str]
     files: tuple[str, ...]
     source: str | None = None  # another table's stored result, rendered another way
-    script: str | None = None  # a benchmark script run by the peers' environment (``--json FILE``) instead of ifscope
+    script: str | None = None  # a benchmark script (``--json FILE``) instead of ifscope
+    peers: bool = True  # the script runs in the peers' environment (benchmarks/setup_peers.sh), else in this one
     sources: tuple[str, ...] = ()  # a summary of other tables' stored results: ``render({name: result})``
 
 
@@ -54,15 +55,18 @@ def _g(x: Any) -> str:
     return "n/a" if x is None else f"{x:.2g}".replace("-", "−")
 
 
+def _half(m: dict[str, Any], steps: list[int]) -> str:
+    half = m.get("horizon_half")
+    return f"> {steps[-1]}" if half is None and m["pearson"][0] and m["pearson"][0] > 0 else _n(half, 0)
+
+
 def fade_table(d: dict[str, Any], key: str = "pearson") -> str:
     """Methods as rows, T as columns, the half-life last."""
     head = "| method | " + " | ".join(f"T={t}" for t in d["steps"]) + " | T½ |"
     rule = "|---|" + "---:|" * (len(d["steps"]) + 1)
     rows = []
     for name, m in d["methods"].items():
-        half = m.get("horizon_half")
-        half = f"> {d['steps'][-1]}" if half is None and m[key][0] and m[key][0] > 0 else _n(half, 0)
-        rows.append(f"| {name} | " + " | ".join(_n(v) for v in m[key]) + f" | {half} |")
+        rows.append(f"| {name} | " + " | ".join(_n(v) for v in m[key]) + f" | {_half(m, d['steps'])} |")
     gap = " → ".join(_g(g) for g in (d["gap"][0], d["gap"][-1]))
     run = d["config"]
     caption = (f"\n\n{d['n_ids']} {'removed' if d['mode'] == 'remove' else 're-weighted'} examples × {d['n_queries']} "
@@ -158,6 +162,78 @@ def correct_summary(results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(rows) + f"\n\nEach run with the recipe's defaults; {'/'.join(map(str, threads))} thread(s)."
 
 
+# scores that look at the continued training itself, not only at the checkpoint: the claim is about the others
+TRAJECTORY_METHODS = ("tracin", "unrolled")
+
+
+def _range(values: list[float]) -> str:
+    lo, hi = min(values), max(values)
+    return _n(lo) if f"{lo:.3f}" == f"{hi:.3f}" else f"{_n(lo)}–{_n(hi)}"
+
+
+def fade_verdict(first: float, last: list[float]) -> str:
+    """Issue 13's bar on one run: a Pearson ≥ 0.9 at the smallest T, and whether those scores fade by the largest."""
+    if first < 0.9:
+        return "no: < 0.9 at the smallest T"
+    if max(last) <= first / 2:
+        return "yes: all fade to ≤ ½"
+    if max(last) < 0.9 * first:
+        return "fades, not to ½"
+    return "not all fade"
+
+
+def fade_summary(results: dict[str, dict[str, Any]]) -> str:
+    """One row per stored fade run: the best checkpoint score at the smallest T and where the good ones end up."""
+    rows = ["| command | continued training | best checkpoint score at the smallest T | those ≥ 0.9 there, at the "
+            "largest T | their T½ | `unrolled` at the largest T | verdict |", "|---|---|---|---|---|---:|---|"]
+    for d in results.values():
+        steps, methods = d["steps"], d["methods"]
+        ours = {n: m["pearson"] for n, m in methods.items() if n not in TRAJECTORY_METHODS and m["pearson"][0] is not None}
+        best = max(p[0] for p in ours.values())
+        tied = sorted(n for n, p in ours.items() if f"{p[0]:.3f}" == f"{best:.3f}")
+        good = [n for n, p in ours.items() if p[0] >= 0.9 and p[-1] is not None] or tied
+        halves = sorted({_half(methods[n], steps) for n in good}, key=lambda h: (h.startswith(">"), h))
+        how = ("full-batch GD" if not d.get("train_batch_size") else f"SGD batch {d['train_batch_size']}") + \
+            f", lr {d['lr']:.2g}, " + ("removal" if d["mode"] == "remove" else f"ε = {d['epsilon']:g}")
+        unrolled = methods.get("unrolled", {}).get("pearson", [None])[-1]
+        rows.append(f"| `{d['_meta']['command']}` | {how} | {_n(best)} at T = {steps[0]} ({', '.join(tied)}) | "
+                    f"{_range([ours[n][-1] for n in good])} at T = {steps[-1]} ({len(good)} score{'s' if len(good) > 1 else ''}) | "
+                    f"{' – '.join((halves[0], halves[-1])) if len(halves) > 1 else halves[0]} | {_n(unrolled)} | "
+                    f"{fade_verdict(best, [ours[n][-1] for n in good])} |")
+    threads = sorted({d["_meta"]["threads"] for d in results.values()})
+    return "\n".join(rows) + ("\n\nPearson of predicted against actual loss change over all (example, query) "
+                              f"pairs; checkpoint scores are every method but {' and '.join(TRAJECTORY_METHODS)} "
+                              "(which look at the continued training itself); "
+                              f"{'/'.join(map(str, threads))} thread(s).")
+
+
+# issue 13's targets for benchmarks/groundtruth.py: (figure, bound) per measurement
+GROUNDTRUTH_TARGETS = {
+    "digits-cnn ground truth (minibatch)": ("seconds", 60.0),
+    "digits-cnn full-batch replica-step vs floor": ("ratio", 1.5),
+    "tweets-minilm last-block ground truth (minibatch)": ("seconds", 300.0),
+}
+
+
+def groundtruth_table(d: dict[str, Any]) -> str:
+    """One row per measurement of benchmarks/groundtruth.py, against its target where issue 13 sets one."""
+    rows = ["| measurement | replicas by | dtype | size | seconds | figure | target | met? | load |",
+            "|---|---|---|---|---:|---|---|---|---|"]
+    for m in d["measurements"]:
+        key, bound = GROUNDTRUTH_TARGETS.get(m["benchmark"], (None, None))
+        size = (f"{m['ids']} ids × {m['steps']} steps, batch {m['batch']}" if "ids" in m else
+                f"per replica-step, {m['replicas']} replicas × {m['steps']} steps" if "replicas" in m else "")
+        figure = (f"{m['ratio']:.2f}× the {1000 * m['floor_seconds']:.1f} ms floor" if "ratio" in m else
+                  f"noise / signal {_g(m['noise_ratio_Tmax'])} at the last T" if "noise_ratio_Tmax" in m else "")
+        met = "" if key is None else ("yes" if m[key] <= bound else "no")
+        target = "" if key is None else (f"≤ {bound:g} s" if key == "seconds" else f"≤ {bound:g}×")
+        rows.append(f"| {m['benchmark']} | {m.get('batching', '')} | {m.get('dtype', '')} | {size} | "
+                    f"{m['seconds']:.2f} | {figure} | {target} | {met} | {m['load'][0]:.1f} |")
+    threads = sorted({m["threads"] for m in d["measurements"]})
+    return "\n".join(rows) + (f"\n\n{'/'.join(map(str, threads))} thread(s) on {d['_meta']['machine']}; load = "
+                              "the 1-minute load average when the measurement ended.")
+
+
 def _correct(recipe: str, seed: int) -> Table:
     return Table(["correct", "--recipe", recipe, "--seed", str(seed)], correct_bars, ("docs/experiments_correction.md",))
 
@@ -189,7 +265,7 @@ TABLES: dict[str, Table] = {
     "fade-mlp-upweight": Table(["fade", "--recipe", "digits-mlp", "--mode", "upweight", "--epsilon", "0.01"],
                                fade_tables, ("docs/fade.md",)),
     "fade-mlp-sgd": Table(["fade", "--recipe", "digits-mlp", "--mode", "remove", "--train-batch-size", "100"],
-                          fade_table, ("docs/fade.md",)),
+                          fade_tables, ("docs/fade.md",)),
     "fade-tweets-remove": Table(["fade", "--recipe", "tweets-minilm", "--mode", "remove"], fade_tables_floor,
                                 ("docs/experiments.md",)),
     "fade-tweets-upweight": Table(["fade", "--recipe", "tweets-minilm", "--mode", "upweight", "--epsilon", "0.01"],
@@ -202,13 +278,18 @@ TABLES: dict[str, Table] = {
     "diagnose-mlp-bad": Table(["diagnose", "--recipe", "digits-mlp", "--recipe-arg", "steps=10", "--recipe-arg",
                                "weight_decay=0.0"], diagnose_table, ("README.md", "docs/diagnose.md")),
     "diagnose-cnn": Table(["diagnose", "--recipe", "digits-cnn"], diagnose_table, ("docs/diagnose.md",)),
-    "fade-cnn": Table(["fade", "--recipe", "digits-cnn"], fade_tables, ("docs/experiments.md",)),
+    "fade-cnn": Table(["fade", "--recipe", "digits-cnn"], fade_tables_floor, ("docs/experiments.md",)),
     "fade-cnn-fast-linear": Table(["fade", "--recipe", "digits-cnn", "--lr", "0.010817", "--steps", "1,3,10,30",
                                    "--mode", "upweight", "--epsilon", "0.0001", "--truth-dtype", "float64"],
                                   fade_table, ("docs/experiments.md",)),
     **{f"correct-{r.split('-')[0]}-{s}": _correct(r, s) for r in ("tweets-minilm", "digits-cnn") for s in (0, 1)},
     "correct-summary": Table([], correct_summary, ("README.md",),
                              sources=tuple(f"correct-{r}-{s}" for r in ("digits", "tweets") for s in (0, 1))),
+    "groundtruth": Table(["cnn", "floor", "tweets", "--dtypes", "float32", "--batchings", "vmap,loop"],
+                         groundtruth_table, ("docs/experiments.md",), script="benchmarks/groundtruth.py", peers=False),
+    "fade-summary": Table([], fade_summary, ("README.md", "docs/experiments.md"),
+                          sources=("fade-mlp-remove", "fade-mlp-upweight", "fade-mlp-sgd", "fade-cnn", "fade-cnn-fast-linear",
+                                   "fade-tweets-remove", "fade-tweets-upweight", "fade-tweets-lrmax")),
 }
 
 
@@ -224,7 +305,8 @@ def run(name: str, threads: int) -> dict[str, Any]:
         if table.script is None:
             argv = [sys.executable, "-m", "ifscope", *table.command, "--workdir", workdir, "--json"]
         else:  # the peer libraries live in their own environment (benchmarks/setup_peers.sh)
-            python = Path(os.environ.get("BENCHENV", ROOT / ".benchenv")) / "bin" / "python"
+            python = Path(os.environ.get("BENCHENV", ROOT / ".benchenv")) / "bin" / "python" if table.peers \
+                else Path(sys.executable)
             argv = [str(python), str(ROOT / table.script), *table.command, "--json", f"{workdir}/out.json"]
         t0 = time.time()
         proc = subprocess.run(argv, capture_output=True, text=True, env=env)
@@ -232,8 +314,8 @@ def run(name: str, threads: int) -> dict[str, Any]:
             raise SystemExit(f"{name}: `{' '.join(argv)}` failed:\n{proc.stderr[-3000:]}")
         out = json.loads(proc.stdout if table.script is None else Path(f"{workdir}/out.json").read_text())
     shown = "ifscope " + " ".join(table.command) if table.script is None else \
-        f"OMP_NUM_THREADS={threads} .benchenv/bin/python {table.script} " + " ".join(
-            f'"{a}"' if " " in a else a for a in table.command)
+        f"OMP_NUM_THREADS={threads} " + (".benchenv/bin/python" if table.peers else "PYTHONPATH=src python") + \
+        f" {table.script} " + " ".join(f'"{a}"' if " " in a else a for a in table.command)
     out["_meta"] = {"command": shown, "threads": threads,
                     "seconds": time.time() - t0, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
                     "date": time.strftime("%Y-%m-%d")}

@@ -55,25 +55,6 @@ def table(fade: dict, name: str) -> str:
     return "\n".join(lines)
 
 
-def summary(fades: dict[str, dict]) -> str:
-    """One row per run: the best Pearson over the methods (and which) at the smallest T where any change was
-    measured (under SGD no sampled example may have been in a batch yet) and at the largest T."""
-    lines = ["| run | measurable T range | best at smallest T | best at largest T | horizon-aware best at largest T |",
-             "|---|---|---|---|---|"]
-    for name, fade in fades.items():
-        rows = fade["methods"].values()
-        k0 = next((k for k in range(len(fade["steps"])) if any(not math.isnan(r["pearson"][k]) for r in rows)), 0)
-        first = max(fade["methods"].items(), key=lambda kv: -2.0 if math.isnan(kv[1]["pearson"][k0])
-                    else kv[1]["pearson"][k0])
-        last = max(fade["methods"].items(), key=lambda kv: kv[1]["pearson"][-1])
-        aware = [kv for kv in fade["methods"].items() if kv[0].startswith("horizon")]
-        best_aware = max(aware, key=lambda kv: kv[1]["pearson"][-1]) if aware else None
-        lines.append(f"| `{name}` | {fade['steps'][k0]}–{fade['steps'][-1]} | {_num(first[1]['pearson'][k0])} "
-                     f"({first[0]}) | {_num(last[1]['pearson'][-1])} ({last[0]}) | "
-                     + (f"{_num(best_aware[1]['pearson'][-1])} ({best_aware[0]})" if best_aware else "n/a") + " |")
-    return "\n".join(lines)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("runs", nargs="+", type=Path, help="run directories holding fade.json (and fade.png)")
@@ -96,12 +77,8 @@ def main() -> None:
         if not pattern.search(doc):
             raise SystemExit(f"{args.doc} has no block <!-- table {name} --> ... <!-- /table -->")
         doc = pattern.sub(lambda m, text=text: m.group(1) + text + "\n" + m.group(2), doc)
-    if doc is None:
-        print(summary(fades))
-        return
-    block = re.compile(r"(<!-- summary -->\n).*?(<!-- /summary -->)", re.S)
-    doc = block.sub(lambda m: m.group(1) + summary(fades) + "\n" + m.group(2), doc)
-    args.doc.write_text(doc)
+    if doc is not None:
+        args.doc.write_text(doc)
 
 
 if __name__ == "__main__":

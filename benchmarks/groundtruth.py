@@ -9,12 +9,14 @@ Prints one JSON line per measurement with the load average and thread count (the
 per-thread figure is seconds x threads).
 
     OMP_NUM_THREADS=2 PYTHONPATH=src python benchmarks/groundtruth.py cnn floor tweets
+    PYTHONPATH=src python benchmarks/docs_tables.py --run groundtruth --threads 2   # the same, into docs/experiments.md
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import time
 
@@ -29,12 +31,20 @@ from ifscope.prefix import cache_prefix
 from ifscope.recipes import load_recipe
 from ifscope.training import Schedule, make_batches, replay_many
 
+LINES: list[dict] = []  # every measurement of this process, for --json FILE
+
+
+def _finite(v):
+    """``None`` for inf/NaN (a noise ratio at a T before any re-weighted example was in a batch): strict JSON."""
+    return None if isinstance(v, float) and not math.isfinite(v) else v
+
 
 def emit(name: str, seconds: float, **facts) -> None:
     threads = torch.get_num_threads()
-    print(json.dumps({"benchmark": name, "seconds": round(seconds, 2), "threads": threads,
-                      "thread_seconds": round(seconds * threads, 2), "load": [round(v, 2) for v in os.getloadavg()],
-                      **facts}), flush=True)
+    LINES.append({"benchmark": name, "seconds": round(seconds, 2), "threads": threads,
+                  "thread_seconds": round(seconds * threads, 2), "load": [round(v, 2) for v in os.getloadavg()],
+                  **{k: _finite(v) for k, v in facts.items()}})
+    print(json.dumps(LINES[-1], allow_nan=False), flush=True)
 
 
 def _ids(n: int, k: int, seed: int = 7) -> torch.Tensor:
@@ -125,7 +135,7 @@ def tweets(args) -> None:
         t0 = time.perf_counter()
         pre = cache_prefix(task, recipe.train, queries, dtype=dtype)
         emit("tweets-minilm prefix cache", time.perf_counter() - t0, start_block=pre.start)
-        for batching in args.batchings:
+        for batching in args.tweets_batchings:
             ground_truth(pre.task, *pre.datasets, 20, args.tweets_steps, args.tweets_batch, 0.01,
                          recipe.info["weight_decay"], dtype, batching, "tweets-minilm last-block ground truth (minibatch)")
 
@@ -156,11 +166,17 @@ def main() -> None:
     p.add_argument("--cnn-steps", type=int, default=100)
     p.add_argument("--cnn-lr", type=float, default=0.005, help="digits-cnn step size of the speed runs")
     p.add_argument("--tweets-steps", type=int, default=300)
+    p.add_argument("--tweets-batchings", default="auto", help="the same for tweets-minilm")
+    p.add_argument("--json", help="also write every measurement to this file as {\"measurements\": [...]}")
     args = p.parse_args()
     args.batchings = [b.strip() for b in args.batchings.split(",")]
     args.dtypes = [getattr(torch, d.strip()) for d in args.dtypes.split(",")]
+    args.tweets_batchings = [b.strip() for b in args.tweets_batchings.split(",")]
     for what in args.what:
         {"cnn": cnn, "floor": floor, "tweets": tweets, "tweets-cost": tweets_cost, "precision": precision}[what](args)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"measurements": LINES}, f, indent=1, allow_nan=False)
 
 
 if __name__ == "__main__":
