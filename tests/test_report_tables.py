@@ -18,8 +18,8 @@ from ifscope.report.tables import (
 
 
 def test_rounding_reads_like_a_person_writes():
-    assert [rounded(v) for v in (0.93124, 42.0, 1.1449, 310.0, 12345.6, 0.000412, 7, None, "n/a")] == \
-        ["0.93", "42", "1.14", "310", "12346", "4.1e-04", "7", "–", "n/a"]
+    assert [rounded(v) for v in (0.93124, 42.0, 1.1449, 1.0, 310.0, 12345.6, 0.000412, 7, None, "n/a")] == \
+        ["0.93", "42", "1.14", "1.00", "310", "12346", "4.1e-04", "7", "–", "n/a"]
 
 
 def test_fade_table_has_one_column_per_horizon():

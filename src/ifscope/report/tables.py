@@ -12,8 +12,9 @@ TRACKS = 0.5  # a Spearman correlation at or above this: the ranking follows the
 
 
 def rounded(x: Any, digits: int = 2) -> str:
-    """A number as a person reads it: ``0.9312 → "0.93"``, ``42.0 → "42"``, ``1.14 → "1.14"``, ``0.0004 → "4.0e-04"``,
-    ``None → "–"``; non-numbers escaped as they are."""
+    """A number as a person reads it: ``0.9312 → "0.93"``, ``42.0 → "42"``, ``1.14 → "1.14"``, ``1.0 → "1.00"`` (a
+    correlation or a rate beside others of two decimals), ``0.0004 → "4.0e-04"``, ``None → "–"``; non-numbers escaped
+    as they are."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
     if isinstance(x, bool) or not isinstance(x, (int, float)):
@@ -23,7 +24,7 @@ def rounded(x: Any, digits: int = 2) -> str:
     size = abs(x)
     if size < 10 ** -digits or size >= 1e5:
         return f"{x:.1e}"
-    if size < 1:
+    if size < 10:
         return f"{x:.{digits}f}"
     return f"{x:.0f}" if size >= 1000 else f"{x:.3g}"
 
