@@ -55,6 +55,16 @@ def _g(x: Any) -> str:
     return "n/a" if x is None else f"{x:.2g}".replace("-", "−")
 
 
+def _schedule(d: dict[str, Any]) -> str:
+    """How a fade run continued training: full-batch GD or SGD with its batch size."""
+    return "full-batch GD" if not d.get("train_batch_size") else f"SGD batch {d['train_batch_size']}"
+
+
+def _threads(counts: Any) -> str:
+    """The thread counts of several runs, ``"1/2"``."""
+    return "/".join(map(str, sorted(set(counts))))
+
+
 def _half(m: dict[str, Any], steps: list[int]) -> str:
     half = m.get("horizon_half")
     return f"> {steps[-1]}" if half is None and m["pearson"][0] and m["pearson"][0] > 0 else _n(half, 0)
@@ -98,7 +108,7 @@ def fade_tables_floor(d: dict[str, Any]) -> str:
     floor = d.get("noise_floor") or {}
     drawn = ("the ids drawn from the first minibatch of the continued training" if d.get("ids_from") == "first_batch"
              else "the ids drawn from the whole training set")
-    how = "full-batch GD" if not d.get("train_batch_size") else f"SGD batch {d['train_batch_size']}"
+    how = _schedule(d)
     return (fade_tables(d) + f"\n\n{how}, {drawn}; ground truth in {d.get('truth_dtype')}, noise floor / RMS change "
             "per T: " + ", ".join(_g(r) for r in floor.get("ratio", [])) + f"; ground truth {d['truth_seconds']:.0f} s.")
 
@@ -158,8 +168,8 @@ def correct_summary(results: dict[str, dict[str, Any]]) -> str:
         met = ratio >= 3 and fr["influence"] > fr["random_same_class"] and drop <= 1
         rows.append(f"| `{d['_meta']['command']}` | {d['n_queries']} | **{fr['influence']:.2f}** | {fr['random']:.2f} | "
                     f"{fr['random_same_class']:.2f} | {ratio:.1f} | {drop:.2f} | {'yes' if met else 'no'} |")
-    threads = sorted({d["_meta"]["threads"] for d in results.values()})
-    return "\n".join(rows) + f"\n\nEach run with the recipe's defaults; {'/'.join(map(str, threads))} thread(s)."
+    return "\n".join(rows) + (f"\n\nEach run with the recipe's defaults; "
+                              f"{_threads(d['_meta']['threads'] for d in results.values())} thread(s).")
 
 
 # scores that look at the continued training itself, not only at the checkpoint: the claim is about the others
@@ -193,18 +203,16 @@ def fade_summary(results: dict[str, dict[str, Any]]) -> str:
         tied = sorted(n for n, p in ours.items() if f"{p[0]:.3f}" == f"{best:.3f}")
         good = [n for n, p in ours.items() if p[0] >= 0.9 and p[-1] is not None] or tied
         halves = sorted({_half(methods[n], steps) for n in good}, key=lambda h: (h.startswith(">"), h))
-        how = ("full-batch GD" if not d.get("train_batch_size") else f"SGD batch {d['train_batch_size']}") + \
-            f", lr {d['lr']:.2g}, " + ("removal" if d["mode"] == "remove" else f"ε = {d['epsilon']:g}")
+        how = _schedule(d) + f", lr {d['lr']:.2g}, " + ("removal" if d["mode"] == "remove" else f"ε = {d['epsilon']:g}")
         unrolled = methods.get("unrolled", {}).get("pearson", [None])[-1]
         rows.append(f"| `{d['_meta']['command']}` | {how} | {_n(best)} at T = {steps[0]} ({', '.join(tied)}) | "
                     f"{_range([ours[n][-1] for n in good])} at T = {steps[-1]} ({len(good)} score{'s' if len(good) > 1 else ''}) | "
                     f"{' – '.join((halves[0], halves[-1])) if len(halves) > 1 else halves[0]} | {_n(unrolled)} | "
                     f"{fade_verdict(best, [ours[n][-1] for n in good])} |")
-    threads = sorted({d["_meta"]["threads"] for d in results.values()})
     return "\n".join(rows) + ("\n\nPearson of predicted against actual loss change over all (example, query) "
                               f"pairs; checkpoint scores are every method but {' and '.join(TRAJECTORY_METHODS)} "
                               "(which look at the continued training itself); "
-                              f"{'/'.join(map(str, threads))} thread(s).")
+                              f"{_threads(d['_meta']['threads'] for d in results.values())} thread(s).")
 
 
 # issue 13's targets for benchmarks/groundtruth.py: (figure, bound) per measurement
@@ -229,8 +237,7 @@ def groundtruth_table(d: dict[str, Any]) -> str:
         target = "" if key is None else (f"≤ {bound:g} s" if key == "seconds" else f"≤ {bound:g}×")
         rows.append(f"| {m['benchmark']} | {m.get('batching', '')} | {m.get('dtype', '')} | {size} | "
                     f"{m['seconds']:.2f} | {figure} | {target} | {met} | {m['load'][0]:.1f} |")
-    threads = sorted({m["threads"] for m in d["measurements"]})
-    return "\n".join(rows) + (f"\n\n{'/'.join(map(str, threads))} thread(s) on {d['_meta']['machine']}; load = "
+    return "\n".join(rows) + (f"\n\n{_threads(m['threads'] for m in d['measurements'])} thread(s) on {d['_meta']['machine']}; load = "
                               "the 1-minute load average when the measurement ended.")
 
 

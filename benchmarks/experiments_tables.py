@@ -62,11 +62,9 @@ def main() -> None:
     p.add_argument("--figures", type=Path, help="folder to copy each run's fade.png into as fade-NAME.png")
     args = p.parse_args()
     doc = args.doc.read_text() if args.doc else None
-    fades = {}
     for run in args.runs:
         name = run.name
-        fades[name] = json.loads((run / "fade.json").read_text())
-        text = table(fades[name], name)
+        text = table(json.loads((run / "fade.json").read_text()), name)
         if args.figures and (run / "fade.png").is_file():
             args.figures.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(run / "fade.png", args.figures / f"fade-{name}.png")
