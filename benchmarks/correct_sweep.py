@@ -1,4 +1,4 @@
-"""Sweep ``ifscope.correct``'s budget (strategy, k, steps, lr, anchor, stop, guard) and the influence method on a recipe;
+"""Sweep ``ifscope.experiments.correct``'s budget (strategy, k, steps, lr, anchor, stop, guard) and the influence method on a recipe;
 print a markdown table.
 
 Queries are every test example the trained model mis-predicts (``--n-test 797``: all 797 unseen digits for ``digits-mlp``); the held-out set is every other test example. The influence is fitted once per
@@ -16,10 +16,10 @@ import itertools
 import time
 
 from ifscope.cli import build_parser, fitted_for, recipe_for
-from ifscope.correct import correct, split_mispredicted
-from ifscope.data import as_dataset, take
-from ifscope.fade import rebind
-from ifscope.prefix import cache_prefix
+from ifscope.core.data import as_dataset, take
+from ifscope.experiments.correct import correct, split_mispredicted
+from ifscope.experiments.fade import rebind
+from ifscope.truth.prefix import cache_prefix
 
 
 def fitted(recipe_name: str, seed: int, method: str | None, workdir: str, n_test: int | None):

@@ -114,7 +114,7 @@ def fade_tables_floor(d: dict[str, Any]) -> str:
 
 
 def diagnose_table(d: dict[str, Any]) -> str:
-    from ifscope.diagnose import CHECK_MODULES
+    from ifscope.experiments.diagnose import CHECK_MODULES
     rows = ["| assumption | verdict | key figures |", "|---|---|---|"]
     for name, a in d["assumptions"].items():
         figures = CHECK_MODULES[name].key_figures(a).replace("|", "\\|")  # |λmin| inside a Markdown table

@@ -59,9 +59,9 @@ def measure(name: str, hidden: int, train, queries, batch_size: int, rank: int, 
     model = mlp(hidden)
     x, y = train
     # a short full-batch fit so the checkpoint is a trained model, not a random one
-    res = ifscope.training.train(ifscope.classification(model), train, steps=200, lr=0.02, optimizer="adam",
+    res = ifscope.truth.training.train(ifscope.classification(model), train, steps=200, lr=0.02, optimizer="adam",
                                  weight_decay=1e-3)
-    ifscope.training.load_params(model, res.params)
+    ifscope.truth.training.load_params(model, res.params)
     task = ifscope.classification(model)
     n_params = sum(p.numel() for p in model.parameters())
     floor = floor_seconds(model, x, y, batch_size)
@@ -75,7 +75,7 @@ def measure(name: str, hidden: int, train, queries, batch_size: int, rank: int, 
         inf.estimator.ctx.projection = path
         row[f"embed_{path}_s"], _ = timed(inf.train_embeddings)
     row["auto_picks"] = inf.estimator.path_choice.path  # measured on the first batch of the "auto" pass
-    row["rule_picks"] = ifscope.projection.choose_path("auto", batch_size, inf.estimator.ctx.space.dim, 4,
+    row["rule_picks"] = ifscope.core.projection.choose_path("auto", batch_size, inf.estimator.ctx.space.dim, 4,
                                                        rank=row["rank"])  # the fixed rank threshold it replaced
     row["score_topk_s"], _ = timed(lambda: inf.top(queries, k=k))  # includes embedding the training set
     row["query_embed_s"], _ = timed(lambda: inf.query_embeddings(queries))
@@ -86,7 +86,7 @@ def measure(name: str, hidden: int, train, queries, batch_size: int, rank: int, 
 
 def path_sweep(widths: list[int], ranks: list[int], batch_size: int, n: int = 1000) -> list[dict]:
     """Seconds to project ``n`` examples on a random ``rank``-row basis by each path, against the floor."""
-    from ifscope.projection import jvp_projections, per_example_grads
+    from ifscope.core.projection import jvp_projections, per_example_grads
     x, y = synthetic(n)
     rows = []
     for hidden in widths:
@@ -103,9 +103,9 @@ def path_sweep(widths: list[int], ranks: list[int], batch_size: int, n: int = 10
             for name, fn in paths.items():
                 row[name], _ = timed(lambda fn=fn: [fn((x[s:s + batch_size], y[s:s + batch_size]))
                                               for s in range(0, n, batch_size)])
-            row["rule"] = ifscope.projection.choose_path("auto", batch_size, dim, 4, rank=k)  # fixed threshold
+            row["rule"] = ifscope.core.projection.choose_path("auto", batch_size, dim, 4, rank=k)  # fixed threshold
             t0 = time.perf_counter()
-            row["auto"] = ifscope.projection.measure_paths(task, params, rest, (x[:batch_size], y[:batch_size]),
+            row["auto"] = ifscope.core.projection.measure_paths(task, params, rest, (x[:batch_size], y[:batch_size]),
                                                            basis, batch_size)[0].path
             row["probe_s"] = time.perf_counter() - t0
             rows.append(row)

@@ -24,12 +24,12 @@ import torch
 import torch.nn.functional as F
 
 import ifscope
-from ifscope.data import take
-from ifscope.fade import gd_schedule
-from ifscope.groundtruth import actual_changes
-from ifscope.prefix import cache_prefix
+from ifscope.core.data import take
+from ifscope.experiments.fade import gd_schedule
 from ifscope.recipes import load_recipe
-from ifscope.training import Schedule, make_batches, replay_many
+from ifscope.truth.groundtruth import actual_changes
+from ifscope.truth.prefix import cache_prefix
+from ifscope.truth.training import Schedule, make_batches, replay_many
 
 LINES: list[dict] = []  # every measurement of this process, for --json FILE
 
@@ -66,7 +66,7 @@ def ground_truth(task, train, queries, n_ids: int, steps: int, batch_size: int |
 
 def cnn(args) -> None:
     recipe = load_recipe("digits-cnn")
-    queries = take(ifscope.data.as_dataset(recipe.test), range(20))
+    queries = take(ifscope.core.data.as_dataset(recipe.test), range(20))
     wd = recipe.info["weight_decay"]
     for dtype in args.dtypes:
         for batching in args.batchings:
@@ -105,7 +105,7 @@ def floor(args) -> None:
 def precision(args) -> None:
     """digits-cnn at T = 1, 3, 10 (3 removed ids, full batch and batch 64): the noise floor and cost per dtype."""
     recipe = load_recipe("digits-cnn")
-    queries = take(ifscope.data.as_dataset(recipe.test), range(20))
+    queries = take(ifscope.core.data.as_dataset(recipe.test), range(20))
     n = len(recipe.train[0])
     inf = ifscope.Influence(recipe.task, recipe.train, method="graddot", weight_decay=recipe.info["weight_decay"],
                             dtype="float64", progress=False)
@@ -125,7 +125,7 @@ def precision(args) -> None:
 def _tweets(last_blocks: int = 1):
     recipe = load_recipe("tweets-minilm")
     task = ifscope.hf_classification(recipe.model, last_blocks=last_blocks)
-    queries = take(ifscope.data.as_dataset(recipe.test), range(20))
+    queries = take(ifscope.core.data.as_dataset(recipe.test), range(20))
     return recipe, task, queries
 
 

@@ -11,10 +11,10 @@ import time
 
 import torch
 
-from ifscope.curvature import Curvature
-from ifscope.data import as_dataset, take
+from ifscope.core.curvature import Curvature
+from ifscope.core.data import as_dataset, take
 from ifscope.estimators.horizon import horizon_filter
-from ifscope.fade import gd_schedule
+from ifscope.experiments.fade import gd_schedule
 from ifscope.influence import Influence
 from ifscope.recipes import load_recipe
 

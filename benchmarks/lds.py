@@ -3,7 +3,7 @@ and the same score matrices; and the LDS of peers' attribution methods (dattri's
 
 One set of random subsets is drawn, a model is trained on each (the recipe's own training from scratch, or continued
 training from the checkpoint), and every method's ``[queries, train]`` score matrix (positive = proponent) is scored
-twice: by ``ifscope.evaluate.lds_per_query`` and by ``dattri.metric.lds``. The two must agree to ``--tolerance``
+twice: by ``ifscope.experiments.evaluate.lds_per_query`` and by ``dattri.metric.lds``. The two must agree to ``--tolerance``
 (default 0.01); the script exits 1 otherwise. dattri correlates ``Σ_{i∈S} score`` with its target, so it is given the
 negated loss (the model's "goodness"), and the margin as it is. Run in the benchmark environment
 (benchmarks/setup_peers.sh):
@@ -23,10 +23,10 @@ import numpy as np
 import torch
 
 import ifscope
-from ifscope.data import as_dataset, take
-from ifscope.evaluate import bootstrap_ci, lds_per_query
-from ifscope.fade import gd_schedule
-from ifscope.subsets import Continue, Scratch, outcomes, random_masks
+from ifscope.core.data import as_dataset, take
+from ifscope.experiments.evaluate import bootstrap_ci, lds_per_query
+from ifscope.experiments.fade import gd_schedule
+from ifscope.truth.subsets import Continue, Scratch, outcomes, random_masks
 
 IFSCOPE_OPTIONS = {"exact": {}, "cg": {"cg_iterations": 100}, "lissa": {"depth": 100},
                    "arnoldi": {"rank": 50, "iterations": 100}, "graddot": {}, "horizon": {}}

@@ -17,9 +17,9 @@ import time
 import torch
 
 import ifscope
-from ifscope.data import as_dataset, take
+from ifscope.core.data import as_dataset, take
+from ifscope.core.files import write_json
 from ifscope.recipes import load_recipe
-from ifscope.store import write_json
 
 
 def describe(recipe, split: str, i: int, width: int = 90) -> str:

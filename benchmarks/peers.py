@@ -32,9 +32,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import ifscope
 from ifscope.estimators import METHODS
-from ifscope.groundtruth import actual_changes
 from ifscope.recipes.digits import digits_data
-from ifscope.training import Schedule, load_params, make_batches, train
+from ifscope.truth.groundtruth import actual_changes
+from ifscope.truth.training import Schedule, load_params, make_batches, train
 
 
 def rss_mb() -> float:
@@ -306,8 +306,8 @@ def embedding_vs_floor(inf, model: nn.Module, train_ds, batch_size: int = 256, r
     forward + backward epoch, all at ``batch_size``; the three are timed in turn, so that they see the same load, by
     wall clock and by process CPU time (the ratio is taken on CPU time: on a shared machine, time spent descheduled
     is not the method's; on an idle one-thread run the two agree)."""
-    from ifscope.data import as_dataset, batches
-    from ifscope.projection import per_example_grad_dict
+    from ifscope.core.data import as_dataset, batches
+    from ifscope.core.projection import per_example_grad_dict
 
     def best(*fns) -> tuple[list[float], list[float]]:
         wall, cpu = [float("inf")] * len(fns), [float("inf")] * len(fns)

@@ -23,8 +23,8 @@ import torch
 def measure(recipe: str, steps: list[int], queries: int, batch: int | None, optimizer: str, dtype: str,
             repeats: int) -> list[dict]:
     import ifscope
-    from ifscope.data import as_dataset, take
-    from ifscope.training import replay
+    from ifscope.core.data import as_dataset, take
+    from ifscope.truth.training import replay
     r = ifscope.load_recipe(recipe)
     train, test = as_dataset(r.train, "train"), as_dataset(r.test, "test")
     wd = float(r.info.get("weight_decay", 0.0))
@@ -60,8 +60,8 @@ def finite_differences(recipe: str, steps: int, n_ids: int, queries: int, hs: li
     real training, on the first ``n_ids`` training examples and ``queries`` test queries, full-batch SGD with
     lr = 1/λ_max (the fade's schedule), float64: the derivative is exact when the error vanishes as h → 0."""
     import ifscope
-    from ifscope.data import as_dataset, take
-    from ifscope.training import replay
+    from ifscope.core.data import as_dataset, take
+    from ifscope.truth.training import replay
     r = ifscope.load_recipe(recipe)
     train, test = as_dataset(r.train, "train"), as_dataset(r.test, "test")
     n, wd = len(train), float(r.info.get("weight_decay", 0.0))

@@ -25,7 +25,7 @@ LDS = {"retrain": "scratch", "steps": None, "seeds": 1, "subsets": 100, "fractio
 
 def write_fixtures(workdir) -> None:
     """Write fade.json, diagnose.json, correct.json, self_influence.json and lds.json into the fitted run directory."""
-    from ifscope.store import RunDir
+    from ifscope.run.store import RunDir
     run = RunDir(workdir)
     for name, data in (("fade.json", FADE), ("diagnose.json", DIAGNOSE), ("correct.json", CORRECT),
                        ("self_influence.json", SELF_INFLUENCE), ("lds.json", LDS)):

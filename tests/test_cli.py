@@ -12,7 +12,7 @@ from report_fixtures import write_fixtures
 from ifscope import Influence
 from ifscope.cli import main
 from ifscope.report import render_report
-from ifscope.store import RunDir
+from ifscope.run.store import RunDir
 
 FIT = ["--recipe", TINY, "--rank", "8", "--iterations", "24", "--batch-size", "64"]
 

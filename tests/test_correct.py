@@ -1,4 +1,4 @@
-"""ifscope.correct: the caller's model is untouched, correct queries are left alone, a seed fixes the result."""
+"""ifscope.experiments.correct: the caller's model is untouched, correct queries are left alone, a seed fixes the result."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import torch
 from safetensors.torch import load_file
 
 from ifscope import ConfigError, Influence, correct, split_mispredicted
-from ifscope.correct import DEFAULT_LR, LR_FRACTION, default_lr
-from ifscope.data import as_dataset, take
+from ifscope.core.data import as_dataset, take
+from ifscope.experiments.correct import DEFAULT_LR, LR_FRACTION, default_lr
 from ifscope.recipes.digits import digits_mlp
 
 
@@ -217,7 +217,7 @@ def test_guard_stops_before_the_first_step_that_costs_too_much_training_accuracy
     free = correct(inf, test, **kw)
     guarded = correct(inf, test, guard=100, guard_drop=0.02, **kw)
     pick = torch.randperm(inf.n_train, generator=torch.Generator().manual_seed(2))[:100]
-    from ifscope.correct import _evaluate
+    from ifscope.experiments.correct import _evaluate
     ctx = inf.estimator.ctx
 
     def accuracy(params, selected):

@@ -7,9 +7,9 @@ import torch
 from test_correct import setup  # noqa: F401  (the tiny digits MLP and its mistakes)
 
 from ifscope import ConfigError, correct
-from ifscope.correct_ranking import unrolled_ranker
-from ifscope.data import take
-from ifscope.training import replay
+from ifscope.core.data import take
+from ifscope.experiments.correct_ranking import unrolled_ranker
+from ifscope.truth.training import replay
 
 K = 8
 

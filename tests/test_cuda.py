@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 import ifscope
-from ifscope.data import cast_batch
-from ifscope.store import RunDir
+from ifscope.core.data import cast_batch
+from ifscope.run.store import RunDir
 
 CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not CUDA, reason="torch.cuda.is_available() is False: no CUDA device on this machine")

@@ -7,9 +7,9 @@ from cli_helpers import ROOT, ifscope
 from torch import nn
 
 import ifscope as ifs
-from ifscope.defaults import resolve, select_parameters
-from ifscope.errors import ConfigError
-from ifscope.store import RunDir
+from ifscope.core.errors import ConfigError
+from ifscope.run.resolve import resolve, select_parameters
+from ifscope.run.store import RunDir
 
 SIZED = str(ROOT / "tests" / "recipes_for_tests.py") + ":sized"
 

@@ -1,4 +1,4 @@
-"""Verdicts of ifscope.diagnose on tiny models where each assumption is known to hold or to fail."""
+"""Verdicts of ifscope.experiments.diagnose on tiny models where each assumption is known to hold or to fail."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 import ifscope
-from ifscope.diagnose.common import AGREE_HOLD, AGREE_QUESTION, REMAINDER_QUESTION
-from ifscope.training import load_params, train
+from ifscope.experiments.diagnose.common import AGREE_HOLD, AGREE_QUESTION, REMAINDER_QUESTION
+from ifscope.truth.training import load_params, train
 
 N, D, C = 300, 5, 3
 
@@ -75,9 +75,9 @@ def test_convex_model_holds_everywhere_it_should():
 def test_first_order_and_divergence_are_the_fade_s_figures_on_the_same_sample():
     """diagnose and fade cannot contradict: on the same ids, queries and schedule, diagnose's first-order figures are
     the fade's unrolled row and its divergence figures the fade's horizon of validity of horizon."""
-    from ifscope.data import as_dataset, take
-    from ifscope.fade import fade_curve, gd_schedule, reference_methods
-    from ifscope.validity import fade_validity
+    from ifscope.core.data import as_dataset, take
+    from ifscope.experiments.fade import fade_curve, gd_schedule, reference_methods
+    from ifscope.experiments.validity import fade_validity
     data = blobs()
     task, _ = logistic(data, steps=30)  # not converged: figures that move with T
     inf = influence(task, data, 1e-2)
@@ -282,8 +282,8 @@ def test_other_methods_are_diagnosed(method):
 
 def test_key_figures_skip_the_horizons_at_which_nothing_had_changed_yet():
     """Under minibatches a T before any removed example was in a batch has no figures (NaN, None in JSON)."""
-    from ifscope.diagnose import first_order
-    from ifscope.diagnose.common import highest, lowest
+    from ifscope.experiments.diagnose import first_order
+    from ifscope.experiments.diagnose.common import highest, lowest
     assert lowest([None, float("nan"), 0.5, 0.2]) == 0.2 and highest([None, 0.5, float("nan"), 0.2]) == 0.5
     assert lowest([None, float("nan")]) != lowest([None, float("nan")])  # nothing measured: NaN, shown as n/a
     a = dict(max_remainder=0.1, slope=[None, 1.1], pearson_with_exact=[None, 0.97], epsilon_max_remainder=0.01,

@@ -16,7 +16,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 import ifscope
-from ifscope import distributed
+from ifscope.run import distributed
 
 N_TRAIN, BATCH = 53, 8  # 7 batches: rank 0 gets 4, rank 1 gets 3 (an uneven split)
 
@@ -89,7 +89,7 @@ def test_outside_a_process_group_everything_is_local():
 SCRIPT = """
 import sys, torch
 import ifscope
-from ifscope import distributed
+from ifscope.run import distributed
 sys.path.insert(0, {tests!r})
 from test_distributed import _problem
 torch.set_num_threads(1)

@@ -29,12 +29,12 @@ from torch.utils.data import IterableDataset
 
 import ifscope
 from ifscope import ConfigError, DataError, IfscopeError, Influence, NonFiniteError, NumericalError
-from ifscope.errors import ArtifactError, NumericalWarning
-from ifscope.groundtruth import actual_changes
+from ifscope.core.errors import ArtifactError, NumericalWarning
+from ifscope.core.files import atomic_write_bytes, write_json
+from ifscope.core.task import Task
 from ifscope.recipes import load_recipe
-from ifscope.store import atomic_write_bytes, write_json
-from ifscope.task import Task
-from ifscope.training import Schedule, make_batches, replay, train
+from ifscope.truth.groundtruth import actual_changes
+from ifscope.truth.training import Schedule, make_batches, replay, train
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "errors.md"
@@ -678,7 +678,7 @@ def test_sigkill_during_writes_leaves_a_whole_file(tmp_path: Path) -> None:
     """A writer killed at a random moment leaves the target either the old or a new whole JSON document."""
     path = tmp_path / "a.json"
     write_json(path, {"i": -1, "pad": ""})
-    script = (f"from ifscope.store import write_json\nimport sys\ni = 0\nwhile True:\n"
+    script = (f"from ifscope.core.files import write_json\nimport sys\ni = 0\nwhile True:\n"
               f"    write_json({str(path)!r}, {{'i': i, 'pad': 'x' * 200_000}})\n"
               f"    i += 1\n    print(i, flush=True) if i == 1 else None\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}

@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 import ifscope
-from ifscope.curvature import Curvature
-from ifscope.projection import jvp_projections, per_example_grads
+from ifscope.core.curvature import Curvature
+from ifscope.core.projection import jvp_projections, per_example_grads
 
 
 def _scores(task, train, queries, method, wd, **opts):

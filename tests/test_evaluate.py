@@ -12,9 +12,9 @@ from cli_helpers import ifscope as run_cli
 from torch import nn
 
 import ifscope
-from ifscope.evaluate import lds_from_outcomes, lds_per_query
-from ifscope.subsets import Continue, Scratch, outcomes, random_masks
-from ifscope.training import Schedule, make_batches, replay
+from ifscope.experiments.evaluate import lds_from_outcomes, lds_per_query
+from ifscope.truth.subsets import Continue, Scratch, outcomes, random_masks
+from ifscope.truth.training import Schedule, make_batches, replay
 
 WD = 0.5  # strong ridge: the optimum moves almost linearly with the subset, so exact influence predicts it well
 

@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 import ifscope
-from ifscope.fade import gd_schedule, trajectory_checkpoints
-from ifscope.training import load_params, train
+from ifscope.experiments.fade import gd_schedule, trajectory_checkpoints
+from ifscope.truth.training import load_params, train
 
 WD = 0.02
 STEPS = [1, 3, 10, 30, 100]
@@ -114,7 +114,7 @@ RECIPE = textwrap.dedent("""
     from torch import nn
     import ifscope
     from ifscope.recipes import Recipe
-    from ifscope.training import load_params, train
+    from ifscope.truth.training import load_params, train
 
     def make():
         torch.manual_seed(0)

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import ifscope
-from ifscope.projection import VMAP_MIN_RANK, choose_path, project
+from ifscope.core.projection import VMAP_MIN_RANK, choose_path, project
 
 
 def test_jvp_and_vmap_paths_give_the_same_projections():
@@ -41,7 +41,7 @@ def test_unknown_path_is_a_config_error():
 def test_hessian_vector_products_match_the_dense_hessian():
     from torch.autograd.functional import hessian
 
-    from ifscope.curvature import Curvature
+    from ifscope.core.curvature import Curvature
     torch.manual_seed(1)
     model = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3)).double()
     task = ifscope.classification(model)
@@ -60,7 +60,7 @@ def test_hessian_vector_products_match_the_dense_hessian():
 def test_measured_choice_takes_the_faster_path(monkeypatch, slow):
     import time
 
-    from ifscope import projection
+    from ifscope.core import projection
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3)).double()
     task = ifscope.classification(model)
@@ -104,8 +104,8 @@ def test_arnoldi_measures_once_per_fit_and_scores_match_a_fixed_path():
 
 
 def test_a_measured_path_is_kept_for_later_processes(tmp_path, monkeypatch):
-    from ifscope import decisions
-    from ifscope.projection import PathChoice
+    from ifscope.core import decisions
+    from ifscope.core.projection import PathChoice
     monkeypatch.setenv("IFSCOPE_CACHE", str(tmp_path))
     monkeypatch.setattr(decisions, "_memo", {})
     calls = []

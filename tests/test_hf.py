@@ -6,8 +6,8 @@ import torch
 transformers = pytest.importorskip("transformers")
 
 import ifscope  # noqa: E402
-from ifscope.hf import last_blocks_params, transformer_blocks  # noqa: E402
-from ifscope.projection import jvp_projections, per_example_grads  # noqa: E402
+from ifscope.core.hf import last_blocks_params, transformer_blocks  # noqa: E402
+from ifscope.core.projection import jvp_projections, per_example_grads  # noqa: E402
 
 
 def tiny_bert(seed=0):

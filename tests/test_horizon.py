@@ -7,10 +7,10 @@ import torch
 from torch import nn
 
 import ifscope
-from ifscope.curvature import Curvature
+from ifscope.core.curvature import Curvature
+from ifscope.core.projection import per_example_grads
 from ifscope.estimators.horizon import horizon_filter
-from ifscope.projection import per_example_grads
-from ifscope.training import load_params, train
+from ifscope.truth.training import load_params, train
 
 WD = 0.05
 
@@ -115,7 +115,7 @@ def test_filter_is_stable_near_zero_and_has_the_right_limits():
 
 
 def test_schedule_aware_scores_match_the_dense_sum_over_the_batches_holding_each_example():
-    from ifscope.training import Schedule, make_batches
+    from ifscope.truth.training import Schedule, make_batches
     task, train, queries = _setup(hidden=4)
     lr = 0.3
     schedule = Schedule(make_batches(30, 12, 10, seed=1), lr=lr)

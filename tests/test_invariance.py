@@ -18,7 +18,7 @@ from torch import nn
 
 import ifscope
 from ifscope import Influence
-from ifscope.training import load_params, train
+from ifscope.truth.training import load_params, train
 
 N, Q, WD = 16, 4, 0.01
 SETTINGS = settings(max_examples=2, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)

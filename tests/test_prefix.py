@@ -6,11 +6,11 @@ import torch
 from torch import nn
 
 import ifscope
-from ifscope.batching import batched, choose, looped
-from ifscope.curvature import Curvature
-from ifscope.groundtruth import actual_changes
-from ifscope.prefix import cache_prefix
-from ifscope.training import Schedule, make_batches
+from ifscope.core.batching import batched, choose, looped
+from ifscope.core.curvature import Curvature
+from ifscope.truth.groundtruth import actual_changes
+from ifscope.truth.prefix import cache_prefix
+from ifscope.truth.training import Schedule, make_batches
 
 transformers = pytest.importorskip("transformers")
 
@@ -142,9 +142,9 @@ def test_fade_command_with_last_blocks_runs_every_method_on_the_cached_task(tmp_
 
 
 def test_diagnose_ground_truth_replays_the_cached_prefix_and_equals_the_whole_bert(monkeypatch):
-    from ifscope.diagnose import diagnose, truth
-    from ifscope.fade import gd_schedule
-    from ifscope.prefix import CachedTextTask
+    from ifscope.experiments.diagnose import diagnose, truth
+    from ifscope.experiments.fade import gd_schedule
+    from ifscope.truth.prefix import CachedTextTask
     model = tiny_bert().eval()
     task = ifscope.hf_classification(model, last_blocks=1)
     train, queries = text_data(24), text_data(5, seed=2)
@@ -166,7 +166,7 @@ def test_diagnose_ground_truth_replays_the_cached_prefix_and_equals_the_whole_be
 
 def test_fade_ids_from_the_first_minibatch_all_act_at_the_first_step(tmp_path):
     from ifscope.cli import build_parser
-    from ifscope.fade import gd_schedule
+    from ifscope.experiments.fade import gd_schedule
     argv = ["fade", "--recipe", f"{__file__}:tiny_bert_recipe", "--workdir", str(tmp_path), "--last-blocks", "1",
             "--n-ids", "5", "--n-queries", "2", "--steps", "1,2", "--rank", "4", "--iterations", "8",
             "--methods", "run,graddot", "--train-batch-size", "6", "--lr", "0.05", "--truth-dtype", "float64"]

@@ -11,7 +11,7 @@ import torch
 from cli_helpers import WIDE, cli_env
 
 from ifscope.cli import main
-from ifscope.store import RunDir
+from ifscope.run.store import RunDir
 
 # 250 shards of 4 examples; the curvature on a sample of 64 keeps the fit short at this batch size
 OPTIONS = ["--recipe", WIDE, "--rank", "8", "--iterations", "24", "--batch-size", "4", "--hessian-samples", "64"]

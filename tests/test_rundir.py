@@ -9,10 +9,10 @@ import torch
 from cli_helpers import TINY
 
 import ifscope
-from ifscope import krylov
 from ifscope.cli import main
+from ifscope.core import krylov
 from ifscope.estimators import arnoldi as arnoldi_estimator
-from ifscope.store import CURVATURE, RunDir
+from ifscope.run.store import CURVATURE, RunDir
 
 FIT = ["--recipe", TINY, "--rank", "30", "--iterations", "40", "--hessian-samples", "64"]
 

@@ -10,7 +10,7 @@ from sklearn.metrics import roc_auc_score
 
 from ifscope import Influence
 from ifscope.cli.self_influence import flip_auc
-from ifscope.errors import ConfigError
+from ifscope.core.errors import ConfigError
 from ifscope.report import render_report
 
 FLIPPED = str(ROOT / "tests" / "recipes_for_tests.py") + ":flipped"

@@ -7,10 +7,10 @@ import torch
 from torch import nn
 
 import ifscope
-from ifscope.budget import MIN_SAMPLES, plan
-from ifscope.errors import ConfigError, NonFiniteError
-from ifscope.krylov import block_arnoldi, distill
-from ifscope.projection import per_example_grads, project, projected_grads
+from ifscope.core.budget import MIN_SAMPLES, plan
+from ifscope.core.errors import ConfigError, NonFiniteError
+from ifscope.core.krylov import block_arnoldi, distill
+from ifscope.core.projection import per_example_grads, project, projected_grads
 
 
 def _spd(n: int, seed: int = 0) -> torch.Tensor:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ifscope.stats import fit_gap_growth, half_life, peak_rate, pearson, spearman, spearman_rows
+from ifscope.core.stats import fit_gap_growth, half_life, peak_rate, pearson, spearman, spearman_rows
 
 
 def test_gap_growth_fit_recovers_exponential_saturating_and_linear_gaps():

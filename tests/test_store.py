@@ -7,7 +7,8 @@ import torch
 from recipes_for_tests import tiny
 
 from ifscope import ArtifactError, Influence, NumericalWarning
-from ifscope.store import CURVATURE, FORMAT_VERSION, MANIFEST, RunDir, data_fingerprint, model_fingerprint
+from ifscope.core.fingerprint import data_fingerprint, model_fingerprint
+from ifscope.run.store import CURVATURE, FORMAT_VERSION, MANIFEST, RunDir
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from ifscope.scores import top_k
+from ifscope.core.scores import top_k
 
 ROOT = Path(__file__).resolve().parents[1]
 

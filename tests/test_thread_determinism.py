@@ -3,8 +3,8 @@
 import pytest
 import torch
 
+from ifscope.core.fingerprint import model_fingerprint
 from ifscope.recipes import load_recipe
-from ifscope.store import model_fingerprint
 
 CONFIGS = {"digits-mlp": dict(n_train=400, steps=300), "digits-cnn": dict(n_train=256, width=8, epochs=2)}
 

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 import ifscope
-from ifscope.training import Schedule, make_batches, replay, train
+from ifscope.truth.training import Schedule, make_batches, replay, train
 
 
 def _task():
@@ -76,7 +76,7 @@ def test_bad_inputs_raise_clear_errors():
 
 
 def test_ground_truth_matches_separate_replays_and_is_batch_invariant():
-    from ifscope.groundtruth import actual_changes
+    from ifscope.truth.groundtruth import actual_changes
     task, data = _task()
     params0, rest = task.state(torch.float64)
     schedule = Schedule(make_batches(24, 6, 8, seed=2), lr=0.2, optimizer="momentum")

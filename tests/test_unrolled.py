@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 import ifscope
-from ifscope.adjoint import segment_count, segment_length
-from ifscope.training import Schedule, make_batches, replay
+from ifscope.truth.adjoint import segment_count, segment_length
+from ifscope.truth.training import Schedule, make_batches, replay
 
 N = 12
 
@@ -114,7 +114,7 @@ def test_query_blocks_give_the_same_scores():
 
 
 def test_scores_follow_parameters_changed_after_fit_with_the_same_queries_and_schedule():
-    from ifscope.fade import rebind
+    from ifscope.experiments.fade import rebind
     task, train, queries = _mlp()
     inf = _unrolled(task, train, horizon=5, lr=0.3)
     before = inf.scores(queries)

@@ -7,10 +7,10 @@ import torch
 from test_unrolled import least_squares
 
 import ifscope
-from ifscope.curvature import Curvature
-from ifscope.fade import spearman
-from ifscope.projection import per_example_grads
-from ifscope.validity import horizon_of
+from ifscope.core.curvature import Curvature
+from ifscope.core.projection import per_example_grads
+from ifscope.experiments.fade import spearman
+from ifscope.experiments.validity import horizon_of
 
 STEPS = [1, 10, 100, 300]
 LR = 0.1
@@ -37,7 +37,7 @@ def test_on_a_quadratic_at_its_minimum_horizon_is_valid_everywhere_and_graddot_o
     assert valid.method == "horizon_schedule" and valid.horizon == [max(STEPS)] * len(queries[0])
     assert min(min(r) for r in valid.spearman) > 0.999999
 
-    dot = _inf(task, train, wd, "graddot").validity_horizon(queries, STEPS, reference=reference)
+    dot = ifscope.validity_horizon(_inf(task, train, wd, "graddot"), queries, STEPS, reference=reference)
     assert dot.horizon == [1] * len(queries[0])
     # the exact side here is gqᵀ H⁻¹(I − (I − ηH)^T) gz with the dense Hessian (θ never leaves the minimum)
     params, rest = task.state(torch.float64)
@@ -56,7 +56,7 @@ def test_on_a_quadratic_at_its_minimum_horizon_is_valid_everywhere_and_graddot_o
 def test_default_reference_takes_the_method_s_own_step():
     task, train, queries, wd = least_squares()
     hz = _inf(task, train, wd, "horizon", horizon=100, lr=LR)
-    valid = hz.validity_horizon(queries, [1, 10, 100])
+    valid = ifscope.validity_horizon(hz, queries, [1, 10, 100])
     assert valid.method == "horizon" and len(valid.horizon) == len(queries[0])
     assert valid.horizon == [100] * len(queries[0])  # average batch order = the full-batch schedule here
 
@@ -78,8 +78,8 @@ def test_bad_inputs_are_config_errors():
 
 
 def test_the_report_shows_the_validity_horizon(tmp_path):
+    from ifscope.experiments.validity import ValidityHorizon
     from ifscope.report import _fade_sections
-    from ifscope.validity import ValidityHorizon
     v = ValidityHorizon("graddot", [1, 10], 0.9, [[1.0, 0.5], [0.95, 0.92], [0.3, 0.99]], [1, 10, None]).to_dict()
     assert v["summary"]["median"] == 1 and v["summary"]["min"] is None and v["summary"]["max"] == 10
     assert v["summary"]["valid_at_every_T"] == 1 and v["summary"]["valid_at_no_T"] == 1
@@ -94,7 +94,7 @@ def test_the_report_shows_the_validity_horizon(tmp_path):
 def test_first_order_is_exact_for_small_upweights_and_measures_the_removal_remainder():
     from test_unrolled import _mlp
 
-    from ifscope.validity import first_order
+    from ifscope.experiments.validity import first_order
     task, train, queries = _mlp()
     un = _inf(task, train, 0.01, "unrolled", horizon=30, lr=0.5)
     up = first_order(un, queries, [1, 10, 30], ids=list(range(12)), mode="upweight", epsilon=1e-5)

@@ -1,10 +1,8 @@
 """ifscope: influence functions for PyTorch that say what they can and cannot predict."""
 
-from . import distributed
-from .checks import TINY_EIGENVALUE_RATIO
-from .correct import Correction, correct, split_mispredicted
-from .diagnose import Diagnosis, diagnose
-from .errors import (
+from ._version import __version__
+from .core.checks import TINY_EIGENVALUE_RATIO
+from .core.errors import (
     ArtifactError,
     ConfigError,
     DataError,
@@ -13,19 +11,20 @@ from .errors import (
     NumericalError,
     NumericalWarning,
 )
-from .evaluate import CounterfactualResult, LDSResult, lds, leave_top_k_out
-from .fade import FadeResult, fade_curve, plot_fade
-from .groundtruth import GroundTruth, actual_changes
-from .hf import TextTask, encode_texts, hf_classification, last_blocks_params
+from .core.hf import TextTask, encode_texts, hf_classification, last_blocks_params
+from .core.scores import TopInfluences
+from .core.task import Task, classification
+from .experiments.correct import Correction, correct, split_mispredicted
+from .experiments.diagnose import Diagnosis, diagnose
+from .experiments.evaluate import CounterfactualResult, LDSResult, lds, leave_top_k_out
+from .experiments.fade import FadeResult, fade_curve, plot_fade
+from .experiments.validity import ValidityHorizon, validity_horizon
 from .influence import Influence
 from .recipes import Recipe, load_recipe
 from .report import render_report
-from .scores import TopInfluences
-from .store import RunDir
-from .task import Task, classification
-from .validity import ValidityHorizon, validity_horizon
-
-__version__ = "0.1.0"
+from .run import distributed
+from .run.store import RunDir
+from .truth.groundtruth import GroundTruth, actual_changes
 
 __all__ = [
     "ArtifactError", "ConfigError", "Correction", "CounterfactualResult", "DataError", "Diagnosis", "FadeResult",

@@ -9,17 +9,18 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from . import distributed
-from .checks import check_finite_params, embed_located
-from .data import as_dataset, batches, take
-from .errors import ArtifactError, ConfigError
+from .core.checks import check_finite_params, embed_located
+from .core.data import as_dataset, batches, take
+from .core.errors import ArtifactError, ConfigError
+from .core.fingerprint import data_fingerprint, model_fingerprint
+from .core.krylov import Spectrum, spectrum
+from .core.progress import progress_bar
+from .core.scores import TopInfluences, score_matrix, top_k
+from .core.task import Task
 from .estimators import METHODS, Context, Estimator
-from .krylov import Spectrum, spectrum
 from .options import PROJECTION_DTYPES, FitOptions, build, from_json, to_json, values
-from .progress import progress_bar
-from .scores import TopInfluences, score_matrix, top_k
-from .store import CURVATURE, RunDir, data_fingerprint, model_fingerprint
-from .task import Task
+from .run import distributed
+from .run.store import CURVATURE, RunDir
 
 FIT_FIELDS = frozenset(FitOptions.__dataclass_fields__)
 SPEED_FIELDS = ("time_budget_s", "projection_dtype")  # shared options only some methods read (Estimator.reads)
@@ -101,7 +102,7 @@ class Influence:
         method = config.pop("method")
         recorded = config.pop("parameters", None)
         if recorded is not None and list(recorded) != list(task.parameter_names):
-            from .defaults import select_parameters
+            from .run.resolve import select_parameters
             task = select_parameters(task, names=list(recorded))  # the selection the run was fitted on
         options = {k: from_json(k, v) for k, v in config.items()}
         inf = cls(task, train, method, progress=progress, workdir=workdir, source=source, **options)
@@ -337,12 +338,6 @@ class Influence:
             cols = torch.arange(self.n_train).split(self.config["batch_size"])
             return top_k(torch.eye(len(s), dtype=s.dtype), ((pos, s[:, pos].T) for pos in cols), k)
         return distributed.merge_top(top_k(self.query_embeddings(queries), self._train_chunks(), k), k)
-
-    def validity_horizon(self, queries: Any, steps: Any, **options: Any) -> Any:
-        """Per query, the largest T of ``steps`` up to which this method ranks the training set like ``unrolled``
-        (Spearman ≥ 0.9); options as :func:`ifscope.validity.validity_horizon`."""
-        from .validity import validity_horizon
-        return validity_horizon(self, queries, steps, **options)
 
     def self_influence(self) -> Tensor:
         """``[n_train]``: ``score(z, z)`` for each training example; large values flag outliers and mislabels."""

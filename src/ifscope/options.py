@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .errors import ConfigError
+from .core.errors import ConfigError
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 PROJECTION_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -117,9 +117,9 @@ def build(cls: type, given: Mapping[str, Any], what: str) -> Any:
 
 def content_hash(obj: Any) -> str:
     """sha256 of the values of the tensors inside ``obj`` (nested mappings / sequences), and of the other leaves."""
-    from .store import _hash_tree
+    from .core.fingerprint import hash_tree
     h = hashlib.sha256()
-    _hash_tree(h, obj)
+    hash_tree(h, obj)
     return h.hexdigest()
 
 

@@ -13,7 +13,7 @@ import json
 import sys
 from typing import Any
 
-from ..errors import ConfigError, IfscopeError
+from ..core.errors import ConfigError, IfscopeError
 
 SUBCOMMANDS = ["demo", "fit", "scores", "top", "report", "check", "correct", "diagnose", "fade", "self-influence",
                "lds", "counterfactual"]
@@ -90,7 +90,7 @@ _recipes: dict[tuple, Any] = {}
 
 
 def _saved(args: argparse.Namespace) -> dict[str, Any]:
-    from ..store import RunDir
+    from ..run.store import RunDir
     workdir = getattr(args, "workdir", None)
     return RunDir(workdir).manifest if workdir else {}
 
@@ -123,10 +123,10 @@ def recipe_for(args: argparse.Namespace, **options: Any) -> Any:
 
 def influence_for(args: argparse.Namespace, recipe: Any) -> Any:
     """An ``Influence`` on the recipe bound to ``--workdir``: each option from the command line, else the run's
-    manifest (same method), else the recipe's defaults (:func:`ifscope.defaults.resolve`); says on stderr what it
+    manifest (same method), else the recipe's defaults (:func:`ifscope.run.resolve.resolve`); says on stderr what it
     chose, and ``.refit_reason`` why it will not reuse the run's fit."""
-    from ..defaults import resolve
     from ..influence import Influence
+    from ..run.resolve import resolve
     saved = dict(_saved(args).get("config") or {})
     own = getattr(args, "command_options", ())
     flags = {name: getattr(args, name, None) for name in [*_flag_table(), "last_blocks"] if name not in own}
@@ -196,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .. import distributed
+    from ..run import distributed
 
     args = build_parser().parse_args(argv)
     distributed.init_from_env()  # under torchrun: every rank runs the command on its block of the training set

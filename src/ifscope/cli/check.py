@@ -17,10 +17,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from ..checks import check_finite_params
-    from ..curvature import Curvature
-    from ..data import as_dataset, batches
-    from ..errors import ConfigError, NumericalError
+    from ..core.checks import check_finite_params
+    from ..core.curvature import Curvature
+    from ..core.data import as_dataset, batches
+    from ..core.errors import ConfigError, NumericalError
     from ..recipes import load_recipe
 
     if args.batch_size < 1:

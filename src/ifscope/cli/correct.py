@@ -1,9 +1,9 @@
 """``ifscope correct``: fix the recipe's mis-predicted test examples by a few steps on influential training examples.
 
 Every option left out on the command line comes from the recipe's ``defaults["correct"]`` (sized to that model and
-measured, see docs/experiments_correction.md), then from :class:`ifscope.correct.CorrectOptions` and the influence
+measured, see docs/experiments_correction.md), then from :class:`ifscope.experiments.correct.CorrectOptions` and the influence
 defaults below. A text model whose influence starts at a transformer block runs on the cached output of the frozen
-blocks below it (:func:`ifscope.prefix.cache_prefix`): the same losses, at the cost of the selected blocks only.
+blocks below it (:func:`ifscope.truth.prefix.cache_prefix`): the same losses, at the cost of the selected blocks only.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ SHOWN = 6  # corrected queries drawn in the report, with the training examples s
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    from ..correct import METHODS, STRATEGIES
-    from ..correct_ranking import RANKINGS
+    from ..experiments.correct import METHODS, STRATEGIES
+    from ..experiments.correct_ranking import RANKINGS
     p = sub.add_parser("correct", help="fix mis-predictions with a few fine-tuning steps on influential examples",
                        description="Queries are the test examples the model mis-predicts (or --indices); the "
                                    "held-out set for side effects is every other test example. Options left out "
@@ -67,8 +67,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def resolve(args: argparse.Namespace, defaults: dict[str, Any]) -> tuple[dict[str, Any], dict]:
     """``(correction options, selection)``: each a flag, else the recipe's ``defaults['correct']``, else ours."""
-    from ..correct import CorrectOptions
-    from ..errors import ConfigError
+    from ..core.errors import ConfigError
+    from ..experiments.correct import CorrectOptions
     fields = set(CorrectOptions.__dataclass_fields__)
     unknown = sorted(set(defaults) - fields - set(SELECTION))
     if unknown:
@@ -85,10 +85,10 @@ def resolve(args: argparse.Namespace, defaults: dict[str, Any]) -> tuple[dict[st
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from ..correct import correct, save_params, split_mispredicted
-    from ..data import as_dataset, take
-    from ..fade import rebind
-    from ..prefix import cache_prefix
+    from ..core.data import as_dataset, take
+    from ..experiments.correct import correct, save_params, split_mispredicted
+    from ..experiments.fade import rebind
+    from ..truth.prefix import cache_prefix
     from . import recipe_for
 
     t0 = time.time()
@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def examples(recipe: Any, d: dict[str, Any], n: int = SHOWN, per: int = 4) -> dict[str, Any]:
     """What the report draws: for the first ``n`` corrected queries, the query and the first ``per`` training
     examples each correction stepped on, as pixels or text (the recipe's ``info``), with labels and predictions."""
-    from ..data import as_dataset
+    from ..core.data import as_dataset
     from .top import _view
     test, train = as_dataset(recipe.test, "test"), as_dataset(recipe.train, "train")
     labels = train_labels(recipe)
@@ -146,7 +146,7 @@ def examples(recipe: Any, d: dict[str, Any], n: int = SHOWN, per: int = 4) -> di
 
 
 def train_labels(recipe: Any) -> list[int]:
-    from ..data import as_dataset, batches
+    from ..core.data import as_dataset, batches
     data = as_dataset(recipe.train, "train")
     return [int(v) for _, b in batches(data, 4096) for v in recipe.task.targets(b).reshape(-1)]
 

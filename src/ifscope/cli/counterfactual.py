@@ -18,7 +18,7 @@ def _ks(text: str) -> list[int]:
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    from ..evaluate import DEFAULT_KS
+    from ..experiments.evaluate import DEFAULT_KS
     p = sub.add_parser("counterfactual", help="leave-top-k-out: query-loss rise when top proponents are removed",
                        description=__doc__)
     evaluation_arguments(p, "counterfactual")
@@ -27,7 +27,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from ..evaluate import leave_top_k_out
+    from ..experiments.evaluate import leave_top_k_out
     t0 = time.time()
     setup = prepare(args, "counterfactual")
     result = leave_top_k_out(setup["methods"], setup["queries"], ks=args.k, retrain=setup["retrain"],

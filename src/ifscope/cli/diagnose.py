@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from . import apply_defaults, common_arguments, fitted_for, influence_arguments, run_facts
 
 DEFAULTS: dict[str, Any] = dict(checks=None, n_queries=20, n_train=200, n_ids=40, epsilon_ids=8,
@@ -18,7 +18,7 @@ DEFAULTS: dict[str, Any] = dict(checks=None, n_queries=20, n_train=200, n_ids=40
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    from ..diagnose import CHECKS
+    from ..experiments.diagnose import CHECKS
     p = sub.add_parser("diagnose", help="check the five assumptions behind the influence scores of a recipe's model",
                        description=__doc__)
     influence_arguments(common_arguments(p), exclude=("steps", "krylov", "train_batch_size", "lr"))
@@ -52,7 +52,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from ..diagnose import CHECKS, diagnose
+    from ..experiments.diagnose import CHECKS, diagnose
     from . import recipe_for
 
     recipe = recipe_for(args)
@@ -72,7 +72,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                       reference_hessian_samples=args.reference_hessian_samples, seed=args.seed)
     result.settings["recipe"] = {"name": args.recipe, **{k: repr(v) for k, v in args.recipe_arg}}
     out = {**result.to_dict(), **run_facts(inf)}
-    out["files"] = [str(p) for p in result.write(inf.run.path, extra=run_facts(inf))]
+    from ..report.diagnose_figures import diagnose_figures
+    run = inf.run
+    data = {**result.to_dict(), **run_facts(inf)}
+    figures = [run.record(str(f.relative_to(run.path))) for f in diagnose_figures(data, run.path / "report")]
+    out["files"] = [str(result.write(run.path, extra=run_facts(inf))), *(str(f) for f in figures)]
     out["summary"] = (result.table() + f"\nrun: {inf.method} {'reused' if inf.reused else 'fitted'}; "
                       f"{len(out['files'])} files in {inf.run.path}/ (diagnose.json, report/ figures); "
                       f"{result.seconds:.0f} s")

@@ -79,12 +79,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from ..data import as_dataset, take
-    from ..errors import ConfigError
-    from ..fade import fade_curve, gd_schedule, method_label, plot_fade, rebind, reference_methods
-    from ..groundtruth import actual_changes
-    from ..prefix import cache_prefix
-    from ..validity import fade_validity, validity_lines
+    from ..core.data import as_dataset, take
+    from ..core.errors import ConfigError
+    from ..experiments.fade import fade_curve, gd_schedule, method_label, plot_fade, rebind, reference_methods
+    from ..experiments.validity import fade_validity, validity_lines
+    from ..truth.groundtruth import actual_changes
+    from ..truth.prefix import cache_prefix
     from . import recipe_for
 
     t0 = time.time()

@@ -15,7 +15,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from ..store import CURVATURE
+    from ..run.store import CURVATURE
     recipe = recipe_for(args)
     t0 = time.time()
     inf = influence_for(args, recipe).fit()

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from . import apply_defaults, common_arguments, influence_arguments, influence_for, recipe_for
 
 
@@ -48,9 +48,9 @@ def prepare(args: argparse.Namespace, command: str) -> dict[str, Any]:
     """The recipe, ``{name: Influence}``, the query sample and the retraining (``retrain``, ``seeds``, ``steps``)."""
     import torch
 
-    from ..data import as_dataset, take
+    from ..core.data import as_dataset, take
     from ..estimators import METHODS
-    from ..fade import gd_schedule, method_label
+    from ..experiments.fade import gd_schedule, method_label
     recipe = recipe_for(args)
     test = as_dataset(recipe.test, "test")
     chosen = args.queries is not None
@@ -92,7 +92,7 @@ def prepare(args: argparse.Namespace, command: str) -> dict[str, Any]:
 
 def save(args: argparse.Namespace, methods: dict[str, Any], name: str, out: dict[str, Any]) -> Path:
     """Write ``name`` through the run directory when the one method is bound to ``--workdir``, else as plain JSON."""
-    from ..store import write_json
+    from ..core.files import write_json
     runs = [inf.run for inf in methods.values() if inf.run is not None and inf.run.path == Path(args.workdir)]
     if runs and runs[0].exists:
         return runs[0].save_json(name, out)
@@ -117,7 +117,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from ..evaluate import lds
+    from ..experiments.evaluate import lds
     t0 = time.time()
     if not 0 < args.fraction < 1:
         raise ConfigError(f"--fraction must lie in (0, 1), got {args.fraction}")

@@ -20,8 +20,8 @@ def query_subset(args: argparse.Namespace, recipe: Any, spec: str | None, inf: A
     """The test examples named by ``spec``, after binding the test set's fingerprint to the run directory."""
     from torch.utils.data import Subset
 
-    from ..data import as_dataset
-    from ..store import data_fingerprint
+    from ..core.data import as_dataset
+    from ..core.fingerprint import data_fingerprint
     test = as_dataset(recipe.test, "test")
     if inf.run is not None:
         inf.run.bind({"test": data_fingerprint(test)})
@@ -32,7 +32,7 @@ def query_subset(args: argparse.Namespace, recipe: Any, spec: str | None, inf: A
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from ..store import SCORES
+    from ..run.store import SCORES
     recipe = recipe_for(args)
     t0 = time.time()
     inf = fitted_for(args, recipe)

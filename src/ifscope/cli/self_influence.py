@@ -11,7 +11,7 @@ import argparse
 import time
 from typing import Any
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from . import common_arguments, fitted_for, influence_arguments, recipe_for, run_facts
 
 SELF_INFLUENCE = "self_influence.json"

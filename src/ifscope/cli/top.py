@@ -26,7 +26,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def _view(recipe: Any, split: str, ds: Any, index: int) -> dict[str, Any]:
     """What the report draws for one example: pixels for image data, text for text data, nothing otherwise."""
-    from ..data import take
+    from ..core.data import take
     info = recipe.info
     texts = info.get("texts")
     if isinstance(texts, dict) and split in texts:
@@ -47,7 +47,7 @@ def _labels(recipe: Any, ds: Any, indices: list[int]) -> tuple[list[int], list[i
     """Gold labels and the model's predicted classes of the examples at ``indices``."""
     import torch
 
-    from ..data import take
+    from ..core.data import take
     task = recipe.task
     params, rest = task.state()
     batch = task.cast(take(ds, indices), next(iter(params.values())).dtype)  # onto the model's device
@@ -59,7 +59,7 @@ def _labels(recipe: Any, ds: Any, indices: list[int]) -> tuple[list[int], list[i
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from ..data import as_dataset
+    from ..core.data import as_dataset
     recipe = recipe_for(args)
     t0 = time.time()
     inf = fitted_for(args, recipe)

@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from ..budget import PROBE_EXAMPLES, Plan, measure_product, plan
-from ..checks import arnoldi_health, check_sizes
-from ..data import Batch, batch_len, row_blocks
-from ..decisions import decided, path_key
-from ..errors import ConfigError
-from ..krylov import SELECT_RULES, ArnoldiResult, Eigenpairs, Spectrum, arnoldi, block_arnoldi, distill
+from ..core.budget import PROBE_EXAMPLES, Plan, measure_product, plan
+from ..core.checks import arnoldi_health, check_sizes
+from ..core.data import Batch, batch_len, row_blocks
+from ..core.decisions import decided, path_key
+from ..core.errors import ConfigError
+from ..core.krylov import SELECT_RULES, ArnoldiResult, Eigenpairs, Spectrum, arnoldi, block_arnoldi, distill
+from ..core.projection import PathChoice, measure_paths, project
 from ..options import choice, positive_int, positive_number
-from ..projection import PathChoice, measure_paths, project
 from .base import CurvatureEstimator
 from .horizon import check_horizon, horizon_filter
 
@@ -143,7 +143,7 @@ class Arnoldi(CurvatureEstimator):
 
     def _block(self) -> int:
         """The ``block`` option, or for 0 the measured choice between 1 and ``BLOCK`` products per step (the block when
-        it is at least 20 % cheaper per vector), kept per model and machine (``ifscope.decisions``)."""
+        it is at least 20 % cheaper per vector), kept per model and machine (``ifscope.core.decisions``)."""
         if self.options["block"] > 0:
             return int(self.options["block"])
         ctx = self.ctx
@@ -195,7 +195,7 @@ class Arnoldi(CurvatureEstimator):
     def projections(self, batch: Batch) -> Tensor:
         """``[B, k]``: each example's gradient projected on the kept eigenvectors, by the path the options name or,
         for ``auto``, the one measured faster on the first full batch and kept for this model on this machine
-        (``ifscope.decisions``; smaller batches, e.g. a few queries, take the rank rule of ``choose_path`` meanwhile)."""
+        (``ifscope.core.decisions``; smaller batches, e.g. a few queries, take the rank rule of ``choose_path`` meanwhile)."""
         ctx, basis = self.ctx, self._basis()
         if self.path_choice is None or self.path_choice.asked != ctx.projection:
             if ctx.projection != "auto":

@@ -12,11 +12,11 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ..curvature import Curvature
-from ..data import Batch, take
-from ..params import Params, ParamSpace
-from ..projection import DEFAULT_MEMORY_BUDGET, per_example_grads
-from ..task import Task
+from ..core.curvature import Curvature
+from ..core.data import Batch, take
+from ..core.params import Params, ParamSpace
+from ..core.projection import DEFAULT_MEMORY_BUDGET, per_example_grads
+from ..core.task import Task
 
 CURVATURE_BATCH_CAP = 2048
 
@@ -51,7 +51,7 @@ class Context:
     def lambda_max(self) -> float:
         """The top curvature eigenvalue (the run's fitted spectrum; computed once and saved when first needed)."""
         if self.spectrum is None:  # a context built without an Influence: compute the spectrum here, once
-            from ..krylov import spectrum
+            from ..core.krylov import spectrum
             op = self.curvature_operator(damping=0.0)
             fitted = spectrum(op.matvec, op.dim, 60, seed=self.seed, dtype=self.dtype, device=self.device)
             self.spectrum = lambda: fitted

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
-from ..errors import NumericalError
+from ..core.errors import NumericalError
 from .base import CurvatureEstimator, GradientTrainEmbedding
 
 

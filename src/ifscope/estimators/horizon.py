@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..data import Batch, row_blocks
-from ..errors import ConfigError, NumericalError
-from ..krylov import block_arnoldi, block_krylov_apply, block_lanczos, lanczos_apply
+from ..core.data import Batch, row_blocks
+from ..core.errors import ConfigError, NumericalError
+from ..core.krylov import block_arnoldi, block_krylov_apply, block_lanczos, lanczos_apply
 from ..options import choice, positive_int
 from .base import CurvatureEstimator, GradientTrainEmbedding
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..errors import NumericalError
+from ..core.errors import NumericalError
 from ..options import positive_int, positive_number
 from .base import InverseCurvature
 

@@ -9,8 +9,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..data import Batch
-from ..errors import ConfigError
+from ..core.data import Batch
+from ..core.errors import ConfigError
 from .base import Estimator
 
 
@@ -92,7 +92,7 @@ class TracIn(Estimator):
         horizons = [int(h) for h in horizons]
         if not self.horizon_aware:
             raise ConfigError("tracin scores over horizons need per_step=True and one checkpoint per step of the "
-                              "continued training (ifscope.fade.trajectory_checkpoints)")
+                              "continued training (ifscope.experiments.fade.trajectory_checkpoints)")
         if max(horizons) > len(self.points):
             raise ConfigError(f"horizon {max(horizons)} exceeds the {len(self.points)} tracin checkpoints; give one "
                               "checkpoint per step of the continued training")

@@ -4,7 +4,7 @@ Continued training from the checkpoint with a fresh optimiser state on ``(1/|B|)
 batches from ``train_batch_size`` and ``seed`` (full batch when None); the derivative at w = 1 is the first-order
 limit that every checkpoint score approximates (re-weighting to w changes the query loss by ≈ −(w − 1)·score/N).
 It is not a product of two embeddings: the estimator scores directly (``direct = True``), one reverse pass through
-the replay per block of queries (:func:`ifscope.adjoint.weight_gradients`).
+the replay per block of queries (:func:`ifscope.truth.adjoint.weight_gradients`).
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ import torch
 from torch import Tensor
 from torch.utils._pytree import tree_map
 
-from ..adjoint import AdjointResult, weight_gradients
-from ..data import Batch, batch_len
-from ..errors import ConfigError, NumericalError
-from ..store import tree_fingerprint
-from ..training import OPTIMIZERS, Schedule, make_batches
+from ..core.data import Batch, batch_len
+from ..core.errors import ConfigError, NumericalError
+from ..core.fingerprint import tree_fingerprint
+from ..truth.adjoint import AdjointResult, weight_gradients
+from ..truth.training import OPTIMIZERS, Schedule, make_batches
 from .base import Estimator
 
 # queries per reverse pass: the vmapped backward holds this many copies of a batch's activations at once, and the

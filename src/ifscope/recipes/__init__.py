@@ -2,30 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
-from torch import Tensor, nn
-
-from ..task import Task
-
-
-@dataclass
-class Recipe:
-    """A trained model, its task, and its datasets (``train`` for influence, ``test`` for queries)."""
-
-    model: nn.Module
-    task: Task
-    train: Any
-    test: Any
-    info: dict[str, Any] = field(default_factory=dict)  # e.g. weight_decay, lr, class names, how to draw inputs
-    # option defaults sized to this model, per command: {"influence": {...estimator options for fit/scores/top...},
-    # "fade": {...}, "correct": {...}, "demo": {...}}; a command-line flag overrides them
-    defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # how the recipe trains from scratch: (training data, seed) -> the trained state (the task's parameters, and any
-    # buffers training changes), for counterfactual evaluation (ifscope.lds); None if the recipe cannot retrain
-    retrain: Callable[[Any, int], Mapping[str, Tensor]] | None = None
+from .base import Recipe
 
 
 def _registry() -> dict[str, Callable[..., Recipe]]:
@@ -38,7 +18,7 @@ def _registry() -> dict[str, Callable[..., Recipe]]:
 
 def builtin(name: str) -> Callable[..., Recipe]:
     """The built-in recipe function called ``name``."""
-    from ..errors import ConfigError
+    from ..core.errors import ConfigError
     recipes = _registry()
     if name not in recipes:
         raise ConfigError(f"no built-in recipe {name!r}; built-in ones are {sorted(recipes)}, or give FILE.py:FUNCTION")
@@ -54,8 +34,8 @@ def load_recipe(spec: str, optional: dict[str, Any] | None = None, **kwargs: Any
     import inspect
     from pathlib import Path
 
-    from ..checks import check_recipe
-    from ..errors import ConfigError, IfscopeError
+    from ..core.checks import check_recipe
+    from ..core.errors import ConfigError, IfscopeError
     if ":" in spec and spec.split(":", 1)[0].endswith(".py"):
         path, func = spec.split(":", 1)
         file = Path(path)

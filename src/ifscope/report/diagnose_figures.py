@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..diagnose.common import NEGATIVE_HOLD, REMAINDER_HOLD
+from ..experiments.diagnose.common import NEGATIVE_HOLD, REMAINDER_HOLD
 
 
 def _against_t(ax, ylabel: str, title: str) -> None:
@@ -25,7 +25,7 @@ def _against_t(ax, ylabel: str, title: str) -> None:
 def _save(fig: Figure, path: Path) -> Path:
     import io
 
-    from ..store import atomic_write_bytes
+    from ..core.files import atomic_write_bytes
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png", dpi=110)

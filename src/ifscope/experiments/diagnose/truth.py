@@ -1,14 +1,14 @@
 """The ground truth the divergence and first-order checks share: continued training from the checkpoint (the
 run's default full-batch GD with lr 1/λ_max, or the caller's schedule) with each probe id removed, computed once,
-on the frozen prefix cached once (a text model replays only its selected blocks, see :mod:`ifscope.prefix`)."""
+on the frozen prefix cached once (a text model replays only its selected blocks, see :mod:`ifscope.truth.prefix`)."""
 
 from __future__ import annotations
 
-from ..data import take
+from ...core.data import take
+from ...truth.groundtruth import GroundTruth, actual_changes
+from ...truth.prefix import Prefix, cache_prefix
+from ...truth.training import Schedule
 from ..fade import gd_schedule
-from ..groundtruth import GroundTruth, actual_changes
-from ..prefix import Prefix, cache_prefix
-from ..training import Schedule
 from .common import Probe
 
 

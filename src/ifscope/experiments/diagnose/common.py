@@ -17,11 +17,11 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Subset, TensorDataset
 
-from ..data import DictDataset, as_dataset, take
-from ..errors import ConfigError
-from ..influence import Influence
-from ..stats import spearman_rows
-from ..training import Schedule, load_params
+from ...core.data import DictDataset, as_dataset, take
+from ...core.errors import ConfigError
+from ...core.stats import spearman_rows
+from ...influence import Influence
+from ...truth.training import Schedule, load_params
 
 VERDICTS = ("holds", "questionable", "violated")
 

@@ -15,8 +15,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from .errors import ConfigError
-from .scores import TopInfluences
+from ..core.errors import ConfigError
+from ..core.scores import TopInfluences
 
 
 def world() -> tuple[int, int]:

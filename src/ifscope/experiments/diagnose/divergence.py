@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..data import take
-from ..stats import fit_gap_growth, peak_rate
+from ...core.data import take
+from ...core.stats import fit_gap_growth, peak_rate
 from ..validity import horizon_of, validity_horizon
 from .common import (
     AGREE_HOLD,

@@ -19,11 +19,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .data import as_dataset, take
-from .errors import ConfigError
-from .params import Params
-from .progress import progress_bar
-from .task import Task
+from ..core.data import as_dataset, take
+from ..core.errors import ConfigError
+from ..core.params import Params
+from ..core.progress import progress_bar
+from ..core.task import Task
 from .training import Schedule, replay_many
 
 Retrain = Callable[[Any, int], Mapping[str, Tensor]]

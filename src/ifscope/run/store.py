@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -24,9 +22,10 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
 
-from .errors import ArtifactError
+from ..core.errors import ArtifactError
+from ..core.files import atomic_write_bytes, json_bytes, read_json, write_json
+from ..core.fingerprint import hash_tree
 
 FORMAT_VERSION = 2  # 2: the manifest records the source (recipe) and the config in options.to_json form
 MANIFEST = "manifest.json"
@@ -35,101 +34,12 @@ SCORES = "scores.safetensors"
 SHARD_DIR = "train"
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; an artifact gets the permissions of any new file
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise ArtifactError(f"could not write {path}: {exc}; nothing was replaced (free disk space or check "
-                            "permissions)") from exc
-    except BaseException:  # interrupted (KeyboardInterrupt, an error while writing): leave the old file, no debris
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _json_bytes(obj: Any) -> bytes:
-    return (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode()
-
-
-def write_json(path: str | Path, obj: Any) -> Path:
-    """Atomically write ``obj`` as indented JSON."""
-    return atomic_write_bytes(path, _json_bytes(obj))
-
-
-def read_json(path: str | Path) -> Any:
-    """Read a JSON artifact, with a clear error when it is missing or corrupted."""
-    path = Path(path)
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise ArtifactError(f"{path} does not exist; run the command that makes it first") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{path} is corrupted ({exc}); delete it and rerun the command that makes it") from exc
-
-
-def _hash_tensor(h: Any, t: Tensor) -> None:
-    t = t.detach().cpu().contiguous()
-    h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-    h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-
-
-def _hash_tree(h: Any, obj: Any) -> None:
-    if isinstance(obj, Tensor):
-        _hash_tensor(h, obj)
-    elif isinstance(obj, Mapping):
-        for key in sorted(obj):
-            h.update(str(key).encode())
-            _hash_tree(h, obj[key])
-    elif isinstance(obj, (tuple, list)):
-        for item in obj:
-            _hash_tree(h, item)
-    else:
-        h.update(repr(obj).encode())
-
-
-def tree_fingerprint(obj: Any) -> str:
-    """sha256 of a nest of tensors, mappings, sequences and plain values (names, dtypes, shapes and values)."""
-    h = hashlib.sha256()
-    _hash_tree(h, obj)
-    return h.hexdigest()
-
-
-def model_fingerprint(model: torch.nn.Module) -> str:
-    """sha256 of the model's state dict (names, dtypes, shapes and values): the checkpoint's identity."""
-    return tree_fingerprint(dict(model.state_dict()))
-
-
-def data_fingerprint(ds: Dataset, batch_size: int = 1024) -> str:
-    """sha256 of every example of a dataset, in order."""
-    from .data import batches
-    h = hashlib.sha256()
-    for _, batch in batches(ds, batch_size):
-        _hash_tree(h, batch)
-    return h.hexdigest()
-
-
 def versions() -> dict[str, str]:
     """Versions of the libraries an artifact depends on."""
     import numpy
     import safetensors
 
-    from . import __version__
+    from .._version import __version__
     return {"ifscope": __version__, "python": platform.python_version(), "torch": torch.__version__,
             "numpy": numpy.__version__, "safetensors": safetensors.__version__}
 
@@ -282,7 +192,7 @@ class RunDir:
                                 "the command that makes it") from exc
 
     def save_json(self, name: str, obj: Any) -> Path:
-        return self.write_bytes(name, _json_bytes(obj))
+        return self.write_bytes(name, json_bytes(obj))
 
     def load_json(self, name: str) -> Any:
         """A JSON artifact; verified when the manifest records it, read as it is otherwise."""
@@ -300,7 +210,7 @@ class RunDir:
         from safetensors.torch import save
         tensors = {"embeddings": emb.detach().cpu().contiguous(), "positions": pos.contiguous()}
         digest = hashlib.sha256()
-        _hash_tree(digest, tensors)
+        hash_tree(digest, tensors)
         atomic_write_bytes(self._shard_path(index), save(tensors, metadata={
             "config": self.config_hash, "sha256": digest.hexdigest()}))
 
@@ -319,7 +229,7 @@ class RunDir:
         except Exception:  # unreadable or truncated
             return self._distrust(path, "is truncated or unreadable")
         digest = hashlib.sha256()
-        _hash_tree(digest, tensors)
+        hash_tree(digest, tensors)
         if meta.get("config") != self.config_hash:
             return self._distrust(path, "was computed under another configuration")
         if meta.get("sha256") != digest.hexdigest() or not torch.equal(tensors.get("positions", torch.empty(0)), pos):
@@ -330,7 +240,7 @@ class RunDir:
     def _distrust(path: Path, why: str) -> None:
         import warnings
 
-        from .errors import NumericalWarning
+        from ..core.errors import NumericalWarning
         warnings.warn(f"{path} {why}: recomputing it", NumericalWarning, stacklevel=3)
         return None
 

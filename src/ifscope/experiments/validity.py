@@ -17,14 +17,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .errors import ConfigError
+from ..core.errors import ConfigError
+from ..core.krylov import largest_step
+from ..core.progress import progress_bar
+from ..core.stats import spearman
+from ..influence import Influence
+from ..truth.groundtruth import GroundTruth
+from ..truth.training import Schedule
 from .fade import method_label
-from .groundtruth import GroundTruth
-from .influence import Influence
-from .krylov import largest_step
-from .progress import progress_bar
-from .stats import spearman
-from .training import Schedule
 
 THRESHOLD = 0.9
 

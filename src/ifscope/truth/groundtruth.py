@@ -9,12 +9,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .batching import check_batching, other, resolved
-from .data import as_dataset, take
-from .errors import ConfigError
-from .params import Params, ParamSpace
-from .progress import progress_bar
-from .task import Task
+from ..core.batching import check_batching, other, resolved
+from ..core.data import as_dataset, take
+from ..core.errors import ConfigError
+from ..core.params import Params, ParamSpace
+from ..core.progress import progress_bar
+from ..core.task import Task
 from .training import Schedule, replay_key, replay_many
 
 MODES = ("remove", "upweight")
@@ -87,7 +87,7 @@ def actual_changes(task: Task, train: Any, queries: Any, ids: Sequence[int] | Te
     ``vectorize`` runs that many trajectories per pass, batched by ``batching`` (``vmap``, ``loop``, or ``auto``:
     the faster for this model, measured); the unchanged one rides along in the first pass. ``noise_floor`` replays
     the unchanged run once more on the other kernel (see :attr:`GroundTruth.noise`). For a task with a frozen
-    prefix, pass the task and data from :func:`ifscope.prefix.cache_prefix` to replay only the selected part."""
+    prefix, pass the task and data from :func:`ifscope.truth.prefix.cache_prefix` to replay only the selected part."""
     if mode not in MODES:
         raise ConfigError(f"mode must be one of {MODES}, got {mode!r}")
     steps = sorted({int(t) for t in steps})

@@ -9,9 +9,9 @@ from typing import Any
 
 import torch
 
-from ..curvature import Curvature
-from ..data import batches
-from ..errors import ConfigError
+from ...core.curvature import Curvature
+from ...core.data import batches
+from ...core.errors import ConfigError
 from .common import (
     AGREE_HOLD,
     AGREE_QUESTION,

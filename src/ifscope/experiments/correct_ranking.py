@@ -10,7 +10,7 @@ loss most to first order (SCIENCE.md §6).
 
 from __future__ import annotations
 
-from .influence import Influence
+from ..influence import Influence
 
 RANKINGS = ("checkpoint", "unrolled")
 

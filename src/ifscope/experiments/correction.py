@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
-from .params import Params
-from .store import atomic_write_bytes
+from ..core.errors import ConfigError
+from ..core.files import atomic_write_bytes
+from ..core.params import Params
 
 
 @dataclass

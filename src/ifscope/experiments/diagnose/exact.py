@@ -5,8 +5,8 @@ which sums it over the batches that hold each example, so that the two differ by
 
 from __future__ import annotations
 
+from ...influence import Influence
 from ..fade import _full_batch, reference_methods
-from ..influence import Influence
 from .common import Probe
 from .truth import schedule
 

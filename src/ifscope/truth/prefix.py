@@ -19,11 +19,11 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from .data import Batch, as_dataset, batches, cast_batch
-from .hf import TextTask, _hf_targets, _logits, additive_mask, transformer_blocks
-from .params import Params
-from .progress import progress_bar
-from .task import Task, _cross_entropy, check_class_targets
+from ..core.data import Batch, as_dataset, batches, cast_batch
+from ..core.hf import TextTask, _hf_targets, _logits, additive_mask, transformer_blocks
+from ..core.params import Params
+from ..core.progress import progress_bar
+from ..core.task import Task, _cross_entropy, check_class_targets
 
 HIDDEN = "hidden_states"
 
@@ -183,7 +183,7 @@ def _cache(task: Task, prefix: nn.Module, state: Params | Mapping[str, Tensor], 
     """``{hidden_states [N, L, H] (L = 1 when only the first token is read), attention_mask [N, L], labels}``."""
     columns = data.columns if hasattr(data, "columns") else None
     if columns is None or "attention_mask" not in columns:
-        from .errors import DataError
+        from ..core.errors import DataError
         raise DataError("cache_prefix needs dict datasets with 'input_ids', 'attention_mask' and 'labels'")
     mask = columns["attention_mask"]
     width = 1 if first_token else mask.shape[1]

@@ -114,7 +114,7 @@ class Curvature:
 
     def _batched(self, block: Tensor) -> Tensor:
         """Products of the rows of ``block`` by vmap or a loop: for ``"auto"`` the choice measured once per model shape,
-        block size and machine, kept in ``ifscope.decisions`` (a fresh process need not measure again)."""
+        block size and machine, kept in ``ifscope.core.decisions`` (a fresh process need not measure again)."""
         def row(v: Tensor) -> Tensor:
             return self.space.flatten(self._hvp_dict(self.space.unflatten(v)))
         if self.batching != "auto":

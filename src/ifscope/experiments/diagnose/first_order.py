@@ -1,5 +1,5 @@
 """Assumption 5, the response is first order: the actual change of the query losses after each removal against the
-exact first-order prediction (``unrolled`` through the same continued training, :func:`ifscope.validity.first_order`;
+exact first-order prediction (``unrolled`` through the same continued training, :func:`ifscope.experiments.validity.first_order`;
 the fade's ``unrolled`` row): remainder ``‖actual − unrolled‖/‖actual‖``, slope and Pearson per T. Beside it, on a
 subset of the ids, linearity in ε: removal and up-weighting by each ε against the smallest-ε response scaled to ε."""
 
@@ -11,9 +11,9 @@ from typing import Any
 
 import torch
 
-from ..data import take
-from ..groundtruth import GroundTruth
-from ..stats import pearson
+from ...core.data import take
+from ...core.stats import pearson
+from ...truth.groundtruth import GroundTruth
 from ..validity import first_order
 from .common import (
     AGREE_HOLD,

@@ -19,11 +19,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .data import as_dataset
-from .errors import ConfigError
+from ..core.data import as_dataset
+from ..core.errors import ConfigError
+from ..influence import Influence
+from ..truth.subsets import Continue, Outcomes, Retrain, Scratch, outcomes, random_masks
 from .fade import gd_schedule, method_label, spearman
-from .influence import Influence
-from .subsets import Continue, Outcomes, Retrain, Scratch, outcomes, random_masks
 
 TARGETS = ("loss", "margin")
 DEFAULT_KS = (5, 10, 20, 40)
@@ -111,7 +111,7 @@ def _methods(influence: Influence | Mapping[str, Influence]) -> dict[str, Influe
 def _how(influence: Influence, retrain: str | Retrain | Scratch | Continue, seeds: int, steps: int, schedule: Any,
          first_seed: int) -> Scratch | Continue:
     """The retraining ``retrain`` names: ``"continue"`` (from the checkpoint), a training function (from scratch), or
-    a :class:`~ifscope.subsets.Scratch` / :class:`~ifscope.subsets.Continue` given whole."""
+    a :class:`~ifscope.truth.subsets.Scratch` / :class:`~ifscope.truth.subsets.Continue` given whole."""
     if isinstance(retrain, (Scratch, Continue)):
         return retrain
     if retrain == "continue":

@@ -22,12 +22,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..data import as_dataset
-from ..errors import ConfigError
+from ...core.data import as_dataset
+from ...core.errors import ConfigError
+from ...core.progress import progress_bar
+from ...influence import Influence
+from ...truth.training import Schedule
 from ..fade import gd_schedule
-from ..influence import Influence
-from ..progress import progress_bar
-from ..training import Schedule
 from . import convexity, divergence, first_order, stability, trajectory
 from .common import Probe, as_json
 
@@ -65,18 +65,17 @@ class Diagnosis:
                      "not holding: " + ", ".join(f"{b} ({self.assumptions[b]['verdict']})" for b in bad))
         return "\n".join(lines)
 
-    def write(self, directory: str | Path, extra: Mapping[str, Any] | None = None) -> list[Path]:
-        """Write ``diagnose.json`` (with ``extra`` keys, e.g. the run's config) into ``directory`` (through its run
-        directory when it is one) and the figures into ``directory/report/``; return the paths."""
-        from ..report.diagnose_figures import diagnose_figures
-        from ..store import RunDir, write_json
+    def write(self, directory: str | Path, extra: Mapping[str, Any] | None = None) -> Path:
+        """Write ``diagnose.json`` (with ``extra`` keys, e.g. the run's config) into ``directory``, through its run
+        directory when it is one; the report draws the figures from it. Returns the path."""
+        from ...core.files import write_json
+        from ...run.store import RunDir
         directory = Path(directory)
         run = RunDir(directory)
         data = {**self.to_dict(), **(extra or {})}
         if not run.exists:
-            return [write_json(directory / "diagnose.json", data), *diagnose_figures(data, directory / "report")]
-        figures = [run.record(str(f.relative_to(run.path))) for f in diagnose_figures(data, run.path / "report")]
-        return [run.save_json("diagnose.json", data), *figures]
+            return write_json(directory / "diagnose.json", data)
+        return run.save_json("diagnose.json", data)
 
 
 def diagnose(influence: Influence, queries: Any = None, *, checks: Sequence[str] = CHECKS,

@@ -3,7 +3,7 @@
 For training example ``z`` re-weighted to ``w`` (0 = removed, ``1 + ε`` = up-weighted) in a mean over N examples,
 the first-order change of query ``q``'s loss is ``−(w − 1)·score(q, z)/N``: ``+score/N`` for a removal (ε = −1/N per
 example), ``−ε·score/N`` for an up-weighting. Predictions are put in these units and correlated (Pearson, Spearman)
-with the actual changes measured by :func:`ifscope.groundtruth.actual_changes` after T steps.
+with the actual changes measured by :func:`ifscope.truth.groundtruth.actual_changes` after T steps.
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .errors import ConfigError
-from .groundtruth import MODES, GroundTruth, actual_changes
-from .influence import Influence
-from .krylov import largest_step
-from .progress import progress_bar
-from .stats import fit_gap_growth, gap_exponent, half_life, pearson, per_column, spearman
-from .task import Task
-from .training import Schedule, make_batches, replay
+from ..core.errors import ConfigError
+from ..core.krylov import largest_step
+from ..core.progress import progress_bar
+from ..core.stats import fit_gap_growth, gap_exponent, half_life, pearson, per_column, spearman
+from ..core.task import Task
+from ..influence import Influence
+from ..truth.groundtruth import MODES, GroundTruth, actual_changes
+from ..truth.training import Schedule, make_batches, replay
 
 DEFAULT_STEPS = (1, 3, 10, 30, 100, 300, 1000)
 
@@ -242,7 +242,7 @@ def plot_fade(result: FadeResult, path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .store import atomic_write_bytes
+    from ..core.files import atomic_write_bytes
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     for i, (name, m) in enumerate(result.methods.items()):
         color = f"C{i}"

@@ -19,14 +19,14 @@ import torch
 from torch import Tensor
 from torch.utils.data import ConcatDataset
 
+from ..core.data import as_dataset, batches, take
+from ..core.errors import ConfigError, DataError, NumericalError
+from ..core.params import Params
+from ..core.progress import progress_bar
+from ..influence import Influence
+from ..truth.training import Schedule, replay
 from .correct_ranking import RANKINGS, ranking_source
 from .correction import Correction, Outcome, QueryCorrection, save_params
-from .data import as_dataset, batches, take
-from .errors import ConfigError, DataError, NumericalError
-from .influence import Influence
-from .params import Params
-from .progress import progress_bar
-from .training import Schedule, replay
 
 STRATEGIES = ("proponents", "opponents", "both")
 METHODS = ("influence", "random", "random_same_class", "query_itself")
@@ -166,7 +166,7 @@ def correct(influence: Influence, queries: Any, *, heldout: Any | None = None, i
     The budget is a :class:`CorrectOptions` (``options``, or its fields as keyword arguments: ``k``, ``steps``,
     ``lr``, ``strategy``, ``anchor``, ``stop_when_fixed``, ``guard``, ``guard_drop``, ``revert_unfixed``,
     ``baselines``, ``group``, ``include_correct``, ``seed``,
-    ``rank_by``: ``"unrolled"`` ranks by the exact derivative through these very steps, :mod:`ifscope.correct_ranking`).
+    ``rank_by``: ``"unrolled"`` ranks by the exact derivative through these very steps, :mod:`ifscope.experiments.correct_ranking`).
     ``lr=None`` takes :func:`default_lr`. ``anchor`` adds that many other (seeded random) training examples to every
     step, at total weight equal to the selection's, to hold the rest of the model in place. ``stop_when_fixed`` stops
     a correction (and each baseline's) at the first step after which its queries are all predicted correctly.

@@ -17,12 +17,12 @@ import torch
 from torch import Tensor, nn
 from torch.func import grad, grad_and_value
 
-from .batching import choose
-from .data import as_dataset, batch_len, take
-from .errors import ConfigError, NumericalError
-from .params import Params
-from .progress import progress_bar
-from .task import Task
+from ..core.batching import choose
+from ..core.data import as_dataset, batch_len, take
+from ..core.errors import ConfigError, NumericalError
+from ..core.params import Params
+from ..core.progress import progress_bar
+from ..core.task import Task
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
 
@@ -158,7 +158,7 @@ def replay_many(task: Task, params0: Mapping[str, Tensor], train: Any, schedule:
                 steps: int | None = None, callback: Callable[[int, Params], None] | None = None,
                 rest: Mapping[str, Tensor] | None = None, batching: str = "auto") -> Params:
     """:func:`replay` for K weight vectors at once (``weights`` [K, N]), over the copies by ``vmap`` or a loop
-    (``batching``; ``"auto"`` times both on the first step, see :mod:`ifscope.batching`); returns the parameters
+    (``batching``; ``"auto"`` times both on the first step, see :mod:`ifscope.core.batching`); returns the parameters
     stacked ``[K, ...]`` and calls ``callback(t, stacked_params)`` after each step.
 
     Row k follows the same update rule as ``replay(..., weights=weights[k])``; the rows need not match an

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
+from .files import read_json, write_json
 from .projection import PathChoice
-from .store import read_json, write_json
 
 FILE = "projection-paths.json"
 # keys start with a version: measurements made before the paths changed (v2: the vmap path projects parameter by
@@ -43,7 +43,7 @@ def decided(key: str, measure: Callable[[], tuple[Any, Any]], kind: type = PathC
     (recorded now); with the measurement's output, if any."""
     if key in _memo:
         return _memo[key], None
-    from .recipes.common import cache_dir
+    from .cache import cache_dir
     root = cache_dir()
     root.mkdir(parents=True, exist_ok=True)
     nested = _held[0] > 0  # a measurement that itself decides something (a block size timed by curvature products):

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ConfigError
-from .task import Task
+from ..core.errors import ConfigError
+from ..core.task import Task
 
 SELECTION = ("last_blocks",)  # recipe defaults that choose parameters, not estimator options
 
@@ -38,7 +38,7 @@ def select_parameters(task: Task, last_blocks: int | None = None, names: list[st
     if last_blocks is None and names is None:
         return task
     if names is None:
-        from .hf import last_blocks_params
+        from ..core.hf import last_blocks_params
         names = last_blocks_params(task.model, last_blocks)  # type: ignore[arg-type]
     if list(names) == task.parameter_names:
         return task
@@ -50,8 +50,8 @@ def resolve(flags: Mapping[str, Any], saved: Mapping[str, Any], recipe_defaults:
     """Merge the layers (flags > manifest > recipe > estimator) into one method, its options and the task. ``saved``
     is the manifest's config (JSON form, read back with :func:`ifscope.options.from_json`); a flag that the method
     does not take is an error, a recipe default it does not take is skipped."""
-    from .estimators import METHODS
-    from .options import FitOptions, from_json
+    from ..estimators import METHODS
+    from ..options import FitOptions, from_json
     recipe = dict(recipe_defaults)
     every = {"method", *SELECTION, *FitOptions.__dataclass_fields__, *(k for m in METHODS.values() for k in m.OPTIONS)}
     unknown = sorted(set(recipe) - every)

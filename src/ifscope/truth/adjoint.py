@@ -1,7 +1,7 @@
 """Reverse (adjoint) pass through a deterministic replay: ``∂ℓ(q, θ_T)/∂wᵢ`` for every training example at once.
 
 The replay is the map ``s_{t+1} = step_t(s_t, w)`` on the optimiser state ``s = (θ, m, v)`` (SGD, momentum, Adam as in
-:mod:`ifscope.training`). With the adjoint ``a_T = (∇ℓ(q, θ_T), 0, 0)`` and ``a_t = (∂step_t/∂s_t)ᵀ a_{t+1}``,
+:mod:`ifscope.truth.training`). With the adjoint ``a_T = (∇ℓ(q, θ_T), 0, 0)`` and ``a_t = (∂step_t/∂s_t)ᵀ a_{t+1}``,
 ``∂ℓ(q, θ_T)/∂w_B = Σ_t (∂step_t/∂w_B)ᵀ a_{t+1}``: one vector-Jacobian product per step gives both the next adjoint
 (a Hessian-vector product of the batch objective, carried through the optimiser's update) and the contraction of
 ``a_{t+1}`` with every per-example gradient of the batch (the pullback onto the batch's weights), without ever
@@ -21,11 +21,11 @@ import torch
 from torch import Tensor
 from torch.func import grad, vjp, vmap
 
-from .data import as_dataset, batch_len, take
-from .errors import ConfigError, NumericalError
-from .params import Params, ParamSpace
-from .projection import per_example_grads
-from .task import Task
+from ..core.data import as_dataset, batch_len, take
+from ..core.errors import ConfigError, NumericalError
+from ..core.params import Params, ParamSpace
+from ..core.projection import per_example_grads
+from ..core.task import Task
 from .training import Schedule, _check_schedule, _step, batch_objective
 
 State = tuple[Params, Params, Params]  # parameters, first moment, second moment
