@@ -61,6 +61,8 @@ class Influence:
             raise ConfigError(f"unknown option(s) {unknown} for method {method!r}; its own options are "
                               f"{sorted(METHODS[method].OPTIONS)}, shared ones are {sorted(FIT_FIELDS)}, progress")
         self.fit_options = build(FitOptions, shared, "Influence")
+        if self.fit_options.damping is None:
+            self.fit_options.damping = METHODS[method].default_damping
         unread = [k for k in SPEED_FIELDS
                   if getattr(self.fit_options, k) is not None and k not in METHODS[method].reads]
         if unread:
