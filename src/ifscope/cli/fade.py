@@ -2,8 +2,8 @@
 
 The run's fitted estimator is one of the methods (its label: its method name); the others are references built
 with the run's shared options: ``horizon`` (and ``horizon_schedule`` under minibatches), ``arnoldi_horizon`` (the
-run's own eigenpairs with the horizon filter, when the run is arnoldi), ``graddot``, ``tracin`` along the actual
-continued trajectory, ``unrolled`` (the exact derivative through the fade's own continued training, and the
+run's own eigenpairs with the horizon filter, when the run is arnoldi), ``ekfac_horizon`` (when asked for: EK-FAC
+with the filter, its own fit), ``graddot``, ``tracin`` along the actual continued trajectory, ``unrolled`` (the exact derivative through the fade's own continued training, and the
 reference of each checkpoint method's horizon of validity) and ``exact`` on small models. Options left out come from the recipe's ``defaults["fade"]``.
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 
 from . import apply_defaults, common_arguments, fitted_for, influence_arguments, run_facts
 
-REFERENCE_METHODS = ("horizon", "arnoldi_horizon", "exact", "graddot", "tracin", "unrolled", "horizon_schedule",
-                     "arnoldi")
+REFERENCE_METHODS = ("horizon", "arnoldi_horizon", "ekfac_horizon", "exact", "graddot", "tracin", "unrolled",
+                     "horizon_schedule", "arnoldi")
 EXACT_LIMIT = 5000  # parameters above which the default method list leaves out the dense-Hessian `exact`
 DEFAULTS: dict[str, Any] = dict(steps=[1, 3, 10, 30, 100, 300, 1000], mode="remove", epsilon=0.01, n_ids=40,
                                 n_queries=20, methods=None, train_lr=None, train_batch_size=None, krylov=100,
