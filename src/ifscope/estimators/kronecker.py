@@ -44,14 +44,6 @@ class Layer:
         g = w.reshape(w.shape[0], w.shape[1], -1)
         return g if self.bias is None else torch.cat([g, grads[self.bias].unsqueeze(-1)], dim=-1)
 
-    def split(self, g: Tensor) -> dict[str, Tensor]:
-        """Inverse of :meth:`gradient`: ``{parameter name: [B, *shape]}``."""
-        w = self.module.weight
-        out = {self.weight: g[..., :w[0].numel()].reshape(*g.shape[:-2], *w.shape)}
-        if self.bias is not None:
-            out[self.bias] = g[..., -1]
-        return out
-
     def rows(self, x: Tensor) -> Tensor:
         """``[B, positions, in']``: the layer's inputs (patches for a convolution), with a constant 1 for the bias."""
         m = self.module
@@ -84,7 +76,7 @@ def _why_unsupported(m: nn.Module) -> str | None:
 def find_layers(task: Task, params: Params) -> list[Layer]:
     """The Kronecker-factored layers of the selected parameters; ConfigError naming any parameter outside them (the
     stated fallback is to refuse: select only the layers' parameters with ``params=``)."""
-    layers, covered, refused = [], set(), []
+    layers, covered, why_not = [], set(), {}
     for name, m in task.model.named_modules():
         prefix = f"{name}." if name else ""
         weight, bias = f"{prefix}weight", f"{prefix}bias"
@@ -92,11 +84,11 @@ def find_layers(task: Task, params: Params) -> list[Layer]:
             continue
         why = _why_unsupported(m)
         if why is not None:
-            refused.append(f"{weight} ({why})")
+            why_not[weight] = why
             continue
         layers.append(Layer(name, m, weight, bias if bias in params else None))
         covered.update({weight, bias})
-    refused += [n for n in params if n not in covered and not any(n in r for r in refused)]
+    refused = [f"{n} ({why_not[n]})" if n in why_not else n for n in params if n not in covered]
     if refused:
         raise ConfigError(f"K-FAC and EK-FAC factor only nn.Linear, nn.Conv1d and nn.Conv2d weights (with their "
                           f"biases); these selected parameters are not: {refused[:6]}. Select the layers' parameters "
