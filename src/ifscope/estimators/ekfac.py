@@ -47,7 +47,7 @@ class EKFAC(KFAC):
         sums = [torch.zeros_like(v, dtype=torch.float64) for v in factor_values]
         n = 0
         for signals in self.signals():
-            for total, (g, a), qs, qa in zip(sums, signals, self.qs, self.qa):
+            for total, (a, g), qs, qa in zip(sums, signals, self.qs, self.qa):
                 r = qs.T @ torch.einsum("bpo,bpi->boi", g, a) @ qa
                 total += (r.double() ** 2).sum(0)
             n += len(signals[0][0])

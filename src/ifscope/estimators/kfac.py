@@ -48,7 +48,7 @@ class KFAC(CurvatureEstimator):
                for out, inp in (layer.shape for layer in self.layers)]  # per layer: [S, A] summed over rows
         rows = [0] * len(self.layers)  # examples × positions of each layer
         for signals in self.signals():
-            for i, ((s_sum, a_sum), (g, a)) in enumerate(zip(cov, signals)):
+            for i, ((s_sum, a_sum), (a, g)) in enumerate(zip(cov, signals)):
                 g, a = g.double().flatten(0, 1), a.double().flatten(0, 1)
                 s_sum += g.T @ g
                 a_sum += a.T @ a
@@ -64,15 +64,14 @@ class KFAC(CurvatureEstimator):
         self.set_eigenvalues(self.eigenvalues(factor_values))
 
     def signals(self) -> Iterator[list[tuple[Tensor, Tensor]]]:
-        """Per batch of the Hessian sample, per layer ``(output gradients, inputs)`` as ``[B, P, ·]``; the sampled
+        """Per batch of the Hessian sample, per layer ``(inputs, output gradients)`` as ``[B, P, ·]``; the sampled
         labels are drawn from a generator seeded with ``seed``, so that every pass sees the same ones."""
         ctx, gen = self.ctx, torch.Generator().manual_seed(self.ctx.seed)
         idx = ctx.hessian_indices()
         bar = ctx.progress(f"{self.name} pass", len(idx))
         for start in range(0, len(idx), ctx.batch_size):
             batch = ctx.task.cast(take(ctx.train, idx[start:start + ctx.batch_size]), ctx.dtype, ctx.device)
-            pairs = layer_signals(ctx.task, ctx.params, ctx.rest, self.layers, batch, self.options["fisher"], gen)
-            yield [(g, a) for a, g in pairs]
+            yield layer_signals(ctx.task, ctx.params, ctx.rest, self.layers, batch, self.options["fisher"], gen)
             if bar is not None:
                 bar.update(min(ctx.batch_size, len(idx) - start))
         if bar is not None:
