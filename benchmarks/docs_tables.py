@@ -288,8 +288,9 @@ def ekfac_table(d: dict[str, Any]) -> str:
     lines += [f"| {r['damping']} | {r['spearman_min']:.4f} / {r['spearman_median']:.4f} | {r['relative_difference']:.1e} "
               f"| {r['ifscope_seconds']:.1f} | {r['kronfluence_seconds']:.1f} | {r['ratio']:.2f} |" for r in d["rows"]]
     return "\n".join(lines) + (f"\n\n{d['recipe']} ({d['parameters']:,} parameters), {d['n_train']} training examples × "
-                                f"{d['n_queries']} queries, empirical Fisher on both, fit + scores wall clock after a "
-                                f"warm-up; {d['threads']} thread(s), {d['_meta']['machine']}, {d['_meta']['date']}.")
+                                f"{d['n_queries']} queries, empirical Fisher on both; seconds: fit + scores, the "
+                                f"fastest of {d['args'].get('repeats', 1)} interleaved runs after a warm-up; "
+                                f"{d['threads']} thread(s), {d['_meta']['machine']}, {d['_meta']['date']}.")
 
 
 LDS_MNIST1D = ["--recipe", "mnist1d-mlp", "--subsets", "50", "--methods", "graddot,arnoldi,horizon,kfac,ekfac,ekfac_horizon",

@@ -52,3 +52,6 @@ def test_cli_lds_with_ekfac_and_top_with_the_recipes_defaults(tmp_path):
     top = run_cli("top", "--recipe", "mnist1d-cnn", *(f"--recipe-arg={k}={v}" for k, v in TINY.items()),
                   "--workdir", str(tmp_path / "top"), "--json")
     assert json.loads(top.stdout)
+    fit = json.loads(run_cli("fit", "--recipe", "mnist1d-cnn", *(f"--recipe-arg={k}={v}" for k, v in TINY.items()),
+                             "--method", "ekfac", "--workdir", str(tmp_path / "ekfac"), "--json").stdout)
+    assert fit["method"] == "ekfac" and fit["eigenvalues"] is None  # per-layer eigenvalues are not a kept spectrum

@@ -43,7 +43,7 @@ class EKFAC(KFAC):
     name = "ekfac"
     Options = EKFACOptions
 
-    def eigenvalues(self, factor_values: list[Tensor]) -> list[Tensor]:
+    def basis_eigenvalues(self, factor_values: list[Tensor]) -> list[Tensor]:
         sums = [torch.zeros_like(v, dtype=torch.float64) for v in factor_values]
         n = 0
         for signals in self.signals():

@@ -61,7 +61,7 @@ class KFAC(CurvatureEstimator):
             self.qs.append(qs.to(ctx.dtype))
             self.qa.append(qa.to(ctx.dtype))
             factor_values.append(torch.outer(ls, la).clamp_min(0))
-        self.set_eigenvalues(self.eigenvalues(factor_values))
+        self.set_eigenvalues(self.basis_eigenvalues(factor_values))
 
     def signals(self) -> Iterator[list[tuple[Tensor, Tensor]]]:
         """Per batch of the Hessian sample, per layer ``(inputs, output gradients)`` as ``[B, P, ·]``; the sampled
@@ -77,7 +77,7 @@ class KFAC(CurvatureEstimator):
         if bar is not None:
             bar.close()
 
-    def eigenvalues(self, factor_values: list[Tensor]) -> list[Tensor]:
+    def basis_eigenvalues(self, factor_values: list[Tensor]) -> list[Tensor]:
         """``[out, in']`` per layer: the curvature's eigenvalues in the Kronecker eigenbasis (K-FAC: ``λ_S λ_Aᵀ``)."""
         return factor_values
 
