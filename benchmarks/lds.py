@@ -96,7 +96,8 @@ def main() -> int:
         t0 = time.time()
         try:
             model = copy.deepcopy(recipe.model)
-            s = (kronfluence_method(model, x_train, x_query, None, kind.split("-", 1)[1]) if kron
+            labelled = (x_train[0], x_train[1].long())  # dattri takes float labels, kronfluence's loss class indices
+            s = (kronfluence_method(model, labelled, x_query, None, kind.split("-", 1)[1]) if kron
                  else dattri_method(kind, model, x_train, x_query, wd, 50))()
             scores[name] = torch.as_tensor(s).detach().double()
         except Exception as exc:  # a peer's failure is a result to report
