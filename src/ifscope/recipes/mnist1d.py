@@ -84,7 +84,8 @@ def _recipe(name: str, build, width: int, n_train: int, n_test: int, epochs: flo
     return Recipe(model, task, train_ds, test_ds,
                   info={"weight_decay": weight_decay, "classes": [str(i) for i in range(10)],
                         "test_accuracy": accuracy(task, test_ds), **facts},
-                  defaults={"influence": dict(influence), "lds": dict(LDS), "counterfactual": dict(LDS)},
+                  defaults={"influence": dict(influence), "lds": dict(LDS),
+                            "counterfactual": {k: LDS[k] for k in ("seeds", "queries")}},
                   retrain=retrain)
 
 
