@@ -92,6 +92,19 @@ def test_ekfac_horizon_is_lr_times_graddot_at_one_step_and_ekfac_at_infinity():
                                _fitted(task, (x, y), damping=0.01, horizon=50, lr=0.3).scores(queries))
 
 
+def test_a_fitted_ekfac_takes_another_horizon_or_damping_without_refitting():
+    torch.manual_seed(6)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 3)).double()
+    x, y = _data()
+    task, queries = ifscope.classification(model), (x[:4], y[:4])
+    fitted = _fitted(task, (x, y), damping=0.01)
+    one = fitted.derive(horizon=1, lr=0.3)
+    assert one.estimator.values[0] is fitted.estimator.values[0]  # the fit carried over
+    torch.testing.assert_close(one.scores(queries), 0.3 * _fitted(task, (x, y), "graddot").scores(queries))
+    torch.testing.assert_close(fitted.derive(damping=0.5).scores(queries),
+                               _fitted(task, (x, y), damping=0.5).scores(queries))
+
+
 @pytest.mark.parametrize("conv", ["1d", "2d"])
 def test_conv_layer_signals_rebuild_the_per_example_gradient(conv):
     torch.manual_seed(4)

@@ -42,6 +42,7 @@ class EKFAC(KFAC):
 
     name = "ekfac"
     Options = EKFACOptions
+    refit_free = frozenset({"damping", "weight_decay", "horizon", "lr"})  # filters of the fitted eigenvalues
 
     def basis_eigenvalues(self, factor_values: list[Tensor]) -> list[Tensor]:
         sums = [torch.zeros_like(v, dtype=torch.float64) for v in factor_values]

@@ -40,6 +40,7 @@ class KFAC(CurvatureEstimator):
     name = "kfac"
     Options = KFACOptions
     default_damping = None
+    refit_free = frozenset({"damping", "weight_decay"})  # added to the fitted eigenvalues (rebound)
 
     def fit(self) -> None:
         ctx = self.ctx
@@ -89,6 +90,9 @@ class KFAC(CurvatureEstimator):
                        for v in values]
         self.damping = [float(d) for d in damping]
         self.weights = [self.weight(v + self.ctx.weight_decay + d) for v, d in zip(self.values, self.damping)]
+
+    def rebound(self) -> None:
+        self.set_eigenvalues(self.values)
 
     def weight(self, lam: Tensor) -> Tensor:
         """The function of the damped eigenvalues the train embedding is scaled by: ``1/λ``."""
