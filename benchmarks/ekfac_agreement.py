@@ -55,7 +55,8 @@ def main() -> int:
         def ours_run(damping: float | None = damping) -> torch.Tensor:
             return ifscope.Influence(recipe.task, recipe.train, "ekfac", fisher="empirical", damping=damping,
                                      batch_size=256, progress=False).scores(queries)
-        theirs_run = kronfluence_method(copy.deepcopy(recipe.model), train, queries, damping, "ekfac", empirical=True)
+        def theirs_run(damping: float | None = damping) -> torch.Tensor:  # a fresh copy: kronfluence rewires modules
+            return kronfluence_method(copy.deepcopy(recipe.model), train, queries, damping, "ekfac", empirical=True)()
         seconds: dict[str, list[float]] = {"ours": [], "theirs": []}
         for _ in range(args.repeats):  # interleaved, so that a burst of load on the machine hits both sides
             for side, fn in (("ours", ours_run), ("theirs", theirs_run)):
