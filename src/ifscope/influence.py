@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -10,6 +11,7 @@ import torch
 from torch import Tensor
 
 from .core.checks import check_finite_params, embed_located
+from .core.contract import ModelContract, announced, check_model
 from .core.data import as_dataset, batches, take
 from .core.errors import ArtifactError, ConfigError
 from .core.fingerprint import data_fingerprint, model_fingerprint
@@ -79,6 +81,7 @@ class Influence:
         self.dropped: list[str] = []  # artifacts of an older config that fit() removed from workdir
         self._train_emb: tuple[Tensor, Tensor] | None = None
         self._spectrum: Spectrum | None = None
+        self.contract: ModelContract | None = None  # what fit() found about the model (ifscope.check_model)
         self.cache_budget = CACHE_BUDGET  # 0 streams the training embeddings anew on every call (memory flat in N)
 
     @classmethod
@@ -163,6 +166,8 @@ class Influence:
         with self.task.evaluating():
             self.task.check(ctx.params, ctx.rest, self.task.cast(take(self.train, range(min(self.n_train, 8))),
                                                                    ctx.dtype, self.device), "training set")
+            self.contract = check_model(self.task, self.train, dtype=ctx.dtype)
+            self._announce(self.contract.fallbacks)
             est = METHODS[self.method](ctx, **values(self.method_options))
             self.reused = False
             if self.run is not None:
@@ -181,6 +186,14 @@ class Influence:
             print(f"ifscope: {self.chosen['text']}", file=sys.stderr)
         self.estimator, self._train_emb = est, None
         return self
+
+    def _announce(self, lines: list[str]) -> None:
+        """Say each fallback once per model and process: on stderr under progress, else as a warning."""
+        for line in announced(self.task.model, lines):
+            if self.show_progress:
+                print(f"ifscope: {line}", file=sys.stderr)
+            else:
+                warnings.warn(line, stacklevel=3)
 
     def spectrum(self) -> Spectrum:
         """The curvature's Ritz values (``λ_max`` first): from the fit when the method keeps them (Arnoldi), else
