@@ -20,7 +20,8 @@ from .params import Params
 
 EXAMPLES = 8  # rows the contract runs on: one batch, each row also alone
 _said: weakref.WeakKeyDictionary[nn.Module, set[str]] = weakref.WeakKeyDictionary()
-TOLERANCE = {torch.float64: 1e-8, torch.float32: 1e-4}  # relative to 1 + |value|: batched kernels reorder sums
+TOLERANCE = {torch.float64: 1e-6, torch.float32: 1e-4}  # relative to 1 + |value|: batched kernels reorder sums,
+# and some models compute parts in float32 whatever the dtype (Llama's RMSNorm)
 
 
 @dataclass
