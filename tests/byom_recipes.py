@@ -97,7 +97,8 @@ def _gpt2(pad_token_id: int | None, seed: int) -> nn.Module:
     import transformers
     torch.manual_seed(seed)
     cfg = transformers.GPT2Config(vocab_size=40, n_embd=16, n_layer=2, n_head=2, n_positions=32, num_labels=CLASSES,
-                                  pad_token_id=pad_token_id, bos_token_id=1, eos_token_id=1)
+                                  pad_token_id=pad_token_id, bos_token_id=1, eos_token_id=1,
+                                  initializer_range=0.3)  # large enough weights that attention matters
     return transformers.GPT2ForSequenceClassification(cfg).eval()
 
 

@@ -165,3 +165,10 @@ def test_ifscope_check_reports_the_fallbacks_in_json():
     assert {c["dtype"] for c in contract["capabilities"]} == {"float32", "float64"}
     assert any("vmap(grad) instead of jvp" in line for line in contract["fallbacks"])
     assert "ifscope: RNNClassifier has no forward-mode derivative" in proc.stderr
+
+
+def test_gauss_newton_curvature_without_forward_mode_is_a_clear_error():
+    recipe = byom.lstm()
+    with pytest.raises(ifscope.ConfigError, match="curvature='ggn' needs forward-mode derivatives.*'hessian'"):
+        ifscope.Influence(recipe.task, recipe.train, "arnoldi", rank=4, iterations=10, curvature="ggn",
+                          progress=False).fit()

@@ -66,8 +66,8 @@ class Capabilities:
 
 
 def _reason(exc: BaseException) -> str:
-    first = (str(exc).strip().splitlines() or [""])[0]
-    return f"{type(exc).__name__}: {first[:110]}"
+    first = (str(exc).strip().splitlines() or [""])[0].split(". ")[0].rstrip(".")
+    return f"{type(exc).__name__}: {first if len(first) <= 120 else first[:117] + '...'}"
 
 
 def _key(params: Params) -> tuple:
