@@ -53,8 +53,7 @@ class Capabilities:
         out = []
         if not self.jvp_ok:
             out.append(f"{self.model} has no forward-mode derivative in {self.dtype} ({self.forward_ad}): gradient "
-                       "projections use vmap(grad) instead of jvp"
-                       + ("; curvature='ggn' is unavailable" if self.vmap_ok else ""))
+                       "projections use vmap(grad) instead of jvp; curvature='ggn' is unavailable")
         if not self.vmap_ok:
             instead = "forward-mode jvp" if self.jvp_ok else "a loop over examples"
             out.append(f"{self.model} does not run under vmap(grad) in {self.dtype} ({self.vmap_grad}): per-example "
