@@ -9,7 +9,8 @@ from typing import Any
 
 def add_parser(sub) -> argparse.ArgumentParser:
     from . import common_arguments
-    p = sub.add_parser("check", help="validate a recipe: the model contract, shapes, labels, finite losses and gradient on all data")
+    p = sub.add_parser("check", help="validate a recipe: the model contract, shapes, labels, finite losses and "
+                                     "gradient on all data")
     common_arguments(p, workdir=False)
     p.add_argument("--batch-size", type=int, default=128)
     return p
