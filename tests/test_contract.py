@@ -172,3 +172,16 @@ def test_gauss_newton_curvature_without_forward_mode_is_a_clear_error():
     with pytest.raises(ifscope.ConfigError, match="curvature='ggn' needs forward-mode derivatives.*'hessian'"):
         ifscope.Influence(recipe.task, recipe.train, "arnoldi", rank=4, iterations=10, curvature="ggn",
                           progress=False).fit()
+
+
+def test_every_commands_json_lists_the_fallbacks_taken_on_the_model():
+    from ifscope.cli import run_facts
+    recipe = byom.lstm()
+    with pytest.warns(UserWarning, match="no forward-mode derivative in float32"):
+        inf = ifscope.Influence(recipe.task, recipe.train, "arnoldi", rank=4, iterations=10, progress=False).fit()
+    facts = run_facts(inf)
+    assert facts["model_contract"]["fallbacks"] == facts["fallbacks"] and len(facts["fallbacks"]) == 1
+    with pytest.warns(UserWarning, match="vmap\\(grad\\) in float64"):  # a float64 reference, as fade builds
+        ifscope.Influence(recipe.task, recipe.train, "graddot", dtype=torch.float64, progress=False).scores(
+            _queries(recipe))
+    assert len(run_facts(inf)["fallbacks"]) == 2
