@@ -2,7 +2,7 @@
 command line: ``ifscope check --recipe tests/byom_recipes.py:NAME``. Each builds in well under a second, untrained
 (the contract is about how the model computes, not what it learned); no downloads.
 
-Good ones: ``lstm``, ``gru``, ``batchnorm_eval``, ``gpt2``. Bad ones, each refused with a one-line reason:
+Good ones: ``lstm``, ``gru``, ``batchnorm_eval``, ``gpt2``, ``float32_only`` (fails in float64). Bad ones, each refused with a one-line reason:
 ``batchnorm_batch_stats`` (BatchNorm on batch statistics), ``coupled`` (subtracts the batch mean),
 ``gpt2_no_pad`` (a decoder classifier without a pad token id).
 """
@@ -69,6 +69,23 @@ def gru(seed: int = 0, n_train: int = 40) -> Recipe:
 
 def _mlp_with(norm: nn.Module) -> nn.Module:
     return nn.Sequential(nn.Linear(6, 8), norm, nn.ReLU(), nn.Linear(8, CLASSES))
+
+
+class Float32Only(nn.Module):
+    """An MLP that casts its input to float32 (as code written for one precision does): it fails in float64."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, CLASSES))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.float())
+
+
+def float32_only(seed: int = 0) -> Recipe:
+    """A model that runs only in float32: fade's float64 ground truth and references fall back to float32."""
+    torch.manual_seed(seed)
+    return _recipe(Float32Only().eval(), _features(40, 1), _features(10, 2))
 
 
 def batchnorm_eval(seed: int = 0) -> Recipe:

@@ -185,3 +185,22 @@ def test_every_commands_json_lists_the_fallbacks_taken_on_the_model():
         ifscope.Influence(recipe.task, recipe.train, "graddot", dtype=torch.float64, progress=False).scores(
             _queries(recipe))
     assert len(run_facts(inf)["fallbacks"]) == 2
+
+
+def test_fade_on_a_model_that_fails_in_float64_runs_its_references_in_float32(tmp_path):
+    import json
+    proc = run_cli("fade", "--recipe", f"{RECIPES}:float32_only", "--workdir", str(tmp_path), "--steps", "1,3",
+                   "--n-ids", "4", "--n-queries", "3", "--methods", "run,graddot", "--json")
+    out = json.loads(proc.stdout)
+    assert out["truth_dtype"] == out["reference_dtype"] == "float32"
+    assert "does not run in float64 (RuntimeError: mat1 and mat2 must have the same dtype" in out["dtype_fallback"]
+    assert f"ifscope: {out['dtype_fallback']}" in proc.stderr.splitlines()
+
+
+def test_check_model_says_which_dtype_the_model_cannot_run_in():
+    recipe = byom.float32_only()
+    found = ifscope.check_model(recipe.task, recipe.train, dtypes=(torch.float64,))
+    assert list(found.unsupported) == ["float64"] and "must have the same dtype" in found.unsupported["float64"]
+    assert found.fallbacks[0].startswith("Float32Only does not run in float64")
+    with pytest.raises(ifscope.DataError, match="does not run in float64.*use dtype=torch.float32"):
+        ifscope.check_model(recipe.task, recipe.train, dtype=torch.float64)

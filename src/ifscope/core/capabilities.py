@@ -65,6 +65,7 @@ class Capabilities:
 
 
 def _reason(exc: BaseException) -> str:
+    """``"ErrorType: first sentence"``: why a transform failed, in one line."""
     first = (str(exc).strip().splitlines() or [""])[0].split(". ")[0].rstrip(".")
     return f"{type(exc).__name__}: {first if len(first) <= 120 else first[:117] + '...'}"
 

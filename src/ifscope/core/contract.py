@@ -13,9 +13,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .capabilities import Capabilities, capabilities
+from .capabilities import Capabilities, _reason, capabilities
 from .data import Batch, as_dataset, batch_len, cast_batch, take
-from .errors import ModelError
+from .errors import DataError, ModelError
 from .params import Params
 
 EXAMPLES = 8  # rows the contract runs on: one batch, each row also alone
@@ -34,15 +34,19 @@ class ModelContract:
     batch_gap: float
     forward_gap: float | None
     capabilities: list[Capabilities] = field(default_factory=list)
+    unsupported: dict[str, str] = field(default_factory=dict)  # dtype name -> why the loss fails in it
 
     @property
     def fallbacks(self) -> list[str]:
-        """One line per transform the model lacks: what is used instead and why."""
-        return [line for c in self.capabilities for line in c.fallbacks()]
+        """One line per transform or dtype the model lacks: what is used instead and why."""
+        return [*(f"{self.model} does not run in {dtype} ({why}): fade's ground truth and reference methods run in "
+                  "float32" for dtype, why in self.unsupported.items()),
+                *(line for c in self.capabilities for line in c.fallbacks())]
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "examples": self.examples, "batch_gap": self.batch_gap,
                 "forward_gap": self.forward_gap, "capabilities": [c.to_dict() for c in self.capabilities],
+                "unsupported": self.unsupported,
                 "fallbacks": self.fallbacks}
 
 
@@ -163,12 +167,32 @@ def check_model(task: Any, data: Any, dtype: torch.dtype | None = None, examples
         task.check(params, rest, task.cast(take(data, range(n)), next(iter(params.values())).dtype),
                    f"first {n} examples")  # shapes and labels first: a clear DataError, not a failing probe
         gap = _reproduction(task, params, rest, data, n)
-        found, batch_gap = [], 0.0
+        found, batch_gap, unsupported = [], 0.0, {}
         for want in dict.fromkeys([dtype or next(iter(params.values())).dtype, *dtypes]):
+            why = float64_failure(task, data) if want == torch.float64 else None
+            if why is not None and want == dtype:
+                raise DataError(f"{type(task.model).__name__} does not run in float64 ({why}); use "
+                                "dtype=torch.float32")
+            if why is not None:  # an extra dtype the model cannot run in: said, not refused
+                unsupported[str(want).replace("torch.", "")] = why
+                continue
             params, rest = task.state(want)
             batch_gap = max(batch_gap, _independence(task, params, rest, data, n, want))
             found.append(capabilities(task, params, rest, task.cast(take(data, range(min(n, 2))), want)))
-    return ModelContract(type(task.model).__name__, n, batch_gap, gap, found)
+    return ModelContract(type(task.model).__name__, n, batch_gap, gap, found, unsupported)
+
+
+def float64_failure(task: Any, data: Any) -> str | None:
+    """Why the per-example loss fails in float64 on the first two examples (e.g. a model that casts its input to
+    float32), or ``None`` when it runs."""
+    data = as_dataset(data, "data")
+    params, rest = task.state(torch.float64)
+    try:
+        with task.evaluating(), torch.no_grad():
+            task.per_example_loss(params, rest, task.cast(take(data, range(min(2, len(data)))), torch.float64))
+    except (RuntimeError, TypeError, ValueError) as exc:
+        return _reason(exc)
+    return None
 
 
 def announced(model: nn.Module, lines: list[str]) -> list[str]:
