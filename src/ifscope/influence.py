@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import sys
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -12,6 +13,7 @@ import torch
 from torch import Tensor
 
 from .core.checks import check_finite_params, embed_located
+from .core.contract import ModelContract, announced, check_model
 from .core.data import as_dataset, batches, take
 from .core.errors import ArtifactError, ConfigError
 from .core.fingerprint import data_fingerprint, model_fingerprint
@@ -84,6 +86,7 @@ class Influence:
         self.dropped: list[str] = []  # artifacts of an older config that fit() removed from workdir
         self._train_emb: tuple[Tensor, Tensor] | None = None
         self._spectrum: Spectrum | None = None
+        self.contract: ModelContract | None = None  # what fit() found about the model (ifscope.check_model)
         self.cache_budget = CACHE_BUDGET  # 0 streams the training embeddings anew on every call (memory flat in N)
 
     @classmethod
@@ -168,6 +171,8 @@ class Influence:
         with self.task.evaluating():
             self.task.check(ctx.params, ctx.rest, self.task.cast(take(self.train, range(min(self.n_train, 8))),
                                                                    ctx.dtype, self.device), "training set")
+            self.contract = check_model(self.task, self.train, dtype=ctx.dtype)
+            self._announce(self.contract.fallbacks)
             est = METHODS[self.method](ctx, **values(self.method_options))
             self.reused = False
             if self.run is not None:
@@ -186,6 +191,14 @@ class Influence:
             print(f"ifscope: {self.chosen['text']}", file=sys.stderr)
         self.estimator, self._train_emb = est, None
         return self
+
+    def _announce(self, lines: list[str]) -> None:
+        """Say each fallback once per model and process: on stderr under progress, else as a warning."""
+        for line in announced(self.task.model, lines):
+            if self.show_progress:
+                print(f"ifscope: {line}", file=sys.stderr)
+            else:
+                warnings.warn(line, stacklevel=3)
 
     def derive(self, *, task: Task | None = None, train: Any = None, refit: bool = False, **changes: Any) -> Influence:
         """A fitted ``Influence`` like this one with ``changes`` to its options.
@@ -212,7 +225,7 @@ class Influence:
         copied.opts = dataclasses.replace(est.opts, **own)
         copied.options = {**est.options, **own}
         copied.rebound()
-        v.estimator, v.chosen = copied, self.chosen
+        v.estimator, v.chosen, v.contract = copied, self.chosen, self.contract
         return v
 
     def spectrum(self) -> Spectrum:
