@@ -145,9 +145,29 @@ TABLES.update({
 })
 TABLES["peers-wide"].files += ("README.md",)
 
+def _at(d: dict[str, Any], method: str, key: str, t: int) -> float:
+    """A fade result's ``key`` (pearson, slope, ...) for ``method`` at horizon ``t``."""
+    return d["methods"][method][key][d["steps"].index(t)]
+
+
+def _best(d: dict[str, Any], method: str) -> str:
+    """A method's best Pearson over a fade's grid and the T where it is reached: ``0.70, near T = 30``."""
+    p = d["methods"][method]["pearson"]
+    i = max(range(len(p)), key=lambda k: p[k])
+    return f"{p[i]:.2f}, near T = {d['steps'][i]}"
+
+
 FIGURES: dict[str, Figure] = {
     "self-influence-auc": Figure("self-influence-flip", lambda d: f"{d['auc']:.3f}"),
     "lds-linear-exact": Figure("lds-linear-exact", lambda d: R.lds_with_ci(d["methods"]["exact"])),
+    "mlp-graddot-half": Figure("fade-mlp-remove", lambda d: f"{d['methods']['graddot']['horizon_half']:.0f}"),
+    "mlp-arnoldi-horizon-last": Figure("fade-mlp-remove", lambda d: f"{d['methods']['arnoldi_horizon']['pearson'][-1]:.2f} "
+                                       f"by T = {d['steps'][-1]}"),
+    "mlp-arnoldi-best": Figure("fade-mlp-remove", lambda d: _best(d, "arnoldi")),
+    "mlp-unrolled-upweight-min": Figure("fade-mlp-upweight", lambda d: f"{min(d['methods']['unrolled']['pearson']):.3f}"),
+    "mlp-unrolled-remove-slope": Figure("fade-mlp-remove", lambda d: f"slope {_at(d, 'unrolled', 'slope', 10):.2f} at "
+                                        f"T = 10, {d['methods']['unrolled']['slope'][-1]:.2f} at T = {d['steps'][-1]}"),
+    "peers-exact-agree": Figure("peers-small", lambda d: f"{min(r['vs_exact'] for r in d['rows'] if r['vs_exact'] > 0.99):.2f}"),
 }
 
 
