@@ -86,3 +86,23 @@ FLOOR_PATH_COLUMNS = [("params", "{params:,}"), ("rank", "{rank}"), ("floor s", 
 STREAMING_COLUMNS = [("N", "{n:,}"), ("queries × k", "{queries} × {k}"), ("top-k s", "{topk_s:.1f}"),
                      ("peak RSS before top-k MB", "{rss_before_mb:.0f}"), ("peak RSS after top-k MB", "{peak_rss_topk_mb:.0f}"),
                      ("full matrix MB", "{matrix_mb:.0f}"), ("peak RSS after full matrix MB", "{peak_rss_scores_mb:.0f}")]
+
+
+def unrolled_cost_summary(results: dict[str, dict[str, Any]]) -> str:
+    """Several runs of benchmarks/unrolled.py as one table, with the command of each."""
+    rows = [r for d in results.values() for r in d["rows"]]
+    table = unrolled_cost({"rows": rows, "_meta": {"threads": 0, "seconds": 0}}).rsplit("\n\n", 1)[0]
+    return ("\n".join(f"`{d['_meta']['command']}`  " for d in results.values()) + "\n\n" + table
+            + f"\n\n{thread_counts(d['_meta']['threads'] for d in results.values())} thread(s); best of 2, replay "
+            "and unrolled alternating; seconds of a shared, loaded machine.")
+
+
+def ratio_range(results: dict[str, dict[str, Any]], queries: int, per_query: bool = False) -> str:
+    """``3.1–3.6 plain replays (target ≤ 4: met)`` over the rows of benchmarks/unrolled.py runs with that block size;
+    ``per_query`` adds the cost per query of the block."""
+    ratios = [r["ratio"] for d in results.values() for r in d["rows"] if r["queries"] == queries]
+    lo, hi = min(ratios), max(ratios)
+    text = f"{lo:.1f}–{hi:.1f} plain replays"
+    if per_query:
+        return text + f", i.e. {lo / queries:.2f}–{hi / queries:.2f} replay per query"
+    return text + f" (target ≤ 4: {'met' if hi <= 4 else 'not met by every row of this run'})"

@@ -134,6 +134,8 @@ TABLES.update({
     "unrolled-cost-adam": Table(["--steps", "30", "100", "--queries", "1", "--optimizer", "adam", "--train-batch-size",
                                  "100"], S.unrolled_cost, ("docs/unrolled.md",), script="benchmarks/unrolled.py",
                                 peers=False, json_to_stdout=True),
+    "unrolled-cost": Table([], S.unrolled_cost_summary, ("docs/unrolled.md",),
+                           sources=("unrolled-cost-1", "unrolled-cost-adam", "unrolled-cost-20")),
     # docs/performance.md (pending a rerun there): benchmarks/floor.py and benchmarks/streaming.py
     **{f"floor-rank{r}": Table(["--rank", str(r), "--iterations", str(n)], S.columns_table(S.FLOOR_COLUMNS),
                                ("docs/performance.md",), script="benchmarks/floor.py", peers=False, json_to_stdout=True)
@@ -167,6 +169,11 @@ FIGURES: dict[str, Figure] = {
     "mlp-unrolled-upweight-min": Figure("fade-mlp-upweight", lambda d: f"{min(d['methods']['unrolled']['pearson']):.3f}"),
     "mlp-unrolled-remove-slope": Figure("fade-mlp-remove", lambda d: f"slope {_at(d, 'unrolled', 'slope', 10):.2f} at "
                                         f"T = 10, {d['methods']['unrolled']['slope'][-1]:.2f} at T = {d['steps'][-1]}"),
+    "unrolled-cost-one": Figure("unrolled-cost", lambda rs: S.ratio_range(rs, queries=1)),
+    "unrolled-cost-block": Figure("unrolled-cost", lambda rs: S.ratio_range(rs, queries=20, per_query=True)),
+    "unrolled-cost-rss": Figure("unrolled-cost-1", lambda d: f"{d['rows'][0]['process_peak_rss_mb']:.0f} to "
+                                f"{d['rows'][-1]['process_peak_rss_mb']:.0f} MiB between T = {d['rows'][0]['T']} and "
+                                f"T = {d['rows'][-1]['T']}"),
     "peers-exact-agree": Figure("peers-small", lambda d: f"{min(r['vs_exact'] for r in d['rows'] if r['vs_exact'] > 0.99):.2f}"),
 }
 
@@ -229,20 +236,20 @@ def load(result: str) -> dict[str, Any] | None:
     return d
 
 
-def needed(name: str) -> tuple[str, ...]:
+def needed(name: str, kind: str = "table") -> tuple[str, ...]:
     """The stored results a table or figure renders from."""
-    if name in FIGURES:
-        return (_result(FIGURES[name].source),)
+    if kind == "figure":
+        return needed(FIGURES[name].source)
     return TABLES[name].sources or (_result(name),)
 
 
 def rendered(name: str, kind: str = "table") -> str | None:
     """The Markdown of table (or figure) ``name`` from its stored results; None when one of them is not stored."""
-    results = {r: load(r) for r in needed(name)}
+    results = {r: load(r) for r in needed(name, kind)}
     if any(d is None for d in results.values()):
         return None
-    if kind == "figure":
-        return FIGURES[name].render(next(iter(results.values())))
+    if kind == "figure":  # a figure of a summary table gets all its results, else the one
+        return FIGURES[name].render(results if TABLES[FIGURES[name].source].sources else next(iter(results.values())))
     if TABLES[name].sources:
         return TABLES[name].render(results)
     d = results[_result(name)]
@@ -273,7 +280,7 @@ def update(check: bool) -> tuple[list[str], list[str]]:
                     continue
                 body = rendered(name, kind)
                 if body is None:
-                    missing = [r for r in needed(name) if not (RESULTS / f"{r}.json").exists()]
+                    missing = [r for r in needed(name, kind) if not (RESULTS / f"{r}.json").exists()]
                     problems.append(f"{file}: {kind} {name} has no stored result ({', '.join(missing)}): "
                                     f"run benchmarks/docs_tables.py --run {' '.join(missing)}")
                     continue
