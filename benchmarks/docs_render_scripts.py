@@ -64,13 +64,14 @@ def unrolled_cost(d: dict[str, Any]) -> str:
     return "\n".join(rows) + f"\n\n{run_caption(d)}."
 
 
-def columns_table(columns: list[tuple[str, str]]) -> Callable[[dict[str, Any]], str]:
+def columns_table(columns: list[tuple[str, Any]]) -> Callable[[dict[str, Any]], str]:
     """A renderer of a benchmark script's list of rows (stored as ``rows``): one column per ``(header, format)``, the
-    format a ``str.format`` template over the row's keys, e.g. ``("floor s", "{floor_s:.3f}")``."""
+    format a ``str.format`` template over the row's keys, e.g. ``("floor s", "{floor_s:.3f}")``, or ``row -> str``."""
     def render(d: dict[str, Any]) -> str:
         head = "| " + " | ".join(h for h, _ in columns) + " |"
         rule = "|" + "---|" * len(columns)
-        rows = ["| " + " | ".join(fmt.format(**r) for _, fmt in columns) + " |" for r in d["rows"]]
+        rows = ["| " + " | ".join(fmt(r) if callable(fmt) else fmt.format(**r) for _, fmt in columns) + " |"
+                for r in d["rows"]]
         return "\n".join([head, rule, *rows]) + f"\n\n{run_caption(d)}."
     return render
 
@@ -106,3 +107,15 @@ def ratio_range(results: dict[str, dict[str, Any]], queries: int, per_query: boo
     if per_query:
         return text + f", i.e. {lo / queries:.2f}–{hi / queries:.2f} replay per query"
     return text + f" (target ≤ 4: {'met' if hi <= 4 else 'not met by every row of this run'})"
+
+EIGEN_RATIO_COLUMNS = [("k", "{k}"), ("λ_k", "{eigenvalue:.3g}"), ("λ_k / λ_1", "{ratio:.2g}")]
+HORIZON_ACCURACY_COLUMNS = [("T", "{T}"), ("solver", "{solver}"), ("Lanczos steps", lambda r: str(r["krylov"] or "–")),
+                            ("relative error", "{relative_error:.1e}"), ("seconds", "{seconds:.1f}")]
+
+
+def eigen_summary(d: dict[str, Any]) -> str:
+    """benchmarks/eigen_ratio.py in a clause: how many eigenpairs were kept, the extremes, the warnings."""
+    first, last = d["rows"][0], d["rows"][-1]
+    return (f"{d['kept']} kept, largest {first['eigenvalue']:.4g}, smallest kept ratio {last['ratio']:.2g} "
+            f"(λ_{last['k']} = {last['eigenvalue']:.3g}); "
+            + ("no warning" if not d["warnings"] else "warning: " + "; ".join(f"\"{w}\"" for w in d["warnings"])))

@@ -136,6 +136,15 @@ TABLES.update({
                                 peers=False, json_to_stdout=True),
     "unrolled-cost": Table([], S.unrolled_cost_summary, ("docs/unrolled.md",),
                            sources=("unrolled-cost-1", "unrolled-cost-adam", "unrolled-cost-20")),
+    "eigen-ratio": Table(["--rank", "150", "--iterations", "200"], S.columns_table(S.EIGEN_RATIO_COLUMNS),
+                         ("docs/errors.md",), script="benchmarks/eigen_ratio.py", peers=False, json_to_stdout=True),
+    "eigen-ratio-nowd": Table(["--rank", "200", "--iterations", "200", "--weight-decay", "0"],
+                              S.columns_table(S.EIGEN_RATIO_COLUMNS), ("docs/errors.md",),
+                              script="benchmarks/eigen_ratio.py", peers=False, json_to_stdout=True),
+    "horizon-accuracy": Table([], S.columns_table(S.HORIZON_ACCURACY_COLUMNS), ("docs/fade.md",),
+                              script="benchmarks/horizon_accuracy.py", peers=False, json_to_stdout=True),
+    **{f"correct-mlp-{s}": Table(["correct", "--recipe", "digits-mlp", "--n-test", "797", "--seed", str(s)],
+                                 R.correct_bars, ("docs/correct.md",)) for s in (0, 1)},
     # docs/performance.md (pending a rerun there): benchmarks/floor.py and benchmarks/streaming.py
     **{f"floor-rank{r}": Table(["--rank", str(r), "--iterations", str(n)], S.columns_table(S.FLOOR_COLUMNS),
                                ("docs/performance.md",), script="benchmarks/floor.py", peers=False, json_to_stdout=True)
@@ -174,6 +183,8 @@ FIGURES: dict[str, Figure] = {
     "unrolled-cost-rss": Figure("unrolled-cost-1", lambda d: f"{d['rows'][0]['process_peak_rss_mb']:.0f} to "
                                 f"{d['rows'][-1]['process_peak_rss_mb']:.0f} MiB between T = {d['rows'][0]['T']} and "
                                 f"T = {d['rows'][-1]['T']}"),
+    "eigen-ratio-kept": Figure("eigen-ratio", S.eigen_summary),
+    "eigen-ratio-nowd": Figure("eigen-ratio-nowd", S.eigen_summary),
     "peers-exact-agree": Figure("peers-small", lambda d: f"{min(r['vs_exact'] for r in d['rows'] if r['vs_exact'] > 0.99):.2f}"),
 }
 
