@@ -157,6 +157,13 @@ def fade_verdict(first: float, last: list[float]) -> str:
     return "not all fade"
 
 
+def best_at_first_step(results: list[dict[str, Any]]) -> str:
+    """The smallest, over fade runs, of the best checkpoint score's Pearson at each run's smallest T: ``≥ 0.999``."""
+    best = [max(m["pearson"][0] for n, m in d["methods"].items()
+                if n not in TRAJECTORY_METHODS and m["pearson"][0] is not None) for d in results]
+    return f"≥ {_n(min(best))}"
+
+
 def fade_summary(results: dict[str, dict[str, Any]]) -> str:
     """One row per stored fade run: the best checkpoint score at the smallest T and where the good ones end up."""
     rows = ["| command | continued training | best checkpoint score at the smallest T | those ≥ 0.9 there, at the "

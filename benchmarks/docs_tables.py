@@ -185,6 +185,8 @@ FIGURES: dict[str, Figure] = {
                                 f"T = {d['rows'][-1]['T']}"),
     "eigen-ratio-kept": Figure("eigen-ratio", S.eigen_summary),
     "eigen-ratio-nowd": Figure("eigen-ratio-nowd", S.eigen_summary),
+    "real-default-best": Figure("fade-summary", lambda rs: R.best_at_first_step(
+        [rs[n] for n in ("fade-cnn", "fade-tweets-remove", "fade-tweets-upweight")])),
     "peers-exact-agree": Figure("peers-small", lambda d: f"{min(r['vs_exact'] for r in d['rows'] if r['vs_exact'] > 0.99):.2f}"),
 }
 
