@@ -254,3 +254,25 @@ def validity_summary(results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(rows) + (f"\n\nLargest T with per-query Spearman ≥ 0.9 against `unrolled` over every training "
                               f"example (n/a: not even at T = {steps[0]}); T = {', '.join(map(str, steps))}; "
                               f"{thread_counts(d['_meta']['threads'] for d in results.values())} thread(s).")
+
+
+def _signed(x: float, digits: int = 3) -> str:
+    return f"{x:+.{digits}f}".replace("-", "−")
+
+
+def counterfactual_table(d: dict[str, Any]) -> str:
+    """``ifscope counterfactual``: per k, the mean change of a query's loss (± its standard error over queries) after
+    removing k random examples, or a method's k top proponents or opponents, and the first-order prediction."""
+    head = "| removed | " + " | ".join(f"k = {k}" for k in d["k"]) + " | first-order prediction `Σ score/N` |"
+    rows = [head, "|---|" + "---:|" * len(d["k"]) + "---:|"]
+
+    def row(label: str, s: dict[str, Any]) -> str:
+        cells = [f"{_signed(m)} ± {se:.3f}" for m, se in zip(s["increase"], s["stderr"])]
+        predicted = " / ".join(_signed(v) for v in s["predicted"]) if s.get("predicted") else ""
+        return f"| {label} | " + " | ".join(cells) + f" | {predicted} |"
+    rows.append(row("random", d["random"]))
+    for side in ("proponents", "opponents"):
+        rows += [row(f"{name} {side}", m[side]) for name, m in d["methods"].items()]
+    how = "retrained from scratch" if d["retrain"] == "scratch" else f"continued {d['steps']} steps"
+    return "\n".join(rows) + (f"\n\n{d['n_queries']} queries, {how}, {d['seeds']} seed(s); mean query loss before "
+                              f"{_n(d['base_loss_mean'])}; {run_caption(d)}.")

@@ -121,6 +121,11 @@ TABLES.update({
                         R.lds_table, ("docs/evaluation.md",)),
     "lds-linear-continue": Table(["lds", "--recipe", "digits-linear", "--method", "exact,cg,arnoldi,lissa,graddot,horizon",
                                   "--retrain", "continue", "--steps", "100"], R.lds_table, ("docs/evaluation.md",)),
+    "counterfactual-linear-continue": Table(["counterfactual", "--recipe", "digits-linear", "--method",
+                                             "exact,graddot,arnoldi", "--retrain", "continue", "--steps", "100"],
+                                            R.counterfactual_table, ("docs/evaluation.md",)),
+    "counterfactual-linear": Table(["counterfactual", "--recipe", "digits-linear", "--method", "exact,graddot", "--k",
+                                    "10,40"], R.counterfactual_table, ("docs/evaluation.md",)),
     # docs/unrolled.md: the stored digits-mlp fades seen from unrolled's side, and its cost
     "unrolled-mlp-upweight": Table([], R.unrolled_rows, ("docs/unrolled.md",), source="fade-mlp-upweight"),
     "unrolled-mlp-remove": Table([], R.unrolled_rows, ("docs/unrolled.md",), source="fade-mlp-remove"),
