@@ -126,6 +126,8 @@ TABLES.update({
                                             R.counterfactual_table, ("docs/evaluation.md",)),
     "counterfactual-linear": Table(["counterfactual", "--recipe", "digits-linear", "--method", "exact,graddot", "--k",
                                     "10,40"], R.counterfactual_table, ("docs/evaluation.md",)),
+    "lds-linear-both": Table([], R.lds_side_by_side, ("docs/evaluation.md",),
+                             sources=("lds-linear", "lds-linear-continue")),
     # docs/unrolled.md: the stored digits-mlp fades seen from unrolled's side, and its cost
     "unrolled-mlp-upweight": Table([], R.unrolled_rows, ("docs/unrolled.md",), source="fade-mlp-upweight"),
     "unrolled-mlp-remove": Table([], R.unrolled_rows, ("docs/unrolled.md",), source="fade-mlp-remove"),

@@ -91,3 +91,15 @@ def test_a_benchmark_scripts_rows_render_by_columns(tables):
     text = render({"rows": [{"n": 10000, "topk_s": 1.234}], "_meta": {"threads": 2, "seconds": 5.0}})
     assert text.splitlines()[:3] == ["| N | top-k s |", "|---|---|", "| 10,000 | 1.2 |"]
     assert text.endswith("2 thread(s), 5 s.")
+
+
+def test_lds_runs_render_side_by_side(tables):
+    meta = {"command": "ifscope lds", "threads": 1, "seconds": 3.0}
+    run = {"retrain": "scratch", "steps": None, "subsets": 6, "seeds": 1, "n_queries": 3, "_meta": meta,
+           "methods": {"exact": {"lds": 0.9, "ci": [0.85, 0.95], "lds_margin": 0.8}}}
+    cont = {**run, "retrain": "continue", "steps": 100,
+            "methods": {"exact": {"lds": -0.5, "ci": None, "lds_margin": 0.7}, "graddot": {"lds": 0.1}}}
+    text = tables.R.lds_side_by_side({"a": run, "b": cont})
+    assert text.splitlines()[0] == ("| method | LDS, scratch (95 % CI) | margin, scratch | LDS, continue T = 100 "
+                                    "(95 % CI) | margin, continue T = 100 |")
+    assert text.splitlines()[2] == "| exact | 0.900 [0.850, 0.950] | 0.800 | −0.500 | 0.700 |"
