@@ -27,6 +27,12 @@ def tables():
     return docs_tables
 
 
+@pytest.fixture
+def scripts(tables):
+    import docs_render_scripts  # importable once docs_tables has been
+    return docs_render_scripts
+
+
 def test_a_deleted_result_fails_the_check(tables, tmp_path, monkeypatch):
     shutil.copytree(tables.RESULTS, tmp_path / "results")
     monkeypatch.setattr(tables, "RESULTS", tmp_path / "results")
@@ -86,8 +92,8 @@ def test_fade_summary_judges_issue_13s_bar(tables):
     assert "| 4 – > 10 |" in row and "| 0.970 |" in row and row.endswith("| not all fade |")
 
 
-def test_a_benchmark_scripts_rows_render_by_columns(tables):
-    render = tables.S.columns_table([("N", "{n:,}"), ("top-k s", "{topk_s:.1f}")])
+def test_a_benchmark_scripts_rows_render_by_columns(scripts):
+    render = scripts.columns_table([("N", "{n:,}"), ("top-k s", "{topk_s:.1f}")])
     text = render({"rows": [{"n": 10000, "topk_s": 1.234}], "_meta": {"threads": 2, "seconds": 5.0}})
     assert text.splitlines()[:3] == ["| N | top-k s |", "|---|---|", "| 10,000 | 1.2 |"]
     assert text.endswith("2 thread(s), 5 s.")
