@@ -144,6 +144,12 @@ def update(check: bool) -> tuple[list[str], list[str]]:
                     problems.append(f"{file}: {kind} {name} has no stored result ({', '.join(missing)}): "
                                     f"run benchmarks/docs_tables.py --run {' '.join(missing)}")
                     continue
+                if not _region(kind, name).search(new):
+                    problems.append(f"{file}: {kind} {name} has no closing <!-- /{kind}:{name} --> right after it")
+                    continue
+                if kind == "figure" and "<" in body:  # the region of a figure ends at the first '<'
+                    problems.append(f"{file}: figure {name} renders a '<'; render '≤' or words instead")
+                    continue
                 body += "" if kind == "figure" else "\n"
                 new = _region(kind, name).sub(lambda m, b=body: m.group(1) + b + m.group(2), new)
         for table in docs_check.unmarked_tables(file, new):

@@ -109,3 +109,11 @@ def test_lds_runs_render_side_by_side(tables):
     assert text.splitlines()[0] == ("| method | LDS, scratch (95 % CI) | margin, scratch | LDS, continue T = 100 "
                                     "(95 % CI) | margin, continue T = 100 |")
     assert text.splitlines()[2] == "| exact | 0.900 [0.850, 0.950] | 0.800 | −0.500 | 0.700 |"
+
+
+def test_an_unclosed_region_fails_the_check(tables, tmp_path, monkeypatch):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "README.md").write_text("Prose.\n\n<!-- table:peers-wide -->\n`old`\n\nNo closing marker.\n")
+    monkeypatch.setattr(tables, "ROOT", tmp_path)
+    _, problems = tables.update(check=True)
+    assert problems == ["README.md: table peers-wide has no closing <!-- /table:peers-wide --> right after it"]
