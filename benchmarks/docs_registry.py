@@ -124,12 +124,19 @@ TABLES.update({
                               script="benchmarks/horizon_accuracy.py", peers=False, json_to_stdout=True),
     **{f"correct-mlp-{s}": Table(["correct", "--recipe", "digits-mlp", "--n-test", "797", "--seed", str(s)],
                                  R.correct_bars, ("docs/correct.md",)) for s in (0, 1)},
-    # docs/performance.md (pending a rerun there): benchmarks/floor.py and benchmarks/streaming.py
+    # docs/performance.md (pending a rerun there): benchmarks/peers.py, floor.py and streaming.py
+    "peers-small-all": Table(["--hidden", "32"], S.peers_table, ("docs/performance.md",), script="benchmarks/peers.py"),
+    "peers-big": Table(["--hidden", "1600", "--train-steps", "500", "--queries", "10", "--ids", "30", "--ref-tol", "1e-5",
+                        "--skip", "exact", "explicit", "direct", "naive", "dattri cg"], S.peers_table,
+                       ("docs/performance.md",), script="benchmarks/peers.py"),
     **{f"floor-rank{r}": Table(["--rank", str(r), "--iterations", str(n)], S.columns_table(S.FLOOR_COLUMNS),
                                ("docs/performance.md",), script="benchmarks/floor.py", peers=False, json_to_stdout=True)
        for r, n in ((10, 40), (20, 60))},
     "floor-paths": Table(["--paths"], S.columns_table(S.FLOOR_PATH_COLUMNS), ("docs/performance.md",),
                          script="benchmarks/floor.py", peers=False, json_to_stdout=True),
+    "floor-paths-wide": Table(["--paths", "--widths", "32", "512", "1600", "--ranks", "10", "50", "100"],
+                              S.columns_table(S.FLOOR_PATH_COLUMNS), ("docs/performance.md",),
+                              script="benchmarks/floor.py", peers=False, json_to_stdout=True),
     "streaming": Table(["--n", "10000", "100000", "--materialise"], S.columns_table(S.STREAMING_COLUMNS),
                        ("docs/performance.md",), script="benchmarks/streaming.py", peers=False, json_to_stdout=True),
 })
