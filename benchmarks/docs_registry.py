@@ -41,6 +41,9 @@ def _correct(recipe: str, seed: int) -> Table:
     return Table(["correct", "--recipe", recipe, "--seed", str(seed)], R.correct_bars, ("docs/experiments_correction.md",))
 
 
+LDS_MNIST1D = ["--recipe", "mnist1d-mlp", "--subsets", "50", "--methods", "graddot,arnoldi,horizon,kfac,ekfac,ekfac_horizon",
+               "--peers", "arnoldi,datainf,kronfluence-ekfac"]
+
 PEERS_WIDE = ["--hidden", "256", "256", "--rank", "100", "--skip", "reference", "exact", "ifscope cg", "ifscope lissa",
               "dattri cg", "pydvl cg", "explicit", "direct", "naive"]
 
@@ -49,6 +52,14 @@ PEERS_SMALL = ["--hidden", "32", "--rank", "100", "--skip", "ifscope cg", "ifsco
 TABLES: dict[str, Table] = {
     "peers-wide": Table(PEERS_WIDE, S.peers_table, ("docs/performance.md",), script="benchmarks/peers.py"),
     "peers-small": Table(PEERS_SMALL, S.peers_table, ("docs/performance.md",), script="benchmarks/peers.py"),
+    "lds-mnist1d-mlp": Table(LDS_MNIST1D, S.lds_script_table, ("docs/evaluation.md",), script="benchmarks/lds.py"),
+    "lds-mnist1d-mlp-continue": Table([*LDS_MNIST1D, "--retrain", "continue", "--steps", "100"], S.lds_script_table,
+                                      ("docs/evaluation.md",), script="benchmarks/lds.py"),
+    "ekfac-kronfluence": Table(["--recipe", "mnist1d-mlp"], S.ekfac_table, ("docs/evaluation.md",),
+                               script="benchmarks/ekfac_agreement.py"),
+    "fade-mnist1d-mlp": Table(["fade", "--recipe", "mnist1d-mlp", "--methods",
+                               "run,horizon,arnoldi_horizon,ekfac_horizon,graddot,unrolled", "--steps", "1,3,10,30,100",
+                               "--n-ids", "20", "--n-queries", "10"], R.fade_table, ("docs/evaluation.md",)),
     "fade-mlp-remove": Table(["fade", "--recipe", "digits-mlp", "--mode", "remove"], R.fade_table, ("README.md",)),
     "fade-mlp-remove-full": Table(["fade", "--recipe", "digits-mlp", "--mode", "remove"], R.fade_tables,
                                   ("docs/fade.md",), source="fade-mlp-remove"),

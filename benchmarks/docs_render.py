@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 
-def _n(x: Any, digits: int = 3) -> str:
+def num(x: Any, digits: int = 3) -> str:
     if x is None:
         return "n/a"
     if isinstance(x, float):
@@ -32,7 +32,7 @@ def thread_counts(counts: Any) -> str:
 
 def _half(m: dict[str, Any], steps: list[int]) -> str:
     half = m.get("horizon_half")
-    return f"> {steps[-1]}" if half is None and m["pearson"][0] and m["pearson"][0] > 0 else _n(half, 0)
+    return f"> {steps[-1]}" if half is None and m["pearson"][0] and m["pearson"][0] > 0 else num(half, 0)
 
 
 def fade_table(d: dict[str, Any], key: str = "pearson") -> str:
@@ -41,7 +41,7 @@ def fade_table(d: dict[str, Any], key: str = "pearson") -> str:
     rule = "|---|" + "---:|" * (len(d["steps"]) + 1)
     rows = []
     for name, m in d["methods"].items():
-        rows.append(f"| {name} | " + " | ".join(_n(v) for v in m[key]) + f" | {_half(m, d['steps'])} |")
+        rows.append(f"| {name} | " + " | ".join(num(v) for v in m[key]) + f" | {_half(m, d['steps'])} |")
     gap = " → ".join(sig2(g) for g in (d["gap"][0], d["gap"][-1]))
     run = d["config"]
     caption = (f"\n\n{d['n_ids']} {'removed' if d['mode'] == 'remove' else 're-weighted'} examples × {d['n_queries']} "
@@ -52,7 +52,7 @@ def fade_table(d: dict[str, Any], key: str = "pearson") -> str:
     if validity:
         caption += (" Horizon of validity against `unrolled` (median over the queries of the largest T with "
                     "Spearman ≥ 0.9; – = not even at T = 1): "
-                    + ", ".join(f"{n} {_n(v['summary']['median']).replace('n/a', '–')}" for n, v in validity.items())
+                    + ", ".join(f"{n} {num(v['summary']['median']).replace('n/a', '–')}" for n, v in validity.items())
                     + ".")
     return "\n".join([head, rule, *rows]) + caption
 
@@ -63,7 +63,7 @@ def fade_tables(d: dict[str, Any]) -> str:
     for key, title in (("spearman_per_query", "Spearman per query, averaged"),
                        ("slope", "Slope of actual on predicted change")):
         head = "| method | " + " | ".join(f"T={t}" for t in d["steps"]) + " |"
-        rows = [f"| {n} | " + " | ".join(_n(v) for v in m[key]) + " |" for n, m in d["methods"].items()]
+        rows = [f"| {n} | " + " | ".join(num(v) for v in m[key]) + " |" for n, m in d["methods"].items()]
         parts.append(f"{title} (`{key}`):\n\n" + "\n".join([head, "|---|" + "---:|" * len(d["steps"]), *rows]))
     return "\n\n".join(parts)
 
@@ -94,8 +94,8 @@ def correct_table(d: dict[str, Any]) -> str:
     for name, m in d["methods"].items():
         ref = " (reference)" if name in d.get("reference_only", []) else ""
         acc = m.get("heldout_accuracy_after")
-        rows.append(f"| {name}{ref} | {_n(d['fix_rate'][name], 2)} | {'n/a' if acc is None else f'{100 * acc:.2f} %'}"
-                    f" | {_n(m.get('broken'), 1)} | {_n(m.get('seconds'), 3)} |")
+        rows.append(f"| {name}{ref} | {num(d['fix_rate'][name], 2)} | {'n/a' if acc is None else f'{100 * acc:.2f} %'}"
+                    f" | {num(m.get('broken'), 1)} | {num(m.get('seconds'), 3)} |")
     before = d.get("heldout_accuracy", {}).get("before")
     return "\n".join(rows) + (f"\n\n{d['n_queries']} natural mistakes corrected, {d['n_heldout']} held-out examples"
                               + (f" (accuracy before {100 * before:.2f} %)" if before is not None else "")
@@ -143,7 +143,7 @@ TRAJECTORY_METHODS = ("tracin", "unrolled")
 
 def _range(values: list[float]) -> str:
     lo, hi = min(values), max(values)
-    return _n(lo) if f"{lo:.3f}" == f"{hi:.3f}" else f"{_n(lo)}–{_n(hi)}"
+    return num(lo) if f"{lo:.3f}" == f"{hi:.3f}" else f"{num(lo)}–{num(hi)}"
 
 
 def fade_verdict(first: float, last: list[float]) -> str:
@@ -161,7 +161,7 @@ def best_at_first_step(results: list[dict[str, Any]]) -> str:
     """The smallest, over fade runs, of the best checkpoint score's Pearson at each run's smallest T: ``≥ 0.999``."""
     best = [max(m["pearson"][0] for n, m in d["methods"].items()
                 if n not in TRAJECTORY_METHODS and m["pearson"][0] is not None) for d in results]
-    return f"≥ {_n(min(best))}"
+    return f"≥ {num(min(best))}"
 
 
 def fade_summary(results: dict[str, dict[str, Any]]) -> str:
@@ -177,9 +177,9 @@ def fade_summary(results: dict[str, dict[str, Any]]) -> str:
         halves = sorted({_half(methods[n], steps) for n in good}, key=lambda h: (h.startswith(">"), h))
         how = _schedule(d) + f", lr {d['lr']:.2g}, " + ("removal" if d["mode"] == "remove" else f"ε = {d['epsilon']:g}")
         unrolled = methods.get("unrolled", {}).get("pearson", [None])[-1]
-        rows.append(f"| `{d['_meta']['command']}` | {how} | {_n(best)} at T = {steps[0]} ({', '.join(tied)}) | "
+        rows.append(f"| `{d['_meta']['command']}` | {how} | {num(best)} at T = {steps[0]} ({', '.join(tied)}) | "
                     f"{_range([ours[n][-1] for n in good])} at T = {steps[-1]} ({len(good)} score{'s' if len(good) > 1 else ''}) | "
-                    f"{' – '.join((halves[0], halves[-1])) if len(halves) > 1 else halves[0]} | {_n(unrolled)} | "
+                    f"{' – '.join((halves[0], halves[-1])) if len(halves) > 1 else halves[0]} | {num(unrolled)} | "
                     f"{fade_verdict(best, [ours[n][-1] for n in good])} |")
     return "\n".join(rows) + ("\n\nPearson of predicted against actual loss change over all (example, query) "
                               f"pairs; checkpoint scores are every method but {' and '.join(TRAJECTORY_METHODS)} "
@@ -205,13 +205,13 @@ def self_influence_table(d: dict[str, Any]) -> str:
     for i, t in enumerate(d["top"][:10], 1):
         rows.append(f"| {i} | {t['index']} | {sig2(t['score'])} | {'yes' if t.get('flipped') else 'no'} |")
     return "\n".join(rows) + (f"\n\n{d.get('n_flipped')} of {d['n_train']} labels flipped; ROC AUC of self-influence "
-                              f"as their detector {_n(d['auc'])}; {run_caption(d)}.")
+                              f"as their detector {num(d['auc'])}; {run_caption(d)}.")
 
 
 def lds_with_ci(m: dict[str, Any], key: str = "lds") -> str:
     """``0.955 [0.951, 0.959]``: an LDS with its bootstrap interval."""
     ci = m.get("ci" if key == "lds" else "ci_margin")
-    return _n(m[key]) + ("" if not ci else f" [{_n(ci[0])}, {_n(ci[1])}]")
+    return num(m[key]) + ("" if not ci else f" [{num(ci[0])}, {num(ci[1])}]")
 
 
 def lds_table(d: dict[str, Any]) -> str:
@@ -223,7 +223,7 @@ def lds_table(d: dict[str, Any]) -> str:
     agree = d.get("seed_agreement")
     return "\n".join(rows) + (f"\n\n{d['subsets']} subsets of {d['fraction']:g} of the training set, {retrain}, "
                               f"{d['seeds']} seed(s) each, {d['n_queries']} queries"
-                              + ("" if agree is None else f"; seed agreement {_n(agree)}") + f"; {run_caption(d)}.")
+                              + ("" if agree is None else f"; seed agreement {num(agree)}") + f"; {run_caption(d)}.")
 
 
 def lds_side_by_side(results: dict[str, dict[str, Any]]) -> str:
@@ -234,7 +234,7 @@ def lds_side_by_side(results: dict[str, dict[str, Any]]) -> str:
     head = "| method | " + " | ".join(f"LDS, {h} (95 % CI) | margin, {h}" for h in heads) + " |"
     rows = [head, "|---|" + "---:|---:|" * len(runs)]
     for name in runs[0]["methods"]:
-        cells = [(lds_with_ci(d["methods"][name]), _n(d["methods"][name].get("lds_margin"))) if name in d["methods"]
+        cells = [(lds_with_ci(d["methods"][name]), num(d["methods"][name].get("lds_margin"))) if name in d["methods"]
                  else ("", "") for d in runs]
         rows.append(f"| {name} | " + " | ".join(f"{a} | {b}" for a, b in cells) + " |")
     return "\n".join(rows) + "\n\n" + "  \n".join(
@@ -252,7 +252,7 @@ def unrolled_rows(d: dict[str, Any]) -> str:
     for name in UNROLLED_ROWS:
         for key in ("pearson", "slope"):
             if name in d["methods"]:
-                rows.append(f"| {name} ({key}) | " + " | ".join(_n(v) for v in d["methods"][name][key]) + " |")
+                rows.append(f"| {name} ({key}) | " + " | ".join(num(v) for v in d["methods"][name][key]) + " |")
     mode = "removal" if d["mode"] == "remove" else f"up-weighting by ε = {d['epsilon']:g}"
     return "\n".join(rows) + (f"\n\n{d['n_ids']} ids × {d['n_queries']} queries, {mode}, {_schedule(d)}, lr "
                               f"{d['lr']:.3g}; {run_caption(d)}.")
@@ -264,7 +264,7 @@ def validity_summary(results: dict[str, dict[str, Any]]) -> str:
     for name, d in results.items():
         for method, v in (d.get("validity_horizon") or {}).items():
             s = v["summary"]
-            rows.append(f"| {name} | {method} | {_n(s['median'])} | {_n(s['min'])} | {_n(s['max'])} | "
+            rows.append(f"| {name} | {method} | {num(s['median'])} | {num(s['min'])} | {num(s['max'])} | "
                         + " ".join(f"{x:.2f}" for x in s["mean_spearman"]) + " |")
     steps = next(iter(results.values()))["steps"]
     return "\n".join(rows) + (f"\n\nLargest T with per-query Spearman ≥ 0.9 against `unrolled` over every training "
@@ -291,4 +291,4 @@ def counterfactual_table(d: dict[str, Any]) -> str:
         rows += [row(f"{name} {side}", m[side]) for name, m in d["methods"].items()]
     how = "retrained from scratch" if d["retrain"] == "scratch" else f"continued {d['steps']} steps"
     return "\n".join(rows) + (f"\n\n{d['n_queries']} queries, {how}, {d['seeds']} seed(s); mean query loss before "
-                              f"{_n(d['base_loss_mean'])}; {run_caption(d)}.")
+                              f"{num(d['base_loss_mean'])}; {run_caption(d)}.")

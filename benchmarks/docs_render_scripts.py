@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from docs_render import run_caption, sig2, thread_counts
+from docs_render import num, run_caption, sig2, thread_counts
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -119,3 +119,35 @@ def eigen_summary(d: dict[str, Any]) -> str:
     return (f"{d['kept']} kept, largest {first['eigenvalue']:.4g}, smallest kept ratio {last['ratio']:.2g} "
             f"(λ_{last['k']} = {last['eigenvalue']:.3g}); "
             + ("no warning" if not d["warnings"] else "warning: " + "; ".join(f"\"{w}\"" for w in d["warnings"])))
+
+
+def lds_script_table(d: dict[str, Any]) -> str:
+    """benchmarks/lds.py: each method's LDS (ifscope's routine, with dattri's on the same inputs beside it) and seconds."""
+    a = d["args"]
+    how = f"from scratch, {a['seeds']} seed(s)" if a["retrain"] == "scratch" else f"continued {a['steps']} steps"
+    lines = ["| method | LDS (95 % CI) | LDS by dattri.metric.lds | LDS margin | seconds |", "|---|---:|---:|---:|---:|"]
+    ok = [r for r in d["rows"] if "error" not in r]
+    best = max(r["loss"]["ifscope"] for r in ok)
+    for r in sorted(ok, key=lambda r: -r["loss"]["ifscope"]):
+        lo, hi = r["loss"]["ci"]
+        value = f"{num(r['loss']['ifscope'])} [{num(lo)}, {num(hi)}]"
+        lines.append(f"| {r['method']} | {'**' + value + '**' if r['loss']['ifscope'] == best else value} | "
+                     f"{num(r['loss']['dattri'])} | {num(r['margin']['ifscope']) if 'margin' in r else '–'} | "
+                     f"{r['seconds']:.1f} |")
+    lines += [f"| {r['method']} | failed: {r['error']} | | | |" for r in d["rows"] if "error" in r]
+    return "\n".join(lines) + (f"\n\n{a['recipe']}: {a['subsets']} subsets of {a['fraction']:g} of the training set, "
+                                f"retrained {how}; {a['queries']} queries; largest per-query difference between the "
+                                f"two LDS routines {d['worst_diff']:.1e}; {d['_meta']['threads']} thread(s), "
+                                f"{d['_meta']['seconds']:.0f} s in all, {d['_meta']['machine']}, {d['_meta']['date']}.")
+
+
+def ekfac_table(d: dict[str, Any]) -> str:
+    """benchmarks/ekfac_agreement.py: ifscope's ekfac against kronfluence's EK-FAC, agreement and seconds."""
+    lines = ["| damping | Spearman per query (min / median) | relative difference | ifscope s | kronfluence s | ratio |",
+             "|---|---|---:|---:|---:|---:|"]
+    lines += [f"| {r['damping']} | {r['spearman_min']:.4f} / {r['spearman_median']:.4f} | {r['relative_difference']:.1e} "
+              f"| {r['ifscope_seconds']:.1f} | {r['kronfluence_seconds']:.1f} | {r['ratio']:.2f} |" for r in d["rows"]]
+    return "\n".join(lines) + (f"\n\n{d['recipe']} ({d['parameters']:,} parameters), {d['n_train']} training examples × "
+                                f"{d['n_queries']} queries, empirical Fisher on both; seconds: fit + scores, the "
+                                f"fastest of {d['args'].get('repeats', 1)} interleaved runs after a warm-up; "
+                                f"{d['threads']} thread(s), {d['_meta']['machine']}, {d['_meta']['date']}.")
