@@ -202,3 +202,25 @@ def test_fit_command_says_what_the_budget_chose(tmp_path):
     out = json.loads(proc.stdout)
     assert out["chosen"]["iterations"] == 4 and "time budget" in out["chosen"]["text"]
     assert "time budget" in proc.stderr
+
+
+
+@pytest.mark.parametrize("method", ["graddot", "exact"])
+def test_gradient_methods_score_without_assembling_flat_gradients(logistic, method, monkeypatch):
+    model, train, test, wd = logistic
+    inf = ifscope.Influence(ifscope.classification(model), train, method=method, weight_decay=wd, damping=1e-3,
+                            dtype=torch.float64, batch_size=16, progress=False).fit()
+    q = inf.query_embeddings(test)
+    reference = q @ inf.train_embeddings().T
+    inf._train_emb = None  # nothing kept: scores() and top() stream from each training batch
+
+    def flat(*args, **kwargs):
+        raise AssertionError("the training side assembled flat per-example gradients")
+    import ifscope.estimators.base as base
+    monkeypatch.setattr(base, "per_example_grads", flat)
+    monkeypatch.setattr(inf, "query_embeddings", lambda queries: q)  # the query side's own gradients, made above
+    assert torch.allclose(inf.scores(test), reference, rtol=1e-10, atol=1e-12)
+    top = inf.top(test, k=5)
+    assert torch.equal(top.proponents, reference.topk(5, dim=1).indices)
+    assert torch.equal(top.opponents, (-reference).topk(5, dim=1).indices)
+    assert inf._train_emb is None  # the flat training gradients were not kept either
