@@ -148,6 +148,28 @@ def test_bfloat16_projections_match_float32_scores():
         ifscope.Influence(task, train, method="arnoldi", projection_dtype="int8")
 
 
+def test_bfloat16_projections_are_refused_when_their_measured_error_exceeds_the_tolerance(monkeypatch):
+    import ifscope.estimators.arnoldi as arnoldi
+    model, train = _mlp()
+    task = ifscope.classification(model)
+    queries = (train[0][:6], train[1][:6])
+
+    def fitted(**opts):
+        return ifscope.Influence(task, train, method="arnoldi", rank=8, iterations=24, weight_decay=1e-2,
+                                 projection="vmap", progress=False, **opts)
+    full = fitted().scores(queries)
+    kept = fitted(projection_dtype="bfloat16")
+    low = kept.scores(queries)
+    err = kept.estimator.projection_error
+    assert 0 < err <= arnoldi.PROJECTION_TOL and not torch.equal(low, full)  # measured, within tolerance: kept
+    monkeypatch.setattr(arnoldi, "PROJECTION_TOL", err / 2)  # the same error above a stricter tolerance
+    refused = fitted(projection_dtype="bfloat16")
+    with pytest.warns(ifscope.NumericalWarning, match="projection_dtype=bfloat16 was refused"):
+        again = refused.scores(queries)
+    assert refused.estimator.projection_error == pytest.approx(err)
+    assert torch.allclose(again, full, rtol=1e-5, atol=1e-7)  # projected in float32 instead
+
+
 def test_nonfinite_gradients_are_still_caught():
     model, (x, y) = _mlp()
     x = x.clone()

@@ -113,6 +113,20 @@ def accumulated_product(g: Tensor, basis: Tensor) -> Tensor:
     return out.to(g.dtype)
 
 
+LOW_PRECISION_PROBE = 64  # examples on which low-precision projections are measured against full precision
+
+
+def low_precision_error(task: Task, params: Params, rest: Mapping[str, Tensor], batch: Batch, basis: Tensor,
+                        dtype: torch.dtype, weights: Tensor) -> float:
+    """``‖(P_low − P) W‖ / ‖P W‖`` on the first ``LOW_PRECISION_PROBE`` examples of ``batch``: the relative error of
+    projections made with ``basis`` rounded to ``dtype`` (by the ``vmap`` path, the one that uses it), each direction
+    weighted by ``weights`` (e.g. ``√|1/λ|``, so that the error is measured in the metric the scores use)."""
+    probe = _rows(batch, 0, LOW_PRECISION_PROBE)
+    full = project(task, params, rest, probe, basis, path="vmap") * weights
+    low = project(task, params, rest, probe, basis.to(dtype), path="vmap") * weights
+    return float((low - full).norm() / full.norm().clamp_min(torch.finfo(full.dtype).tiny))
+
+
 def project(task: Task, params: Params, rest: Mapping[str, Tensor], batch: Batch, basis: Tensor,
             path: str = "auto", memory_budget: int = DEFAULT_MEMORY_BUDGET) -> Tensor:
     """``[B, k]`` projections ``G Uᵀ`` of the batch's per-example gradients onto ``basis`` [k, dim]; a bfloat16/float16

@@ -7,6 +7,7 @@ With ``horizon=T`` (and ``lr=η``) it is the cheap horizon-aware variant: ``Σ�
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -17,9 +18,9 @@ from ..core.budget import PROBE_EXAMPLES, Plan, measure_product, plan
 from ..core.checks import arnoldi_health, check_sizes
 from ..core.data import Batch, batch_len, row_blocks
 from ..core.decisions import decided, path_key
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, NumericalWarning
 from ..core.krylov import SELECT_RULES, ArnoldiResult, Eigenpairs, Spectrum, arnoldi, block_arnoldi, distill
-from ..core.projection import PathChoice, measure_paths, project
+from ..core.projection import PathChoice, low_precision_error, measure_paths, project
 from ..options import choice, positive_int, positive_number
 from .base import CurvatureEstimator
 from .horizon import check_horizon, horizon_filter
@@ -27,6 +28,7 @@ from .horizon import check_horizon, horizon_filter
 BLOCK = 16  # products per block step that block=0 weighs against one
 SAMPLE_START = 128  # first Hessian sample of the sample_tol check when hessian_samples is not given
 CHECKED = 16  # top Ritz values the sample check compares
+PROJECTION_TOL = 0.01  # largest relative error of low-precision projections (in the scores' metric) that is kept
 
 
 @dataclass
@@ -169,6 +171,7 @@ class Arnoldi(CurvatureEstimator):
 
     def set_eigenpairs(self, pairs: Eigenpairs) -> None:
         self.pairs, self._low = pairs, None
+        self.projection_error: float | None = None  # measured error of projection_dtype's projections, once
         self.path_choice: PathChoice | None = None  # set on the first full batch projected after a fit or load
         self.horizon: float | None = None
         if self.options["horizon"] is None:
@@ -196,7 +199,10 @@ class Arnoldi(CurvatureEstimator):
         """``[B, k]``: each example's gradient projected on the kept eigenvectors, by the path the options name or,
         for ``auto``, the one measured faster on the first full batch and kept for this model on this machine
         (``ifscope.core.decisions``; smaller batches, e.g. a few queries, take the rank rule of ``choose_path`` meanwhile)."""
-        ctx, basis = self.ctx, self._basis()
+        ctx = self.ctx
+        if ctx.projection_dtype is not None and self.projection_error is None:
+            self._check_low_precision(batch)
+        basis = self._basis()
         if self.path_choice is None or self.path_choice.asked != ctx.projection:
             if ctx.projection != "auto":
                 self.path_choice = PathChoice(ctx.projection, "chosen in the options", asked=ctx.projection)
@@ -210,9 +216,24 @@ class Arnoldi(CurvatureEstimator):
                 return project(ctx.task, ctx.params, ctx.rest, batch, basis, path="auto")
         return project(ctx.task, ctx.params, ctx.rest, batch, basis, path=self.path_choice.path)
 
+    def _check_low_precision(self, batch: Batch) -> None:
+        """Measure ``projection_dtype``'s projections against full precision on (part of) ``batch``, each direction
+        weighted by ``√|1/λ|`` as in the scores; above ``PROJECTION_TOL`` warn and project in full precision."""
+        ctx = self.ctx
+        self.projection_error = low_precision_error(ctx.task, ctx.params, ctx.rest, batch, self.pairs.vectors,
+                                                    ctx.projection_dtype, self.inv.abs().sqrt())  # type: ignore[arg-type]
+        if self.projection_error > PROJECTION_TOL:
+            warnings.warn(f"projection_dtype={str(ctx.projection_dtype).replace('torch.', '')} was refused: its "
+                          f"projections differ from full precision by {self.projection_error:.2g} (relative, in the "
+                          f"scores' metric) on this model, above the tolerance {PROJECTION_TOL:g}; projecting in "
+                          f"{str(ctx.dtype).replace('torch.', '')} instead (drop projection_dtype to silence this)",
+                          NumericalWarning, stacklevel=4)
+
     def _basis(self) -> Tensor:
-        """The eigenvectors, rounded once to ``projection_dtype`` when one is set (the products accumulate in float32)."""
-        want = self.ctx.projection_dtype or self.pairs.vectors.dtype
+        """The eigenvectors, rounded once to ``projection_dtype`` when one is set and its measured error is within
+        ``PROJECTION_TOL`` (the products accumulate in float32)."""
+        refused = self.projection_error is not None and self.projection_error > PROJECTION_TOL
+        want = (None if refused else self.ctx.projection_dtype) or self.pairs.vectors.dtype
         if getattr(self, "_low", None) is None or self._low.dtype != want:
             self._low = self.pairs.vectors.to(want)
         return self._low
