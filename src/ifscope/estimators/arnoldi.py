@@ -19,7 +19,16 @@ from ..core.checks import arnoldi_health, check_sizes
 from ..core.data import Batch, batch_len, row_blocks
 from ..core.decisions import decided, path_key
 from ..core.errors import ConfigError, NumericalWarning
-from ..core.krylov import SELECT_RULES, ArnoldiResult, Eigenpairs, Spectrum, arnoldi, block_arnoldi, distill
+from ..core.krylov import (
+    SELECT_RULES,
+    ArnoldiResult,
+    Eigenpairs,
+    Spectrum,
+    arnoldi,
+    block_arnoldi,
+    distill,
+    relative_residuals,
+)
 from ..core.projection import PathChoice, low_precision_error, measure_paths, project
 from ..options import choice, positive_int, positive_number
 from .base import CurvatureEstimator
@@ -46,7 +55,8 @@ class ArnoldiOptions:
     adding ``ηT`` off the basis. ``block`` > 1: block Arnoldi with that many batched products per step (0: measured,
     the block when it is faster per vector); ``sample_tol``: grow the Hessian sample from ``hessian_samples`` (default
     128) by doubling until the top Ritz values agree with their Rayleigh quotients on a disjoint sample of the same
-    size to that relative tolerance (median of the top 16)."""
+    size to that relative tolerance (median of the top 16); ``ritz_tol``: stop before ``iterations`` (checked every 10
+    products) once the ``rank`` kept Ritz pairs all have relative residuals ``‖Hu − λu‖/λ`` at most that."""
 
     rank: int = 50
     iterations: int = 200
@@ -56,6 +66,7 @@ class ArnoldiOptions:
     complement: bool = True
     block: int = 1
     sample_tol: float | None = None
+    ritz_tol: float | None = None
 
     def validate(self) -> None:
         positive_int("rank", self.rank)
@@ -63,6 +74,7 @@ class ArnoldiOptions:
         if isinstance(self.block, bool) or not isinstance(self.block, int) or self.block < 0:
             raise ConfigError(f"block must be a non-negative integer (0: measured, 1: plain Arnoldi), got {self.block!r}")
         positive_number("sample_tol", self.sample_tol, allow_none=True)
+        positive_number("ritz_tol", self.ritz_tol, allow_none=True)
         choice("select", self.select, SELECT_RULES)
         if self.horizon is not None or self.lr is not None:
             check_horizon(self.horizon, self.lr, "arnoldi")
@@ -133,12 +145,18 @@ class Arnoldi(CurvatureEstimator):
             if bar is not None:
                 bar.update(j - done[0])
             done[0] = j
+        rank, select, tol = self.options["rank"], str(self.options["select"]), self.options["ritz_tol"]
+
+        def converged(so_far: ArnoldiResult) -> bool:  # every kept pair's relative residual within ritz_tol
+            rel = relative_residuals(so_far, rank, select)
+            return len(rel) == rank and float(rel.max()) <= tol
+        stop = None if tol is None else converged
         if block == 1:
             result = arnoldi(op.matvec, dim, iterations, seed=ctx.seed, dtype=ctx.dtype, device=ctx.device,
-                             progress=tick)
+                             progress=tick, stop=stop)
         else:
             result = block_arnoldi(op.matmat, dim, iterations, block, seed=ctx.seed, dtype=ctx.dtype,
-                                   device=ctx.device, progress=tick)
+                                   device=ctx.device, progress=tick, stop=stop)
         if bar is not None:
             bar.close()
         return result
