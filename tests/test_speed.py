@@ -279,3 +279,23 @@ def test_ritz_tol_stops_early_and_reproduces_the_full_iteration_scores(width, n,
     assert np.mean([spearmanr(a, b).statistic for a, b in zip(s.numpy(), full.numpy())]) >= 0.999
     loose = fitted(ritz_tol=1e3).fit().estimator  # the first check passes as soon as rank pairs exist
     assert loose.iterations_used <= auto.estimator.iterations_used
+
+
+@pytest.mark.parametrize("width,n", [(24, 64), (40, 100)])
+def test_horizon_krylov_tol_sizes_the_query_space_by_convergence(width, n):
+    """Tolerance: once the query side moves by ≤ 1e-6 between checks, the scores are within 1e-4 (relative) of the exact
+    T-step recursion, with fewer products per query than the cap."""
+    task, data = _trained_mlp(width, n)
+    queries = (data[0][:8], data[1][:8])
+
+    def fitted(**opts):
+        return ifscope.Influence(task, data, method="horizon", horizon=100, weight_decay=1e-2, dtype=torch.float64,
+                                 progress=False, **opts)
+    exact = fitted(solver="recursion").scores(queries)
+    auto = fitted(solver="block", krylov=60, krylov_tol=1e-6)
+    s = auto.scores(queries)
+    cost = auto.estimator.query_cost
+    assert float((s - exact).norm() / exact.norm()) <= 1e-4
+    assert cost["products"] / cost["queries"] < 60
+    with pytest.raises(ConfigError, match="krylov_tol"):
+        fitted(krylov_tol=0)
