@@ -253,7 +253,8 @@ def peers_table(d: dict[str, Any]) -> str:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import peers
     a = d["args"]
-    caption = (f"\n\ndigits MLP {peers.arch(a['hidden'])} ({d['params']:,} parameters), {a['n_train']} training "
+    data = a.get("data", "digits")
+    caption = (f"\n\n{data} MLP {peers.arch(a['hidden'], data)} ({d['params']:,} parameters), {a['n_train']} training "
                f"examples × {a['queries']} queries; ground truth: remove each of {a['ids']} examples, full-batch GD "
                f"lr 1/λ_max = {d['lr']:.3g} ({d['ground_truth_s']:.0f} s); torch {d['torch']}, {d['threads']} "
                f"thread(s), {d['_meta']['seconds']:.0f} s in all, {d['_meta']['machine']}, {d['_meta']['date']}.")
@@ -264,10 +265,13 @@ def peers_table(d: dict[str, Any]) -> str:
 PEERS_WIDE = ["--hidden", "256", "256", "--rank", "100", "--skip", "reference", "exact", "ifscope cg", "ifscope lissa",
               "dattri cg", "pydvl cg", "explicit", "direct", "naive"]
 
+PEERS_MNIST1D = ["--data", "mnist1d", *PEERS_WIDE]
+
 PEERS_SMALL = ["--hidden", "32", "--rank", "100", "--skip", "ifscope cg", "ifscope lissa", "dattri cg", "pydvl cg"]
 
 TABLES: dict[str, Table] = {
     "peers-wide": Table(PEERS_WIDE, peers_table, ("docs/performance.md",), script="benchmarks/peers.py"),
+    "peers-mnist1d": Table(PEERS_MNIST1D, peers_table, ("docs/performance.md",), script="benchmarks/peers.py"),
     "peers-small": Table(PEERS_SMALL, peers_table, ("docs/performance.md",), script="benchmarks/peers.py"),
     "fade-mlp-remove": Table(["fade", "--recipe", "digits-mlp", "--mode", "remove"], fade_table, ("README.md",)),
     "fade-mlp-remove-full": Table(["fade", "--recipe", "digits-mlp", "--mode", "remove"], fade_tables,
