@@ -263,7 +263,7 @@ def peers_table(d: dict[str, Any]) -> str:
 
 
 PEERS_WIDE = ["--hidden", "256", "256", "--rank", "100", "--skip", "reference", "exact", "ifscope cg", "ifscope lissa",
-              "dattri cg", "pydvl cg", "explicit", "direct", "naive"]
+              "dattri cg", "explicit", "direct", "naive"]
 
 PEERS_MNIST1D = ["--data", "mnist1d", *PEERS_WIDE]
 
