@@ -305,7 +305,8 @@ class Influence:
         training embeddings, or straight from each batch when the estimator ``streams_scores`` and none are kept."""
         est = self._fitted()
         if est.streams_scores and self._train_emb is None and self.run is None:
-            for pos, s in self._chunks(self.train, lambda b: est.train_scores(b, q), "training scores", self._local()):
+            for pos, s in self._chunks(self.train, lambda b: est.train_scores(b, q), "training embeddings",
+                                         self._local()):
                 yield pos, s.T
             return
         for pos, emb in self._train_chunks():  # shards read back from disk are on CPU: score where the queries are

@@ -56,10 +56,11 @@ def per_example_grads(task: Task, params: Params, rest: Mapping[str, Tensor], ba
     return _finite(outs[0] if len(outs) == 1 else torch.cat(outs), "per-example gradients")
 
 
-def projected_grads(task: Task, params: Params, rest: Mapping[str, Tensor], batch: Batch, basis: Tensor) -> Tensor:
+def projected_grads(task: Task, params: Params, rest: Mapping[str, Tensor], batch: Batch, basis: Tensor,
+                    check: bool = True) -> Tensor:
     """``[B, k]`` = ``G Uᵀ`` summed parameter tensor by parameter tensor, so that the flat ``[B, dim]`` gradients are
     never assembled (``G_p`` against its columns of ``basis``; low-precision ``basis``: see
-    :func:`accumulated_product`)."""
+    :func:`accumulated_product`); ``check=False`` leaves NaN/inf to the caller."""
     grads = per_example_grad_dict(task, params, rest, batch)
     space, out, start = ParamSpace(params), None, 0
     for name, size in zip(space.names, space.sizes):
@@ -67,7 +68,7 @@ def projected_grads(task: Task, params: Params, rest: Mapping[str, Tensor], batc
         out = part if out is None else out + part
         start += size
     assert out is not None
-    return _finite(out, "gradient projections")
+    return _finite(out, "gradient projections") if check else out
 
 
 def jvp_projections(task: Task, params: Params, rest: Mapping[str, Tensor], batch: Batch, basis: Tensor,

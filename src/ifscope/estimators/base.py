@@ -170,7 +170,10 @@ class GradientTrainEmbedding(Estimator):
     def train_scores(self, batch: Batch, query_emb: Tensor) -> Tensor:
         """``[B, n_queries]`` = ``G qᵀ`` contracted parameter tensor by parameter tensor: the flat ``[B, dim]``
         gradients are never assembled (their cost would be a multiple of the per-example gradients' own)."""
-        return projected_grads(self.ctx.task, self.ctx.params, self.ctx.rest, batch, query_emb)
+        out = projected_grads(self.ctx.task, self.ctx.params, self.ctx.rest, batch, query_emb, check=False)
+        if not torch.isfinite(out.sum()):  # say which is not finite: the gradients (raises) or only their product
+            self.ctx.grads(batch)
+        return out
 
     @abstractmethod
     def apply(self, g: Tensor) -> Tensor:
