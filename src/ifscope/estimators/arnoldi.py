@@ -26,6 +26,7 @@ from ..core.krylov import (
     Spectrum,
     arnoldi,
     block_arnoldi,
+    default_step,
     distill,
     relative_residuals,
 )
@@ -91,6 +92,7 @@ class Arnoldi(CurvatureEstimator):
     Options = ArnoldiOptions
     keeps_spectrum = True
     reads = frozenset({"time_budget_s", "projection_dtype"})
+    refit_free = frozenset({"horizon", "lr", "damping"})  # filters of the fitted eigenpairs
 
     def fit(self) -> None:
         ctx, rank, iterations = self.ctx, self.options["rank"], self.options["iterations"]
@@ -187,6 +189,9 @@ class Arnoldi(CurvatureEstimator):
         self.hvp_calls += check.calls
         return float(((rayleigh - lam).abs() / lam.abs().clamp_min(torch.finfo(lam.dtype).tiny)).median())
 
+    def rebound(self) -> None:
+        self.set_eigenpairs(self.pairs)
+
     def set_eigenpairs(self, pairs: Eigenpairs) -> None:
         self.pairs, self._low = pairs, None
         self.projection_error: float | None = None  # measured error of projection_dtype's projections, once
@@ -196,7 +201,7 @@ class Arnoldi(CurvatureEstimator):
             self.inv = 1.0 / (pairs.values + self.ctx.damping)
             return
         self.horizon, lr = check_horizon(self.options["horizon"], self.options["lr"], self.name)
-        self.lr = lr if lr is not None else 1.0 / float(pairs.values.max() + self.ctx.damping)
+        self.lr = lr if lr is not None else default_step(float(pairs.values.max()) + self.ctx.damping)
         self.inv = self.filters(self.horizon)
 
     @property
