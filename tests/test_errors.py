@@ -426,6 +426,19 @@ def _():
     inf("lissa", task=flat).fit()
 
 
+@case("kfac-unsupported", "ekfac on a model with a LayerNorm", ConfigError, "factor only nn.Linear", "params=[...]")
+def _():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 5), nn.LayerNorm(5), nn.Linear(5, 3))
+    inf("ekfac", task=ifscope.classification(model)).fit()
+
+
+@case("kfac-true-fisher", "fisher='true' on a regression loss", ConfigError, "not a classification task",
+      "fisher='empirical'")
+def _():
+    inf("ekfac", task=squares_task(), train=(data()[0], torch.randn(24))).fit()
+
+
 @case("exact-singular", "exact inverse of a singular Hessian", NumericalError, "the Hessian is singular",
       "add damping=")
 def _():

@@ -39,7 +39,8 @@ class Influence:
     examples is ``+scores[q, i] / N``. ``method`` is one of ``exact``, ``cg``, ``lissa``, ``arnoldi``,
     ``graddot``, ``tracin``, ``horizon`` (``horizon=T, lr=η``: the finite-horizon response
     ``∇ℓ(q)ᵀ H⁻¹(I − (I − ηH)^T) ∇ℓ(z)``), ``unrolled`` (``horizon=T, lr=η, optimizer=...``: the exact
-    ``−N ∂ℓ(q, θ_T)/∂wᵢ`` through T steps of continued training); shared options are
+    ``−N ∂ℓ(q, θ_T)/∂wᵢ`` through T steps of continued training), ``kfac`` and ``ekfac`` (Kronecker-factored Fisher
+    of the Linear/Conv layers; ``ekfac`` with ``horizon=T, lr=η`` filters its eigenvalues by ``f_T``); shared options are
     :class:`ifscope.options.FitOptions`, method options
     (e.g. ``rank``, ``iterations`` for arnoldi) are listed by ``Influence.options(method)``.
     With ``workdir``, ``fit`` reuses the curvature saved there for the same model, data and options (and saves it
@@ -63,6 +64,8 @@ class Influence:
             raise ConfigError(f"unknown option(s) {unknown} for method {method!r}; its own options are "
                               f"{sorted(METHODS[method].OPTIONS)}, shared ones are {sorted(FIT_FIELDS)}, progress")
         self.fit_options = build(FitOptions, shared, "Influence")
+        if self.fit_options.damping is None:
+            self.fit_options.damping = METHODS[method].default_damping
         unread = [k for k in SPEED_FIELDS
                   if getattr(self.fit_options, k) is not None and k not in METHODS[method].reads]
         if unread:

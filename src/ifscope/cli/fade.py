@@ -2,9 +2,10 @@
 
 The run's fitted estimator is one of the methods (its label: its method name); the others are references built
 with the run's shared options: ``horizon`` (and ``horizon_schedule`` under minibatches), ``arnoldi_horizon`` (the
-run's own eigenpairs with the horizon filter, when the run is arnoldi), ``graddot``, ``tracin`` along the actual
-continued trajectory, ``unrolled`` (the exact derivative through the fade's own continued training, and the
-reference of each checkpoint method's horizon of validity) and ``exact`` on small models. Options
+run's own eigenpairs with the horizon filter, when the run is arnoldi), ``ekfac_horizon`` (when asked for: EK-FAC
+with the filter, its own fit), ``graddot``, ``tracin`` along the actual continued trajectory, ``unrolled`` (the exact
+derivative through the fade's own continued training, and the reference of each checkpoint method's horizon of
+validity) and ``exact`` on small models. Options
 (:class:`ifscope.options.FadeOptions`) left out come from the run's last fade, the recipe's ``defaults["fade"]``,
 then the library.
 """
@@ -19,8 +20,8 @@ from typing import Any
 from ..options import FadeOptions
 from . import add_options, common_arguments, fitted_for, influence_arguments, resolve_command, run_facts
 
-REFERENCE_METHODS = ("horizon", "arnoldi_horizon", "exact", "graddot", "tracin", "unrolled", "horizon_schedule",
-                     "arnoldi")
+REFERENCE_METHODS = ("horizon", "arnoldi_horizon", "ekfac_horizon", "exact", "graddot", "tracin", "unrolled",
+                     "horizon_schedule", "arnoldi")
 EXACT_LIMIT = 5000  # parameters above which the default method list leaves out the dense-Hessian `exact`
 FLOAT64_LIMIT = 200_000  # parameters up to which the reference methods run in float64 by default
 
