@@ -151,13 +151,14 @@ def _correction_section(cor: dict | None, out: Path) -> str:
         return _missing("correction")
     fix = cor.get("fix_rate", {})
     rows = "".join(f"<tr><td>{_e(k)}</td><td>{rounded(v)}</td></tr>" for k, v in fix.items())
-    acc = cor.get("heldout_accuracy", {})
+    figure = cor.get("heldout_figure") or {"name": "accuracy", **cor.get("heldout_accuracy", {})}
     fixed = sum(1 for q in cor.get("queries", []) if q.get("fixed"))
-    return (f"<p>{_e(correction_meaning(cor))} {_e(cor.get('n_queries', '?'))} misclassified test examples; a few "
+    return (f"<p>{_e(correction_meaning(cor))} {_e(cor.get('n_queries', '?'))} mis-predicted test examples; a few "
             f"steps on the training examples chosen by each rule ({fixed} of the listed queries fixed by influence).</p>"
             f"<table><tr><th>training examples chosen by</th><th>fix rate</th></tr>{rows}</table>"
-            f"<table><tr><th>held-out accuracy before</th><th>after</th><th>broken</th><th>seconds per correction</th>"
-            f"</tr><tr><td>{rounded(acc.get('before'), 3)}</td><td>{rounded(acc.get('after'), 3)}</td>"
+            f"<table><tr><th>held-out {_e(figure['name'])} before</th><th>after</th><th>broken</th>"
+            f"<th>seconds per correction</th></tr><tr><td>{rounded(figure.get('before'), 3)}</td>"
+            f"<td>{rounded(figure.get('after'), 3)}</td>"
             f"<td>{rounded(cor.get('broken'))}</td><td>{rounded(cor.get('seconds_per_correction'))}</td></tr></table>"
             + _corrected_examples(cor, out))
 
@@ -171,7 +172,7 @@ def _corrected_examples(cor: dict, out: Path) -> str:
              "proponents, ascent on opponents).</p>"]
     for q in cor["examples"]:
         qi = q["index"]
-        after = {**q, "predicted": f"{q['predicted']} → {q['predicted_after']}"}
+        after = {**q, "predicted": f"{_value(q['predicted'])} → {_value(q['predicted_after'])}"}
         if cor.get("classes"):
             c = cor["classes"]
             after["predicted"] = f"{c[q['predicted']]} → {c[q['predicted_after']]}"
@@ -186,15 +187,23 @@ def _corrected_examples(cor: dict, out: Path) -> str:
     return "".join(parts)
 
 
+def _value(v: Any) -> str:
+    """A target or prediction as shown on a card: a real value to four significant digits."""
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
 def _card(e: dict, kind: str, top: dict, out: Path, name: str, css: str) -> str:
     from .figures import draw_image
     classes = top.get("classes")
     label = classes[e["label"]] if classes and isinstance(e.get("label"), int) and e["label"] < len(classes) \
         else e.get("label")
-    lines = [f"{kind} #{e['index']}", f"label {_e(label)}"]
+    lines = [f"{kind} #{e['index']}", _e(e["target"]) if "target" in e and label is e.get("label")
+             else f"label {_e(_value(label))}"]
     if "predicted" in e:
         p = e["predicted"]
-        lines.append(f"predicted {_e(classes[p] if classes and isinstance(p, int) and p < len(classes) else p)}")
+        named = classes and isinstance(p, int) and p < len(classes)
+        lines.append(_e(e["prediction"]) if "prediction" in e and not named
+                     else f"predicted {_e(classes[p] if named else _value(p))}")
     if "score" in e:
         lines.append(f"score {e['score']:+.3g}")
     if e.get("flipped"):
@@ -215,10 +224,11 @@ def _gallery_section(top: dict | None, out: Path) -> str:
     (out / "gallery").mkdir(exist_ok=True)
     pro = [(q.get("label"), e.get("label")) for q in top["queries"] for e in q.get("proponents", [])]
     same = sum(1 for a, b in pro if a == b) / max(1, len(pro))
-    parts = [f"<p>{same:.0%} of the proponents carry their query's label: "
-             + ("the model leans on look-alike examples of the same class. " if same >= 0.5 else
-                "the model leans on examples of other classes, a sign of label noise or shortcut features. ")
-             + f"Method {_e(top.get('method'))}: the {top.get('k')} training examples whose up-weighting most lowers "
+    grouped = (f"{same:.0%} of the proponents carry their query's label: "
+               + ("the model leans on look-alike examples of the same class. " if same >= 0.5 else
+                  "the model leans on examples of other classes, a sign of label noise or shortcut features. ")
+               ) if top.get("grouped", True) else ""
+    parts = [f"<p>{grouped}Method {_e(top.get('method'))}: the {top.get('k')} training examples whose up-weighting most lowers "
              "(proponents) or raises (opponents) each test example's loss. score/N is the predicted change of the "
              f"query loss when that example is removed (N = {_e(top.get('n_train'))}).</p>"]
     for q in top["queries"]:
