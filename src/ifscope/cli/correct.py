@@ -170,18 +170,18 @@ def _summary(d: dict[str, Any], workdir: Path) -> str:
         name = d.get("heldout_figure", {}).get("name", "accuracy")
         lines.append(f"{'selection':<20} {'fix rate':>8} {'held-out ' + name:>16} {'broken':>7} {'s/corr':>7}")
         for m, s in d["methods"].items():
-            figure = _figure(name, s.get("heldout_figure_after"))
+            figure = figure_text(name, s.get("heldout_figure_after"))
             broken = "-" if s["broken"] is None else f"{s['broken']:.1f}"
             ref = " (reference)" if m in d["reference_only"] else ""
             lines.append(f"{m + ref:<20} {d['fix_rate'][m]:>8.2f} {figure:>16} {broken:>7} {s['seconds']:>7.3f}")
         before = d.get("heldout_figure", {}).get("before")
         if before is not None:
-            lines.append(f"held-out {name} before: {_figure(name, before)}; side effects are means over corrections")
+            lines.append(f"held-out {name} before: {figure_text(name, before)}; side effects are means over corrections")
     lines.append(f"wrote {workdir / 'correct.json'} in {d['seconds']:.1f} s")
     return "\n".join(lines)
 
 
-def _figure(name: str, value: float | None) -> str:
+def figure_text(name: str, value: float | None) -> str:
     """A held-out figure as printed: accuracy in percent, anything else to four significant digits."""
     if value is None:
         return "-"
