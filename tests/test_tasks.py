@@ -152,13 +152,15 @@ def test_a_custom_task_with_its_own_loss_and_judge_corrects(fitted_regressor):
     assert res.n_queries == 6 and res.fix_rate("influence") >= res.fix_rate("random")
 
 
-def test_top_and_correct_cli_show_real_targets(tmp_path):
+def test_top_self_influence_and_correct_cli_show_real_targets(tmp_path):
     work = str(tmp_path / "run")
     recipe = ["--recipe", EXAMPLE, "--workdir", work, "--rank", "8", "--iterations", "20"]
     top = json.loads(run_cli("top", *recipe, "--queries", "0-1", "-k", "2", "--json").stdout)
     q = top["queries"][0]
     assert q["target"].startswith("y = ") and q["prediction"].startswith("ŷ = ") and not top["grouped"]
     assert isinstance(q["label"], float) and isinstance(q["proponents"][0]["label"], float)
+    suspects = json.loads(run_cli("self-influence", *recipe, "-k", "2", "--json").stdout)["top"]
+    assert all(isinstance(r["label"], float) for r in suspects)
     proc = run_cli("correct", *recipe, "--queries", "3", "--k", "4", "--steps", "3", "--tolerance", "0.5")
     assert "held-out squared error" in proc.stdout
     saved = json.loads((tmp_path / "run" / "correct.json").read_text())

@@ -51,15 +51,18 @@ def _snippet(text: str, width: int = 80) -> str:
 def _labels(recipe: Any, ds: Any, indices: list[int], outputs: bool = True) -> list[dict[str, Any]]:
     """Per example at ``indices``: its target (``label``) and, with ``outputs``, the model's prediction
     (``predicted``), as the task's judge gives them (class indices, real values or text), and both as text
-    (``target``, ``prediction``)."""
+    (``target``, ``prediction``). Targets alone need no judge (the raw target then)."""
     import torch
 
     from ..core.data import take
     from ..core.judges import prediction_value, require_judge, target_value
     task = recipe.task
-    judge = require_judge(task.judge, "top")
+    judge = require_judge(task.judge, "top") if outputs or task.judge is not None else None
     dtype = next(p for n, p in task.model.named_parameters() if n in task.parameter_names).dtype
     batch = task.cast(take(ds, indices), dtype)  # onto the model's device
+    if judge is None:
+        raw = task.targets(batch)
+        return [{"label": raw[j].tolist(), "target": f"target {raw[j].tolist()}"} for j in range(len(indices))]
     rows = [{"label": target_value(judge, batch, j), "target": judge.show_target(batch, j)}
             for j in range(len(indices))]
     if outputs:
