@@ -165,3 +165,6 @@ def test_top_self_influence_and_correct_cli_show_real_targets(tmp_path):
     assert "held-out squared error" in proc.stdout
     saved = json.loads((tmp_path / "run" / "correct.json").read_text())
     assert saved["settings"]["tolerance"] == 0.5 and saved["n_queries"] == 3
+    run_cli("report", "--workdir", work)
+    page = (tmp_path / "run" / "report" / "index.html").read_text()
+    assert "held-out squared error before" in page and "ŷ = " in page and "carry their query" not in page
