@@ -168,3 +168,21 @@ def test_top_self_influence_and_correct_cli_show_real_targets(tmp_path):
     run_cli("report", "--workdir", work)
     page = (tmp_path / "run" / "report" / "index.html").read_text()
     assert "held-out squared error before" in page and "ŷ = " in page and "carry their query" not in page
+
+
+def test_classification_judge_is_argmax_against_the_label_and_top_refuses_a_task_without_judge():
+    from ifscope.cli.top import _labels
+    from ifscope.recipes import Recipe
+    judge = ifscope.classification(nn.Linear(2, 3)).judge
+    logits, y = torch.tensor([[2.0, 0.0, 1.0], [0.0, 1.0, 3.0]]), torch.tensor([0, 1])
+    assert judge.kind == "classification" and judge.held_out_name == "accuracy"
+    assert judge.wrong(logits, (None, y)).tolist() == [False, True]
+    assert judge.group((None, y)).tolist() == [0, 1] and judge.predicted_group(logits).tolist() == [0, 2]
+    assert judge.held_out(logits, (None, y)).tolist() == [1.0, 0.0]
+    assert (judge.show_target((None, y), 1), judge.show_prediction(logits, (None, y), 1)) == ("label 1", "predicted 2")
+    model = nn.Linear(2, 1)
+    bare = Recipe(model, ifscope.Task(model, loss=lambda out, t: (out[:, 0] - t) ** 2), None, None)
+    data = as_dataset((torch.randn(3, 2), torch.tensor([0.5, 1.5, -0.25])))
+    assert [r["label"] for r in _labels(bare, data, [0, 2], outputs=False)] == [0.5, -0.25]
+    with pytest.raises(ConfigError, match="top needs to know what a wrong prediction is"):
+        _labels(bare, data, [0])
