@@ -31,17 +31,21 @@ def make(n_train: int = 300, n_test: int = 142, steps: int = 500, hidden: int = 
     train, test = (x[:n_train], y[:n_train]), (x[n_train:n_train + n_test], y[n_train:n_train + n_test])
 
     # your model and your usual training loop: full-batch Adam on the mean squared error with weight decay
-    torch.manual_seed(seed)
-    model = nn.Sequential(nn.Linear(10, hidden), nn.Tanh(), nn.Linear(hidden, 1))
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    for _ in range(steps):
-        loss = ((model(train[0])[:, 0] - train[1]) ** 2).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
+    def fit(data: tuple[torch.Tensor, torch.Tensor], run_seed: int) -> nn.Module:
+        torch.manual_seed(run_seed)
+        model = nn.Sequential(nn.Linear(10, hidden), nn.Tanh(), nn.Linear(hidden, 1))
+        opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+        for _ in range(steps):
+            loss = ((model(data[0])[:, 0] - data[1]) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return model.eval()
+    model = fit(train, seed)
 
-    # what ifscope needs: the task (squared error per example), and the tolerance that makes a prediction wrong
+    # what ifscope needs: the task (squared error per example), the tolerance that makes a prediction wrong, and
+    # (for `ifscope lds`) how to train from scratch on a subset of the training data
     task = ifscope.regression(model)
     return Recipe(model, task, train, test, info={"weight_decay": weight_decay},
-                  defaults={"correct": {"tolerance": tolerance}})
+                  defaults={"correct": {"tolerance": tolerance}},
+                  retrain=lambda data, run_seed: fit(data, run_seed).state_dict())
