@@ -88,6 +88,8 @@ TABLES: dict[str, Table] = {
                                    "--mode", "upweight", "--epsilon", "0.0001", "--truth-dtype", "float64"],
                                   R.fade_table, ("docs/experiments.md",)),
     **{f"correct-{r.split('-')[0]}-{s}": _correct(r, s) for r in ("tweets-minilm", "digits-cnn") for s in CORRECT_SEEDS},
+    "correct-regression": Table(["correct", "--recipe", "examples/regression.py:make"], R.correct_table,
+                                ("docs/models.md",)),
     "correct-summary": Table([], R.correct_summary, ("README.md",),
                              sources=tuple(f"correct-{r}-{s}" for r in ("digits", "tweets") for s in CORRECT_SEEDS)),
     "groundtruth": Table(["cnn", "floor", "tweets", "--dtypes", "float32", "--batchings", "vmap,loop"],

@@ -89,16 +89,21 @@ def diagnose_table(d: dict[str, Any]) -> str:
 
 
 def correct_table(d: dict[str, Any]) -> str:
-    rows = ["| selection | fix rate | held-out accuracy after | broken predictions (mean) | s / correction |",
+    """Per selection: fix rate, the task's held-out figure after (accuracy, squared error, ...), broken, time."""
+    name = (d.get("heldout_figure") or {}).get("name", "accuracy")
+    key = "heldout_accuracy_after" if name == "accuracy" else "heldout_figure_after"
+
+    def shown(v: float | None) -> str:
+        return "n/a" if v is None else f"{100 * v:.2f} %" if name == "accuracy" else f"{v:.4g}"
+    rows = [f"| selection | fix rate | held-out {name} after | broken predictions (mean) | s / correction |",
             "|---|---:|---:|---:|---:|"]
-    for name, m in d["methods"].items():
-        ref = " (reference)" if name in d.get("reference_only", []) else ""
-        acc = m.get("heldout_accuracy_after")
-        rows.append(f"| {name}{ref} | {num(d['fix_rate'][name], 2)} | {'n/a' if acc is None else f'{100 * acc:.2f} %'}"
+    for method, m in d["methods"].items():
+        ref = " (reference)" if method in d.get("reference_only", []) else ""
+        rows.append(f"| {method}{ref} | {num(d['fix_rate'][method], 2)} | {shown(m.get(key))}"
                     f" | {num(m.get('broken'), 1)} | {num(m.get('seconds'), 3)} |")
-    before = d.get("heldout_accuracy", {}).get("before")
+    before = (d.get("heldout_figure") or d.get("heldout_accuracy", {})).get("before")
     return "\n".join(rows) + (f"\n\n{d['n_queries']} natural mistakes corrected, {d['n_heldout']} held-out examples"
-                              + (f" (accuracy before {100 * before:.2f} %)" if before is not None else "")
+                              + (f" ({name} before {shown(before)})" if before is not None else "")
                               + f"; {d['_meta']['threads']} thread(s), {d['_meta']['seconds']:.0f} s.")
 
 

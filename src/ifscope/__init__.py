@@ -15,7 +15,7 @@ from .core.errors import (
 )
 from .core.hf import TextTask, encode_texts, hf_classification, last_blocks_params
 from .core.scores import TopInfluences
-from .core.task import Task, classification
+from .core.task import Task, classification, regression
 from .experiments.correct import Correction, correct, split_mispredicted
 from .experiments.diagnose import Diagnosis, diagnose
 from .experiments.evaluate import CounterfactualResult, LDSResult, lds, leave_top_k_out
@@ -34,6 +34,7 @@ __all__ = [
     "Recipe", "RunDir",
     "TINY_EIGENVALUE_RATIO", "Task", "TextTask", "TopInfluences", "ValidityHorizon", "__version__", "actual_changes",
     "check_model", "classification", "correct", "diagnose", "distributed", "encode_texts", "fade_curve", "hf_classification",
-    "last_blocks_params", "lds", "leave_top_k_out", "load_recipe", "plot_fade", "render_report",
+    "last_blocks_params", "lds", "leave_top_k_out", "load_recipe", "plot_fade", "regression",
+    "render_report",
     "split_mispredicted", "validity_horizon",
 ]

@@ -70,9 +70,12 @@ def _fade_line(r: dict[str, Any]) -> str:
 def _correct_line(r: dict[str, Any]) -> str:
     if not r["n_queries"]:
         return "no mistakes to correct"
-    fr, acc = r["fix_rate"], r["heldout_accuracy"]
-    drop = "" if acc.get("before") is None or acc.get("after") is None else \
-        f"; held-out accuracy {100 * acc['before']:.2f}% -> {100 * acc['after']:.2f}% (mean per correction)"
+    from .correct import figure_text
+    fr = r["fix_rate"]
+    fig = r.get("heldout_figure") or {"name": "accuracy", **r["heldout_accuracy"]}
+    drop = "" if fig.get("before") is None or fig.get("after") is None else \
+        (f"; held-out {fig['name']} {figure_text(fig['name'], fig['before'])} -> {figure_text(fig['name'], fig['after'])} "
+         "(mean per correction)")
     return (f"influence fixed {round(fr['influence'] * r['n_queries'])}/{r['n_queries']} mistakes, "
             + ", ".join(f"{m} {v:.2f}" for m, v in fr.items() if m != "influence") + drop)
 

@@ -4,6 +4,7 @@ proponents and opponents of each query, the mislabel suspects, and the corrected
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from .html import esc, missing
 
@@ -17,7 +18,7 @@ def corrected_examples(cor: dict, out: Path) -> str:
              "proponents, ascent on opponents).</p>"]
     for q in cor["examples"]:
         qi = q["index"]
-        after = {**q, "predicted": f"{q['predicted']} → {q['predicted_after']}"}
+        after = {**q, "predicted": f"{_value(q['predicted'])} → {_value(q['predicted_after'])}"}
         if cor.get("classes"):
             c = cor["classes"]
             after["predicted"] = f"{c[q['predicted']]} → {c[q['predicted_after']]}"
@@ -32,15 +33,23 @@ def corrected_examples(cor: dict, out: Path) -> str:
     return "".join(parts)
 
 
+def _value(v: Any) -> str:
+    """A target or prediction as shown on a card: a real value to four significant digits."""
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
 def card(e: dict, kind: str, top: dict, out: Path, name: str, css: str) -> str:
     from .figures import draw_image
     classes = top.get("classes")
     label = classes[e["label"]] if classes and isinstance(e.get("label"), int) and e["label"] < len(classes) \
         else e.get("label")
-    lines = [f"{kind} #{e['index']}", f"label {esc(label)}"]
+    lines = [f"{kind} #{e['index']}", esc(e["target"]) if "target" in e and label is e.get("label")
+             else f"label {esc(_value(label))}"]
     if "predicted" in e:
         p = e["predicted"]
-        lines.append(f"predicted {esc(classes[p] if classes and isinstance(p, int) and p < len(classes) else p)}")
+        named = classes and isinstance(p, int) and p < len(classes)
+        lines.append(esc(e["prediction"]) if "prediction" in e and not named
+                     else f"predicted {esc(classes[p] if named else _value(p))}")
     if "score" in e:
         lines.append(f"score {e['score']:+.3g}")
     if e.get("flipped"):
@@ -61,10 +70,11 @@ def gallery_section(top: dict | None, out: Path) -> str:
     (out / "gallery").mkdir(exist_ok=True)
     pro = [(q.get("label"), e.get("label")) for q in top["queries"] for e in q.get("proponents", [])]
     same = sum(1 for a, b in pro if a == b) / max(1, len(pro))
-    parts = [f"<p>{same:.0%} of the proponents carry their query's label: "
-             + ("the model leans on look-alike examples of the same class. " if same >= 0.5 else
-                "the model leans on examples of other classes, a sign of label noise or shortcut features. ")
-             + f"Method {esc(top.get('method'))}: the {top.get('k')} training examples whose up-weighting most lowers "
+    grouped = (f"{same:.0%} of the proponents carry their query's label: "
+               + ("the model leans on look-alike examples of the same class. " if same >= 0.5 else
+                  "the model leans on examples of other classes, a sign of label noise or shortcut features. ")
+               ) if top.get("grouped", True) else ""
+    parts = [f"<p>{grouped}Method {esc(top.get('method'))}: the {top.get('k')} training examples whose up-weighting most lowers "
              "(proponents) or raises (opponents) each test example's loss. score/N is the predicted change of the "
              f"query loss when that example is removed (N = {esc(top.get('n_train'))}).</p>"]
     for q in top["queries"]:

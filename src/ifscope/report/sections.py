@@ -87,13 +87,14 @@ def correction_section(cor: dict | None, out: Path) -> str:
         return missing("correction")
     fix = cor.get("fix_rate", {})
     rows = "".join(f"<tr><td>{esc(k)}</td><td>{rounded(v)}</td></tr>" for k, v in fix.items())
-    acc = cor.get("heldout_accuracy", {})
+    figure = cor.get("heldout_figure") or {"name": "accuracy", **cor.get("heldout_accuracy", {})}
     fixed = sum(1 for q in cor.get("queries", []) if q.get("fixed"))
-    return (f"<p>{esc(correction_meaning(cor))} {esc(cor.get('n_queries', '?'))} misclassified test examples; a few "
+    return (f"<p>{esc(correction_meaning(cor))} {esc(cor.get('n_queries', '?'))} mis-predicted test examples; a few "
             f"steps on the training examples chosen by each rule ({fixed} of the listed queries fixed by influence).</p>"
             f"<table><tr><th>training examples chosen by</th><th>fix rate</th></tr>{rows}</table>"
-            f"<table><tr><th>held-out accuracy before</th><th>after</th><th>broken</th><th>seconds per correction</th>"
-            f"</tr><tr><td>{rounded(acc.get('before'), 3)}</td><td>{rounded(acc.get('after'), 3)}</td>"
+            f"<table><tr><th>held-out {esc(figure['name'])} before</th><th>after</th><th>broken</th>"
+            f"<th>seconds per correction</th></tr><tr><td>{rounded(figure.get('before'), 3)}</td>"
+            f"<td>{rounded(figure.get('after'), 3)}</td>"
             f"<td>{rounded(cor.get('broken'))}</td><td>{rounded(cor.get('seconds_per_correction'))}</td></tr></table>"
             + corrected_examples(cor, out))
 
