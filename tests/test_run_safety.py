@@ -262,9 +262,9 @@ def test_reading_a_finished_run_writes_nothing(run_copy, capsys, monkeypatch):
     for argv in (["top", "--queries", "0-1", "-k", "3"], ["scores", "--queries", "0-3"]):
         capsys.readouterr()
         assert main([*argv, "--recipe", TINY, "--workdir", str(run_copy)]) == 0, capsys.readouterr().err
-    assert (run_copy / MANIFEST).read_bytes() == manifest
-    assert {p: p.stat().st_mtime_ns for p in run_copy.rglob("*")} == mtimes
     _one_line_exit_2(capsys, ["fit", *FIT, "--rank", "6", "--workdir", str(run_copy)], "Permission denied")
+    assert (run_copy / MANIFEST).read_bytes() == manifest
+    assert {p: p.stat().st_mtime_ns for p in run_copy.rglob("*")} == mtimes  # nothing deleted by the refused refit
 
 
 def test_a_training_label_out_of_range_on_the_shard_path(recipe, tmp_path):

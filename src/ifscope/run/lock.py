@@ -16,9 +16,11 @@ LOCK = ".ifscope.lock"
 _held: dict[str, int] = {}  # resolved run directory -> depth of this process's nested holds
 
 
-def _command() -> str:
-    argv = [Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python", *sys.argv[1:]]
-    return " ".join(argv)[:200]
+def holder() -> str:
+    """``"pid 123 (ifscope fit --rank 10)"``: this process, as a waiting one (or a refused write) names it."""
+    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
+    argv = ["ifscope" if name == "__main__.py" else name, *sys.argv[1:]]  # python -m ifscope
+    return f"pid {os.getpid()} ({' '.join(argv)[:200]})"
 
 
 @contextmanager
@@ -42,11 +44,11 @@ def locked(root: Path) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 512, 0).decode(errors="replace").strip() or "another process"
-            print(f"ifscope: waiting for {holder}, which holds the lock on run directory {root}", file=sys.stderr)
+            who = os.pread(fd, 512, 0).decode(errors="replace").strip() or "another process"
+            print(f"ifscope: waiting for {who}, which holds the lock on run directory {root}", file=sys.stderr)
             fcntl.flock(fd, fcntl.LOCK_EX)
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} ({_command()})".encode(), 0)
+        os.pwrite(fd, holder().encode(), 0)
         _held[key] = 1
         yield
     finally:

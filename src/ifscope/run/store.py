@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
-import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -31,7 +29,7 @@ from torch import Tensor
 
 from ..core.errors import ArtifactError
 from ..core.files import atomic_write_bytes, json_bytes, read_json, write_json
-from .lock import locked
+from .lock import holder, locked
 from .manifest import FORMAT_VERSION, read_manifest
 from .paths import check_workdir, clear_debris, inside
 from .shards import ShardStore
@@ -134,7 +132,7 @@ class RunDir(ShardStore):
                                                                                       time.gmtime()),
                           "versions": versions(), "fingerprints": {}, "config": {}, "artifacts": {}})
             self._check_fingerprints(m, fingerprints)
-            m["fingerprints"].update(fingerprints)
+            m.setdefault("fingerprints", {}).update(fingerprints)
             if source is not None and not m.get("source"):
                 m["source"] = dict(source)
             if config is not None:
@@ -146,11 +144,11 @@ class RunDir(ShardStore):
                 m["config"], m["versions"] = config, versions()
             m["format_version"] = FORMAT_VERSION
 
-        probe = json.loads(json.dumps(self.manifest))
-        change(probe)
-        if {k: v for k, v in probe.items() if k != "versions"} != \
-                {k: v for k, v in self.manifest.items() if k != "versions"}:
-            self._update(change)
+        m = self.manifest
+        self._check_fingerprints(m, fingerprints)
+        if not m or m.get("format_version") != FORMAT_VERSION or not set(fingerprints) <= set(m.get("fingerprints", {})) \
+                or (source is not None and not m.get("source")) or (config is not None and m.get("config") != config):
+            self._update(change)  # else nothing to write: a finished run is read without writing
         self.bound = self._binding(self.manifest)
         return dropped
 
@@ -208,7 +206,7 @@ class RunDir(ShardStore):
             if self.writer:
                 atomic_write_bytes(path, data)
             if name == CURVATURE:  # a new fit: what was derived from another curvature no longer holds
-                m["fitted_by"] = f"pid {os.getpid()} ({' '.join(sys.argv[1:3])})"
+                m["fitted_by"] = holder()
                 for old in [n for n, e in m["artifacts"].items() if n != CURVATURE
                             and e.get("fit", {}).get("curvature") != entry["sha256"]]:
                     self._forget(m, old)
