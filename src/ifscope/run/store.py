@@ -164,6 +164,11 @@ class RunDir(ShardStore):
         """The path of ``name`` inside the run directory (ArtifactError if it would leave it)."""
         return inside(self.path, name, f"{self.path / MANIFEST}")
 
+    def record_options(self, command: str, values: Mapping[str, Any]) -> None:
+        """Record the options ``command`` resolved (JSON values): what its next run in this directory starts from."""
+        self.manifest.setdefault("options", {})[command] = dict(values)
+        self._save_manifest()
+
     def has(self, name: str) -> bool:
         """Whether ``name`` is recorded for the current fit (the curvature: for the bound config) and present."""
         entry = self.manifest.get("artifacts", {}).get(name)
