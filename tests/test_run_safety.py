@@ -281,7 +281,7 @@ def test_a_training_label_out_of_range_on_the_shard_path(recipe, tmp_path):
 def test_correct_with_n_test_keeps_the_recorded_source(run_copy, capsys):
     source = RunDir(run_copy).manifest["source"]
     assert main(["correct", "--recipe", TINY, "--recipe-arg", "n_test=30", "--workdir", str(run_copy), "--queries",
-                 "1", "--k", "4", "--steps", "2", "--baselines", "random"]) == 0
+                 "1", "--k", "4", "--steps", "2"]) == 0
     assert RunDir(run_copy).manifest["source"] == source
     assert main(["top", "--recipe", TINY, "--workdir", str(run_copy), "--queries", "0", "-k", "2"]) == 0
 

@@ -11,7 +11,7 @@ from ..core.files import read_json
 from .paths import check_name
 
 FORMAT_VERSION = 3  # 3: every artifact records the fit it belongs to; 2: the source (recipe) and config
-OBJECTS = ("artifacts", "fingerprints", "config", "versions", "source")
+OBJECTS = ("artifacts", "fingerprints", "config", "versions", "source", "options")
 
 
 def _kind(value: Any) -> str:

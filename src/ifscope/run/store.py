@@ -166,8 +166,9 @@ class RunDir(ShardStore):
 
     def record_options(self, command: str, values: Mapping[str, Any]) -> None:
         """Record the options ``command`` resolved (JSON values): what its next run in this directory starts from."""
-        self.manifest.setdefault("options", {})[command] = dict(values)
-        self._save_manifest()
+        values = json.loads(json.dumps(dict(values)))
+        if self.manifest.get("options", {}).get(command) != values:  # unchanged: nothing written (read-only runs)
+            self._update(lambda m: m.setdefault("options", {}).update({command: values}))
 
     def has(self, name: str) -> bool:
         """Whether ``name`` is recorded for the current fit (the curvature: for the bound config) and present."""
