@@ -243,6 +243,7 @@ def test_malformed_manifest_fields(run_copy, capsys, field, value):
 
 
 def test_reading_a_finished_run_writes_nothing(run_copy, capsys, monkeypatch):
+    _edit(run_copy, lambda m: m.pop("options", None))  # a run whose commands' options were not recorded
     manifest = (run_copy / MANIFEST).read_bytes()
     mtimes = {p: p.stat().st_mtime_ns for p in run_copy.rglob("*")}
     import ifscope.core.files as files
