@@ -210,10 +210,10 @@ def test_commands_wait_for_the_lock_name_its_holder_and_are_all_recorded(run_cop
     then both finish and both results are recorded."""
     logs = [tmp_path / "top.err", tmp_path / "self.err"]
     argvs = [["top", "--queries", "3", "-k", "2"], ["self-influence"]]
-    with locked(run_copy):
+    with locked(run_copy), open(logs[0], "w") as err0, open(logs[1], "w") as err1:
         procs = [subprocess.Popen([sys.executable, "-m", "ifscope", *argv, "--recipe", TINY, "--workdir",
-                                   str(run_copy)], env=cli_env(), stderr=open(log, "w"), stdout=subprocess.DEVNULL)
-                 for argv, log in zip(argvs, logs)]
+                                   str(run_copy)], env=cli_env(), stderr=err, stdout=subprocess.DEVNULL)
+                 for argv, err in zip(argvs, (err0, err1))]
         deadline = time.time() + 120
         while time.time() < deadline and not all("waiting for" in log.read_text() or p.poll() is not None
                                                   for p, log in zip(procs, logs)):
