@@ -301,3 +301,18 @@ def test_an_interrupted_manifest_write_leaves_no_tmp(run_copy):
     debris.write_text('{"half": ')
     RunDir(run_copy).save_json("note.json", {"x": 1})
     assert not debris.exists()
+
+
+def test_a_format_2_run_keeps_its_fit(run_copy, capsys):
+    """Format 2 recorded no fit per artifact: its artifacts belong to its config and curvature, so they are reused
+    (its shards, without a curvature checksum, are recomputed)."""
+    def downgrade(m):
+        m["format_version"] = 2
+        for entry in m["artifacts"].values():
+            entry.pop("fit")
+    _edit(run_copy, downgrade)
+    run = RunDir(run_copy)
+    assert run.has(CURVATURE) and run.has("top.json") and run.has("scores.safetensors")
+    capsys.readouterr()
+    assert main(["top", "--recipe", TINY, "--workdir", str(run_copy), "--queries", "0-1", "-k", "3", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["reused_fit"]

@@ -3,6 +3,9 @@ instead of failing later (or naming files outside the run directory)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +14,25 @@ from ..core.files import read_json
 from .paths import check_name
 
 FORMAT_VERSION = 3  # 3: every artifact records the fit it belongs to; 2: the source (recipe) and config
+CURVATURE = "curvature.safetensors"
 OBJECTS = ("artifacts", "fingerprints", "config", "versions", "source", "options")
+
+
+def config_hash(m: Mapping[str, Any]) -> str:
+    """sha256 of a manifest's configuration: what its curvature was fitted under."""
+    return hashlib.sha256(json.dumps(m.get("config", {}), sort_keys=True).encode()).hexdigest()
+
+
+def _upgrade(m: dict[str, Any]) -> None:
+    """Format 2 recorded no fit per artifact; every artifact there belonged to the recorded config and curvature
+    (a refit dropped the others), so each gets that fit. Its shards carry no curvature checksum: recomputed."""
+    if m["format_version"] >= 3:
+        return
+    fps = m.get("fingerprints", {})
+    curvature = m["artifacts"].get(CURVATURE, {}).get("sha256")
+    for name, entry in m["artifacts"].items():
+        key, value = ("config", config_hash(m)) if name == CURVATURE else ("curvature", curvature)
+        entry.setdefault("fit", {key: value, "model": fps.get("model"), "train": fps.get("train")})
 
 
 def _kind(value: Any) -> str:
@@ -51,4 +72,5 @@ def read_manifest(file: Path) -> dict[str, Any]:
     if not isinstance(source.get("recipe", ""), str) or not isinstance(source.get("recipe_options", {}), dict) \
             or not isinstance(source.get("seed", 0), int):
         raise _malformed(file, "source needs a recipe string, recipe_options object and an integer seed")
+    _upgrade(m)
     return m

@@ -30,12 +30,11 @@ from torch import Tensor
 from ..core.errors import ArtifactError
 from ..core.files import atomic_write_bytes, json_bytes, read_json, write_json
 from .lock import holder, locked
-from .manifest import FORMAT_VERSION, read_manifest
+from .manifest import CURVATURE, FORMAT_VERSION, config_hash, read_manifest
 from .paths import check_workdir, clear_debris, inside
 from .shards import ShardStore
 
 MANIFEST = "manifest.json"
-CURVATURE = "curvature.safetensors"
 SCORES = "scores.safetensors"
 
 
@@ -53,10 +52,6 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _config_hash(m: Mapping[str, Any]) -> str:
-    return _sha256(json.dumps(m.get("config", {}), sort_keys=True).encode())
-
-
 class RunDir(ShardStore):
     """A run directory and its manifest. Artifacts are recorded with their sha256 and the fit they belong to, verified
     on every load, and updated under the directory's lock by re-reading the manifest and changing one artifact."""
@@ -71,7 +66,7 @@ class RunDir(ShardStore):
     @staticmethod
     def _binding(m: Mapping[str, Any]) -> dict[str, Any]:
         fps = m.get("fingerprints", {})
-        return {"config": _config_hash(m), "model": fps.get("model"), "train": fps.get("train"),
+        return {"config": config_hash(m), "model": fps.get("model"), "train": fps.get("train"),
                 "curvature": m.get("artifacts", {}).get(CURVATURE, {}).get("sha256")}
 
     @property
