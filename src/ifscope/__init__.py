@@ -2,11 +2,13 @@
 
 from ._version import __version__
 from .core.checks import TINY_EIGENVALUE_RATIO
+from .core.contract import ModelContract, check_model
 from .core.errors import (
     ArtifactError,
     ConfigError,
     DataError,
     IfscopeError,
+    ModelError,
     NonFiniteError,
     NumericalError,
     NumericalWarning,
@@ -28,10 +30,10 @@ from .truth.groundtruth import GroundTruth, actual_changes
 
 __all__ = [
     "ArtifactError", "ConfigError", "Correction", "CounterfactualResult", "DataError", "Diagnosis", "FadeResult",
-    "GroundTruth", "IfscopeError", "Influence", "LDSResult", "NonFiniteError", "NumericalError", "NumericalWarning",
+    "GroundTruth", "IfscopeError", "Influence", "LDSResult", "ModelContract", "ModelError", "NonFiniteError", "NumericalError", "NumericalWarning",
     "Recipe", "RunDir",
     "TINY_EIGENVALUE_RATIO", "Task", "TextTask", "TopInfluences", "ValidityHorizon", "__version__", "actual_changes",
-    "classification", "correct", "diagnose", "distributed", "encode_texts", "fade_curve", "hf_classification",
+    "check_model", "classification", "correct", "diagnose", "distributed", "encode_texts", "fade_curve", "hf_classification",
     "last_blocks_params", "lds", "leave_top_k_out", "load_recipe", "plot_fade", "render_report",
     "split_mispredicted", "validity_horizon",
 ]
