@@ -57,12 +57,16 @@ def influence_arguments(p: argparse.ArgumentParser, exclude: tuple[str, ...] = (
     return p
 
 
-def _parse_list(kind: type):
+def _parse_list(kind: type, allowed: tuple | None = None):
     def parse(text: str) -> list:
         try:
-            return [kind(v) for v in text.split(",") if v.strip()]
+            values = [kind(v) for v in text.split(",") if v.strip()]
         except ValueError as exc:
             raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__}s, got {text!r}") from exc
+        bad = [v for v in values if allowed is not None and v not in allowed]
+        if bad:
+            raise argparse.ArgumentTypeError(f"invalid choice(s) {bad}; choose from {', '.join(map(str, allowed))}")
+        return values
     return parse
 
 
@@ -95,14 +99,15 @@ def add_options(p: argparse.ArgumentParser, classes: tuple[type, ...], title: st
             name = (flags or {}).get(f.name) or meta.get("flag") or f"--{f.name.replace('_', '-')}"
             spec: dict[str, Any] = {"dest": f.name, "default": None,
                                     "help": (helps or {}).get(f.name) or meta.get("help") or f.name}
+            allowed = meta.get("choices") or (choices or {}).get(f.name)
             if typing.get_origin(base) in (list, tuple):
                 item = typing.get_args(base)[0]
-                spec.update(type=_parse_list(item), nargs="+", action=_Extend)
+                spec.update(type=_parse_list(item, allowed), nargs="+", action=_Extend, metavar=f.name.upper())
+                allowed = None  # checked per item by the parser
             elif base is bool:
                 spec.update(action=argparse.BooleanOptionalAction)
             else:
                 spec.update(type=base)
-            allowed = meta.get("choices") or (choices or {}).get(f.name)
             if allowed:
                 spec["choices"] = allowed
             if spec["default"] is None and f.default is not dataclasses.MISSING and f.default is not None \

@@ -1,7 +1,7 @@
 """Horizon-aware influence: ``score_T(q, z) = ∇ℓ(q)ᵀ f_T(H) ∇ℓ(z)`` with ``f_T(λ) = (1 − (1 − ηλ)^T)/λ``.
 
 ``f_T(H) g = η Σ_{s<T} (I − ηH)^s g`` is the first-order change of the parameters after T steps of gradient descent
-with step η when the training loss gains ``−g·θ`` (SCIENCE.md §2); T → ∞ (with 0 < ηλ < 2) gives ``H⁻¹g``, the
+with step η when the training loss gains ``−g·θ`` (docs/science.md, 'The horizon response'); T → ∞ (with 0 < ηλ < 2) gives ``H⁻¹g``, the
 classic influence function, and dropping the propagation ``(I − ηH)^s`` gives TracIn's ``ηT g``. It is exact to
 first order for full-batch gradient descent with a constant step; see docs/fade.md for SGD, momentum and Adam.
 """

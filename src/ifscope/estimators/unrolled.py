@@ -1,4 +1,4 @@
-"""Exact unrolled influence: ``score[q, i] = −N · ∂ℓ(q, θ_T)/∂wᵢ`` through T steps of continued training (SCIENCE.md §6).
+"""Exact unrolled influence: ``score[q, i] = −N · ∂ℓ(q, θ_T)/∂wᵢ`` through T steps of continued training (docs/science.md, 'Unrolled influence').
 
 Continued training from the checkpoint with a fresh optimiser state on ``(1/|B|) Σ_{i∈B} wᵢ ℓ(zᵢ) + (wd/2)‖θ‖²``, the
 batches from ``train_batch_size`` and ``seed`` (full batch when None); the derivative at w = 1 is the first-order
