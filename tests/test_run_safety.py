@@ -202,7 +202,8 @@ def test_scores_and_a_refit_at_once_leave_a_consistent_run(run_copy):
     codes = [_finish(scores)[0], _finish(refit)[0]]
     assert codes[1] == 0
     _consistent(run_copy)
-    assert RunDir(run_copy).config["rank"] == 10
+    run = RunDir(run_copy)  # scores may refit to its own recorded options after the refit: either fit, whole
+    assert run.has(CURVATURE) and run.config["rank"] in (8, 10)
 
 
 def test_commands_wait_for_the_lock_name_its_holder_and_are_all_recorded(run_copy, tmp_path):
