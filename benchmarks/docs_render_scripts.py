@@ -44,7 +44,8 @@ def peers_table(d: dict[str, Any]) -> str:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import peers
     a = d["args"]
-    caption = (f"\n\ndigits MLP {peers.arch(a['hidden'])} ({d['params']:,} parameters), {a['n_train']} training "
+    data = a.get("data", "digits")
+    caption = (f"\n\n{data} MLP {peers.arch(a['hidden'], data)} ({d['params']:,} parameters), {a['n_train']} training "
                f"examples × {a['queries']} queries; ground truth: remove each of {a['ids']} examples, full-batch GD "
                f"lr 1/λ_max = {d['lr']:.3g} ({d['ground_truth_s']:.0f} s); torch {d['torch']}, {d['threads']} "
                f"thread(s), {d['_meta']['seconds']:.0f} s in all, {d['_meta']['machine']}, {d['_meta']['date']}.")

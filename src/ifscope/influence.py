@@ -19,7 +19,7 @@ from .core.errors import ArtifactError, ConfigError
 from .core.fingerprint import data_fingerprint, model_fingerprint
 from .core.krylov import Spectrum, spectrum
 from .core.progress import progress_bar
-from .core.scores import TopInfluences, score_matrix, top_k
+from .core.scores import TopInfluences, assemble, top_k_blocks
 from .core.task import Task
 from .estimators import METHODS, Context, Estimator
 from .options import PROJECTION_DTYPES, FitOptions, build, from_json, to_json, values
@@ -359,8 +359,20 @@ class Influence:
                                                                "training embeddings", self._train_ids(train_ids))], 1)
         local = self._local()
         start = int(local[0]) if len(local) else 0
-        block = score_matrix(q, ((pos - start, emb) for pos, emb in self._train_chunks()), len(local))
+        block = assemble(((pos - start, s) for pos, s in self._score_blocks(q)), q, len(local))
         return distributed.gather_blocks(block, self.n_train, self.config["batch_size"], dim=1)
+
+    def _score_blocks(self, q: Tensor) -> Iterator[tuple[Tensor, Tensor]]:
+        """``(positions, S[:, positions])`` over this process's training positions: from the cached or sharded
+        training embeddings, or straight from each batch when the estimator ``streams_scores`` and none are kept."""
+        est = self._fitted()
+        if est.streams_scores and self._train_emb is None and self.run is None:
+            for pos, s in self._chunks(self.train, lambda b: est.train_scores(b, q), "training embeddings",
+                                         self._local()):
+                yield pos, s.T
+            return
+        for pos, emb in self._train_chunks():  # shards read back from disk are on CPU: score where the queries are
+            yield pos, q @ emb.to(q.device).T
 
     def _train_ids(self, train_ids: Sequence[int] | Tensor) -> Tensor:
         ids = torch.as_tensor(train_ids, dtype=torch.long).reshape(-1)
@@ -398,8 +410,9 @@ class Influence:
         if self._fitted().direct:  # identity queries against score columns: top_k reads S itself
             s = self._direct_scores(queries)
             cols = torch.arange(self.n_train).split(self.config["batch_size"])
-            return top_k(torch.eye(len(s), dtype=s.dtype), ((pos, s[:, pos].T) for pos in cols), k)
-        return distributed.merge_top(top_k(self.query_embeddings(queries), self._train_chunks(), k), k)
+            return top_k_blocks(((pos, s[:, pos]) for pos in cols), s, k)
+        q = self.query_embeddings(queries)
+        return distributed.merge_top(top_k_blocks(self._score_blocks(q), q, k), k)
 
     def self_influence(self) -> Tensor:
         """``[n_train]``: ``score(z, z)`` for each training example; large values flag outliers and mislabels."""
