@@ -140,6 +140,7 @@ def resolve_command(args: argparse.Namespace, recipe: Any, command: str, classes
 def record_options(args: argparse.Namespace, result: dict[str, Any]) -> None:
     """After a command succeeded: its resolved options in its JSON (``command_options``) and in the run's manifest
     (``options[command]``), the manifest layer of the next run of the same command."""
+    from ..core.errors import IfscopeError
     from ..run.store import RunDir
     if getattr(args, "resolved", None) is None:
         return
@@ -147,7 +148,10 @@ def record_options(args: argparse.Namespace, result: dict[str, Any]) -> None:
     result["command_options"] = resolved.to_dict()
     run = RunDir(args.workdir) if getattr(args, "workdir", None) else None
     if run is not None and run.exists and run.writer:
-        run.record_options(command, resolved.values())
+        try:
+            run.record_options(command, resolved.values())
+        except IfscopeError as exc:  # e.g. a finished run read on a read-only directory: the result stands
+            print(f"ifscope: {command} options not recorded in the run directory: {exc}", file=sys.stderr)
 
 
 def saved_manifest(args: argparse.Namespace) -> dict[str, Any]:

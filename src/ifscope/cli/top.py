@@ -106,8 +106,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     for q, qi in enumerate(idx):
         row = {"index": qi, **shown[q], **_view(recipe, "test", test, qi),
-               "proponents": [item(int(i), float(s)) for i, s in zip(top.proponents[q], top.proponent_scores[q])],
-               "opponents": [item(int(i), float(s)) for i, s in zip(top.opponents[q], top.opponent_scores[q])]}
+               # k can exceed the examples of one sign (k >= N): a proponent has a positive score, an opponent a negative
+               "proponents": [item(int(i), float(s)) for i, s in zip(top.proponents[q], top.proponent_scores[q]) if s > 0],
+               "opponents": [item(int(i), float(s)) for i, s in zip(top.opponents[q], top.opponent_scores[q]) if s < 0]}
         rows.append(row)
         lines.append(f"test #{qi}: {row['target']}, {row['prediction']}"
                      + (f": {_snippet(row['text'])}" if "text" in row else ""))

@@ -46,9 +46,14 @@ def render_report(workdir: str | Path) -> Path:
     if not run.exists:
         raise ArtifactError(f"{Path(workdir) / MANIFEST} does not exist: {workdir} is not an ifscope run directory; "
                             "run `ifscope fit --workdir DIR` (or `ifscope demo`) first")
-    out = run.path / "report"
+    with run.locked():  # a command finishing meanwhile records its artifact after the report, not lost by it
+        return _render(RunDir(workdir))
+
+
+def _render(run: RunDir) -> Path:
+    out = run.file("report")  # refused when a symbolic link: the report's folder is emptied first
     for name in [n for n in run.manifest.get("artifacts", {}) if n.startswith("report/")]:
-        run.drop(name, save=False)
+        run.drop(name)
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     fade_html, gap_html = fade_sections(_load(run, "fade.json"), out)
