@@ -14,7 +14,7 @@ from . import apply_defaults, common_arguments, fitted_for, influence_arguments,
 DEFAULTS: dict[str, Any] = dict(checks=None, n_queries=20, n_train=200, n_ids=40, epsilon_ids=8,
                                 steps=[1, 3, 10, 30, 100, 300], epsilons=[0.1, 1.0], n_checkpoints=1,
                                 refit_variants=False, train_batch_size=None, train_lr=None, truth_dtype="float64", krylov=100,
-                                reference_hessian_samples=None)
+                                reference_hessian_samples=None, budget_s=None)
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -45,6 +45,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="up-weighting sizes ε checked for linearity, besides removal (0.1 1.0)")
     d.add_argument("--n-checkpoints", type=int, default=None,
                    help="latest earlier checkpoints (from the recipe's info['checkpoints']) to compare scores with")
+    d.add_argument("--budget-s", type=float, default=None,
+                   help="seconds of replays (ground truth and unrolled) the ids, queries and horizons left out are "
+                        "chosen for, by measuring one replay step and one unrolled step (60)")
     d.add_argument("--refit-variants", action="store_const", const=True, default=None,
                    help="also run the agreement checks that need other fits (float64, rank 2k, half samples, "
                         "earlier checkpoints) of a method that keeps a spectrum")
@@ -53,9 +56,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from ..experiments.diagnose import CHECKS, diagnose
+    from ..experiments.sizing import DEFAULT_BUDGET_S, explicit_sizes
     from . import recipe_for
-
     recipe = recipe_for(args)
+    explicit = explicit_sizes(vars(args))
     apply_defaults(args, recipe, "diagnose", DEFAULTS)
     if args.n_checkpoints < 0:
         raise ConfigError(f"--n-checkpoints must be >= 0, got {args.n_checkpoints}")
@@ -69,7 +73,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                       initial=recipe.info.get("initial"), checkpoints=checkpoints, refit=args.refit_variants,
                       epsilon_ids=args.epsilon_ids, train_batch_size=args.train_batch_size or None, lr=args.train_lr,
                       ground_truth_dtype=getattr(torch, args.truth_dtype), krylov=args.krylov,
-                      reference_hessian_samples=args.reference_hessian_samples, seed=args.seed)
+                      reference_hessian_samples=args.reference_hessian_samples, seed=args.seed,
+                      budget_s=DEFAULT_BUDGET_S if args.budget_s is None else args.budget_s, explicit=explicit)
     result.settings["recipe"] = {"name": args.recipe, **{k: repr(v) for k, v in args.recipe_arg}}
     out = {**result.to_dict(), **run_facts(inf)}
     from ..report.diagnose_figures import diagnose_figures

@@ -10,6 +10,7 @@ reference of each checkpoint method's horizon of validity) and ``exact`` on smal
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from typing import Any
 
@@ -21,7 +22,7 @@ EXACT_LIMIT = 5000  # parameters above which the default method list leaves out 
 DEFAULTS: dict[str, Any] = dict(steps=[1, 3, 10, 30, 100, 300, 1000], mode="remove", epsilon=0.01, n_ids=40,
                                 n_queries=20, methods=None, train_lr=None, train_batch_size=None, krylov=100,
                                 truth_dtype="float64", reference_dtype=None, reference_hessian_samples=None,
-                                batching="auto", ids_from="random")
+                                batching="auto", ids_from="random", budget_s=None)
 IDS_FROM = ("random", "first_batch")
 FLOAT64_LIMIT = 200_000  # parameters up to which the reference methods run in float64 by default
 
@@ -70,6 +71,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="training examples the reference methods' curvature averages over (default: the run's)")
     f.add_argument("--truth-dtype", choices=["float64", "float32"], default=None,
                    help="precision of the ground-truth replays (default float64: changes near the float32 floor)")
+    f.add_argument("--budget-s", type=float, default=None,
+                   help="seconds of replays (ground truth and unrolled) the ids, queries, horizons and reference "
+                        "precision left out are chosen for, by measuring one replay step and one unrolled step (60)")
     f.add_argument("--batching", choices=["auto", "vmap", "loop"], default=None,
                    help="replicas of the ground truth and rows of curvature products by vmap or a loop "
                         "(auto: the faster, measured)")
@@ -82,6 +86,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from ..core.data import as_dataset, take
     from ..core.errors import ConfigError
     from ..experiments.fade import fade_curve, gd_schedule, method_label, plot_fade, rebind, reference_methods
+    from ..experiments.measure import size_to_budget
+    from ..experiments.sizing import Sizes, explicit_sizes, fade_workload
     from ..experiments.validity import fade_validity, validity_lines
     from ..truth.groundtruth import actual_changes
     from ..truth.prefix import cache_prefix
@@ -89,6 +95,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     t0 = time.time()
     recipe = recipe_for(args)
+    explicit = explicit_sizes({**vars(args), "steps": args.steps})
     apply_defaults(args, recipe, "fade", DEFAULTS)
     if args.train_batch_size == 0:
         args.train_batch_size = None
@@ -102,8 +109,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.train_batch_size is not None and args.train_batch_size < 1:
         raise ConfigError(f"--train-batch-size must be a positive integer, got {args.train_batch_size}")
     gen = torch.Generator().manual_seed(args.seed + 7)
-    ids = torch.randperm(len(train), generator=gen)[: args.n_ids].sort().values
-    q_idx = torch.randperm(len(test), generator=gen)[: args.n_queries].sort().values
+    id_order = torch.randperm(len(train), generator=gen)[: args.n_ids]  # a smaller budget keeps the first ones
+    q_order = torch.randperm(len(test), generator=gen)[: args.n_queries]
+    q_idx = q_order.sort().values
     queries = take(test, q_idx)
     steps = sorted(set(args.steps))
     schedule = gd_schedule(inf, max(steps), args.train_lr, batch_size=args.train_batch_size, seed=args.seed)
@@ -112,16 +120,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.n_ids > len(first):
             raise ConfigError(f"--ids-from first_batch samples --n-ids {args.n_ids} from the first minibatch of "
                               f"{len(first)} examples: lower --n-ids or raise --train-batch-size")
-        ids = first[torch.randperm(len(first), generator=gen)[: args.n_ids]].sort().values
+        id_order = first[torch.randperm(len(first), generator=gen)[: args.n_ids]]
     # the frozen prefix of a text model is computed once: ground truth and every method replay only the selected part
     truth_dtype = getattr(torch, args.truth_dtype)
     prefix = cache_prefix(inf.task, inf.train, queries, dtype=truth_dtype, progress=True)
     task, (cached_train, queries) = prefix.task, prefix.datasets
     run_view = rebind(inf, task, cached_train) if prefix.start is not None else inf
-    t_truth = time.time()
-    truth = actual_changes(task, cached_train, queries, ids, steps, schedule, mode=args.mode, epsilon=args.epsilon,
-                           dtype=truth_dtype, batching=args.batching)
-    t_truth = time.time() - t_truth
     names = args.methods
     dim = inf.estimator.ctx.space.dim
     ref_dtype = args.reference_dtype or ("float64" if dim <= FLOAT64_LIMIT else str(inf.dtype).replace("torch.", ""))
@@ -129,6 +133,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         names = ["run", "horizon", *(["arnoldi_horizon"] if inf.method == "arnoldi" else []),
                  *(["exact"] if dim <= EXACT_LIMIT and inf.method != "exact" else []), "graddot", "tracin", "unrolled",
                  *(["horizon_schedule"] if args.train_batch_size else [])]
+    chosen = size_to_budget(task, cached_train, queries, schedule, Sizes(args.n_ids, args.n_queries, tuple(steps),
+                            ref_dtype), fade_workload(names), args.budget_s,
+                            explicit, truth_dtype, args.batching)
+    print(f"ifscope: fade {chosen}", file=sys.stderr)
+    ids, q_keep = id_order[: chosen.sizes.n_ids].sort().values, q_order[: chosen.sizes.n_queries].sort().values
+    queries = take(as_dataset(queries, "queries"), torch.searchsorted(q_idx, q_keep))
+    q_idx, steps, ref_dtype = q_keep, list(chosen.sizes.steps), chosen.sizes.reference_dtype
+    args.n_ids, args.n_queries = len(ids), len(q_idx)
+    schedule = schedule.truncated(max(steps))
+    t_truth = time.time()
+    truth = actual_changes(task, cached_train, queries, ids, steps, schedule, mode=args.mode, epsilon=args.epsilon,
+                           dtype=truth_dtype, batching=args.batching)
+    t_truth = time.time() - t_truth
     bad = [n for n in names if n != "run" and n not in REFERENCE_METHODS]
     if bad:
         raise ConfigError(f"unknown fade method(s) {bad}; choose from run,{','.join(REFERENCE_METHODS)}")
@@ -144,7 +161,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
            "train_batch_size": args.train_batch_size, "noise_floor": truth.noise_floor(), "truth_seconds": t_truth,
            "truth_dtype": args.truth_dtype, "batching": truth.batching, "threads": torch.get_num_threads(),
            "prefix": {"cached": prefix.start is not None, "start_block": prefix.start, "seconds": prefix.seconds},
-           "parameters": dim, "n_train": inf.n_train, "seconds": time.time() - t0}
+           "parameters": dim, "n_train": inf.n_train, "chosen": chosen.as_dict(), "seconds": time.time() - t0}
     run_dir = inf.run
     path = run_dir.save_json("fade.json", out)
     figure = run_dir.record(str(plot_fade(result, run_dir.path / "report" / "fade_curve.png")
