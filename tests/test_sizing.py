@@ -117,3 +117,12 @@ def test_cli_fade_and_diagnose_say_what_they_chose(tmp_path):
     assert d["chosen"]["steps"] == [1, 3] and d["chosen"]["n_ids"] == 10 and d["chosen"]["n_queries"] == 5
     assert d["settings"]["steps"] == [1, 3] and d["assumptions"]["divergence"]["steps"] == [1, 3]
     assert "diagnose sized to a 0.001 s budget" in out.stderr
+
+
+def test_a_precision_the_model_cannot_run_is_left_for_the_other_and_said():
+    broken64 = Costs(0.001, {"float64": float("inf"), "float32": 0.001}, {"float64": "vmap fails in float64"})
+    got = choose(WANTED.replace(steps=(1, 3, 10)), broken64, FADE, 60.0)
+    assert got.sizes.reference_dtype == "float32" and got.predicted_s <= 60
+    assert "unrolled cannot run in float64 (vmap fails in float64)" in got.reason
+    d = json.loads(json.dumps(got.as_dict(), allow_nan=False))
+    assert d["measured"]["unrolled_row_step_s"]["float64"] is None and d["measured"]["failed"]["float64"]

@@ -65,9 +65,13 @@ def measure(task: Task, train: Any, queries: Any, schedule: Schedule, truth_dtyp
     """:class:`ifscope.experiments.sizing.Costs` of this model: the replay step in ``truth_dtype`` with ``replicas``
     rows at once, and the unrolled row-step in each of ``reference_dtypes`` (none: the exact reference is not run)."""
     step = replay_step_seconds(task, train, schedule, replicas, truth_dtype, batching)
-    rows = {name: adjoint_row_seconds(task, train, schedule, queries, getattr(torch, name))
-            for name in reference_dtypes}
-    return Costs(step, rows)
+    rows, failed = {}, {}
+    for name in reference_dtypes:
+        try:
+            rows[name] = adjoint_row_seconds(task, train, schedule, queries, getattr(torch, name))
+        except (RuntimeError, NotImplementedError) as exc:  # e.g. an LSTM's vmap in float64: that precision is out
+            rows[name], failed[name] = float("inf"), str(exc).split("\n")[0][:200]
+    return Costs(step, rows, failed)
 
 
 def size_to_budget(task: Task, train: Any, queries: Any, schedule: Schedule, wanted: Sizes, workload: Workload,

@@ -42,10 +42,12 @@ class Sizes:
 @dataclass(frozen=True)
 class Costs:
     """Measured seconds: ``step_s`` one step of one ground-truth replica (batched as the truth runs), ``row_s[dtype]``
-    one reverse step of ``unrolled`` per adjoint row (query × horizon) in that precision."""
+    one reverse step of ``unrolled`` per adjoint row (query × horizon) in that precision (infinite where the model
+    cannot run it: ``failed[dtype]`` says why)."""
 
     step_s: float
     row_s: Mapping[str, float] = field(default_factory=dict)
+    failed: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,9 @@ class Chosen:
         s = self.sizes
         return {"n_ids": s.n_ids, "n_queries": s.n_queries, "steps": list(s.steps),
                 "reference_dtype": s.reference_dtype, "budget_s": self.budget_s, "predicted_s": _finite(self.predicted_s),
-                "measured": {"replay_step_s": _finite(self.costs.step_s), "unrolled_row_step_s": dict(self.costs.row_s)},
+                "measured": {"replay_step_s": _finite(self.costs.step_s),
+                             "unrolled_row_step_s": {k: _finite(v) for k, v in self.costs.row_s.items()},
+                             **({"failed": dict(self.costs.failed)} if self.costs.failed else {})},
                 "explicit": self.explicit, "reason": self.reason,
                 "wanted": {"n_ids": self.wanted.n_ids, "n_queries": self.wanted.n_queries,
                            "steps": list(self.wanted.steps), "reference_dtype": self.wanted.reference_dtype}}
@@ -149,6 +153,8 @@ def choose(wanted: Sizes, costs: Costs, workload: Workload, budget_s: float,
     else:
         reason = ("shrunk to fit: " if predicted <= budget_s else "over budget at the smallest sizes: ") + \
             "; ".join(_summary(wanted, s))
+    if costs.failed:
+        reason += "; unrolled cannot run in " + "; ".join(f"{k} ({v})" for k, v in costs.failed.items())
     return Chosen(s, wanted, predicted, float(budget_s), costs, list(explicit), reason)
 
 
