@@ -114,41 +114,45 @@ class Chosen:
                 f"{self.predicted_s:.0f} s; {self.reason})")
 
 
-def _moves(s: Sizes, explicit: Collection[str], costs: Costs, float32: bool) -> list[tuple[str, Sizes]]:
-    """The next smaller sizes, most preferred first: each ``(what changed, sizes)``."""
-    out: list[tuple[str, Sizes]] = []
-    free = {k for k in SIZED if k not in explicit}
+def _halved(s: Sizes, free: Collection[str], floors: Mapping[str, int]) -> Sizes | None:
+    """``s`` with the first free size of ``floors`` above its floor halved (not below it), or None."""
+    for name, low in floors.items():
+        value = getattr(s, name)
+        if name in free and value > low:
+            return s.replace(**{name: max(low, value // 2)})
+    return None
+
+
+def _smaller(s: Sizes, free: Collection[str], costs: Costs, float32: bool) -> Sizes | None:
+    """The next smaller sizes in the order of the module's docstring, or None when nothing free is left to shrink."""
     if float32 and "reference_dtype" in free and s.reference_dtype == "float64" and \
             costs.row_s.get("float32", float("inf")) < costs.row_s.get("float64", 0.0):
-        out.append(("references in float32", s.replace(reference_dtype="float32")))
-    for floors in (SOFT_FLOORS, None):
-        if floors is None:
-            if "steps" in free and len(s.steps) > MIN_POINTS and s.steps[-2] >= MIN_T:
-                out.append((f"T = {s.steps[-1]} dropped", s.replace(steps=s.steps[:-1])))
-            floors = HARD_FLOORS
-        for name, low in floors.items():
-            value = getattr(s, name)
-            if name in free and value > low:
-                out.append((f"{name} {max(low, value // 2)}", s.replace(**{name: max(low, value // 2)})))
-    if "steps" in free and len(s.steps) > 2:
-        out.append((f"T = {s.steps[-1]} dropped", s.replace(steps=s.steps[:-1])))
-    return out
+        return s.replace(reference_dtype="float32")
+    soft = _halved(s, free, SOFT_FLOORS)
+    if soft is not None:
+        return soft
+    if "steps" in free and len(s.steps) > MIN_POINTS and s.steps[-2] >= MIN_T:
+        return s.replace(steps=s.steps[:-1])
+    hard = _halved(s, free, HARD_FLOORS)
+    if hard is not None:
+        return hard
+    return s.replace(steps=s.steps[:-1]) if "steps" in free and len(s.steps) > 2 else None
 
 
 def choose(wanted: Sizes, costs: Costs, workload: Workload, budget_s: float,
            explicit: Collection[str] = ()) -> Chosen:
-    """The largest sizes within ``budget_s``: ``wanted`` when it fits, else the first smaller step of
-    :func:`_moves` taken repeatedly (never changing a size named in ``explicit``) until the prediction fits or
-    nothing is left to shrink (then it says so)."""
+    """The largest sizes within ``budget_s``: ``wanted`` when it fits, else :func:`_smaller` taken repeatedly (never
+    changing a size named in ``explicit``) until the prediction fits or nothing is left to shrink (then it says so)."""
     explicit = sorted(set(explicit) & set(SIZED))
-    s, taken = wanted, 0
+    free = [k for k in SIZED if k not in explicit]
+    s = wanted
     while workload.seconds(s, costs) > budget_s:
-        moves = _moves(s, explicit, costs, workload.float32)
-        if not moves:
+        smaller = _smaller(s, free, costs, workload.float32)
+        if smaller is None:
             break
-        s, taken = moves[0][1], taken + 1
+        s = smaller
     predicted = workload.seconds(s, costs)
-    if not taken:
+    if s == wanted:
         reason = "everything asked fits" if predicted <= budget_s else "over budget, but every size was given"
     else:
         reason = ("shrunk to fit: " if predicted <= budget_s else "over budget at the smallest sizes: ") + \
