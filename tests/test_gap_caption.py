@@ -23,3 +23,11 @@ def test_a_diverging_gap_says_so_with_its_e_folding_time():
     text = gap_meaning(fade_of(steps, [1e-6 * (2.718 ** (0.05 * t) - 1) / 0.05 for t in steps], half=30))
     assert "faster than linearly: the runs diverge" in text and "×e every 20 steps" in text
     assert "halves: 30 steps" in text
+
+
+def test_a_gap_that_jumps_at_the_end_is_not_called_levelling_off_nor_given_a_level_below_its_last_point():
+    steps = [1, 3, 10, 30]
+    text = gap_meaning(fade_of(steps, [1.54e-7, 1.46e-7, 1.56e-7, 4.29e-7]))  # the SGD demo's curve
+    assert "levelling off" not in text and "levels off" not in text
+    assert "between the last two horizons as T^0.92" not in text  # 0.92 is about linear: not called out
+    assert "grows from 1.5e-07 at T = 1 to 4.3e-07 at T = 30" in text

@@ -126,3 +126,10 @@ def test_a_precision_the_model_cannot_run_is_left_for_the_other_and_said():
     assert "unrolled cannot run in float64 (vmap fails in float64)" in got.reason
     d = json.loads(json.dumps(got.as_dict(), allow_nan=False))
     assert d["measured"]["unrolled_row_step_s"]["float64"] is None and d["measured"]["failed"]["float64"]
+
+
+def test_sizes_all_given_are_said_as_given():
+    from ifscope.experiments.measure import size_to_budget
+    got = size_to_budget(None, None, None, None, WANTED, FADE, 60.0, explicit=list(WANTED.__dataclass_fields__))
+    assert got.sizes == WANTED and str(got).startswith("sizes as given: 40 ids x 20 queries")
+    assert json.loads(json.dumps(got.as_dict(), allow_nan=False))["predicted_s"] is None

@@ -107,6 +107,9 @@ class Chosen:
 
     def __str__(self) -> str:
         s, c = self.sizes, self.costs
+        if math.isnan(c.step_s):  # every size given: nothing measured
+            return (f"sizes as given: {s.n_ids} ids x {s.n_queries} queries, T = {','.join(map(str, s.steps))}, "
+                    f"references in {s.reference_dtype} (no --budget-s sizing: {self.reason})")
         rows = ", ".join(f"{k} {v * 1e3:.2g} ms" for k, v in c.row_s.items())
         return (f"sized to a {self.budget_s:g} s budget: {s.n_ids} ids x {s.n_queries} queries, T = "
                 f"{','.join(map(str, s.steps))}, references in {s.reference_dtype} (measured: a replay step "

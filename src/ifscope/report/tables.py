@@ -78,14 +78,18 @@ def gap_meaning(fade: Mapping[str, Any]) -> str:
     grows = gap[-1] > gap[0]
     text = (f"Distance between the parameters trained with and without the example: it {'grows' if grows else 'shrinks'}"
             f" from {rounded(gap[0])} at T = {steps[0]} to {rounded(gap[-1])} at T = {steps[-1]}")
+    last = (math.log(gap[-1] / gap[-2]) / math.log(steps[-1] / steps[-2])
+            if gap[-1] > 0 and gap[-2] > 0 and steps[-1] > steps[-2] else float("nan"))
     if isinstance(a, (int, float)) and math.isfinite(a) and grows:
         shape = ("faster than linearly: the runs diverge" if a > 1.1 else "about linearly" if a >= 0.9 else
-                 "more slowly than linearly: it is levelling off")
+                 "more slowly than linearly" + (": it is levelling off" if last < 0.9 else ""))
         text += f", as T^{a:.2f} ({shape})"
+        if last > 1.1 and a <= 1.1:
+            text += f"; between the last two horizons as T^{last:.2f}"
     if isinstance(r, (int, float)) and math.isfinite(r) and grows:
         if r > 0:
             text += f"; fitted exponential rate {rounded(r)} per step (×e every {rounded(1 / r)} steps)"
-        elif r < 0 and isinstance(c, (int, float)) and math.isfinite(c):
+        elif r < 0 and isinstance(c, (int, float)) and math.isfinite(c) and c / -r >= gap[-1]:
             text += f"; the fit c·(e^(rT) − 1)/r levels off at {rounded(c / -r)} (r = {rounded(r)} per step)"
     half = fade.get("horizon_half")
     return text + (f". The correlation has not halved by T = {steps[-1]}." if half is None else
