@@ -15,8 +15,13 @@ DEMO_WORKDIR = "ifscope-demo"
 PLUGGABLE = ("fade", "diagnose", "correct")  # run between top and report when registered
 # Sizes that keep the whole demo within minutes on 2 cores; --quick shrinks them to seconds (for tests).
 # Every step reads the run that fit wrote (same estimator, same spectrum); only the sizes of each step differ.
+# The fade keeps the recipe's continued training (digits-cnn: SGD batches of 64 at lr 0.001, up-weighting, T up to
+# 300, where its scores fade; a full-batch step replays all 1000 images per replica, so full batch stopped at T = 30
+# before anything had faded) on ids from the first batch (each acts from T = 1), its horizons cut to a 100 s budget
+# of replays on a slower machine (it says so).
+DEMO_FADE_BUDGET_S = "100"
 STEP_OPTIONS = {
-    "fade": ["--n-ids", "8", "--n-queries", "5", "--steps", "1,3,10,30", "--train-batch-size", "0", "--mode", "remove"],
+    "fade": ["--n-ids", "8", "--n-queries", "5", "--ids-from", "first_batch", "--budget-s", DEMO_FADE_BUDGET_S],
     "diagnose": ["--n-queries", "10", "--n-train", "100", "--n-ids", "4", "--steps", "1", "10", "--epsilons", "0.5"],
     "correct": [],  # the recipe's budget on every mistake
 }

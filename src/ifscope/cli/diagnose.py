@@ -24,10 +24,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from ..experiments.diagnose import CHECKS, diagnose
+    from ..experiments.sizing import DEFAULT_BUDGET_S, SIZED
     from . import recipe_for
-
     recipe = recipe_for(args)
-    o = resolve_command(args, recipe, "diagnose").options
+    resolved = resolve_command(args, recipe, "diagnose")
+    o, explicit = resolved.options, [k for k in SIZED if resolved.source.get(k) == "flag"]
     if o.n_checkpoints < 0:
         raise ConfigError(f"--n-checkpoints must be >= 0, got {o.n_checkpoints}")
     inf = fitted_for(args, recipe)
@@ -40,7 +41,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                       initial=recipe.info.get("initial"), checkpoints=checkpoints, refit=o.refit_variants,
                       epsilon_ids=o.epsilon_ids, train_batch_size=o.train_batch_size or None, lr=o.train_lr,
                       ground_truth_dtype=getattr(torch, o.truth_dtype), krylov=o.krylov,
-                      reference_hessian_samples=o.reference_hessian_samples, seed=args.seed)
+                      reference_hessian_samples=o.reference_hessian_samples, seed=args.seed,
+                      budget_s=DEFAULT_BUDGET_S if o.budget_s is None else o.budget_s, explicit=explicit)
     result.settings["recipe"] = {"name": args.recipe, **{k: repr(v) for k, v in args.recipe_arg}}
     out = {**result.to_dict(), **run_facts(inf)}
     from ..report.diagnose_figures import diagnose_figures

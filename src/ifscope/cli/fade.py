@@ -42,6 +42,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from ..core.data import as_dataset, take
     from ..core.errors import ConfigError
     from ..experiments.fade import fade_curve, gd_schedule, method_label, plot_fade, reference_methods
+    from ..experiments.measure import size_to_budget
+    from ..experiments.sizing import SIZED, Sizes, fade_workload
     from ..experiments.validity import fade_validity, validity_lines
     from ..truth.groundtruth import actual_changes
     from ..truth.prefix import cache_prefix
@@ -49,15 +51,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     t0 = time.time()
     recipe = recipe_for(args)
-    o = resolve_command(args, recipe, "fade").options
+    resolved = resolve_command(args, recipe, "fade")
+    o, explicit = resolved.options, [k for k in SIZED if resolved.source.get(k) == "flag"]
     inf = fitted_for(args, recipe)
     train, test = inf.train, as_dataset(recipe.test, "test")
     if o.n_ids > len(train) or o.n_queries > len(test):
         raise ConfigError(f"--n-ids {o.n_ids} / --n-queries {o.n_queries} exceed the recipe's {len(train)} "
                           f"training and {len(test)} test examples")
     gen = torch.Generator().manual_seed(args.seed + 7)
-    ids = torch.randperm(len(train), generator=gen)[: o.n_ids].sort().values
-    q_idx = torch.randperm(len(test), generator=gen)[: o.n_queries].sort().values
+    id_order = torch.randperm(len(train), generator=gen)[: o.n_ids]  # a smaller budget keeps the first ones
+    q_order = torch.randperm(len(test), generator=gen)[: o.n_queries]
+    q_idx = q_order.sort().values
     queries = take(test, q_idx)
     steps = o.steps
     schedule = gd_schedule(inf, max(steps), o.train_lr, batch_size=o.train_batch_size, seed=args.seed)
@@ -66,7 +70,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if o.n_ids > len(first):
             raise ConfigError(f"--ids-from first_batch samples --n-ids {o.n_ids} from the first minibatch of "
                               f"{len(first)} examples: lower --n-ids or raise --train-batch-size")
-        ids = first[torch.randperm(len(first), generator=gen)[: o.n_ids]].sort().values
+        id_order = first[torch.randperm(len(first), generator=gen)[: o.n_ids]]
     # the frozen prefix of a text model is computed once: ground truth and every method replay only the selected part
     why = float64_failure(inf.task, train) if "float64" in (o.truth_dtype, o.reference_dtype or "float64") else None
     fallback = None if why is None else (f"{type(inf.task.model).__name__} does not run in float64 ({why}): the "
@@ -78,10 +82,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     prefix = cache_prefix(inf.task, inf.train, queries, dtype=truth_dtype, progress=True)
     task, (cached_train, queries) = prefix.task, prefix.datasets
     run_view = inf.derive(task=task, train=cached_train) if prefix.start is not None else inf
-    t_truth = time.time()
-    truth = actual_changes(task, cached_train, queries, ids, steps, schedule, mode=o.mode, epsilon=o.epsilon,
-                           dtype=truth_dtype, batching=o.batching)
-    t_truth = time.time() - t_truth
     names = o.methods
     dim = inf.estimator.ctx.space.dim
     ref_dtype = "float32" if why else (o.reference_dtype or ("float64" if dim <= FLOAT64_LIMIT
@@ -93,6 +93,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     bad = [n for n in names if n != "run" and n not in REFERENCE_METHODS]
     if bad:
         raise ConfigError(f"unknown fade method(s) {bad}; choose from run,{','.join(REFERENCE_METHODS)}")
+    chosen = size_to_budget(task, cached_train, queries, schedule, Sizes(o.n_ids, o.n_queries, tuple(steps), ref_dtype),
+                            fade_workload(names), o.budget_s, explicit, truth_dtype, o.batching)
+    print(f"ifscope: fade {chosen}", file=sys.stderr)
+    ids, q_keep = id_order[: chosen.sizes.n_ids].sort().values, q_order[: chosen.sizes.n_queries].sort().values
+    queries = take(as_dataset(queries, "queries"), torch.searchsorted(q_idx, q_keep))
+    q_idx, steps, ref_dtype = q_keep, list(chosen.sizes.steps), chosen.sizes.reference_dtype
+    schedule = schedule.truncated(max(steps))
+    t_truth = time.time()
+    truth = actual_changes(task, cached_train, queries, ids, steps, schedule, mode=o.mode, epsilon=o.epsilon,
+                           dtype=truth_dtype, batching=o.batching)
+    t_truth = time.time() - t_truth
     methods = {method_label(inf): run_view} if "run" in names else {}
     methods.update(reference_methods(run_view, [n for n in names if n != "run" and n not in methods], schedule,
                                      max(steps), krylov=o.krylov, dtype=getattr(torch, ref_dtype),
@@ -105,14 +116,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
            "train_batch_size": o.train_batch_size, "noise_floor": truth.noise_floor(), "truth_seconds": t_truth,
            "truth_dtype": truth_name, "dtype_fallback": fallback, "batching": truth.batching, "threads": torch.get_num_threads(),
            "prefix": {"cached": prefix.start is not None, "start_block": prefix.start, "seconds": prefix.seconds},
-           "parameters": dim, "n_train": inf.n_train, "seconds": time.time() - t0}
+           "parameters": dim, "n_train": inf.n_train, "chosen": chosen.as_dict(), "seconds": time.time() - t0}
     run_dir = inf.run
     path = run_dir.save_json("fade.json", out)
     figure = run_dir.record(str(plot_fade(result, run_dir.file("report/fade_curve.png"))
                                 .relative_to(run_dir.path)))
     half = "beyond the grid" if result.horizon_half is None else f"{result.horizon_half:.3g}"
     how = "full-batch GD" if o.train_batch_size is None else f"SGD batch {o.train_batch_size}"
-    summary = [f"fade ({o.mode}, {o.n_ids} training examples x {o.n_queries} queries, {how} "
+    summary = [f"fade ({o.mode}, {len(ids)} training examples x {len(q_idx)} queries, {how} "
                f"lr {schedule.lr:.3g}, recipe {args.recipe}; run: {method_label(inf)} "
                f"{'reused' if inf.reused else 'fitted'})", result.table("pearson"), result.table("spearman"),
                "gap:   " + " ".join(f"{g:.3g}" for g in result.gap),

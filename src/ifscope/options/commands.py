@@ -39,6 +39,9 @@ class ContinuedTraining:
     krylov: int = opt(100, "Lanczos steps for the horizon method's query vectors")
     reference_hessian_samples: int | None = opt(None, "training examples the reference methods' curvature "
                                                       "averages over (default: the run's)")
+    budget_s: float | None = opt(None, "seconds of replays (ground truth and unrolled) the sizes left out (ids, "
+                                       "queries, horizons, reference precision) are cut to, from one measured replay "
+                                       "step and one unrolled step (default 60)")
 
     def validate(self) -> None:
         positive_number("train_lr", self.train_lr, allow_none=True)
@@ -46,6 +49,7 @@ class ContinuedTraining:
         choice("truth_dtype", self.truth_dtype, FLOAT_DTYPES)
         positive_int("krylov", self.krylov)
         positive_int("reference_hessian_samples", self.reference_hessian_samples, allow_none=True)
+        positive_number("budget_s", self.budget_s, allow_none=True)
 
 
 @dataclass

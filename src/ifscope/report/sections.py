@@ -14,6 +14,7 @@ from .tables import (
     fade_meaning,
     fade_rows,
     figures_cell,
+    gap_meaning,
     per_t_tables,
     rounded,
     t_table,
@@ -43,9 +44,7 @@ def fade_sections(fade: dict | None, out: Path) -> tuple[str, str]:
     if fade.get("gap") is None:
         return fade_html, missing("gap")
     gap_figure(steps, fade["gap"], out / "gap.png")
-    gap_html = figure("gap.png", "Distance between the parameters trained with and without the example: "
-                                  f"growth rate {rounded(fade.get('gap_rate'))} per step, horizon at which the "
-                                  f"correlation halves: {rounded(fade.get('horizon_half'))} steps.")
+    gap_html = figure("gap.png", gap_meaning(fade))
     return fade_html, gap_html
 
 

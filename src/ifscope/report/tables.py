@@ -68,6 +68,34 @@ def fade_meaning(steps: Sequence[int], methods: Mapping[str, Mapping[str, Sequen
     return f"{head} up to T = {reach[best]} steps of continued training; trust its rankings no further."
 
 
+def gap_meaning(fade: Mapping[str, Any]) -> str:
+    """What the parameter-gap curve shows: how it grows with T (the exponent a of gap ∝ T^a, 1 = linear), and what
+    the fitted ``c·(e^{rT} − 1)/r`` says of it (r > 0 divergence, r < 0 a gap levelling off towards c/|r|)."""
+    steps, gap = list(fade.get("steps") or []), [g for g in fade.get("gap") or [] if g is not None]
+    if len(gap) < 2 or len(gap) != len(steps):
+        return "Distance between the parameters trained with and without the example."
+    a, r, c = fade.get("gap_exponent"), fade.get("gap_rate"), fade.get("gap_scale")
+    grows = gap[-1] > gap[0]
+    text = (f"Distance between the parameters trained with and without the example: it {'grows' if grows else 'shrinks'}"
+            f" from {rounded(gap[0])} at T = {steps[0]} to {rounded(gap[-1])} at T = {steps[-1]}")
+    last = (math.log(gap[-1] / gap[-2]) / math.log(steps[-1] / steps[-2])
+            if gap[-1] > 0 and gap[-2] > 0 and steps[-1] > steps[-2] else float("nan"))
+    if isinstance(a, (int, float)) and math.isfinite(a) and grows:
+        shape = ("faster than linearly: the runs diverge" if a > 1.1 else "about linearly" if a >= 0.9 else
+                 "more slowly than linearly" + (": it is levelling off" if last < 0.9 else ""))
+        text += f", as T^{a:.2f} ({shape})"
+        if last > 1.1 and a <= 1.1:
+            text += f"; between the last two horizons as T^{last:.2f}"
+    if isinstance(r, (int, float)) and math.isfinite(r) and grows:
+        if r > 0:
+            text += f"; fitted exponential rate {rounded(r)} per step (×e every {rounded(1 / r)} steps)"
+        elif r < 0 and isinstance(c, (int, float)) and math.isfinite(c) and c / -r >= gap[-1]:
+            text += f"; the fit c·(e^(rT) − 1)/r levels off at {rounded(c / -r)} (r = {rounded(r)} per step)"
+    half = fade.get("horizon_half")
+    return text + (f". The correlation has not halved by T = {steps[-1]}." if half is None else
+                   f". Horizon at which the correlation halves: {rounded(half)} steps.")
+
+
 def _first(a: Mapping[str, Any], *keys: str) -> list[tuple[str, Any]]:
     return [(k, a[k]) for k in keys if a.get(k) is not None]
 

@@ -88,16 +88,35 @@ def actual_changes(task: Task, train: Any, queries: Any, ids: Sequence[int] | Te
     the faster for this model, measured); the unchanged one rides along in the first pass. ``noise_floor`` replays
     the unchanged run once more on the other kernel (see :attr:`GroundTruth.noise`). For a task with a frozen
     prefix, pass the task and data from :func:`ifscope.truth.prefix.cache_prefix` to replay only the selected part."""
+    return actual_changes_many(task, train, queries, [(ids, mode, epsilon)], steps, schedule, params0=params0,
+                               dtype=dtype, progress=progress, vectorize=vectorize, batching=batching,
+                               noise_floor=noise_floor)[0]
+
+
+Group = tuple[Sequence[int] | Tensor, str, float]  # (ids, mode, epsilon)
+
+
+def _weight(mode: str, epsilon: float) -> float:
     if mode not in MODES:
         raise ConfigError(f"mode must be one of {MODES}, got {mode!r}")
+    return 0.0 if mode == "remove" else 1.0 + float(epsilon)
+
+
+def actual_changes_many(task: Task, train: Any, queries: Any, groups: Sequence[Group], steps: Sequence[int],
+                        schedule: Schedule, params0: Mapping[str, Tensor] | None = None,
+                        dtype: torch.dtype | None = None, progress: bool = True, vectorize: int = 8,
+                        batching: str = "auto", noise_floor: bool = True) -> list[GroundTruth]:
+    """:func:`actual_changes` of several ``(ids, mode, epsilon)`` groups from one set of replays: their re-weighted
+    runs share the passes, the unchanged run and its noise-floor replay (one ground truth per group)."""
     steps = sorted({int(t) for t in steps})
     if not steps or steps[0] < 1:
         raise ConfigError(f"steps must be positive integers, got {steps}")
     data = as_dataset(train, "train")
     n = len(data)
-    ids_t = torch.as_tensor(ids, dtype=torch.long).reshape(-1)
-    if len(ids_t) == 0 or int(ids_t.min()) < 0 or int(ids_t.max()) >= n:
-        raise ConfigError(f"ids must be training positions in [0, {n}), got {ids_t.tolist()[:10]}")
+    parts = [(torch.as_tensor(ids, dtype=torch.long).reshape(-1), mode, _weight(mode, eps)) for ids, mode, eps in groups]
+    for ids_t, _, _ in parts:
+        if len(ids_t) == 0 or int(ids_t.min()) < 0 or int(ids_t.max()) >= n:
+            raise ConfigError(f"ids must be training positions in [0, {n}), got {ids_t.tolist()[:10]}")
     if max(steps) > len(schedule):
         raise ConfigError(f"the largest T ({max(steps)}) exceeds the schedule's {len(schedule)} steps")
     p0, rest = task.state(dtype)
@@ -105,15 +124,19 @@ def actual_changes(task: Task, train: Any, queries: Any, ids: Sequence[int] | Te
         p0 = {k: v.detach().to(next(iter(p0.values())).dtype).clone() for k, v in params0.items()}
     q_data = as_dataset(queries, "queries")
     q_batch = task.cast(take(q_data, range(len(q_data))), next(iter(p0.values())).dtype)
-    weight = 0.0 if mode == "remove" else 1.0 + float(epsilon)
     if vectorize < 1:
         raise ConfigError(f"vectorize must be a positive number of trajectories per pass, got {vectorize}")
     check_batching(batching)
-    weights = torch.ones(len(ids_t) + 1, n, dtype=torch.float64)  # row 0: unchanged; 1 + ε exact in float64
-    weights[torch.arange(1, len(ids_t) + 1), ids_t] = weight
+    rows = sum(len(ids_t) for ids_t, _, _ in parts)
+    weights = torch.ones(rows + 1, n, dtype=torch.float64)  # row 0: unchanged; 1 + ε exact in float64
+    first = 1
+    for ids_t, _, weight in parts:
+        weights[torch.arange(first, first + len(ids_t)), ids_t] = weight
+        first += len(ids_t)
     parts_l, parts_f = [], []
     passes = range(0, len(weights), vectorize)
-    bar = progress_bar(f"ground truth ({mode}, {len(weights) + noise_floor} runs of {max(steps)} steps)",
+    modes = "/".join(dict.fromkeys(mode for _, mode, _ in parts))
+    bar = progress_bar(f"ground truth ({modes}, {len(weights) + noise_floor} runs of {max(steps)} steps)",
                        (len(passes) + noise_floor) * max(steps), progress)
     for s in passes:
         losses, flat = _trajectories(task, p0, rest, data, schedule, steps, q_batch, weights[s:s + vectorize],
@@ -130,6 +153,11 @@ def actual_changes(task: Task, train: Any, queries: Any, ids: Sequence[int] | Te
                                           tick=lambda: bar.update(1), batching=other(batching))
         noise, noise_gap = again[:, 0] - base, (again_flat[:, 0] - flat[:, 0]).norm(dim=-1)
     bar.close()
-    delta = losses[:, 1:] - base[:, None]
-    gap = (flat[:, 1:] - flat[:, :1]).norm(dim=-1)
-    return GroundTruth(steps, ids_t, weight, mode, delta, gap, base, batching, noise, noise_gap)
+    out, first = [], 1
+    for ids_t, mode, weight in parts:
+        sl = slice(first, first + len(ids_t))
+        first += len(ids_t)
+        delta = losses[:, sl] - base[:, None]
+        gap = (flat[:, sl] - flat[:, :1]).norm(dim=-1)
+        out.append(GroundTruth(steps, ids_t, weight, mode, delta, gap, base, batching, noise, noise_gap))
+    return out

@@ -13,6 +13,7 @@ Each check is a module with ``NAME``, ``ADVICE`` (per verdict), ``measure(probe)
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from ...influence import Influence
 from ...truth.training import Schedule
 from ..fade import gd_schedule
 from . import convexity, divergence, first_order, stability, trajectory
+from .budget import sized
 from .common import Probe, as_json
 
 CHECK_MODULES = {m.NAME: m for m in (convexity, stability, trajectory, divergence, first_order)}
@@ -44,10 +46,12 @@ class Diagnosis:
     assumptions: dict[str, dict[str, Any]]
     settings: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    chosen: dict[str, Any] | None = None  # the sizes a time budget chose (see ifscope.experiments.sizing)
 
     def to_dict(self) -> dict[str, Any]:
         """The content of ``diagnose.json`` (the run's ``config`` is added beside it by the command)."""
-        return as_json({"assumptions": self.assumptions, "settings": self.settings, "seconds": self.seconds})
+        return as_json({"assumptions": self.assumptions, "settings": self.settings, "seconds": self.seconds,
+                        **({"chosen": self.chosen} if self.chosen is not None else {})})
 
     def failing(self) -> list[str]:
         """Names of the assumptions whose verdict is not ``holds``."""
@@ -86,7 +90,8 @@ def diagnose(influence: Influence, queries: Any = None, *, checks: Sequence[str]
              checkpoints: Sequence[Any] | None = None, schedule: Schedule | None = None,
              ground_truth_dtype: torch.dtype = torch.float64, refit: bool = False,
              train_batch_size: int | None = None, lr: float | None = None, krylov: int = 100, reference_hessian_samples: int | None = None,
-             directory: str | Path | None = None, seed: int = 0) -> Diagnosis:
+             directory: str | Path | None = None, seed: int = 0, budget_s: float | None = None,
+             explicit: Sequence[str] = ()) -> Diagnosis:
     """Measure the five assumptions of ``score = ∇ℓ(q)ᵀ H⁻¹ ∇ℓ(z)`` at the influence's checkpoint.
 
     ``queries`` (default: ``n_queries`` training examples) and ``n_train`` seeded training examples are scored for
@@ -98,7 +103,8 @@ def diagnose(influence: Influence, queries: Any = None, *, checks: Sequence[str]
     Lanczos steps, Hessian on ``reference_hessian_samples``) run in ``ground_truth_dtype``. ``initial`` (parameters at the start of training) and ``checkpoints`` (earlier states, oldest first)
     feed the trajectory check. The fitted influence is used as it is (fitted first if it is not); ``refit=True``
     adds the agreement checks that need other fits of a method that keeps a spectrum. With ``directory``, writes
-    ``diagnose.json`` and figures there.
+    ``diagnose.json`` and figures there. With ``budget_s``, the ids, queries and horizons not named in ``explicit``
+    are cut to what that many seconds of replays afford on this model (measured; ``Diagnosis.chosen`` says what).
     """
     t0 = time.time()
     unknown = sorted(set(checks) - set(CHECKS))
@@ -123,10 +129,11 @@ def diagnose(influence: Influence, queries: Any = None, *, checks: Sequence[str]
     n = inf.n_train
     if queries is None:
         qdata = inf.train
-        q_idx = torch.randperm(n, generator=gen)[:n_queries].sort().values
+        q_order = torch.randperm(n, generator=gen)[:n_queries]
     else:
         qdata = as_dataset(queries, "queries")
-        q_idx = torch.arange(min(n_queries, len(qdata)))  # type: ignore[arg-type]
+        q_order = torch.arange(min(n_queries, len(qdata)))  # type: ignore[arg-type]
+    q_idx = q_order.sort().values
     t_idx = torch.randperm(n, generator=gen)[:n_train].sort().values
     perm = torch.randperm(n, generator=gen)  # the ε ids are the first of the removed ones
     ids, eps_ids = perm[:n_ids].sort().values, perm[:min(epsilon_ids, n_ids)].sort().values
@@ -134,7 +141,12 @@ def diagnose(influence: Influence, queries: Any = None, *, checks: Sequence[str]
         schedule = gd_schedule(inf, max(steps), lr, batch_size=train_batch_size, seed=inf.config["seed"])
     probe = Probe(inf, qdata, q_idx, t_idx, ids, steps, epsilons, reference_epsilon, damping_factors, initial,
                   checkpoints, schedule, ground_truth_dtype, refit, gen, eps_ids=eps_ids, krylov=krylov,
-                  reference_hessian_samples=reference_hessian_samples)
+                  reference_hessian_samples=reference_hessian_samples, sweep="first_order" in checks)
+    chosen = None
+    if budget_s is not None:
+        probe, chosen = sized(probe, checks, q_order, perm, epsilon_ids, budget_s, explicit)
+        if chosen is not None and inf.show_progress:
+            print(f"ifscope: diagnose {chosen}", file=sys.stderr)
     run = [c for c in CHECKS if c in checks]
     bar = progress_bar("diagnose", len(run), inf.show_progress)
     out: dict[str, dict[str, Any]] = {}
@@ -154,12 +166,13 @@ def diagnose(influence: Influence, queries: Any = None, *, checks: Sequence[str]
             bar.close()
     settings = dict(method=inf.method, rank=inf.config.get("rank"), iterations=inf.config.get("iterations"),
                   dtype=str(inf.dtype).replace("torch.", ""), damping=inf.config["damping"],
-                  weight_decay=inf.config["weight_decay"], n_train_total=n, n_queries=len(q_idx),
-                  n_train_scored=len(t_idx), n_ids=len(ids), epsilon_ids=len(eps_ids), steps=steps,
+                  weight_decay=inf.config["weight_decay"], n_train_total=n, n_queries=len(probe.q_idx),
+                  n_train_scored=len(t_idx), n_ids=len(probe.ids), epsilon_ids=len(probe.eps_ids),
+                  steps=probe.steps,
                   epsilons=list(epsilons), reference_epsilon=reference_epsilon, refit=refit, seed=seed,
                   train_batch_size=train_batch_size, ground_truth_dtype=str(ground_truth_dtype).replace("torch.", ""),
                   krylov=krylov, reference_hessian_samples=reference_hessian_samples)
-    result = Diagnosis(out, settings, time.time() - t0)
+    result = Diagnosis(out, settings, time.time() - t0, chosen.as_dict() if chosen is not None else None)
     if directory is not None:
         result.write(directory)
     return result

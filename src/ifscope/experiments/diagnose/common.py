@@ -112,6 +112,7 @@ class Probe:
     eps_ids: Tensor | None = None  # the ids also up-weighted by each ε (a subset of ``ids``; default: all of them)
     krylov: int = 100              # Lanczos steps of the frozen-checkpoint reference (``horizon``)
     reference_hessian_samples: int | None = None  # its Hessian sample (None: the whole training set)
+    sweep: bool = False            # the first-order check's ε sweep runs: replay it with the removals
 
     def embeddings(self, inf: Influence | None = None, train: Dataset | None = None) -> tuple[Tensor, Tensor]:
         """Query and training embeddings of the probe's queries and training positions, by ``inf`` (default: the

@@ -6,7 +6,6 @@ subset of the ids, linearity in ε: removal and up-weighting by each ε against 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 import torch
@@ -29,7 +28,7 @@ from .common import (
     worst,
 )
 from .exact import references
-from .truth import changes, removal
+from .truth import removal, upweight
 
 NAME = "first_order"
 ADVICE = {
@@ -61,11 +60,11 @@ def epsilon_sweep(p: Probe, gt: GroundTruth) -> dict[str, Any]:
     """On ``p.eps_ids``: per ε (removal = −1) and T the remainder ``‖δ(ε) − (ε/ε₀)·δ(ε₀)‖ / ‖(ε/ε₀)·δ(ε₀)‖``
     against the smallest ε₀, the Pearson with that linear response, and R² of one line in ε through 0."""
     sub = p.ids if p.eps_ids is None else p.eps_ids
-    sp, reference = replace(p, ids=sub), p.reference_epsilon
+    reference = p.reference_epsilon
     rows = torch.searchsorted(p.ids, sub)
 
     def run(eps: float) -> torch.Tensor:
-        return gt.delta[:, rows].double() if eps == -1.0 else changes(sp, "upweight", eps).delta.double()
+        return gt.delta[:, rows].double() if eps == -1.0 else upweight(p, eps).delta.double()
     ref = run(reference)
     eps_all = [-1.0] + [float(e) for e in p.epsilons if float(e) != -1.0]
     deltas = {e: run(e) for e in eps_all}
