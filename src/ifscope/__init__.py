@@ -12,6 +12,7 @@ from .core.errors import (
     NumericalWarning,
 )
 from .core.hf import TextTask, encode_texts, hf_classification, last_blocks_params
+from .core.language_model import LMJudge, LMTask, encode_lm, language_model
 from .core.scores import TopInfluences
 from .core.task import Task, classification
 from .experiments.correct import Correction, correct, split_mispredicted
@@ -28,10 +29,10 @@ from .truth.groundtruth import GroundTruth, actual_changes
 
 __all__ = [
     "ArtifactError", "ConfigError", "Correction", "CounterfactualResult", "DataError", "Diagnosis", "FadeResult",
-    "GroundTruth", "IfscopeError", "Influence", "LDSResult", "NonFiniteError", "NumericalError", "NumericalWarning",
+    "GroundTruth", "IfscopeError", "Influence", "LDSResult", "LMJudge", "LMTask", "NonFiniteError", "NumericalError", "NumericalWarning",
     "Recipe", "RunDir",
     "TINY_EIGENVALUE_RATIO", "Task", "TextTask", "TopInfluences", "ValidityHorizon", "__version__", "actual_changes",
-    "classification", "correct", "diagnose", "distributed", "encode_texts", "fade_curve", "hf_classification",
-    "last_blocks_params", "lds", "leave_top_k_out", "load_recipe", "plot_fade", "render_report",
+    "classification", "correct", "diagnose", "distributed", "encode_lm", "encode_texts", "fade_curve", "hf_classification",
+    "language_model", "last_blocks_params", "lds", "leave_top_k_out", "load_recipe", "plot_fade", "render_report",
     "split_mispredicted", "validity_horizon",
 ]
