@@ -12,8 +12,9 @@ def _registry() -> dict[str, Callable[..., Recipe]]:
     from .digits import digits_cnn, digits_mlp
     from .linear import digits_linear
     from .tweets import tweets_minilm
+    from .tweets_gpt import tweets_gpt
     return {"digits-linear": digits_linear, "digits-mlp": digits_mlp, "digits-cnn": digits_cnn,
-            "tweets-minilm": tweets_minilm}
+            "tweets-minilm": tweets_minilm, "tweets-gpt": tweets_gpt}
 
 
 def builtin(name: str) -> Callable[..., Recipe]:
