@@ -23,9 +23,10 @@ _WORD = re.compile(r"<url>|[a-z0-9']+|[^\sa-z0-9']")
 
 # `ifscope fit/scores/top/self-influence --recipe tweets-gpt`: influence over the last block and the final norm
 # (50k of the 232k parameters; the tied embedding and output matrix stay out), 8 eigenpairs of a Hessian averaged
-# over 256 tweets, JVP projections.
+# over 256 tweets. Projections by vmap: every tangent of the JVP path carries the 2,003-word output layer at every
+# position, and embedding 512 tweets ran at 16 tweets/s by JVP against 101 by vmap (one loaded thread).
 INFLUENCE_DEFAULTS = {"last_blocks": 1, "method": "arnoldi", "rank": 8, "iterations": 20, "hessian_samples": 256,
-                      "batch_size": 64, "projection": "jvp"}
+                      "batch_size": 64, "projection": "vmap"}
 
 
 class WordTokenizer:
