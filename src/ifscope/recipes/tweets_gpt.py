@@ -58,11 +58,8 @@ class WordTokenizer:
                  return_tensors: str = "pt") -> dict[str, Tensor]:
         rows = [self.encode(t)[:max_length] for t in texts]
         width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), PAD, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, r in enumerate(rows):
-            ids[i, : len(r)] = torch.tensor(r)
-            mask[i, : len(r)] = 1
+        ids = torch.tensor([r + [PAD] * (width - len(r)) for r in rows], dtype=torch.long)
+        mask = (torch.arange(width)[None] < torch.tensor([len(r) for r in rows])[:, None]).long()
         return {"input_ids": ids, "attention_mask": mask}
 
     def decode(self, ids: Sequence[int]) -> str:
