@@ -157,16 +157,17 @@ class LMJudge:
 
 def encode_lm(tokenizer: Any, texts: Sequence[str], completion_tokens: int | None = None,
               labels: Sequence[int] | Tensor | None = None, max_length: int = 64) -> dict[str, Tensor]:
-    """Tokenize ``texts`` (right-padded, truncated at ``max_length``) into ``input_ids``, ``attention_mask`` and, with
-    ``completion_tokens=n``, a ``loss_mask`` counting only each text's last ``n`` tokens (the completion after a
-    prompt); ``labels`` (e.g. a topic per text) become the ``labels`` column."""
+    """Tokenize ``texts`` (right-padded, truncated at ``max_length``) into ``input_ids``, ``attention_mask`` and a
+    ``loss_mask`` counting every real token, or with ``completion_tokens=n`` only each text's last ``n`` tokens (the
+    completion after a prompt); ``labels`` (e.g. a topic per text) become the ``labels`` column. Training and query
+    sets thus share their columns, so that examples of both can be stacked in one batch (``correct``)."""
     texts = list(texts)
     if not texts:
         raise DataError("no texts to encode; give at least one")
     enc = tokenizer(texts, padding="longest", truncation=True, max_length=max_length, return_tensors="pt")
     columns = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
-    if completion_tokens is not None:
-        columns["loss_mask"] = completion_mask(columns["attention_mask"], completion_tokens)
+    columns["loss_mask"] = (columns["attention_mask"].clone() if completion_tokens is None else
+                            completion_mask(columns["attention_mask"], completion_tokens))
     if labels is not None:
         labels = torch.as_tensor(labels, dtype=torch.long)
         if len(labels) != len(texts):
