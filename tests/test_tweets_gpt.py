@@ -30,6 +30,7 @@ def test_tweets_gpt_tiny_builds_caches_and_scores():
     assert r.model.transformer.h[0].attn.c_attn.weight.shape[0] == 16 and len(r.model.transformer.h) == 2
     assert r.train["input_ids"].shape[0] == 48 and r.train["input_ids"].shape[1] <= 12
     assert (r.test["loss_mask"].sum(1) == 2).all() and r.test["labels"].shape == (6,)
+    assert torch.equal(r.train["loss_mask"], r.train["attention_mask"])  # the same columns as the queries
     again = load_recipe("tweets-gpt", **TINY)
     assert again.info["cached"] and all(torch.equal(p, q) for p, q in zip(r.model.parameters(), again.model.parameters()))
     assert r.task.parameter_names[0].startswith("transformer.h.") is False  # the recipe's task: every parameter
