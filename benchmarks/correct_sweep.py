@@ -18,7 +18,6 @@ import time
 from ifscope.cli import build_parser, fitted_for, recipe_for
 from ifscope.core.data import as_dataset, take
 from ifscope.experiments.correct import correct, split_mispredicted
-from ifscope.experiments.fade import rebind
 from ifscope.truth.prefix import cache_prefix
 
 
@@ -30,7 +29,7 @@ def fitted(recipe_name: str, seed: int, method: str | None, workdir: str, n_test
     recipe = recipe_for(args, **({"n_test": n_test} if n_test else {}))
     run_inf = fitted_for(args, recipe)
     pre = cache_prefix(run_inf.task, run_inf.train, recipe.test, batch_size=run_inf.config["batch_size"])
-    inf = rebind(run_inf, pre.task, pre.datasets[0]) if pre.start is not None else run_inf
+    inf = run_inf.derive(task=pre.task, train=pre.datasets[0]) if pre.start is not None else run_inf
     inf.show_progress = False
     return recipe, inf, as_dataset(pre.datasets[1], "test")
 

@@ -23,14 +23,19 @@ def test_layers_in_order(task):
     recipe = {"rank": 5, "iterations": 30, "hessian_samples": 64}
     saved = {"method": "arnoldi", "rank": 7, "hessian_samples": None}
     got = resolve({"rank": None, "iterations": 12}, saved, recipe, task)
+    mine = ("rank", "iterations", "hessian_samples", "select")
     assert got.method == "arnoldi"
-    assert got.options == {"rank": 7, "iterations": 12, "hessian_samples": None}
-    assert got.source == {"rank": "manifest", "iterations": "flag", "hessian_samples": "manifest"}
+    assert {k: got.options[k] for k in mine} == {"rank": 7, "iterations": 12, "hessian_samples": None,
+                                                 "select": "positive"}
+    assert {k: got.source[k] for k in mine} == {"rank": "manifest", "iterations": "flag",
+                                                "hessian_samples": "manifest", "select": "library"}
     assert "iterations 12 (flag)" in got.describe()
     # a manifest of another method says nothing about this one; the recipe's arnoldi sizes do not reach cg
-    assert resolve({}, {"method": "cg", "rank": 7}, recipe, task, method_flag="arnoldi").options == recipe
+    other = resolve({}, {"method": "cg", "rank": 7}, recipe, task, method_flag="arnoldi")
+    assert {k: other.options[k] for k in recipe} == recipe
     got = resolve({}, {"method": "cg", "rank": 7}, recipe, task)
-    assert got.method == "cg" and got.options == {"hessian_samples": 64}
+    assert got.method == "cg" and got.options["hessian_samples"] == 64 and "rank" not in got.options
+    assert {k for k, v in got.source.items() if v != "library"} == {"hessian_samples"}
 
 
 def test_bad_options_are_named(task):

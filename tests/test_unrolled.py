@@ -114,7 +114,6 @@ def test_query_blocks_give_the_same_scores():
 
 
 def test_scores_follow_parameters_changed_after_fit_with_the_same_queries_and_schedule():
-    from ifscope.experiments.fade import rebind
     task, train, queries = _mlp()
     inf = _unrolled(task, train, horizon=5, lr=0.3)
     before = inf.scores(queries)
@@ -127,8 +126,8 @@ def test_scores_follow_parameters_changed_after_fit_with_the_same_queries_and_sc
     torch.testing.assert_close(inf.scores(queries), before, rtol=0, atol=0)  # the fit keeps its own checkpoint
     moved = _unrolled(task, train, horizon=5, lr=0.3).scores(queries)
     assert not torch.allclose(moved, before)
-    # a copy of the fitted estimator on the moved model (fade.rebind; it shares the memo) scores the new weights
-    torch.testing.assert_close(rebind(inf, task, train).scores(queries), moved, rtol=1e-12, atol=1e-14)
+    # a copy of the fitted estimator on the moved model (Influence.derive; it shares the memo) scores the new weights
+    torch.testing.assert_close(inf.derive(task=task, train=train).scores(queries), moved, rtol=1e-12, atol=1e-14)
     with torch.no_grad():  # the fitted checkpoint itself changed in place
         for p in inf.estimator.ctx.params.values():
             p.mul_(1.5)

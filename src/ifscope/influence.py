@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -176,11 +178,39 @@ class Influence:
                 est.fit()
                 if self.run is not None:
                     self.run.save_tensors(CURVATURE, est.state_dict())
-        self.chosen = est.chosen() if hasattr(est, "chosen") else None  # what a time budget chose
+        self.chosen = est.chosen()  # what a time budget chose
         if self.chosen and self.show_progress and not self.reused:
             print(f"ifscope: {self.chosen['text']}", file=sys.stderr)
         self.estimator, self._train_emb = est, None
         return self
+
+    def derive(self, *, task: Task | None = None, train: Any = None, refit: bool = False, **changes: Any) -> Influence:
+        """A fitted ``Influence`` like this one with ``changes`` to its options.
+
+        With ``task`` (and ``train``), the pair is an equivalent view of the same model and data (e.g. a cached
+        frozen prefix: the same selected parameters and losses), so the fit carries over; ``train`` alone is other
+        data, which refits. Changes the fitted state absorbs (the estimator's ``refit_free``, e.g. Arnoldi's
+        ``horizon``, ``lr``, ``damping``) reuse the fit; anything else is a new fit sharing this run's spectrum (so
+        default step sizes agree); ``refit=True`` always refits (e.g. the model was moved to another checkpoint).
+        Nothing of this run is modified."""
+        est = self._fitted()
+        config = {k: v for k, v in self.config.items() if k != "method"}
+        config.update(changes)
+        same_data = train is None or task is not None
+        v = Influence(self.task if task is None else task, self.train if train is None else train, self.method,
+                      progress=self.show_progress, device=self.device, **config)
+        if self._spectrum is not None or est.uses_curvature:
+            v._spectrum = self.spectrum()
+        if refit or not (same_data and set(changes) <= est.refit_free):
+            return v.fit()
+        copied = copy.copy(est)
+        copied.ctx = v._context()
+        own = {k: v for k, v in changes.items() if k in est.options}
+        copied.opts = dataclasses.replace(est.opts, **own)
+        copied.options = {**est.options, **own}
+        copied.rebound()
+        v.estimator, v.chosen = copied, self.chosen
+        return v
 
     def spectrum(self) -> Spectrum:
         """The curvature's Ritz values (``λ_max`` first): from the fit when the method keeps them (Arnoldi), else
@@ -289,7 +319,7 @@ class Influence:
     def scores(self, queries: Any, train_ids: Sequence[int] | Tensor | None = None) -> Tensor:
         """``[n_queries, n_train]`` influence scores (or ``[n_queries, len(train_ids)]`` for those training
         positions only); positive = the training example helps the query."""
-        if getattr(self._fitted(), "direct", False):
+        if self._fitted().direct:
             return self._direct_scores(queries, None if train_ids is None else self._train_ids(train_ids))
         q = self.query_embeddings(queries)
         if train_ids is not None:  # streamed: memory flat in the number of ids (raw gradients of a large model)
@@ -313,11 +343,11 @@ class Influence:
         for the others."""
         est = self._fitted()
         ids = self._train_ids(train_ids)
-        if not est.horizon_aware and not getattr(est, "direct", False):
+        if not est.horizon_aware and not est.direct:
             return self.scores(queries, ids).unsqueeze(0).expand(len(steps), -1, -1)
         q_data = as_dataset(queries, "queries")
         q_batch = self.task.cast(take(q_data, range(len(q_data))), self.dtype, self.device)
-        if getattr(est, "direct", False):  # unrolled: exact through the continued training's own schedule
+        if est.direct:  # unrolled: exact through the continued training's own schedule
             return est.scores_over_horizons(q_batch, ids, steps, schedule=schedule)  # type: ignore[attr-defined]
         z_batch = self.task.cast(take(self.train, ids), self.dtype, self.device)
         with self.task.evaluating():
@@ -333,7 +363,7 @@ class Influence:
         if not isinstance(k, int) or k < 1:
             raise ConfigError(f"k must be a positive integer, got {k!r}")
         k = min(k, self.n_train)
-        if getattr(self._fitted(), "direct", False):  # identity queries against score columns: top_k reads S itself
+        if self._fitted().direct:  # identity queries against score columns: top_k reads S itself
             s = self._direct_scores(queries)
             cols = torch.arange(self.n_train).split(self.config["batch_size"])
             return top_k(torch.eye(len(s), dtype=s.dtype), ((pos, s[:, pos].T) for pos in cols), k)

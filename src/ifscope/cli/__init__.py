@@ -14,12 +14,19 @@ import sys
 from typing import Any
 
 from ..core.errors import ConfigError, IfscopeError
+from .options import (  # noqa: F401 (the subcommands' shared helpers)
+    ESTIMATOR_FLAGS,
+    add_options,
+    flag_table,
+    influence_arguments,
+    record_options,
+    resolve_command,
+    saved_manifest,
+)
 
 SUBCOMMANDS = ["demo", "fit", "scores", "top", "report", "check", "correct", "diagnose", "fade", "self-influence",
                "lds", "counterfactual"]
 DEFAULT_WORKDIR = "runs/ifscope"
-
-
 def recipe_arg(text: str) -> tuple[str, Any]:
     """``"flip=0.1"`` → ``("flip", 0.1)``: a Python literal where the value parses as one, else the string."""
     if "=" not in text:
@@ -44,60 +51,12 @@ def common_arguments(p: argparse.ArgumentParser, workdir: bool = True) -> argpar
     return p
 
 
-def _flag_table() -> dict[str, tuple[type, list[str]]]:
-    """Every option a command line can set: ``{name: (type, methods that take it)}``, from the options dataclasses."""
-    from ..estimators import METHODS
-    from ..influence import SPEED_FIELDS
-    from ..options import FitOptions, flag_fields
-    table: dict[str, tuple[type, list[str]]] = {
-        name: (kind, sorted(m for m, cls in METHODS.items() if name in cls.reads) if name in SPEED_FIELDS else ["all"])
-        for name, (kind, _) in flag_fields(FitOptions).items() if name != "seed"}
-    for method, cls in METHODS.items():
-        for name, (kind, _) in flag_fields(cls.Options).items():
-            table.setdefault(name, (kind, []))[1].append(method)
-    return table
-
-
-def _bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
-def influence_arguments(p: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> argparse.ArgumentParser:
-    """Estimator flags generated from the options dataclasses (``--method``, the shared :class:`FitOptions` and every
-    method's own, less ``exclude``: names the command uses for its own options); one left out is taken from the run
-    directory's manifest, then the recipe's defaults."""
-    from ..estimators import METHODS
-    p.set_defaults(command_options=tuple(exclude))
-    g = p.add_argument_group("influence options (default: the run's, then the recipe's, then the library's)")
-    g.add_argument("--method", default=None, help=f"one of {', '.join(sorted(METHODS))} (default arnoldi)")
-    for name, (kind, methods) in _flag_table().items():
-        if name in exclude:
-            continue
-        parse = _bool if kind is bool else kind
-        who = "every method" if methods == ["all"] else ", ".join(methods)
-        g.add_argument(f"--{name.replace('_', '-')}", dest=name, type=parse, default=None,
-                       help=f"{name} ({who})")
-    g.add_argument("--last-blocks", type=int, default=None,
-                   help="text models: take influence over the last N transformer blocks and the head only")
-    return p
-
-
 _recipes: dict[tuple, Any] = {}
-
-
-def _saved(args: argparse.Namespace) -> dict[str, Any]:
-    from ..run.store import RunDir
-    workdir = getattr(args, "workdir", None)
-    return RunDir(workdir).manifest if workdir else {}
 
 
 def resolve_source(args: argparse.Namespace, **options: Any) -> dict[str, Any]:
     """The recipe, its options and the seed: from the command line, else from the run directory, else defaults."""
-    source = _saved(args).get("source") or {}
+    source = saved_manifest(args).get("source") or {}
     given = dict(getattr(args, "recipe_arg", []) or [])
     spec = args.recipe or source.get("recipe") or "digits-mlp"
     same = spec == source.get("recipe")
@@ -127,9 +86,9 @@ def influence_for(args: argparse.Namespace, recipe: Any) -> Any:
     chose, and ``.refit_reason`` why it will not reuse the run's fit."""
     from ..influence import Influence
     from ..run.resolve import resolve
-    saved = dict(_saved(args).get("config") or {})
+    saved = dict(saved_manifest(args).get("config") or {})
     own = getattr(args, "command_options", ())
-    flags = {name: getattr(args, name, None) for name in [*_flag_table(), "last_blocks"] if name not in own}
+    flags = {name: getattr(args, name, None) for name in [*flag_table(), "last_blocks"] if name not in own}
     defaults = {"weight_decay": float(recipe.info.get("weight_decay", 0.0)),
                 **getattr(recipe, "defaults", {}).get("influence", {})}
     chosen = resolve(flags, saved, defaults, recipe.task, getattr(args, "method", None))
@@ -147,17 +106,6 @@ def influence_for(args: argparse.Namespace, recipe: Any) -> Any:
 def fitted_for(args: argparse.Namespace, recipe: Any) -> Any:
     """:func:`influence_for`, fitted (or the run's fit reused)."""
     return influence_for(args, recipe).fit()
-
-
-def apply_defaults(args: argparse.Namespace, recipe: Any, command: str, builtin: dict[str, Any]) -> None:
-    """Fill the options left out on the command line (None) from ``recipe.defaults[command]``, then ``builtin``."""
-    sized = dict(getattr(recipe, "defaults", {}).get(command, {}))
-    unknown = sorted(set(sized) - set(builtin))
-    if unknown:
-        raise ConfigError(f"recipe {args.recipe!r} declares unknown {command} defaults {unknown}; known: {sorted(builtin)}")
-    for name, value in builtin.items():
-        if getattr(args, name, None) is None:
-            setattr(args, name, sized.get(name, value))
 
 
 def run_facts(inf: Any) -> dict[str, Any]:
@@ -212,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     distributed.shutdown()
     if rank != 0:  # the ranks hold the same result: one of them reports it
         return 0
+    record_options(args, result)
     summary = result.pop("summary", "")
     if args.json:
         print(json.dumps(result, indent=2))

@@ -14,98 +14,84 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import common_arguments, fitted_for, influence_arguments, run_facts
+from ..core.errors import ConfigError
+from ..options import CorrectSelection
+from . import add_options, common_arguments, fitted_for, influence_arguments, resolve_command, run_facts
 
-SELECTION = ("n_test", "queries")
 SHOWN = 6  # corrected queries drawn in the report, with the training examples stepped on  # which test examples: passed to the recipe / the first N mistakes
 
 
+HELP = {  # CorrectOptions is the experiment's dataclass; its flags' help is said here
+    "k": "training examples per correction",
+    "steps": "SGD steps per correction",
+    "lr": "the correction's SGD step size (default min(0.1, 0.25/λ_max), λ_max of the fitted estimator)",
+    "strategy": "proponents (descend), opponents (ascend), or both",
+    "anchor": "other random training examples kept in each step to hold the model in place (0 = none)",
+    "stop_when_fixed": "stop each correction at the first step after which its query is predicted correctly",
+    "guard": "stop a correction before the first step after which the accuracy on N seeded training examples falls "
+             "more than --guard-drop below the checkpoint's (0 = no guard)",
+    "guard_drop": "accuracy (a fraction) a correction may lose on the guard",
+    "revert_unfixed": "return a correction that did not fix its query to the checkpoint (no side effects)",
+    "baselines": "random, random_same_class, query_itself",
+    "group": "one correction for all queries at once (summed scores)",
+    "include_correct": "also fine-tune queries already predicted correctly",
+    "rank_by": "checkpoint: the run's scores; unrolled: unrolled influence through the correction's own steps and lr",
+}
+
+
+def _classes() -> tuple[type, ...]:
+    from ..experiments.correct import CorrectOptions
+    return (CorrectOptions, CorrectSelection)
+
+
 def add_parser(sub) -> argparse.ArgumentParser:
+    import dataclasses
+
     from ..experiments.correct import METHODS, STRATEGIES
     from ..experiments.correct_ranking import RANKINGS
     p = sub.add_parser("correct", help="fix mis-predictions with a few fine-tuning steps on influential examples",
                        description="Queries are the test examples the model mis-predicts (or --indices); the "
                                    "held-out set for side effects is every other test example. Options left out "
-                                   "come from the recipe's defaults['correct']; the ranking is the run's fitted "
-                                   "estimator (fitted here only when the run directory has none).")
-    influence_arguments(common_arguments(p), exclude=("steps", "lr"))
+                                   "come from the run's last correction, the recipe's defaults['correct'], then the "
+                                   "library; the ranking is the run's fitted estimator (fitted here only when the run "
+                                   "directory has none).")
+    classes = _classes()
+    influence_arguments(common_arguments(p), exclude=tuple(f.name for c in classes for f in dataclasses.fields(c)))
+    add_options(p, classes, "correct options (default: the run's last, the recipe's, then the library's)",
+                flags={"lr": "--correct-lr"}, helps=HELP,
+                choices={"strategy": STRATEGIES, "rank_by": RANKINGS, "baselines": METHODS[1:]})
     p.add_argument("--n-test", type=int, default=None,
                    help="passed to the recipe as n_test (digits recipes: up to 797, all images not used for training)")
-    p.add_argument("--k", type=int, default=None, help="training examples per correction")
-    p.add_argument("--steps", type=int, default=None, help="SGD steps per correction")
-    p.add_argument("--lr", type=float, default=None,
-                   help="SGD learning rate (default min(0.1, 0.25/λ_max), λ_max read from the fitted estimator)")
-    p.add_argument("--strategy", choices=STRATEGIES, default=None,
-                   help="descend on proponents, ascend on opponents, or both")
-    p.add_argument("--anchor", type=int, default=None,
-                   help="other random training examples kept in each step to hold the model in place (0 = none)")
-    which = p.add_mutually_exclusive_group()
-    which.add_argument("--queries", type=int, default=None, metavar="N",
-                       help="correct the first N mis-predicted test examples (default: all)")
-    which.add_argument("--indices", type=int, nargs="+", default=None,
-                       help="test positions to correct (already-correct ones are skipped unless --include-correct)")
-    p.add_argument("--stop-when-fixed", action=argparse.BooleanOptionalAction, default=None,
-                   help="stop each correction at the first step after which its query is predicted correctly")
-    p.add_argument("--guard", type=int, default=None, metavar="N",
-                   help="stop a correction before the first step after which the accuracy on N seeded training "
-                        "examples falls more than --guard-drop below the checkpoint's (0 = no guard)")
-    p.add_argument("--guard-drop", type=float, default=None,
-                   help="accuracy (a fraction) a correction may lose on the guard (default 0.01)")
-    p.add_argument("--revert-unfixed", action=argparse.BooleanOptionalAction, default=None,
-                   help="return a correction that did not fix its query to the checkpoint (no side effects)")
-    p.add_argument("--include-correct", action="store_true", default=None,
-                   help="also fine-tune queries already predicted correctly")
-    p.add_argument("--group", action="store_true", default=None,
-                   help="one correction for all queries at once (summed scores)")
-    p.add_argument("--baselines", nargs="*", default=None, choices=METHODS[1:])
-    p.add_argument("--rank-by", choices=RANKINGS, default=None,
-                   help="rank by the run's checkpoint scores (default) or by unrolled influence through the "
-                        "correction's own steps and lr")
+    p.add_argument("--indices", type=int, nargs="+", default=None,
+                   help="test positions to correct (already-correct ones are skipped unless --include-correct); "
+                        "not with --queries")
     p.add_argument("--save", action="store_true", help="write the corrected parameters to DIR/corrected.safetensors")
     return p
-
-
-def resolve(args: argparse.Namespace, defaults: dict[str, Any]) -> tuple[dict[str, Any], dict]:
-    """``(correction options, selection)``: each a flag, else the recipe's ``defaults['correct']``, else ours."""
-    from ..core.errors import ConfigError
-    from ..experiments.correct import CorrectOptions
-    fields = set(CorrectOptions.__dataclass_fields__)
-    unknown = sorted(set(defaults) - fields - set(SELECTION))
-    if unknown:
-        raise ConfigError(f"the recipe's defaults['correct'] has unknown option(s) {unknown} (options of the fit "
-                          "belong in defaults['influence'])")
-
-    def pick(name: str, fallback: Any = None) -> Any:
-        value = getattr(args, name, None)
-        return value if value is not None else defaults.get(name, fallback)
-    options = {name: pick(name) for name in fields if pick(name) is not None}
-    if args.seed is not None:
-        options["seed"] = args.seed
-    return options, {name: pick(name) for name in SELECTION}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from ..core.data import as_dataset, take
     from ..experiments.correct import correct, save_params, split_mispredicted
-    from ..experiments.fade import rebind
     from ..truth.prefix import cache_prefix
     from . import recipe_for
 
     t0 = time.time()
     recipe = recipe_for(args, **({"n_test": args.n_test} if args.n_test is not None else {}))
-    options, selection = resolve(args, recipe.defaults.get("correct", {}))
+    if args.indices is not None and args.queries is not None:
+        raise ConfigError("give --queries N (the first N mistakes) or --indices (test positions), not both")
+    budget, selection = resolve_command(args, recipe, "correct", _classes(), fixed={"seed": args.seed}).objects
     t_fit = time.time()
     run_inf = fitted_for(args, recipe)
     fit_seconds = time.time() - t_fit
     # a text model's frozen prefix is computed once; the run's fit is read on the cached features (same parameters)
     pre = cache_prefix(run_inf.task, run_inf.train, recipe.test, batch_size=run_inf.config["batch_size"])
-    inf = rebind(run_inf, pre.task, pre.datasets[0]) if pre.start is not None else run_inf
+    inf = run_inf.derive(task=pre.task, train=pre.datasets[0]) if pre.start is not None else run_inf
     test = as_dataset(pre.datasets[1], "test")
-    q_idx, h_idx = split_mispredicted(inf, test, n=selection["queries"], indices=args.indices)
+    q_idx, h_idx = split_mispredicted(inf, test, n=selection.queries, indices=args.indices)
     workdir = Path(args.workdir)
     print(f"ifscope: correcting {len(q_idx)} test examples with {inf.method} over {inf.estimator.ctx.space.dim} "
-          f"parameters ({options})", file=sys.stderr)
-    result = correct(inf, test, heldout=take(test, h_idx) if h_idx else None, indices=q_idx, **options)
+          "parameters", file=sys.stderr)
+    result = correct(inf, test, heldout=take(test, h_idx) if h_idx else None, indices=q_idx, options=budget)
     out = result.to_dict()
     out["settings"] = out.pop("config")  # the correction's own settings; `config` is the run's fit
     out.update(run_facts(run_inf))

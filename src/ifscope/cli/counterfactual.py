@@ -10,27 +10,17 @@ from typing import Any
 from .lds import evaluation_arguments, prepare, record
 
 
-def _ks(text: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from exc
-
-
 def add_parser(sub) -> argparse.ArgumentParser:
-    from ..experiments.evaluate import DEFAULT_KS
     p = sub.add_parser("counterfactual", help="leave-top-k-out: query-loss rise when top proponents are removed",
                        description=__doc__)
-    evaluation_arguments(p, "counterfactual")
-    p.add_argument("--k", type=_ks, default=list(DEFAULT_KS), help="comma-separated numbers of examples removed")
-    return p
+    return evaluation_arguments(p, "counterfactual")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from ..experiments.evaluate import leave_top_k_out
     t0 = time.time()
     setup = prepare(args, "counterfactual")
-    result = leave_top_k_out(setup["methods"], setup["queries"], ks=args.k, retrain=setup["retrain"],
+    result = leave_top_k_out(setup["methods"], setup["queries"], ks=setup["options"].k, retrain=setup["retrain"],
                              seeds=setup["seeds"], steps=setup["steps"], schedule=setup["schedule"], seed=args.seed)
     out, path = record(args, setup, result, "counterfactual.json", t0)
     how = (f"retrained from scratch ({out['seeds']} seed(s))" if out["retrain"] == "scratch"

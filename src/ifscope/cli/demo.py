@@ -94,10 +94,11 @@ def headline(name: str, result: dict[str, Any]) -> str | None:
 
 def step(name: str, argv: list[str]) -> dict[str, Any]:
     """Run subcommand ``name`` in this process exactly as ``ifscope NAME ARGV...`` would."""
-    from . import build_parser
+    from . import build_parser, record_options
     args = build_parser().parse_args([name, *argv])
     t0 = time.time()
     result = args.run(args)
+    record_options(args, result)
     print(f"ifscope demo: {name} done in {time.time() - t0:.1f} s", file=sys.stderr)
     return result
 

@@ -4,50 +4,21 @@ refit); writes ``WORKDIR/diagnose.json`` and ``WORKDIR/report/diagnose_*.png``."
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import Any
 
 import torch
 
 from ..core.errors import ConfigError
-from . import apply_defaults, common_arguments, fitted_for, influence_arguments, run_facts
-
-DEFAULTS: dict[str, Any] = dict(checks=None, n_queries=20, n_train=200, n_ids=40, epsilon_ids=8,
-                                steps=[1, 3, 10, 30, 100, 300], epsilons=[0.1, 1.0], n_checkpoints=1,
-                                refit_variants=False, train_batch_size=None, train_lr=None, truth_dtype="float64", krylov=100,
-                                reference_hessian_samples=None)
+from ..options import DiagnoseOptions
+from . import add_options, common_arguments, fitted_for, influence_arguments, resolve_command, run_facts
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    from ..experiments.diagnose import CHECKS
     p = sub.add_parser("diagnose", help="check the five assumptions behind the influence scores of a recipe's model",
                        description=__doc__)
-    influence_arguments(common_arguments(p), exclude=("steps", "krylov", "train_batch_size", "lr"))
-    d = p.add_argument_group("diagnose options (default: the recipe's, then the library's)")
-    d.add_argument("--checks", nargs="+", default=None, choices=CHECKS, help="which assumptions to check (all)")
-    d.add_argument("--n-queries", type=int, default=None, help="test examples scored and tracked (20)")
-    d.add_argument("--n-train", type=int, default=None, help="training examples scored for the agreement figures")
-    d.add_argument("--n-ids", type=int, default=None,
-                   help="training examples removed for the ground truth: divergence and first order (40)")
-    d.add_argument("--epsilon-ids", type=int, default=None,
-                   help="the first that many of them also up-weighted by each ε (8)")
-    d.add_argument("--steps", type=int, nargs="+", default=None,
-                   help="horizons T of continued training (GD, lr 1/λ_max of the run's spectrum)")
-    d.add_argument("--train-batch-size", type=int, default=None,
-                   help="minibatches of the continued training (default: full batch; 0 = full batch)")
-    d.add_argument("--lr", dest="train_lr", type=float, default=None,
-                   help="step size of the continued training (default 1/λ_max of the run's spectrum)")
-    d.add_argument("--truth-dtype", choices=("float32", "float64"), default=None,
-                   help="precision of the ground truth and of its references unrolled and horizon (float64)")
-    d.add_argument("--krylov", type=int, default=None, help="Lanczos steps of the horizon reference (100)")
-    d.add_argument("--reference-hessian-samples", type=int, default=None,
-                   help="training examples the horizon reference's Hessian averages over (all)")
-    d.add_argument("--epsilons", type=float, nargs="+", default=None,
-                   help="up-weighting sizes ε checked for linearity, besides removal (0.1 1.0)")
-    d.add_argument("--n-checkpoints", type=int, default=None,
-                   help="latest earlier checkpoints (from the recipe's info['checkpoints']) to compare scores with")
-    d.add_argument("--refit-variants", action="store_const", const=True, default=None,
-                   help="also run the agreement checks that need other fits (float64, rank 2k, half samples, "
-                        "earlier checkpoints) of a method that keeps a spectrum")
+    influence_arguments(common_arguments(p), exclude=tuple(f.name for f in dataclasses.fields(DiagnoseOptions)))
+    add_options(p, (DiagnoseOptions,), "diagnose options (default: the run's last, the recipe's, then the library's)")
     return p
 
 
@@ -56,20 +27,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from . import recipe_for
 
     recipe = recipe_for(args)
-    apply_defaults(args, recipe, "diagnose", DEFAULTS)
-    if args.n_checkpoints < 0:
-        raise ConfigError(f"--n-checkpoints must be >= 0, got {args.n_checkpoints}")
+    o = resolve_command(args, recipe, "diagnose").options
+    if o.n_checkpoints < 0:
+        raise ConfigError(f"--n-checkpoints must be >= 0, got {o.n_checkpoints}")
     inf = fitted_for(args, recipe)
     current = dict(recipe.task.model.named_parameters())
     earlier = [c for c in recipe.info.get("checkpoints") or []
                if not all(torch.equal(v, current[k].detach()) for k, v in _state(c).items() if k in current)]
-    checkpoints = earlier[len(earlier) - args.n_checkpoints:] if args.n_checkpoints else []
-    result = diagnose(inf, recipe.test, checks=args.checks or list(CHECKS), n_queries=args.n_queries,
-                      n_train=args.n_train, n_ids=args.n_ids, steps=args.steps, epsilons=args.epsilons,
-                      initial=recipe.info.get("initial"), checkpoints=checkpoints, refit=args.refit_variants,
-                      epsilon_ids=args.epsilon_ids, train_batch_size=args.train_batch_size or None, lr=args.train_lr,
-                      ground_truth_dtype=getattr(torch, args.truth_dtype), krylov=args.krylov,
-                      reference_hessian_samples=args.reference_hessian_samples, seed=args.seed)
+    checkpoints = earlier[len(earlier) - o.n_checkpoints:] if o.n_checkpoints else []
+    result = diagnose(inf, recipe.test, checks=o.checks or list(CHECKS), n_queries=o.n_queries,
+                      n_train=o.n_train, n_ids=o.n_ids, steps=o.steps, epsilons=o.epsilons,
+                      initial=recipe.info.get("initial"), checkpoints=checkpoints, refit=o.refit_variants,
+                      epsilon_ids=o.epsilon_ids, train_batch_size=o.train_batch_size or None, lr=o.train_lr,
+                      ground_truth_dtype=getattr(torch, o.truth_dtype), krylov=o.krylov,
+                      reference_hessian_samples=o.reference_hessian_samples, seed=args.seed)
     result.settings["recipe"] = {"name": args.recipe, **{k: repr(v) for k, v in args.recipe_arg}}
     out = {**result.to_dict(), **run_facts(inf)}
     from ..report.diagnose_figures import diagnose_figures

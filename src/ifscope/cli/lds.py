@@ -14,25 +14,18 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ConfigError
-from . import apply_defaults, common_arguments, influence_arguments, influence_for, recipe_for
+from . import add_options, common_arguments, influence_arguments, influence_for, recipe_for, resolve_command
 
 
 def evaluation_arguments(p: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
-    """Options shared by ``lds`` and ``counterfactual``; defaults left ``None`` come from ``recipe.defaults[command]``."""
-    influence_arguments(common_arguments(p), exclude=("steps",))
-    p.add_argument("--retrain", choices=["scratch", "continue"], default="scratch",
-                   help="scratch: the recipe's own training on each subset, averaged over --seeds; continue: --steps "
-                        "steps of full-batch gradient descent (lr 1/λ_max) from the checkpoint, others weighted 0")
-    p.add_argument("--steps", type=int, default=100, help="continue: steps of continued training (and the horizon "
-                                                          "of the horizon method)")
-    p.add_argument("--seeds", type=int, default=None, help=f"scratch: trainings per subset (default: the recipe's "
-                                                           f"{command} default, else 1)")
-    p.add_argument("--queries", type=int, default=None, help="test examples evaluated, a seeded sample (default: "
-                                                             "the recipe's default, else 50)")
-    return p
+    """The estimator flags and the command's own (:class:`ifscope.options.LDSOptions` or
+    :class:`ifscope.options.CounterfactualOptions`), generated from the dataclass."""
+    import dataclasses
 
-
-BUILTIN = {"lds": {"seeds": 1, "queries": 50, "subsets": 100}, "counterfactual": {"seeds": 1, "queries": 50}}
+    from ..options import COMMAND_OPTIONS
+    classes = COMMAND_OPTIONS[command]
+    influence_arguments(common_arguments(p), exclude=tuple(f.name for c in classes for f in dataclasses.fields(c)))
+    return add_options(p, classes, f"{command} options (default: the run's last, the recipe's, then the library's)")
 
 
 def _method_names(text: str | None) -> list[str | None]:
@@ -53,14 +46,12 @@ def prepare(args: argparse.Namespace, command: str) -> dict[str, Any]:
     from ..experiments.fade import gd_schedule, method_label
     recipe = recipe_for(args)
     test = as_dataset(recipe.test, "test")
-    chosen = args.queries is not None
-    apply_defaults(args, recipe, command, BUILTIN[command])
-    n_q, seeds = args.queries if chosen else min(len(test), args.queries), args.seeds
-    if not isinstance(n_q, int) or not 1 <= n_q <= len(test):
+    resolved = resolve_command(args, recipe, command)
+    o = resolved.options
+    n_q, seeds = o.queries if resolved.source["queries"] == "flag" else min(len(test), o.queries), o.seeds
+    if not 1 <= n_q <= len(test):
         raise ConfigError(f"--queries must lie in [1, {len(test)}] (the recipe's test examples), got {n_q}")
-    if args.steps < 1:
-        raise ConfigError(f"--steps must be a positive integer, got {args.steps}")
-    if args.retrain == "scratch" and recipe.retrain is None:
+    if o.retrain == "scratch" and recipe.retrain is None:
         raise ConfigError(f"recipe {args.recipe!r} declares no way to train from scratch (Recipe.retrain is None); "
                           "use --retrain continue, or give its Recipe retrain=(data, seed) -> state")
     names = _method_names(args.method)
@@ -75,19 +66,19 @@ def prepare(args: argparse.Namespace, command: str) -> dict[str, Any]:
             if getattr(ns, key) is not None and len(names) > 1 and key not in own:
                 setattr(ns, key, None)  # --rank applies to the methods that take it
         if (name or "") == "horizon" and getattr(ns, "horizon", None) is None:
-            ns.horizon = args.steps  # its T is the continued training's (its η is 1/λ_max, as gd_schedule's)
+            ns.horizon = o.steps  # its T is the continued training's (its η is 1/λ_max, as gd_schedule's)
         inf = influence_for(ns, recipe)
         print(f"ifscope: {command}: method {inf.method}", file=sys.stderr)
         methods[method_label(inf)] = inf
     first = next(iter(methods.values()))
-    schedule = gd_schedule(first, args.steps) if args.retrain == "continue" else None
+    schedule = gd_schedule(first, o.steps) if o.retrain == "continue" else None
     gen = torch.Generator().manual_seed(args.seed + 11)
     q_idx = torch.randperm(len(test), generator=gen)[:n_q].sort().values
     configs = {name: inf.config_json for name, inf in methods.items()}
     return {"recipe": recipe, "methods": methods, "configs": configs, "queries": take(test, q_idx),
             "query_ids": q_idx.tolist(),
-            "retrain": recipe.retrain if args.retrain == "scratch" else "continue", "seeds": seeds,
-            "steps": args.steps, "schedule": schedule}
+            "retrain": recipe.retrain if o.retrain == "scratch" else "continue", "seeds": seeds,
+            "steps": o.steps, "schedule": schedule, "options": o}
 
 
 def save(args: argparse.Namespace, methods: dict[str, Any], name: str, out: dict[str, Any]) -> Path:
@@ -110,27 +101,22 @@ def record(args: argparse.Namespace, setup: dict[str, Any], result: Any, name: s
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("lds", help="linear datamodeling score of each method on models retrained on subsets (lds.json)",
                        description=__doc__)
-    evaluation_arguments(p, "lds")
-    p.add_argument("--subsets", type=int, default=None, help="random training subsets (default: the recipe's, else 100)")
-    p.add_argument("--fraction", type=float, default=0.5, help="fraction of the training set in each subset")
-    return p
+    return evaluation_arguments(p, "lds")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from ..experiments.evaluate import lds
     t0 = time.time()
-    if not 0 < args.fraction < 1:
-        raise ConfigError(f"--fraction must lie in (0, 1), got {args.fraction}")
     setup = prepare(args, "lds")
-    subsets = args.subsets
-    result = lds(setup["methods"], setup["queries"], subsets=subsets, fraction=args.fraction, seed=args.seed,
+    o = setup["options"]
+    result = lds(setup["methods"], setup["queries"], subsets=o.subsets, fraction=o.fraction, seed=args.seed,
                  retrain=setup["retrain"], seeds=setup["seeds"], steps=setup["steps"], schedule=setup["schedule"])
     out, path = record(args, setup, result, "lds.json", t0)
     how = (f"retrained from scratch, {out['seeds']} seed(s) per subset" if out["retrain"] == "scratch"
            else f"continued {out['steps']} steps of full-batch GD from the checkpoint")
     agree = "" if result.seed_agreement is None else f"; two seeds' losses agree at Spearman {result.seed_agreement:.3f}"
     out["summary"] = "\n".join([
-        f"LDS on {args.recipe}: {out['subsets']} subsets of {args.fraction:g} x {out['n_train']} training examples, "
+        f"LDS on {args.recipe}: {out['subsets']} subsets of {o.fraction:g} x {out['n_train']} training examples, "
         f"{how}; {out['n_queries']} queries{agree}", result.table(),
         f"wrote {path} in {out['seconds']:.0f} s"])
     return out

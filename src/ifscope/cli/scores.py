@@ -6,13 +6,23 @@ import argparse
 import time
 from typing import Any
 
-from . import common_arguments, fitted_for, influence_arguments, parse_indices, recipe_for, run_facts
+from ..options import ScoresOptions
+from . import (
+    add_options,
+    common_arguments,
+    fitted_for,
+    influence_arguments,
+    parse_indices,
+    recipe_for,
+    resolve_command,
+    run_facts,
+)
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("scores", help="score every training example against test queries (resumable)")
     influence_arguments(common_arguments(p))
-    p.add_argument("--queries", default=None, help="test indices, e.g. 0-99,120 (default: all)")
+    add_options(p, (ScoresOptions,), "scores options")
     return p
 
 
@@ -34,9 +44,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     from ..run.store import SCORES
     recipe = recipe_for(args)
+    o = resolve_command(args, recipe, "scores").options
     t0 = time.time()
     inf = fitted_for(args, recipe)
-    idx, queries = query_subset(args, recipe, args.queries, inf)
+    idx, queries = query_subset(args, recipe, o.queries, inf)
     s = inf.scores(queries)
     path = inf.run.save_tensors(SCORES, {"scores": s, "queries": torch.tensor(idx)})
     run_dir = inf.run

@@ -12,7 +12,16 @@ import time
 from typing import Any
 
 from ..core.errors import ConfigError
-from . import common_arguments, fitted_for, influence_arguments, recipe_for, run_facts
+from ..options import SelfInfluenceOptions
+from . import (
+    add_options,
+    common_arguments,
+    fitted_for,
+    influence_arguments,
+    recipe_for,
+    resolve_command,
+    run_facts,
+)
 
 SELF_INFLUENCE = "self_influence.json"
 
@@ -21,7 +30,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("self-influence", help="rank training examples by self-influence (mislabel candidates)",
                        description=__doc__)
     influence_arguments(common_arguments(p))
-    p.add_argument("-k", type=int, default=20, help="suspects listed (default 20)")
+    add_options(p, (SelfInfluenceOptions,), "self-influence options")
     return p
 
 
@@ -40,13 +49,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from .top import _labels, _snippet, _view
-    if args.k < 1:
-        raise ConfigError(f"-k must be a positive integer, got {args.k}")
     recipe = recipe_for(args)
+    o = resolve_command(args, recipe, "self-influence").options
     t0 = time.time()
     inf = fitted_for(args, recipe)
     scores = inf.self_influence().cpu()
-    order = torch.argsort(scores, descending=True)[: min(args.k, inf.n_train)].tolist()
+    order = torch.argsort(scores, descending=True)[: min(o.k, inf.n_train)].tolist()
     labels = _labels(recipe, inf.train, order)[0]
     flipped = recipe.info.get("flipped")
     auc = flip_auc(scores, flipped) if flipped is not None else None

@@ -10,7 +10,16 @@ import argparse
 import time
 from typing import Any
 
-from . import common_arguments, fitted_for, influence_arguments, recipe_for, run_facts
+from ..options import TopOptions
+from . import (
+    add_options,
+    common_arguments,
+    fitted_for,
+    influence_arguments,
+    recipe_for,
+    resolve_command,
+    run_facts,
+)
 from .scores import query_subset
 
 TOP = "top.json"
@@ -19,8 +28,7 @@ TOP = "top.json"
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("top", help="top-k proponents and opponents of test queries")
     influence_arguments(common_arguments(p))
-    p.add_argument("--queries", default="0-3", help="test indices, e.g. 0-3,10 (default 0-3)")
-    p.add_argument("-k", type=int, default=5, help="proponents and opponents per query (default 5)")
+    add_options(p, (TopOptions,), "top options")
     return p
 
 
@@ -61,10 +69,11 @@ def _labels(recipe: Any, ds: Any, indices: list[int]) -> tuple[list[int], list[i
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from ..core.data import as_dataset
     recipe = recipe_for(args)
+    o = resolve_command(args, recipe, "top").options
     t0 = time.time()
     inf = fitted_for(args, recipe)
-    idx, queries = query_subset(args, recipe, args.queries, inf)
-    top = inf.top(queries, k=args.k)
+    idx, queries = query_subset(args, recipe, o.queries, inf)
+    top = inf.top(queries, k=o.k)
     test, train = as_dataset(recipe.test, "test"), inf.train
     gold, pred = _labels(recipe, test, idx)
     flipped = recipe.info.get("flipped")

@@ -258,13 +258,20 @@ def spectrum(matvec: Callable[[Tensor], Tensor], dim: int, iterations: int, seed
                                         device=device)), min(iterations, dim))
 
 
+def default_step(top: float) -> float:
+    """``1/λ_max`` of the operator the steps act on (damped where the method damps, undamped for real training):
+    the largest gradient-descent step that is stable and monotone on the top of its spectrum. Every default step
+    size (lr=None) is this one."""
+    if not top > 0:
+        raise NumericalError(f"the top curvature eigenvalue is {top:.3g} (not positive): no stable gradient-descent "
+                             "step exists here; give the step size (lr) explicitly")
+    return 1.0 / top
+
+
 def largest_step(spec: Spectrum) -> float:
-    """``1/λ_max``: the largest gradient-descent step that is stable and monotone on the top of the spectrum."""
-    if not spec.lambda_max > 0:
-        raise NumericalError(f"the top curvature eigenvalue is {spec.lambda_max:.3g} (not positive): no stable "
-                             "gradient-descent step exists here; give lr=... explicitly")
-    return 1.0 / spec.lambda_max
+    """:func:`default_step` of a fitted spectrum (undamped: the continued training's own step)."""
+    return default_step(spec.lambda_max)
 
 
 __all__: Sequence[str] = ["ArnoldiResult", "Eigenpairs", "Spectrum", "arnoldi", "block_arnoldi", "block_krylov_apply",
-                          "block_lanczos", "distill", "lanczos_apply", "largest_step", "ritz_values", "spectrum"]
+                          "block_lanczos", "distill", "default_step", "lanczos_apply", "largest_step", "ritz_values", "spectrum"]

@@ -18,7 +18,16 @@ from ..core.checks import arnoldi_health, check_sizes
 from ..core.data import Batch, batch_len, row_blocks
 from ..core.decisions import decided, path_key
 from ..core.errors import ConfigError
-from ..core.krylov import SELECT_RULES, ArnoldiResult, Eigenpairs, Spectrum, arnoldi, block_arnoldi, distill
+from ..core.krylov import (
+    SELECT_RULES,
+    ArnoldiResult,
+    Eigenpairs,
+    Spectrum,
+    arnoldi,
+    block_arnoldi,
+    default_step,
+    distill,
+)
 from ..core.projection import PathChoice, measure_paths, project
 from ..options import choice, positive_int, positive_number
 from .base import CurvatureEstimator
@@ -77,6 +86,7 @@ class Arnoldi(CurvatureEstimator):
     Options = ArnoldiOptions
     keeps_spectrum = True
     reads = frozenset({"time_budget_s", "projection_dtype"})
+    refit_free = frozenset({"horizon", "lr", "damping"})  # filters of the fitted eigenpairs
 
     def fit(self) -> None:
         ctx, rank, iterations = self.ctx, self.options["rank"], self.options["iterations"]
@@ -167,6 +177,9 @@ class Arnoldi(CurvatureEstimator):
         self.hvp_calls += check.calls
         return float(((rayleigh - lam).abs() / lam.abs().clamp_min(torch.finfo(lam.dtype).tiny)).median())
 
+    def rebound(self) -> None:
+        self.set_eigenpairs(self.pairs)
+
     def set_eigenpairs(self, pairs: Eigenpairs) -> None:
         self.pairs, self._low = pairs, None
         self.path_choice: PathChoice | None = None  # set on the first full batch projected after a fit or load
@@ -175,7 +188,7 @@ class Arnoldi(CurvatureEstimator):
             self.inv = 1.0 / (pairs.values + self.ctx.damping)
             return
         self.horizon, lr = check_horizon(self.options["horizon"], self.options["lr"], self.name)
-        self.lr = lr if lr is not None else 1.0 / float(pairs.values.max() + self.ctx.damping)
+        self.lr = lr if lr is not None else default_step(float(pairs.values.max()) + self.ctx.damping)
         self.inv = self.filters(self.horizon)
 
     @property

@@ -114,6 +114,8 @@ class Estimator(ABC):
     keeps_spectrum: ClassVar[bool] = False
     horizon_aware: bool = False
     reads: ClassVar[frozenset[str]] = frozenset()  # shared options only some methods read (time_budget_s, ...)
+    refit_free: ClassVar[frozenset[str]] = frozenset()  # options a fitted state absorbs without a refit (rebound())
+    direct: ClassVar[bool] = False  # scores without embeddings: ``scores(queries, train_ids)`` (e.g. unrolled)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -139,6 +141,17 @@ class Estimator(ABC):
     def self_embed(self, batch: Batch) -> tuple[Tensor, Tensor]:
         """Both embeddings of the same examples, for self-influence; estimators may share work here."""
         return self.query_embed(batch), self.train_embed(batch)
+
+    def rebound(self) -> None:
+        """Recompute what depends on the options of ``refit_free`` after they changed (see Influence.derive)."""
+
+    def chosen(self) -> dict[str, Any] | None:
+        """What the fit chose by itself (e.g. under a time budget), with a ``text`` line; None when nothing."""
+        return None
+
+    def scores_over_horizons(self, *args: Any, **kwargs: Any) -> Tensor:
+        """Scores at several horizons T: only for ``horizon_aware`` (or ``direct``) estimators."""
+        raise NotImplementedError(f"method {getattr(self, 'name', type(self).__name__)!r} has no horizon")
 
     def state_dict(self) -> dict[str, Tensor]:
         """Tensors that make a fitted estimator, to save; default: none."""

@@ -17,8 +17,8 @@ import torch
 from torch import Tensor
 
 from ..core.data import Batch, row_blocks
-from ..core.errors import ConfigError, NumericalError
-from ..core.krylov import block_arnoldi, block_krylov_apply, block_lanczos, lanczos_apply
+from ..core.errors import ConfigError
+from ..core.krylov import block_arnoldi, block_krylov_apply, block_lanczos, default_step, lanczos_apply
 from ..options import choice, positive_int
 from .base import CurvatureEstimator, GradientTrainEmbedding
 
@@ -89,12 +89,7 @@ class Horizon(GradientTrainEmbedding, CurvatureEstimator):
     def fit(self) -> None:
         self.horizon, lr = check_horizon(self.options["horizon"], self.options["lr"], self.name)
         self.op = self.ctx.curvature_operator()
-        if lr is None:
-            top = self.ctx.lambda_max() + self.ctx.damping
-            if top <= 0:
-                raise NumericalError("the curvature is zero at this checkpoint; give lr=... explicitly")
-            lr = 1.0 / top
-        self.lr = lr
+        self.lr = lr if lr is not None else default_step(self.ctx.lambda_max() + self.ctx.damping)
 
     def solver_for(self, horizons: Sequence[float]) -> str:
         solver = str(self.options["solver"])

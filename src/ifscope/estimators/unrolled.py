@@ -18,8 +18,9 @@ from torch import Tensor
 from torch.utils._pytree import tree_map
 
 from ..core.data import Batch, batch_len
-from ..core.errors import ConfigError, NumericalError
+from ..core.errors import ConfigError
 from ..core.fingerprint import tree_fingerprint
+from ..core.krylov import default_step
 from ..truth.adjoint import AdjointResult, weight_gradients
 from ..truth.training import OPTIMIZERS, Schedule, make_batches
 from .base import Estimator
@@ -78,13 +79,8 @@ class Unrolled(Estimator):
     def fit(self) -> None:
         opts = self.opts
         self.horizon = int(opts.horizon)  # type: ignore[arg-type]
-        lr = opts.lr
-        if lr is None:
-            top = self.ctx.lambda_max()
-            if not top > 0:
-                raise NumericalError("the curvature is zero at this checkpoint; give lr=... explicitly")
-            lr = 1.0 / top
-        self.lr = float(lr)
+        # the continued training itself is undamped: its default step is 1/λ_max of the plain curvature
+        self.lr = float(opts.lr if opts.lr is not None else default_step(self.ctx.lambda_max()))
         n = len(self.ctx.train)  # type: ignore[arg-type]
         self.schedule = Schedule(make_batches(n, self.horizon, opts.train_batch_size, self.ctx.seed), lr=self.lr,
                                  optimizer=opts.optimizer, momentum=float(opts.momentum),
@@ -123,7 +119,7 @@ class Unrolled(Estimator):
 
     def _key(self, queries: Batch, horizons: list[int], schedule: Schedule) -> str:
         # by value, not identity: parameters changed in place (or a copied estimator on a new checkpoint, as
-        # fade.rebind makes) must not read the scores of the old ones
+        # Influence.derive makes) must not read the scores of the old ones
         ctx = self.ctx
         return tree_fingerprint((ctx.params, ctx.rest, queries, horizons, vars(schedule), len(ctx.train)))
 

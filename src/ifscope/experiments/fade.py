@@ -8,7 +8,6 @@ with the actual changes measured by :func:`ifscope.truth.groundtruth.actual_chan
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -51,29 +50,12 @@ def gd_schedule(influence: Influence, steps: int, lr: float | None = None, batch
                     weight_decay=influence.config["weight_decay"])
 
 
-def rebind(inf: Influence, task: Task | None = None, train: Any = None, **options: Any) -> Influence:
-    """The fitted estimator of ``inf`` on an equivalent ``task`` and ``train`` (e.g. a cached frozen prefix: the same
-    selected parameters) and/or with method ``options`` changed that need no refit; no curvature is recomputed."""
-    est = inf._fitted()
-    config = {k: v for k, v in inf.config.items() if k != "method"}
-    config.update(options)
-    v = Influence(inf.task if task is None else task, inf.train if train is None else train, inf.method,
-                  progress=inf.show_progress, device=inf.device, **config)
-    copied = copy.copy(est)
-    copied.ctx = v._context()
-    copied.options = {**est.options, **options}
-    if hasattr(copied, "set_eigenpairs"):
-        copied.set_eigenpairs(copied.pairs)  # type: ignore[attr-defined]
-    v.estimator, v._spectrum = copied, inf.spectrum()
-    return v
-
-
 def with_horizon(inf: Influence, horizon: int, lr: float) -> Influence:
     """The horizon-aware Arnoldi variant on the fitted eigenpairs of ``inf`` (no new Arnoldi iteration)."""
     if inf.method != "arnoldi" or inf.estimator is None:
         raise ConfigError("arnoldi_horizon reuses a fitted arnoldi run's eigenpairs; this run is "
                           f"{inf.method!r}: fit method='arnoldi' or leave arnoldi_horizon out")
-    return rebind(inf, horizon=horizon, lr=lr)
+    return inf.derive(horizon=horizon, lr=lr)
 
 
 def _full_batch(schedule: Schedule, n: int) -> bool:

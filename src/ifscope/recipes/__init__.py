@@ -72,7 +72,24 @@ def load_recipe(spec: str, optional: dict[str, Any] | None = None, **kwargs: Any
         raise ConfigError(f"recipe {spec!r} returned a {type(recipe).__name__}; it must return "
                           "ifscope.recipes.Recipe(model, task, train, test)")
     check_recipe(recipe, spec)
+    check_defaults(recipe.defaults, spec)
     return recipe
+
+
+def check_defaults(defaults: Any, spec: str) -> None:
+    """A recipe's ``defaults[command]`` name commands that exist and, for the experiment commands, options that
+    command takes with valid values (``influence`` and ``correct`` are checked when those commands resolve)."""
+    from ..core.errors import ConfigError
+    from ..options import COMMAND_OPTIONS, resolve
+    if not isinstance(defaults, dict):
+        raise ConfigError(f"recipe {spec!r}: defaults must be a dict {{command: {{option: value}}}}")
+    unknown = sorted(set(defaults) - {"influence", *COMMAND_OPTIONS})
+    if unknown:
+        raise ConfigError(f"recipe {spec!r} declares defaults for unknown command(s) {unknown}; commands with "
+                          f"defaults: {sorted({'influence', *COMMAND_OPTIONS})}")
+    for command, given in defaults.items():
+        if command not in ("influence", "correct"):
+            resolve(COMMAND_OPTIONS[command], recipe=given, what=f"recipe {spec!r}'s defaults[{command!r}]")
 
 
 __all__ = ["Recipe", "builtin", "load_recipe"]

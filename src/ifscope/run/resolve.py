@@ -19,7 +19,7 @@ SELECTION = ("last_blocks",)  # recipe defaults that choose parameters, not esti
 
 
 @dataclass
-class Resolved:
+class FitChoice:
     """What a command builds its ``Influence`` from, and where each option came from (``flag``, ``manifest``,
     ``recipe``)."""
 
@@ -46,12 +46,13 @@ def select_parameters(task: Task, last_blocks: int | None = None, names: list[st
 
 
 def resolve(flags: Mapping[str, Any], saved: Mapping[str, Any], recipe_defaults: Mapping[str, Any], task: Task,
-            method_flag: str | None = None) -> Resolved:
-    """Merge the layers (flags > manifest > recipe > estimator) into one method, its options and the task. ``saved``
+            method_flag: str | None = None) -> FitChoice:
+    """Merge the layers (flags > manifest > recipe > library) with the one resolver's :func:`ifscope.options.pick`
+    into one method, its options and the task. ``saved``
     is the manifest's config (JSON form, read back with :func:`ifscope.options.from_json`); a flag that the method
     does not take is an error, a recipe default it does not take is skipped."""
     from ..estimators import METHODS
-    from ..options import FitOptions, from_json
+    from ..options import FitOptions, default_of, from_json, pick
     recipe = dict(recipe_defaults)
     every = {"method", *SELECTION, *FitOptions.__dataclass_fields__, *(k for m in METHODS.values() for k in m.OPTIONS)}
     unknown = sorted(set(recipe) - every)
@@ -63,13 +64,10 @@ def resolve(flags: Mapping[str, Any], saved: Mapping[str, Any], recipe_defaults:
     keys = [k for k in (*FitOptions.__dataclass_fields__, *METHODS[method].OPTIONS) if k != "seed"]
     same = saved.get("method") == method
     manifest = {k: from_json(k, v) for k, v in saved.items()} if same else {}
-    options: dict[str, Any] = {}
-    source: dict[str, str] = {}
-    for key in keys:
-        for layer, values in (("flag", flags), ("manifest", manifest), ("recipe", recipe)):
-            if values.get(key) is not None or (layer == "manifest" and key in values):
-                options[key], source[key] = values[key], layer
-                break
+    library = {**{f.name: default_of(f) for f in dataclasses.fields(FitOptions)},
+               **METHODS[method].OPTIONS}
+    layers = [("flag", flags), ("manifest", manifest), ("recipe", {k: v for k, v in recipe.items() if v is not None})]
+    options, source = pick(keys, layers, library)
     bad = [k for k, v in flags.items() if v is not None and k not in keys and k not in SELECTION]
     if bad:
         raise ConfigError(f"--{bad[0].replace('_', '-')} is not an option of method {method!r}")
@@ -79,4 +77,4 @@ def resolve(flags: Mapping[str, Any], saved: Mapping[str, Any], recipe_defaults:
         task = select_parameters(task, names=list(saved["parameters"]))
     elif recipe.get("last_blocks") is not None:
         task = select_parameters(task, last_blocks=recipe["last_blocks"])
-    return Resolved(method, options, task, source)
+    return FitChoice(method, options, task, source)

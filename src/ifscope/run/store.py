@@ -128,6 +128,11 @@ class RunDir:
         self._save_manifest()
         return dropped
 
+    def record_options(self, command: str, values: Mapping[str, Any]) -> None:
+        """Record the options ``command`` resolved (JSON values): what its next run in this directory starts from."""
+        self.manifest.setdefault("options", {})[command] = dict(values)
+        self._save_manifest()
+
     def has(self, name: str) -> bool:
         return name in self.manifest.get("artifacts", {}) and (self.path / name).exists()
 

@@ -6,8 +6,6 @@ Thresholds are the constants below; docs/diagnose.md states why each is where it
 from __future__ import annotations
 
 import contextlib
-import copy
-import dataclasses
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -139,28 +137,6 @@ def subset(ds: Dataset, idx: Tensor) -> Dataset:
     if isinstance(ds, (TensorDataset, DictDataset)):
         return as_dataset(take(ds, idx), "training subset")
     return Subset(ds, idx.tolist())
-
-
-def variant(inf: Influence, train: Dataset | None = None, **overrides: Any) -> Influence:
-    """A fitted copy of ``inf`` with some options changed (e.g. ``dtype``, ``rank``, ``damping``) or other training data
-    for its curvature. A damping change of a method that keeps eigenpairs reuses them (no refit); every other
-    variant is a new fit, sharing the run's spectrum for its default step sizes."""
-    config = dict(inf.config)
-    method = config.pop("method")
-    config.update(overrides)
-    est = inf.estimator
-    assert est is not None
-    if est.keeps_spectrum and train is None and set(overrides) == {"damping"}:
-        v = Influence(inf.task, inf.train, method, progress=inf.show_progress, **config)
-        copied = copy.copy(est)
-        copied.ctx = dataclasses.replace(est.ctx, damping=float(config["damping"]))
-        copied.set_eigenpairs(copied.pairs)  # type: ignore[attr-defined]
-        v.estimator = copied
-        return v
-    v = Influence(inf.task, inf.train if train is None else train, method, progress=inf.show_progress, **config)
-    if inf._spectrum is not None or est.uses_curvature:
-        v._spectrum = inf.spectrum()
-    return v.fit()
 
 
 @contextlib.contextmanager

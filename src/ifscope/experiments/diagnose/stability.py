@@ -23,7 +23,6 @@ from .common import (
     fmt,
     grade,
     subset,
-    variant,
     worst,
 )
 
@@ -77,12 +76,12 @@ def measure(p: Probe) -> dict[str, Any]:
         agreement["rank_k_vs_half"] = p.agreement(base, _top_half(p))
     if p.refit or not est.keeps_spectrum:
         other = torch.float64 if inf.dtype == torch.float32 else torch.float32
-        agreement["float32_vs_float64"] = p.agreement(base, p.scores(variant(inf, dtype=other)))
+        agreement["float32_vs_float64"] = p.agreement(base, p.scores(inf.derive(dtype=other)))
         refits.append(f"dtype {other}")
     if p.refit and pairs is not None:
         k = len(pairs.values)
         if 2 * k <= est.ctx.space.dim:
-            wide = variant(inf, rank=2 * k, iterations=max(int(inf.config["iterations"]), 4 * k))
+            wide = inf.derive(rank=2 * k, iterations=max(int(inf.config["iterations"]), 4 * k))
             agreement["rank_k_vs_2k"] = p.agreement(base, p.scores(wide))
             refits.append(f"rank {2 * k}")
         else:
@@ -91,12 +90,12 @@ def measure(p: Probe) -> dict[str, Any]:
         if p.refit or not est.keeps_spectrum:
             perm = torch.randperm(inf.n_train, generator=torch.Generator().manual_seed(inf.config["seed"] + 7))
             half = inf.n_train // 2
-            a, b = (variant(inf, train=subset(inf.train, perm[s].sort().values))
+            a, b = (inf.derive(train=subset(inf.train, perm[s].sort().values))
                     for s in (slice(0, half), slice(half, 2 * half)))
             agreement["disjoint_hessian_samples"] = p.agreement(p.scores(a, inf.train), p.scores(b, inf.train))
             refits.append("two half Hessian samples")
         for f in p.damping_factors:
-            damped = variant(inf, damping=inf.config["damping"] + f * inf.lambda_max)
+            damped = inf.derive(damping=inf.config["damping"] + f * inf.lambda_max)
             agreement[f"damping_{f:g}_lambda_max"] = p.agreement(base, p.scores(damped))
     grades = {"condition": grade(None if condition is None else condition * eps, CONDITION_HOLD, CONDITION_QUESTION),
               "residual": grade(rel, RESIDUAL_HOLD, RESIDUAL_QUESTION),

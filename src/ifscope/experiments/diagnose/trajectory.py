@@ -23,7 +23,6 @@ from .common import (
     fmt,
     grade,
     model_at,
-    variant,
     worst,
 )
 
@@ -71,7 +70,7 @@ def measure(p: Probe) -> dict[str, Any]:
         base = p.scores()
         for i, item in enumerate(p.checkpoints):
             with model_at(inf, as_state(item, i)):
-                earlier = variant(inf)
+                earlier = inf.derive(refit=True)
             agreement.append(p.agreement(base, p.scores(earlier)))
     out["checkpoint_agreement"] = agreement
     out["verdict"] = worst(grade(out["gradient_ratio"], GRADIENT_HOLD, GRADIENT_QUESTION),

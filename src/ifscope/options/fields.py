@@ -1,9 +1,7 @@
-"""Options as dataclasses: types, defaults and validation in one place, read by ``Influence``, the manifest and the CLI.
-
-Each estimator declares an ``Options`` dataclass; ``FitOptions`` holds the options every method shares. The CLI
-generates its flags from the fields (``flag_fields``), the manifest stores them as JSON (``to_json``), and a
-tensor-valued option is recorded by a sha256 of its content, so that new TracIn checkpoints of the same shapes make
-another configuration.
+"""The parts every options dataclass is made of: validators, ``opt`` (a field with its help text and flag), building
+with unknown-name errors, the JSON form the manifest records (``to_json``/``from_json``), and the fields a command
+line can set (``flag_fields``). A tensor-valued option is recorded by a sha256 of its content, so that new TracIn
+checkpoints of the same shapes make another configuration.
 """
 
 from __future__ import annotations
@@ -14,13 +12,12 @@ import math
 import types
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from .core.errors import ConfigError
+from ..core.errors import ConfigError
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 PROJECTION_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -63,40 +60,6 @@ def as_dtype(value: Any) -> torch.dtype:
     raise ConfigError(f"dtype must be torch.float32 or torch.float64 (or 'float32'/'float64'), got {value!r}")
 
 
-@dataclass
-class FitOptions:
-    """Options every method shares: curvature ``H + damping·I`` (with ``weight_decay`` in ``H``) on ``hessian_samples``
-    training examples, batches of ``batch_size``, precision ``dtype``; ``projection_dtype`` (bfloat16/float16) for
-    gradient projections with float32 accumulation; ``time_budget_s`` for the fit (arnoldi sizes its iterations and
-    Hessian sample to it and says what it chose)."""
-
-    damping: float = 0.0
-    weight_decay: float = 0.0
-    batch_size: int = 128
-    seed: int = 0
-    dtype: Any = torch.float32
-    hessian_samples: int | None = None
-    curvature: str = "hessian"
-    projection: str = "auto"
-    projection_dtype: str | None = None
-    time_budget_s: float | None = None
-
-    def validate(self) -> None:
-        non_negative("damping", self.damping)
-        non_negative("weight_decay", self.weight_decay)
-        self.damping, self.weight_decay = float(self.damping), float(self.weight_decay)
-        positive_int("batch_size", self.batch_size)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ConfigError(f"seed must be an integer, got {self.seed!r}")
-        self.dtype = as_dtype(self.dtype)
-        positive_int("hessian_samples", self.hessian_samples, allow_none=True)
-        choice("curvature", self.curvature, CURVATURES)
-        choice("projection", self.projection, PROJECTIONS)
-        if self.projection_dtype is not None:
-            choice("projection_dtype", self.projection_dtype, tuple(PROJECTION_DTYPES))
-        positive_number("time_budget_s", self.time_budget_s, allow_none=True)
-
-
 def values(options: Any) -> dict[str, Any]:
     """The fields of an options dataclass as a dict (shallow: tensors are not copied)."""
     return {f.name: getattr(options, f.name) for f in dataclasses.fields(options)}
@@ -117,7 +80,7 @@ def build(cls: type, given: Mapping[str, Any], what: str) -> Any:
 
 def content_hash(obj: Any) -> str:
     """sha256 of the values of the tensors inside ``obj`` (nested mappings / sequences), and of the other leaves."""
-    from .core.fingerprint import hash_tree
+    from ..core.fingerprint import hash_tree
     h = hashlib.sha256()
     hash_tree(h, obj)
     return h.hexdigest()
@@ -175,6 +138,14 @@ def _scalar_type(annotation: Any) -> type | None:
     return kinds[0] if len(kinds) == 1 and kinds[0] in (int, float, str, bool) else None
 
 
+def optional_of(annotation: Any) -> Any:
+    """``X`` for ``X | None`` (and ``Optional[X]``); the annotation itself otherwise."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        kinds = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return kinds[0] if len(kinds) == 1 else annotation
+    return annotation
+
+
 def flag_fields(cls: type) -> dict[str, tuple[type, Any]]:
     """``{name: (type, default)}`` for the fields of an options dataclass a command line can set."""
     hints = typing.get_type_hints(cls) if not any(isinstance(f.type, str) for f in dataclasses.fields(cls)) else {}
@@ -185,4 +156,38 @@ def flag_fields(cls: type) -> dict[str, tuple[type, Any]]:
             kind = str
         if kind is not None:
             out[f.name] = (kind, f.default)
+    return out
+
+
+def opt(default: Any, help: str, *, flag: str | None = None, choices: tuple[Any, ...] | None = None,
+        factory: bool = False) -> Any:
+    """A dataclass field with what its command-line flag needs: ``help``, the flag's name (default: the field's,
+    dashed) and its ``choices``; ``factory`` for a mutable default (a list)."""
+    meta = {"help": help, "flag": flag, "choices": choices}
+    if factory:
+        return dataclasses.field(default_factory=lambda: list(default), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def default_of(f: dataclasses.Field) -> Any:
+    """The library default of a field (calling its factory)."""
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    return f.default
+
+
+def list_of(name: str, value: Any, kind: type, allow_none: bool = False, low: float | None = None) -> list:
+    """``value`` as a non-empty list of ``kind`` (each at least ``low``), or a ConfigError naming ``name``."""
+    if value is None and allow_none:
+        return value
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)) or not value:
+        raise ConfigError(f"{name} must be a non-empty list, got {value!r}")
+    out = []
+    for v in value:
+        if kind is float and isinstance(v, int) and not isinstance(v, bool):
+            v = float(v)
+        if not isinstance(v, kind) or isinstance(v, bool) or (low is not None and v < low):
+            more = f" of at least {low}" if low is not None else ""
+            raise ConfigError(f"{name} must be a list of {kind.__name__}s{more}, got {value!r}")
+        out.append(v)
     return out
