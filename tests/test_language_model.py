@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import ifscope
-from ifscope.core.language_model import LMJudge, completion_mask
+from ifscope.core.language_model import LMJudge, completion_mask, next_token_targets
 from ifscope.core.projection import jvp_projections, per_example_grads
 
 transformers = pytest.importorskip("transformers")
@@ -157,7 +157,11 @@ def test_judge_says_which_completions_are_not_the_greedy_continuation():
     logits = torch.full((2, 5, 6), -5.0)
     for b, t, v in [(0, 2, 4), (0, 3, 5), (1, 1, 4)]:  # row 0 continues "on mat" greedily, row 1 says "on" for "sat"
         logits[b, t, v] = 5.0
-    judge = ifscope.language_model(tiny_gpt2(6), tokenizer=Words()).judge
+    task = ifscope.language_model(tiny_gpt2(6), tokenizer=Words())
+    # targets as Hugging Face labels: one row per example, the counted next tokens, -100 elsewhere
+    assert task.targets(batch).tolist() == [[-100, -100, -100, 4, 5], [-100, 2, 3, -100, -100]]
+    assert torch.equal(next_token_targets(batch), task.targets(batch))
+    judge = task.judge
     assert isinstance(judge, LMJudge) and judge.kind == "language_model"
     assert judge.wrong(logits, batch).tolist() == [False, True]
     assert judge.group(batch).tolist() == [7, 8]

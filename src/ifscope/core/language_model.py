@@ -15,50 +15,41 @@ from .data import Batch
 from .errors import ConfigError, DataError
 from .hf import TextTask, _logits, _use_eager_attention, last_blocks_params
 
-LM_COLUMNS = ("input_ids", "attention_mask", "loss_mask")
+IGNORE = -100  # a target that does not count (Hugging Face's convention for ``labels``)
 
 
-def counted(batch: Batch) -> Tensor:
-    """``[B, L-1]`` bool: next-token prediction ``t → t+1`` counts when token ``t+1`` is real (not padding) and, where
-    the batch has a ``loss_mask``, marked there (``loss_mask[b, t+1] = 1``: e.g. the completion after a prompt)."""
+def next_token_targets(batch: Batch) -> Tensor:
+    """``[B, L]``: ``input_ids`` where token ``t`` is a counted prediction target (a real token, not the first, marked in
+    the optional ``loss_mask``), ``IGNORE`` elsewhere; position ``t`` is predicted by the logits at ``t − 1``."""
     ids = batch["input_ids"]
     keep = torch.ones_like(ids, dtype=torch.bool) if "attention_mask" not in batch else batch["attention_mask"] > 0
     if "loss_mask" in batch:
         keep = keep & (batch["loss_mask"] > 0)
-    return keep[:, 1:]
+    keep = keep & (torch.arange(ids.shape[1], device=ids.device) > 0)
+    return torch.where(keep, ids, torch.full_like(ids, IGNORE))
 
 
-def token_nll(logits: Tensor, batch: Batch) -> Tensor:
-    """``[B, L-1]``: ``−log softmax(logits[b, t])[input_ids[b, t+1]]`` at every position, counted or not."""
+def token_nll(logits: Tensor, targets: Tensor) -> Tensor:
+    """``[B, L-1]``: ``−log softmax(logits[b, t])[targets[b, t+1]]`` at every position (0 where not counted)."""
     logp = torch.log_softmax(logits[:, :-1], dim=-1)
-    return -logp.gather(-1, batch["input_ids"][:, 1:, None])[..., 0]
+    nll = -logp.gather(-1, targets[:, 1:, None].clamp(min=0))[..., 0]
+    return nll * (targets[:, 1:] != IGNORE).to(nll.dtype)
 
 
-def mean_counted(values: Tensor, mask: Tensor) -> Tensor:
-    """``[B]``: the mean of ``values`` over each row's counted positions."""
-    mask = mask.to(values.dtype)
-    return (values * mask).sum(1) / mask.sum(1).clamp(min=1)
+def _lm_loss(logits: Tensor, targets: Tensor) -> Tensor:
+    return token_nll(logits, targets).sum(1) / (targets[:, 1:] != IGNORE).sum(1).clamp(min=1).to(logits.dtype)
 
 
-def _lm_targets(batch: Batch) -> Batch:
-    # the loss needs the ids and both masks, not one target tensor; the dict passes through Task.per_example_loss
-    return {k: batch[k] for k in LM_COLUMNS if k in batch}
-
-
-def _lm_loss(logits: Tensor, batch: Batch) -> Tensor:
-    return mean_counted(token_nll(logits, batch), counted(batch))
-
-
-def check_lm_targets(logits: Tensor, batch: Batch) -> None:
+def check_lm_targets(logits: Tensor, targets: Tensor) -> None:
     """Raise a DataError unless ``logits`` is ``[B, L, V]`` over the batch's ids and every example counts a token."""
-    ids = batch["input_ids"]
-    if logits.dim() != 3 or tuple(logits.shape[:2]) != tuple(ids.shape):
-        raise DataError(f"a language model must return logits [batch, length, vocabulary] = [{ids.shape[0]}, "
-                        f"{ids.shape[1]}, V], got {tuple(logits.shape)}")
-    if int(ids.min()) < 0 or int(ids.max()) >= logits.shape[-1]:
+    if logits.dim() != 3 or tuple(logits.shape[:2]) != tuple(targets.shape):
+        raise DataError(f"a language model must return logits [batch, length, vocabulary] = [{targets.shape[0]}, "
+                        f"{targets.shape[1]}, V], got {tuple(logits.shape)}")
+    counted = targets[targets != IGNORE]
+    if len(counted) and (int(counted.min()) < 0 or int(counted.max()) >= logits.shape[-1]):
         raise DataError(f"token ids must lie in [0, {logits.shape[-1]}) for a vocabulary of {logits.shape[-1]}, "
-                        f"got range [{int(ids.min())}, {int(ids.max())}]")
-    empty = (~counted(batch).any(1)).nonzero()[:5, 0].tolist()
+                        f"got range [{int(counted.min())}, {int(counted.max())}]")
+    empty = (targets == IGNORE).all(1).nonzero()[:5, 0].tolist()
     if empty:
         raise DataError(f"rows {empty} have no counted next-token prediction (a real token after the first whose "
                         "loss_mask is 1); give every example at least two tokens and mark its completion in loss_mask")
@@ -109,7 +100,7 @@ def language_model(model: nn.Module, params: Sequence[str] | str | None = None, 
     if last_blocks is not None:
         params = last_blocks_params(model, last_blocks)
     _use_eager_attention(model)
-    return LMTask(model=model, loss=_lm_loss, inputs=_lm_inputs_for(model), targets=_lm_targets, outputs=_logits,
+    return LMTask(model=model, loss=_lm_loss, inputs=_lm_inputs_for(model), targets=next_token_targets, outputs=_logits,
                   params=params, check_targets=check_lm_targets, judge=LMJudge(tokenizer))
 
 
@@ -125,8 +116,8 @@ class LMJudge:
 
     def wrong(self, outputs: Tensor, batch: Batch) -> Tensor:
         """``[B]`` bool: some counted next token differs from the model's argmax."""
-        miss = outputs[:, :-1].argmax(-1) != batch["input_ids"][:, 1:]
-        return (miss & counted(batch)).any(1)
+        targets = next_token_targets(batch)[:, 1:]
+        return ((outputs[:, :-1].argmax(-1) != targets) & (targets != IGNORE)).any(1)
 
     def group(self, batch: Batch) -> Tensor | None:
         """The ``labels`` (or ``group``) column, e.g. a topic per text; ``None`` without one."""
@@ -137,7 +128,7 @@ class LMJudge:
 
     def held_out(self, outputs: Tensor, batch: Batch) -> Tensor:
         """``[B]``: the mean NLL per counted token (its exponential, averaged, is the perplexity)."""
-        return _lm_loss(outputs, batch)
+        return _lm_loss(outputs, next_token_targets(batch))
 
     def _text(self, ids: list[int]) -> str:
         if self.tokenizer is None:
@@ -146,12 +137,12 @@ class LMJudge:
 
     def show_target(self, batch: Batch, i: int) -> str:
         """The counted tokens of example ``i`` (its completion), as text when there is a tokenizer."""
-        mask = counted(batch)[i]
-        return self._text(batch["input_ids"][i, 1:][mask].tolist())
+        targets = next_token_targets(batch)[i]
+        return self._text(targets[targets != IGNORE].tolist())
 
     def show_prediction(self, outputs: Tensor, batch: Batch, i: int) -> str:
         """The model's argmax next tokens at example ``i``'s counted positions (its greedy completion)."""
-        mask = counted(batch)[i]
+        mask = next_token_targets(batch)[i, 1:] != IGNORE
         return self._text(outputs[i, :-1].argmax(-1)[mask].tolist())
 
 
