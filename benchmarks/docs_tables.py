@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import re
@@ -135,6 +136,23 @@ def correct_table(d: dict[str, Any]) -> str:
     return "\n".join(rows) + (f"\n\n{d['n_queries']} natural mistakes corrected, {d['n_heldout']} held-out examples"
                               + (f" (accuracy before {100 * before:.2f} %)" if before is not None else "")
                               + f"; {d['_meta']['threads']} thread(s), {d['_meta']['seconds']:.0f} s.")
+
+
+def correct_lm_table(d: dict[str, Any]) -> str:
+    """A correction run on a language model: fix rates, the held-out NLL per token (and perplexity) after."""
+    fig, c = d["heldout_figure"], d["settings"]
+    rows = ["| selection | fix rate | held-out NLL/token after (perplexity) | broken completions (mean) | s / correction |",
+            "|---|---:|---:|---:|---:|"]
+    for name, m in d["methods"].items():
+        after = m.get("heldout_figure_after")
+        shown = "n/a" if after is None else f"{after:.4f} ({math.exp(after):.2f})"
+        rows.append(f"| {name} | {_n(d['fix_rate'][name], 2)} | {shown} | {_n(m.get('broken'), 1)} | "
+                    f"{_n(m.get('seconds'), 3)} |")
+    return "\n".join(rows) + (
+        f"\n\n{d['n_queries']} completions that are not the greedy continuation, {d['n_heldout']} held-out tweets "
+        f"(NLL/token before {fig['before']:.4f}, perplexity {math.exp(fig['before']):.2f}); budget: k {c['k']}, ≤ "
+        f"{c['steps']} SGD steps at lr {c['lr']:.3g}" + (", stop when fixed" if c["stop_when_fixed"] else "")
+        + f"; {d['_meta']['threads']} thread(s), {d['_meta']['seconds']:.0f} s.")
 
 
 def _bars(d: dict[str, Any]) -> tuple[float, dict[str, float]]:
@@ -293,6 +311,8 @@ TABLES: dict[str, Table] = {
                                    "--mode", "upweight", "--epsilon", "0.0001", "--truth-dtype", "float64"],
                                   fade_table, ("docs/experiments.md",)),
     **{f"correct-{r.split('-')[0]}-{s}": _correct(r, s) for r in ("tweets-minilm", "digits-cnn") for s in CORRECT_SEEDS},
+    **{f"correct-tweets-gpt-{s}": Table(["correct", "--recipe", "tweets-gpt", "--seed", str(s)], correct_lm_table,
+                                        ("docs/experiments.md",)) for s in (0, 1)},
     "correct-summary": Table([], correct_summary, ("README.md",),
                              sources=tuple(f"correct-{r}-{s}" for r in ("digits", "tweets") for s in CORRECT_SEEDS)),
     "groundtruth": Table(["cnn", "floor", "tweets", "--dtypes", "float32", "--batchings", "vmap,loop"],

@@ -27,6 +27,10 @@ _WORD = re.compile(r"<url>|[a-z0-9']+|[^\sa-z0-9']")
 # position, and embedding 512 tweets ran at 16 tweets/s by JVP against 101 by vmap (one loaded thread).
 INFLUENCE_DEFAULTS = {"last_blocks": 1, "method": "arnoldi", "rank": 8, "iterations": 20, "hessian_samples": 256,
                       "batch_size": 64, "projection": "vmap"}
+# `ifscope correct --recipe tweets-gpt`: the first 20 held-out tweets whose 2-word completion is not the greedy
+# continuation, each corrected by at most 10 SGD steps (lr: the library's min(0.1, 0.25/λ_max)) on 32 training
+# tweets, stopped as soon as greedy decoding produces the completion
+CORRECT_DEFAULTS = {"queries": 20, "k": 32, "steps": 10, "stop_when_fixed": True}
 
 
 class WordTokenizer:
@@ -104,7 +108,7 @@ def tweets_gpt(n_train: int | None = None, n_test: int = 400, vocab_size: int = 
                             "texts": {"train": tr_texts, "test": te_texts},
                             "test_nll": held_out_nll(task, test_ds), **facts}
     return Recipe(model, task, train_ds, test_ds, info=info,
-                  defaults={"influence": dict(INFLUENCE_DEFAULTS)})
+                  defaults={"influence": dict(INFLUENCE_DEFAULTS), "correct": dict(CORRECT_DEFAULTS)})
 
 
 @torch.no_grad()
