@@ -105,7 +105,9 @@ def tweets_gpt(n_train: int | None = None, n_test: int = 400, vocab_size: int = 
     test_ds = encode_lm(tokenizer, te_texts, completion_tokens=completion_tokens, labels=te_y, max_length=max_length)
     task = language_model(model, tokenizer=tokenizer)
     facts = cached_pretrain("tweets-gpt", model, task, train_ds, config)
-    info: dict[str, Any] = {"weight_decay": weight_decay, "classes": list(CLASSES), "tokenizer": tokenizer,
+    # the sentiment names are the labels column's (groups for correct's baseline), not what the model predicts:
+    # info["classes"] would make top, correct and the report read completions as class indices
+    info: dict[str, Any] = {"weight_decay": weight_decay, "group_names": list(CLASSES), "tokenizer": tokenizer,
                             "texts": {"train": tr_texts, "test": te_texts},
                             "test_nll": held_out_nll(task, test_ds), **facts}
     return Recipe(model, task, train_ds, test_ds, info=info,
