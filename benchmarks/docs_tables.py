@@ -279,6 +279,41 @@ def peers_table(d: dict[str, Any]) -> str:
         "\n", "  \n")
 
 
+def lds_table(d: dict[str, Any]) -> str:
+    """benchmarks/lds.py: each method's LDS (ifscope's routine, with dattri's on the same inputs beside it) and seconds."""
+    a = d["args"]
+    how = f"from scratch, {a['seeds']} seed(s)" if a["retrain"] == "scratch" else f"continued {a['steps']} steps"
+    lines = ["| method | LDS (95 % CI) | LDS by dattri.metric.lds | LDS margin | seconds |", "|---|---:|---:|---:|---:|"]
+    ok = [r for r in d["rows"] if "error" not in r]
+    best = max(r["loss"]["ifscope"] for r in ok)
+    for r in sorted(ok, key=lambda r: -r["loss"]["ifscope"]):
+        lo, hi = r["loss"]["ci"]
+        value = f"{_n(r['loss']['ifscope'])} [{_n(lo)}, {_n(hi)}]"
+        lines.append(f"| {r['method']} | {'**' + value + '**' if r['loss']['ifscope'] == best else value} | "
+                     f"{_n(r['loss']['dattri'])} | {_n(r['margin']['ifscope']) if 'margin' in r else '–'} | "
+                     f"{r['seconds']:.1f} |")
+    lines += [f"| {r['method']} | failed: {r['error']} | | | |" for r in d["rows"] if "error" in r]
+    return "\n".join(lines) + (f"\n\n{a['recipe']}: {a['subsets']} subsets of {a['fraction']:g} of the training set, "
+                                f"retrained {how}; {a['queries']} queries; largest per-query difference between the "
+                                f"two LDS routines {d['worst_diff']:.1e}; {d['_meta']['threads']} thread(s), "
+                                f"{d['_meta']['seconds']:.0f} s in all, {d['_meta']['machine']}, {d['_meta']['date']}.")
+
+
+def ekfac_table(d: dict[str, Any]) -> str:
+    """benchmarks/ekfac_agreement.py: ifscope's ekfac against kronfluence's EK-FAC, agreement and seconds."""
+    lines = ["| damping | Spearman per query (min / median) | relative difference | ifscope s | kronfluence s | ratio |",
+             "|---|---|---:|---:|---:|---:|"]
+    lines += [f"| {r['damping']} | {r['spearman_min']:.4f} / {r['spearman_median']:.4f} | {r['relative_difference']:.1e} "
+              f"| {r['ifscope_seconds']:.1f} | {r['kronfluence_seconds']:.1f} | {r['ratio']:.2f} |" for r in d["rows"]]
+    return "\n".join(lines) + (f"\n\n{d['recipe']} ({d['parameters']:,} parameters), {d['n_train']} training examples × "
+                                f"{d['n_queries']} queries, empirical Fisher on both; seconds: fit + scores, the "
+                                f"fastest of {d['args'].get('repeats', 1)} interleaved runs after a warm-up; "
+                                f"{d['threads']} thread(s), {d['_meta']['machine']}, {d['_meta']['date']}.")
+
+
+LDS_MNIST1D = ["--recipe", "mnist1d-mlp", "--subsets", "50", "--methods", "graddot,arnoldi,horizon,kfac,ekfac,ekfac_horizon",
+               "--peers", "arnoldi,datainf,kronfluence-ekfac"]
+
 PEERS_WIDE = ["--hidden", "256", "256", "--rank", "100", "--skip", "reference", "exact", "ifscope cg", "ifscope lissa",
               "dattri cg", "pydvl cg", "explicit", "direct", "naive"]
 
@@ -287,6 +322,14 @@ PEERS_SMALL = ["--hidden", "32", "--rank", "100", "--skip", "ifscope cg", "ifsco
 TABLES: dict[str, Table] = {
     "peers-wide": Table(PEERS_WIDE, peers_table, ("docs/performance.md",), script="benchmarks/peers.py"),
     "peers-small": Table(PEERS_SMALL, peers_table, ("docs/performance.md",), script="benchmarks/peers.py"),
+    "lds-mnist1d-mlp": Table(LDS_MNIST1D, lds_table, ("docs/evaluation.md",), script="benchmarks/lds.py"),
+    "lds-mnist1d-mlp-continue": Table([*LDS_MNIST1D, "--retrain", "continue", "--steps", "100"], lds_table,
+                                      ("docs/evaluation.md",), script="benchmarks/lds.py"),
+    "ekfac-kronfluence": Table(["--recipe", "mnist1d-mlp"], lambda d: ekfac_table(d), ("docs/evaluation.md",),
+                               script="benchmarks/ekfac_agreement.py"),
+    "fade-mnist1d-mlp": Table(["fade", "--recipe", "mnist1d-mlp", "--methods",
+                               "run,horizon,arnoldi_horizon,ekfac_horizon,graddot,unrolled", "--steps", "1,3,10,30,100",
+                               "--n-ids", "20", "--n-queries", "10"], fade_table, ("docs/evaluation.md",)),
     "fade-mlp-remove": Table(["fade", "--recipe", "digits-mlp", "--mode", "remove"], fade_table, ("README.md",)),
     "fade-mlp-remove-full": Table(["fade", "--recipe", "digits-mlp", "--mode", "remove"], fade_tables,
                                   ("docs/fade.md",), source="fade-mlp-remove"),

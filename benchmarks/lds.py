@@ -29,8 +29,10 @@ from ifscope.experiments.fade import gd_schedule
 from ifscope.truth.subsets import Continue, Scratch, outcomes, random_masks
 
 IFSCOPE_OPTIONS = {"exact": {}, "cg": {"cg_iterations": 100}, "lissa": {"depth": 100},
-                   "arnoldi": {"rank": 50, "iterations": 100}, "graddot": {}, "horizon": {}}
-PEERS = ("explicit", "cg", "arnoldi", "lissa", "datainf")
+                   "arnoldi": {"rank": 50, "iterations": 100}, "graddot": {}, "horizon": {}, "kfac": {}, "ekfac": {},
+                   "ekfac_horizon": {}}
+HORIZON_AWARE = {"horizon": "horizon", "ekfac_horizon": "ekfac"}  # label -> method, given horizon = --steps
+PEERS = ("explicit", "cg", "arnoldi", "lissa", "datainf", "kronfluence-ekfac")  # dattri's kinds, then kronfluence's
 
 
 def dattri_lds(scores: torch.Tensor, masks: torch.Tensor, target: torch.Tensor) -> np.ndarray:
@@ -51,14 +53,16 @@ def main() -> int:
     ap.add_argument("--retrain", choices=["scratch", "continue"], default="scratch")
     ap.add_argument("--steps", type=int, default=100, help="continue: steps; horizon method: its T")
     ap.add_argument("--methods", default="exact,cg,arnoldi,lissa,graddot,horizon")
-    ap.add_argument("--peers", default=",".join(PEERS), help="dattri influence methods ('' for none)")
+    ap.add_argument("--peers", default=",".join(PEERS),
+                    help="dattri influence methods and kronfluence-<strategy> (kronfluence's defaults: true Fisher, "
+                         "damping 0.1 x mean eigenvalue); '' for none")
     ap.add_argument("--tolerance", type=float, default=0.01)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None, help="also write the rows here")
     args = ap.parse_args()
 
     sys.path.insert(0, __file__.rsplit("/", 1)[0])
-    from peers import dattri_method
+    from peers import dattri_method, kronfluence_method
     recipe = ifscope.load_recipe(args.recipe)
     wd = float(recipe.info.get("weight_decay", 0.0))
     test = as_dataset(recipe.test, "test")
@@ -67,9 +71,10 @@ def main() -> int:
     n = len(as_dataset(recipe.train, "train"))
     masks = random_masks(n, args.subsets, args.fraction, args.seed)
 
-    def influence(method: str, **extra) -> ifscope.Influence:
-        return ifscope.Influence(recipe.task, recipe.train, method=method, weight_decay=wd, seed=args.seed,
-                                 progress=False, **IFSCOPE_OPTIONS[method], **extra)
+    def influence(label: str, **extra) -> ifscope.Influence:
+        horizon = {"horizon": args.steps} if label in HORIZON_AWARE else {}
+        return ifscope.Influence(recipe.task, recipe.train, method=HORIZON_AWARE.get(label, label), weight_decay=wd,
+                                 seed=args.seed, progress=False, **IFSCOPE_OPTIONS[label], **horizon, **extra)
     how = (Scratch(recipe.retrain, args.seeds, args.seed) if args.retrain == "scratch"
            else Continue(gd_schedule(influence("graddot"), args.steps), args.steps))
     t0 = time.time()
@@ -81,15 +86,19 @@ def main() -> int:
     errors: dict[str, str] = {}
     for m in [v for v in args.methods.split(",") if v]:
         t0 = time.time()
-        scores[f"ifscope {m}"] = influence(m, **({"horizon": args.steps} if m == "horizon" else {})).scores(queries)
+        scores[f"ifscope {m}"] = influence(m).scores(queries)
         seconds[f"ifscope {m}"] = time.time() - t0
     x_train = tuple(t.float() for t in take(as_dataset(recipe.train), range(n)))
     x_query = tuple(t.float() if t.is_floating_point() else t for t in queries)
     for kind in [v for v in args.peers.split(",") if v]:
-        name = f"dattri {kind}"
+        kron = kind.startswith("kronfluence-")
+        name = kind.replace("-", " ") if kron else f"dattri {kind}"
         t0 = time.time()
         try:
-            s = dattri_method(kind, copy.deepcopy(recipe.model), x_train, x_query, wd, 50)()
+            model = copy.deepcopy(recipe.model)
+            labelled = (x_train[0], x_train[1].long())  # dattri takes float labels, kronfluence's loss class indices
+            s = (kronfluence_method(model, labelled, x_query, None, kind.split("-", 1)[1]) if kron
+                 else dattri_method(kind, model, x_train, x_query, wd, 50))()
             scores[name] = torch.as_tensor(s).detach().double()
         except Exception as exc:  # a peer's failure is a result to report
             errors[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}"

@@ -133,7 +133,9 @@ def dattri_method(kind: str, model, train_ds, queries, reg: float, rank: int):
     return go
 
 
-def kronfluence_method(model, train_ds, queries, reg: float, strategy: str = "ekfac"):
+def kronfluence_method(model, train_ds, queries, reg: float | None, strategy: str = "ekfac", empirical: bool = False):
+    """kronfluence's pairwise scores; ``reg`` its damping_factor (None: 0.1 × each module's mean eigenvalue),
+    ``empirical``: the empirical Fisher (observed labels) instead of labels sampled from the model."""
     def go():
         from kronfluence.analyzer import Analyzer, prepare_model
         from kronfluence.arguments import FactorArguments, ScoreArguments
@@ -157,7 +159,8 @@ def kronfluence_method(model, train_ds, queries, reg: float, strategy: str = "ek
             an = Analyzer(analysis_name="bench", model=m, task=task, cpu=True, disable_model_save=True,
                           output_dir=out, disable_tqdm=True)
             an.fit_all_factors("f", dataset=TensorDataset(*train_ds), per_device_batch_size=256,
-                               factor_args=FactorArguments(strategy=strategy), overwrite_output_dir=True)
+                               factor_args=FactorArguments(strategy=strategy, use_empirical_fisher=empirical),
+                               overwrite_output_dir=True)
             an.compute_pairwise_scores("s", factors_name="f", query_dataset=TensorDataset(*queries),
                                        train_dataset=TensorDataset(*train_ds), per_device_query_batch_size=64,
                                        per_device_train_batch_size=256,

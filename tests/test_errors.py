@@ -28,7 +28,15 @@ from torch import nn
 from torch.utils.data import IterableDataset
 
 import ifscope
-from ifscope import ConfigError, DataError, IfscopeError, Influence, NonFiniteError, NumericalError
+from ifscope import (
+    ConfigError,
+    DataError,
+    IfscopeError,
+    Influence,
+    ModelError,
+    NonFiniteError,
+    NumericalError,
+)
 from ifscope.core.errors import ArtifactError, NumericalWarning
 from ifscope.core.files import atomic_write_bytes, write_json
 from ifscope.core.task import Task
@@ -374,6 +382,62 @@ def _():
     Influence(mlp(), data())
 
 
+def byom():
+    sys.path.insert(0, str(ROOT / "tests"))
+    import byom_recipes
+    return byom_recipes
+
+
+@case("batchnorm-batch-stats", "BatchNorm1d with track_running_stats=False (batch statistics)", ModelError,
+      "not per-example", "module '1' (BatchNorm1d)", "track_running_stats=True")
+def _():
+    recipe = byom().batchnorm_batch_stats()
+    inf(task=recipe.task, train=recipe.train).fit()
+
+
+@case("batch-mixing", "a model that subtracts the batch mean", ModelError, "not per-example",
+      "inside a batch of 8", "module '1' (Centered) mixes the examples")
+def _():
+    recipe = byom().coupled()
+    inf(task=recipe.task, train=recipe.train).fit()
+
+
+@case("lost-causal-mask", "a GPT-2 classifier given an encoder's padding-only mask", ModelError,
+      "differs from GPT2ForSequenceClassification's own forward", "causal")
+def _():
+    import dataclasses
+
+    from ifscope.core.hf import _hf_inputs
+    b = byom()
+    model = b._gpt2(0, 0)
+    ifscope.check_model(dataclasses.replace(ifscope.hf_classification(model), inputs=_hf_inputs), b.text_batch(6, 3))
+
+
+@case("decoder-no-pad", "a GPT-2 classifier without config.pad_token_id", ConfigError,
+      "without a pad token id", "set model.config.pad_token_id")
+def _():
+    byom().gpt2_no_pad()
+
+
+@case("jvp-unsupported", "projection='jvp' on an LSTM (no forward-mode derivative in float32)", ConfigError,
+      "projection='jvp' needs forward-mode derivatives", "mkldnn_rnn_layer", "'auto' or 'vmap'")
+def _():
+    recipe = byom().lstm()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        inf("arnoldi", task=recipe.task, train=recipe.train, rank=2, iterations=4, projection="jvp").scores(
+            recipe.test)
+
+
+@case("ggn-unsupported", "curvature='ggn' on an LSTM (no forward-mode derivative in float32)", ConfigError,
+      "curvature='ggn' needs forward-mode derivatives", "use curvature='hessian'")
+def _():
+    recipe = byom().lstm()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        inf("arnoldi", task=recipe.task, train=recipe.train, rank=2, iterations=4, curvature="ggn").fit()
+
+
 @case("unknown-method", "an unknown method name", ConfigError, "unknown method 'newton'", "'arnoldi'")
 def _():
     inf("newton")
@@ -472,6 +536,19 @@ def _():
 def _():
     flat = Task(model=nn.Linear(4, 1, bias=False), loss=lambda out, y: out[:, 0])  # linear in θ: H = 0
     inf("lissa", task=flat).fit()
+
+
+@case("kfac-unsupported", "ekfac on a model with a LayerNorm", ConfigError, "factor only nn.Linear", "params=[...]")
+def _():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 5), nn.LayerNorm(5), nn.Linear(5, 3))
+    inf("ekfac", task=ifscope.classification(model)).fit()
+
+
+@case("kfac-true-fisher", "fisher='true' on a regression loss", ConfigError, "not a classification task",
+      "fisher='empirical'")
+def _():
+    inf("ekfac", task=squares_task(), train=(data()[0], torch.randn(24))).fit()
 
 
 @case("exact-singular", "exact inverse of a singular Hessian", NumericalError, "the Hessian is singular",

@@ -2,11 +2,13 @@
 
 from ._version import __version__
 from .core.checks import TINY_EIGENVALUE_RATIO
+from .core.contract import ModelContract, check_model
 from .core.errors import (
     ArtifactError,
     ConfigError,
     DataError,
     IfscopeError,
+    ModelError,
     NonFiniteError,
     NumericalError,
     NumericalWarning,
@@ -29,10 +31,11 @@ from .truth.groundtruth import GroundTruth, actual_changes
 
 __all__ = [
     "ArtifactError", "ConfigError", "Correction", "CounterfactualResult", "DataError", "Diagnosis", "FadeResult",
-    "GroundTruth", "IfscopeError", "Influence", "LDSResult", "LMJudge", "LMTask", "NonFiniteError", "NumericalError", "NumericalWarning",
-    "Recipe", "RunDir",
+    "GroundTruth", "IfscopeError", "Influence", "LDSResult", "LMJudge", "LMTask", "ModelContract", "ModelError",
+    "NonFiniteError", "NumericalError", "NumericalWarning", "Recipe", "RunDir",
     "TINY_EIGENVALUE_RATIO", "Task", "TextTask", "TopInfluences", "ValidityHorizon", "__version__", "actual_changes",
-    "classification", "correct", "diagnose", "distributed", "encode_lm", "encode_texts", "fade_curve", "hf_classification",
-    "language_model", "last_blocks_params", "lds", "leave_top_k_out", "load_recipe", "plot_fade", "render_report",
+    "check_model", "classification", "correct", "diagnose", "distributed", "encode_lm", "encode_texts", "fade_curve",
+    "hf_classification", "language_model", "last_blocks_params", "lds", "leave_top_k_out", "load_recipe", "plot_fade",
+    "render_report",
     "split_mispredicted", "validity_horizon",
 ]

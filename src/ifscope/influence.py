@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import sys
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -12,6 +13,7 @@ import torch
 from torch import Tensor
 
 from .core.checks import check_finite_params, embed_located
+from .core.contract import ModelContract, announced, check_model
 from .core.data import as_dataset, batches, take
 from .core.errors import ArtifactError, ConfigError
 from .core.fingerprint import data_fingerprint, model_fingerprint
@@ -39,7 +41,8 @@ class Influence:
     examples is ``+scores[q, i] / N``. ``method`` is one of ``exact``, ``cg``, ``lissa``, ``arnoldi``,
     ``graddot``, ``tracin``, ``horizon`` (``horizon=T, lr=η``: the finite-horizon response
     ``∇ℓ(q)ᵀ H⁻¹(I − (I − ηH)^T) ∇ℓ(z)``), ``unrolled`` (``horizon=T, lr=η, optimizer=...``: the exact
-    ``−N ∂ℓ(q, θ_T)/∂wᵢ`` through T steps of continued training); shared options are
+    ``−N ∂ℓ(q, θ_T)/∂wᵢ`` through T steps of continued training), ``kfac`` and ``ekfac`` (Kronecker-factored Fisher
+    of the Linear/Conv layers; ``ekfac`` with ``horizon=T, lr=η`` filters its eigenvalues by ``f_T``); shared options are
     :class:`ifscope.options.FitOptions`, method options
     (e.g. ``rank``, ``iterations`` for arnoldi) are listed by ``Influence.options(method)``.
     With ``workdir``, ``fit`` reuses the curvature saved there for the same model, data and options (and saves it
@@ -63,6 +66,8 @@ class Influence:
             raise ConfigError(f"unknown option(s) {unknown} for method {method!r}; its own options are "
                               f"{sorted(METHODS[method].OPTIONS)}, shared ones are {sorted(FIT_FIELDS)}, progress")
         self.fit_options = build(FitOptions, shared, "Influence")
+        if self.fit_options.damping is None:
+            self.fit_options.damping = METHODS[method].default_damping
         unread = [k for k in SPEED_FIELDS
                   if getattr(self.fit_options, k) is not None and k not in METHODS[method].reads]
         if unread:
@@ -81,6 +86,7 @@ class Influence:
         self.dropped: list[str] = []  # artifacts of an older config that fit() removed from workdir
         self._train_emb: tuple[Tensor, Tensor] | None = None
         self._spectrum: Spectrum | None = None
+        self.contract: ModelContract | None = None  # what fit() found about the model (ifscope.check_model)
         self.cache_budget = CACHE_BUDGET  # 0 streams the training embeddings anew on every call (memory flat in N)
 
     @classmethod
@@ -165,6 +171,8 @@ class Influence:
         with self.task.evaluating():
             self.task.check(ctx.params, ctx.rest, self.task.cast(take(self.train, range(min(self.n_train, 8))),
                                                                    ctx.dtype, self.device), "training set")
+            self.contract = check_model(self.task, self.train, dtype=ctx.dtype)
+            self._announce(self.contract.fallbacks)
             est = METHODS[self.method](ctx, **values(self.method_options))
             self.reused = False
             if self.run is not None:
@@ -183,6 +191,14 @@ class Influence:
             print(f"ifscope: {self.chosen['text']}", file=sys.stderr)
         self.estimator, self._train_emb = est, None
         return self
+
+    def _announce(self, lines: list[str]) -> None:
+        """Say each fallback once per model and process: on stderr under progress, else as a warning."""
+        for line in announced(self.task.model, lines):
+            if self.show_progress:
+                print(f"ifscope: {line}", file=sys.stderr)
+            else:
+                warnings.warn(line, stacklevel=3)
 
     def derive(self, *, task: Task | None = None, train: Any = None, refit: bool = False, **changes: Any) -> Influence:
         """A fitted ``Influence`` like this one with ``changes`` to its options.
@@ -209,7 +225,7 @@ class Influence:
         copied.opts = dataclasses.replace(est.opts, **own)
         copied.options = {**est.options, **own}
         copied.rebound()
-        v.estimator, v.chosen = copied, self.chosen
+        v.estimator, v.chosen, v.contract = copied, self.chosen, self.contract
         return v
 
     def spectrum(self) -> Spectrum:

@@ -110,9 +110,15 @@ def fitted_for(args: argparse.Namespace, recipe: Any) -> Any:
 
 def run_facts(inf: Any) -> dict[str, Any]:
     """What every command's JSON carries about the fit it used: ``config`` (the fitted estimator's configuration as
-    recorded in manifest.json) and ``curvature_sha256`` (the checksum of curvature.safetensors in the manifest)."""
+    recorded in manifest.json), ``curvature_sha256`` (the checksum of curvature.safetensors in the manifest),
+    ``model_contract`` (what the model contract found at the fit: ``ifscope.check_model``) and ``fallbacks`` (every
+    transform fallback taken on the model so far, e.g. by float64 reference methods)."""
+    from ..core.capabilities import known_capabilities
+    contract = getattr(inf, "contract", None)
     return {"config": inf.config_json, "curvature_sha256": inf.curvature_sha256, "reused_fit": inf.reused,
-            "refit_reason": getattr(inf, "refit_reason", None)}
+            "refit_reason": getattr(inf, "refit_reason", None),
+            "model_contract": contract.to_dict() if contract is not None else None,
+            "fallbacks": [line for c in known_capabilities(inf.task.model) for line in c.fallbacks()]}
 
 
 def parse_indices(spec: str | None, n: int, what: str) -> list[int]:

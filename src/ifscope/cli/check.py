@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
     from . import common_arguments
-    p = sub.add_parser("check", help="validate a recipe: shapes, labels, finite losses and gradient on all data")
+    p = sub.add_parser("check", help="validate a recipe: the model contract, shapes, labels, finite losses and "
+                                     "gradient on all data")
     common_arguments(p, workdir=False)
     p.add_argument("--batch-size", type=int, default=128)
     return p
@@ -18,6 +20,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from ..core.checks import check_finite_params
+    from ..core.contract import check_model
     from ..core.curvature import Curvature
     from ..core.data import as_dataset, batches
     from ..core.errors import ConfigError, NumericalError
@@ -29,6 +32,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     task = recipe.task
     params, rest = task.state()
     check_finite_params(params)
+    contract = check_model(task, recipe.train, dtypes=(torch.float64,))
+    for line in contract.fallbacks:
+        print(f"ifscope: {line}", file=sys.stderr)
     out: dict[str, Any] = {"recipe": args.recipe, "parameters": sum(p.numel() for p in recipe.model.parameters()),
                            "selected_parameters": sum(p.numel() for p in params.values())}
     with task.evaluating():
@@ -46,8 +52,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise NumericalError("the training-loss gradient is NaN or inf although every loss is finite; use float64 "
                           "or check the model's forward pass for non-differentiable points")
     out["train"]["grad_norm"] = float(g.norm())
+    out["model_contract"] = contract.to_dict()
+    held = "".join([", the model's own forward reproduced" if contract.forward_gap is not None else "",
+                    f", {len(contract.fallbacks)} fallback(s)" if contract.fallbacks else ""])
     out["summary"] = (f"recipe {args.recipe}: {out['parameters']} parameters ({out['selected_parameters']} selected); "
                       f"train {out['train']['examples']} examples, mean loss {out['train']['mean_loss']:.4g}, "
                       f"|grad L| {out['train']['grad_norm']:.3g}; test {out['test']['examples']} examples, mean loss "
-                      f"{out['test']['mean_loss']:.4g}; every batch passed the shape, label and finiteness checks")
+                      f"{out['test']['mean_loss']:.4g}; every batch passed the shape, label and finiteness checks; the "
+                      f"model contract holds (per-example losses{held})")
     return out

@@ -2,9 +2,10 @@
 
 The run's fitted estimator is one of the methods (its label: its method name); the others are references built
 with the run's shared options: ``horizon`` (and ``horizon_schedule`` under minibatches), ``arnoldi_horizon`` (the
-run's own eigenpairs with the horizon filter, when the run is arnoldi), ``graddot``, ``tracin`` along the actual
-continued trajectory, ``unrolled`` (the exact derivative through the fade's own continued training, and the
-reference of each checkpoint method's horizon of validity) and ``exact`` on small models. Options
+run's own eigenpairs with the horizon filter, when the run is arnoldi), ``ekfac_horizon`` (when asked for: EK-FAC
+with the filter, its own fit), ``graddot``, ``tracin`` along the actual continued trajectory, ``unrolled`` (the exact
+derivative through the fade's own continued training, and the reference of each checkpoint method's horizon of
+validity) and ``exact`` on small models. Options
 (:class:`ifscope.options.FadeOptions`) left out come from the run's last fade, the recipe's ``defaults["fade"]``,
 then the library.
 """
@@ -13,14 +14,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import time
 from typing import Any
 
 from ..options import FadeOptions
 from . import add_options, common_arguments, fitted_for, influence_arguments, resolve_command, run_facts
 
-REFERENCE_METHODS = ("horizon", "arnoldi_horizon", "exact", "graddot", "tracin", "unrolled", "horizon_schedule",
-                     "arnoldi")
+REFERENCE_METHODS = ("horizon", "arnoldi_horizon", "ekfac_horizon", "exact", "graddot", "tracin", "unrolled",
+                     "horizon_schedule", "arnoldi")
 EXACT_LIMIT = 5000  # parameters above which the default method list leaves out the dense-Hessian `exact`
 FLOAT64_LIMIT = 200_000  # parameters up to which the reference methods run in float64 by default
 
@@ -36,6 +38,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
+    from ..core.contract import float64_failure
     from ..core.data import as_dataset, take
     from ..core.errors import ConfigError
     from ..experiments.fade import fade_curve, gd_schedule, method_label, plot_fade, reference_methods
@@ -65,7 +68,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                               f"{len(first)} examples: lower --n-ids or raise --train-batch-size")
         ids = first[torch.randperm(len(first), generator=gen)[: o.n_ids]].sort().values
     # the frozen prefix of a text model is computed once: ground truth and every method replay only the selected part
-    truth_dtype = getattr(torch, o.truth_dtype)
+    why = float64_failure(inf.task, train) if "float64" in (o.truth_dtype, o.reference_dtype or "float64") else None
+    fallback = None if why is None else (f"{type(inf.task.model).__name__} does not run in float64 ({why}): the "
+                                         "ground truth and the reference methods run in float32")
+    if fallback:
+        print(f"ifscope: {fallback}", file=sys.stderr)
+    truth_name = "float32" if why else o.truth_dtype
+    truth_dtype = getattr(torch, truth_name)
     prefix = cache_prefix(inf.task, inf.train, queries, dtype=truth_dtype, progress=True)
     task, (cached_train, queries) = prefix.task, prefix.datasets
     run_view = inf.derive(task=task, train=cached_train) if prefix.start is not None else inf
@@ -75,7 +84,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     t_truth = time.time() - t_truth
     names = o.methods
     dim = inf.estimator.ctx.space.dim
-    ref_dtype = o.reference_dtype or ("float64" if dim <= FLOAT64_LIMIT else str(inf.dtype).replace("torch.", ""))
+    ref_dtype = "float32" if why else (o.reference_dtype or ("float64" if dim <= FLOAT64_LIMIT
+                                                              else str(inf.dtype).replace("torch.", "")))
     if names is None:
         names = ["run", "horizon", *(["arnoldi_horizon"] if inf.method == "arnoldi" else []),
                  *(["exact"] if dim <= EXACT_LIMIT and inf.method != "exact" else []), "graddot", "tracin", "unrolled",
@@ -93,7 +103,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out = {**run_facts(inf), **result.to_dict(), **({"validity_horizon": validity} if validity else {}),
            "recipe": args.recipe, "seed": args.seed, "reference_dtype": ref_dtype, "ids_from": o.ids_from, "query_ids": q_idx.tolist(),
            "train_batch_size": o.train_batch_size, "noise_floor": truth.noise_floor(), "truth_seconds": t_truth,
-           "truth_dtype": o.truth_dtype, "batching": truth.batching, "threads": torch.get_num_threads(),
+           "truth_dtype": truth_name, "dtype_fallback": fallback, "batching": truth.batching, "threads": torch.get_num_threads(),
            "prefix": {"cached": prefix.start is not None, "start_block": prefix.start, "seconds": prefix.seconds},
            "parameters": dim, "n_train": inf.n_train, "seconds": time.time() - t0}
     run_dir = inf.run

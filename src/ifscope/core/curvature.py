@@ -10,6 +10,7 @@ from torch import Tensor
 from torch.func import grad, jvp, vjp
 
 from .batching import check_batching, choose
+from .capabilities import capabilities
 from .checks import explain_failure, locate_nonfinite_loss, nonfinite_error
 from .data import Batch, batch_len
 from .errors import ConfigError
@@ -43,6 +44,11 @@ class Curvature:
         self.calls = 0  # number of curvature-vector products, for reporting cost
         self.positions: list[Tensor] | None = None  # training positions of each batch, for error messages
         self.batching = check_batching(batching)  # rows of matmat by vmap or a loop; "auto" measures on first use
+        if kind == "ggn" and self.batches:
+            caps = capabilities(task, params, rest, self.batches[0])
+            if not caps.jvp_ok:
+                raise ConfigError(f"curvature='ggn' needs forward-mode derivatives, which {caps.model} lacks in "
+                                  f"{caps.dtype} ({caps.forward_ad}); use curvature='hessian'")
 
     @property
     def dim(self) -> int:

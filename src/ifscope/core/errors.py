@@ -15,6 +15,11 @@ class DataError(IfscopeError, ValueError):
     """A dataset, batch or model output of the wrong shape, type or value."""
 
 
+class ModelError(IfscopeError, ValueError):
+    """A model that breaks the contract influence needs: an example's loss depends on the rest of its batch, or the
+    task does not reproduce the model's own forward."""
+
+
 class NumericalError(IfscopeError, FloatingPointError):
     """A non-finite loss, gradient, Hessian-vector product or score."""
 

@@ -17,20 +17,31 @@ from .task import Task, _cross_entropy, check_class_targets
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
-def _hf_inputs(batch: Batch) -> tuple[tuple, dict]:
+def _columns(batch: Batch) -> dict[str, Tensor]:
     if not isinstance(batch, Mapping) or "input_ids" not in batch:
         raise DataError("hf_classification expects dict batches with 'input_ids' (and 'attention_mask', 'labels'); "
                         "build them with ifscope.encode_texts(tokenizer, texts, labels)")
-    kwargs = {k: batch[k] for k in MODEL_INPUTS if k in batch}
+    return {k: batch[k] for k in MODEL_INPUTS if k in batch}
+
+
+def _hf_inputs(batch: Batch) -> tuple[tuple, dict]:
+    """An encoder's inputs: the 2-D padding mask made additive ``[B, 1, 1, L]`` (see :func:`additive_mask`)."""
+    kwargs = _columns(batch)
     mask = kwargs.get("attention_mask")
     if mask is not None and mask.dim() == 2:
         kwargs["attention_mask"] = additive_mask(mask)
     return (), kwargs
 
 
+def _hf_causal_inputs(batch: Batch) -> tuple[tuple, dict]:
+    """A decoder's inputs, the 2-D padding mask as given: the model combines it with its causal mask (a prepared 4-D
+    mask would replace both), and transformers builds that mask without data-dependent branches, under vmap too."""
+    return (), _columns(batch)
+
+
 def additive_mask(mask: Tensor) -> Tensor:
     """``[B, 1, 1, L]``: 0 on tokens, the float32 minimum on padding, added to attention scores before the softmax."""
-    # A prepared 4D additive mask is used as-is by transformers; the 2D one would be inspected with
+    # A prepared 4D additive mask is used as-is by transformers; an encoder's 2D one would be inspected with
     # data-dependent branches (mask.all()) that vmap cannot trace.
     return (1.0 - mask[:, None, None, :].float()) * torch.finfo(torch.float32).min
 
@@ -68,6 +79,25 @@ class TextTask(Task):
             if length < mask.shape[1]:
                 batch = {k: v[:, :length] if k in MODEL_INPUTS and v.dim() == 2 else v for k, v in batch.items()}
         return cast_batch(batch, dtype, self.device if device is None else device)
+
+    def own_forward(self, batch: Batch) -> Tensor | None:
+        """``model(input_ids=..., attention_mask=...[, token_type_ids=...]).logits`` on the batch as given (2-D mask,
+        untrimmed): what :meth:`forward` must reproduce."""
+        return _logits(self.model(**_columns(batch)))
+
+
+def is_causal(model: nn.Module) -> bool:
+    """Whether the model's attention is causal (a decoder: some module has ``is_causal = True``, as transformers'
+    attention modules declare)."""
+    return any(getattr(m, "is_causal", False) is True for m in model.modules())
+
+
+def _check_pad_token(model: nn.Module) -> None:
+    config = getattr(model, "config", None)
+    if config is not None and getattr(config, "pad_token_id", 0) is None:
+        raise ConfigError(f"{type(model).__name__} is a decoder classifier without a pad token id: it reads the "
+                          "last non-padding token of each row and cannot find it; set model.config.pad_token_id "
+                          "(e.g. = tokenizer.pad_token_id, or tokenizer.eos_token_id for GPT-2)")
 
 
 def transformer_blocks(model: nn.Module) -> tuple[str, int]:
@@ -122,15 +152,20 @@ def hf_classification(model: nn.Module, params: Sequence[str] | str | None = Non
 
     Select parameters by name patterns (``params``) or with ``last_blocks=N``: the last N transformer blocks and
     everything after them (pooler, head). A Hugging Face model is switched to eager attention, since fused
-    attention kernels have no forward-mode derivative.
+    attention kernels have no forward-mode derivative. Encoders (BERT, RoBERTa, DistilBERT) get an additive padding
+    mask; decoders (GPT-2, Llama) their 2-D mask, which they combine with their causal mask, and need
+    ``config.pad_token_id`` to find each row's last token.
     """
     if params is not None and last_blocks is not None:
         raise ConfigError("give either params (name patterns) or last_blocks, not both")
     if last_blocks is not None:
         params = last_blocks_params(model, last_blocks)
     _use_eager_attention(model)
-    return TextTask(model=model, loss=_cross_entropy, inputs=_hf_inputs, targets=_hf_targets, outputs=_logits,
-                    params=params, check_targets=check_class_targets)
+    causal = is_causal(model)
+    if causal:
+        _check_pad_token(model)
+    return TextTask(model=model, loss=_cross_entropy, inputs=_hf_causal_inputs if causal else _hf_inputs,
+                    targets=_hf_targets, outputs=_logits, params=params, check_targets=check_class_targets)
 
 
 def encode_texts(tokenizer: Any, texts: Sequence[str], labels: Sequence[int] | Tensor,

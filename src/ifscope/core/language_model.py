@@ -55,13 +55,17 @@ def check_lm_targets(logits: Tensor, targets: Tensor) -> None:
                         "loss_mask is 1); give every example at least two tokens and mark its completion in loss_mask")
 
 
+def _takes_mask(model: nn.Module) -> bool:
+    takes = inspect.signature(model.forward).parameters
+    return "attention_mask" in takes or any(p.kind is p.VAR_KEYWORD for p in takes.values())
+
+
 def _lm_inputs_for(model: nn.Module):
     # the 2-D padding mask goes to the model as it is: a Hugging Face decoder then combines it with its own causal
     # mask (a prepared 4-D mask would replace the causal one); a plain module without the argument gets ids only
     # (right padding never reaches a real token's prediction in a causal model)
-    takes = inspect.signature(model.forward).parameters
-    with_mask = "attention_mask" in takes or any(p.kind is p.VAR_KEYWORD for p in takes.values())
-    extra = {"use_cache": False} if "use_cache" in takes else {}  # no key/value cache: nothing decodes further
+    with_mask = _takes_mask(model)
+    extra = {"use_cache": False} if "use_cache" in inspect.signature(model.forward).parameters else {}  # no key/value cache: nothing decodes further
 
     def inputs(batch: Batch) -> tuple[tuple, dict]:
         if not isinstance(batch, Mapping) or "input_ids" not in batch:
@@ -84,6 +88,15 @@ class LMTask(TextTask):
         if isinstance(out, Mapping) and "loss_mask" in out:
             out = {**out, "loss_mask": out["loss_mask"][:, : out["input_ids"].shape[1]]}
         return out
+
+    def own_forward(self, batch: Batch) -> Tensor | None:
+        """``model(input_ids, attention_mask).logits`` on the batch as given, cut to the columns :meth:`cast` keeps
+        (trailing padding only): what :meth:`forward` must reproduce. ``None`` for a model without that argument."""
+        if not _takes_mask(self.model):
+            return None
+        args, kwargs = self.inputs(batch)
+        width = self.cast(batch, torch.float32)["input_ids"].shape[1]
+        return _logits(self.model(*args, **kwargs))[:, :width]
 
 
 def language_model(model: nn.Module, params: Sequence[str] | str | None = None, last_blocks: int | None = None,

@@ -11,6 +11,7 @@ from torch import Tensor
 from torch.func import grad, jvp, vmap
 from torch.utils._pytree import tree_map
 
+from .capabilities import Capabilities, capabilities
 from .data import Batch, batch_len
 from .errors import ConfigError, NonFiniteError
 from .params import Params, ParamSpace
@@ -38,11 +39,15 @@ def _rows(batch: Batch, start: int, stop: int) -> Batch:
 
 
 def per_example_grad_dict(task: Task, params: Params, rest: Mapping[str, Tensor], batch: Batch) -> Params:
-    """``{name: [B, *shape]}``: each example's loss gradient per parameter tensor, by ``vmap(grad)`` (not checked)."""
+    """``{name: [B, *shape]}``: each example's loss gradient per parameter tensor, by ``vmap(grad)``, or by a loop of
+    ordinary gradients where the model does not run under ``vmap`` (:mod:`ifscope.core.capabilities`; not checked)."""
     def one(p: Params, example: Batch) -> Tensor:
         single = tree_map(lambda t: t.unsqueeze(0), example)
         return task.per_example_loss(p, rest, single)[0]
-    return vmap(grad(one), in_dims=(None, 0))(params, batch)
+    if capabilities(task, params, rest, batch).vmap_ok:
+        return vmap(grad(one), in_dims=(None, 0))(params, batch)
+    rows = [grad(one)(params, tree_map(lambda t, i=i: t[i], batch)) for i in range(batch_len(batch))]
+    return tree_map(lambda *r: torch.stack(r), *rows)
 
 
 def per_example_grads(task: Task, params: Params, rest: Mapping[str, Tensor], batch: Batch,
@@ -113,14 +118,29 @@ def accumulated_product(g: Tensor, basis: Tensor) -> Tensor:
     return out.to(g.dtype)
 
 
+def usable_path(path: str, caps: Capabilities, fallback: bool) -> str:
+    """``path``, or the other one where the model lacks its transform (``fallback``; else a clear error): ``vmap``
+    stays when neither transform works, its per-example gradients then come from a loop."""
+    if path == "jvp" and not caps.jvp_ok:
+        if not fallback:
+            raise ConfigError(f"projection='jvp' needs forward-mode derivatives, which {caps.model} lacks in "
+                              f"{caps.dtype} ({caps.forward_ad}); use projection='auto' or 'vmap'")
+        return "vmap"
+    if path == "vmap" and not caps.vmap_ok and caps.jvp_ok and fallback:
+        return "jvp"
+    return path
+
+
 def project(task: Task, params: Params, rest: Mapping[str, Tensor], batch: Batch, basis: Tensor,
-            path: str = "auto", memory_budget: int = DEFAULT_MEMORY_BUDGET) -> Tensor:
+            path: str = "auto", memory_budget: int = DEFAULT_MEMORY_BUDGET, fallback: bool = False) -> Tensor:
     """``[B, k]`` projections ``G Uᵀ`` of the batch's per-example gradients onto ``basis`` [k, dim]; a bfloat16/float16
     ``basis`` makes the product low-precision with float32 accumulation (:func:`accumulated_product`; the ``jvp`` path
-    runs in the parameters' dtype)."""
+    runs in the parameters' dtype). A path the model does not support is swapped for the other under ``"auto"`` or
+    ``fallback`` (a measured choice), refused with a clear error when asked for by name."""
     n, dim = batch_len(batch), basis.shape[1]
     first = next(iter(params.values()))
     chosen = choose_path(path, n, dim, first.element_size(), memory_budget, rank=len(basis))
+    chosen = usable_path(chosen, capabilities(task, params, rest, batch), fallback or path == "auto")
     if chosen == "jvp":
         return jvp_projections(task, params, rest, batch, basis.to(first.dtype))
     # project each chunk as it comes, so that at most `chunk` per-example gradients exist at once
@@ -156,6 +176,10 @@ def measure_paths(task: Task, params: Params, rest: Mapping[str, Tensor], batch:
     batch of ``batch_size`` per-example gradients fits ``memory_budget``."""
     n, dim = batch_len(batch), basis.shape[1]
     itemsize = next(iter(params.values())).element_size()
+    caps = capabilities(task, params, rest, batch)
+    if not (caps.jvp_ok and caps.vmap_ok):  # nothing to time: the path that works (vmap's loop when neither does)
+        path = "jvp" if caps.jvp_ok else "vmap"
+        return PathChoice(path, (caps.fallbacks() or [""])[0]), None
     if choose_path("auto", batch_size or n, dim, itemsize, memory_budget, rank=None) == "jvp":
         return PathChoice("jvp", f"per-example gradients of a batch exceed {memory_budget >> 20} MiB"), None
     one = _rows(batch, 0, 1)

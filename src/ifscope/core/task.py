@@ -102,6 +102,12 @@ class Task:
         raw = functional_call(self.model, {**rest, **params}, args, kwargs, strict=False)
         return self.outputs(raw)
 
+    def own_forward(self, batch: Batch) -> Tensor | None:
+        """The model's own output on ``batch`` by its ordinary call, where it differs from :meth:`forward`'s (e.g. a
+        Hugging Face model given its 2-D mask): the model contract checks that ``forward`` reproduces it. ``None``:
+        nothing to compare."""
+        return None
+
     def per_example_loss(self, params: Params, rest: Mapping[str, Tensor], batch: Batch) -> Tensor:
         """``ℓ(z_b, θ)`` for each example ``b`` of the batch: ``Tensor[B]``."""
         out = self.forward(params, rest, batch)

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from ..core.budget import PROBE_EXAMPLES, Plan, measure_product, plan
+from ..core.capabilities import capabilities
 from ..core.checks import arnoldi_health, check_sizes
 from ..core.data import Batch, batch_len, row_blocks
 from ..core.decisions import decided, path_key
@@ -214,14 +215,16 @@ class Arnoldi(CurvatureEstimator):
             if ctx.projection != "auto":
                 self.path_choice = PathChoice(ctx.projection, "chosen in the options", asked=ctx.projection)
             elif batch_len(batch) >= min(ctx.batch_size, len(ctx.train)):  # type: ignore[arg-type]
-                key = path_key(ctx.params, len(basis), ctx.batch_size, f"{ctx.dtype}/{basis.dtype}", ctx.device)
+                key = path_key(ctx.params, len(basis), ctx.batch_size, f"{ctx.dtype}/{basis.dtype}", ctx.device) \
+                    + capabilities(ctx.task, ctx.params, ctx.rest, batch).tag
                 self.path_choice, out = decided(key, lambda: measure_paths(ctx.task, ctx.params, ctx.rest, batch,
                                                                            basis, ctx.batch_size))
                 if out is not None:
                     return out
             else:
                 return project(ctx.task, ctx.params, ctx.rest, batch, basis, path="auto")
-        return project(ctx.task, ctx.params, ctx.rest, batch, basis, path=self.path_choice.path)
+        return project(ctx.task, ctx.params, ctx.rest, batch, basis, path=self.path_choice.path,
+                       fallback=ctx.projection == "auto")
 
     def _basis(self) -> Tensor:
         """The eigenvectors, rounded once to ``projection_dtype`` when one is set (the products accumulate in float32)."""

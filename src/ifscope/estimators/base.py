@@ -38,7 +38,7 @@ class Context:
     dtype: torch.dtype
     seed: int
     weight_decay: float
-    damping: float
+    damping: float | None  # None only for a method whose default_damping is None (it chooses its own)
     hessian_samples: int | None
     curvature: str
     projection: str
@@ -80,7 +80,7 @@ class Context:
         op = Curvature(self.task, self.params, self.rest,
                        [self.task.cast(take(self.train, idx[s:s + size]), self.dtype, self.device)
                         for s in range(0, len(idx), size)],
-                       weight_decay=self.weight_decay, damping=self.damping if damping is None else damping,
+                       weight_decay=self.weight_decay, damping=(self.damping or 0.0) if damping is None else damping,
                        kind=self.curvature)
         op.positions = [idx[s:s + size] for s in range(0, len(idx), size)]
         return op
@@ -116,6 +116,7 @@ class Estimator(ABC):
     reads: ClassVar[frozenset[str]] = frozenset()  # shared options only some methods read (time_budget_s, ...)
     refit_free: ClassVar[frozenset[str]] = frozenset()  # options a fitted state absorbs without a refit (rebound())
     direct: ClassVar[bool] = False  # scores without embeddings: ``scores(queries, train_ids)`` (e.g. unrolled)
+    default_damping: ClassVar[float | None] = 0.0  # damping=None means this; None: the method chooses its own
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -32,9 +32,9 @@ DEFAULT_STEPS = (1, 3, 10, 30, 100, 300, 1000)
 
 
 def method_label(influence: Influence) -> str:
-    """``arnoldi_horizon`` for the horizon-aware Arnoldi variant, else the method name."""
-    if influence.method == "arnoldi" and influence.config.get("horizon") is not None:
-        return "arnoldi_horizon"
+    """``arnoldi_horizon`` / ``ekfac_horizon`` for the horizon-aware Arnoldi / EK-FAC variants, else the method name."""
+    if influence.method in ("arnoldi", "ekfac") and influence.config.get("horizon") is not None:
+        return f"{influence.method}_horizon"
     if influence.method == "horizon" and influence.config.get("batch_order") == "schedule":
         return "horizon_schedule"
     return influence.method
@@ -66,7 +66,8 @@ def reference_methods(inf: Influence, names: Sequence[str], schedule: Schedule, 
                       krylov: int = 100, dtype: torch.dtype | None = None,
                       hessian_samples: int | None = None) -> dict[str, Influence]:
     """The fade's reference methods, built with the run's shared options and the continued training's ``schedule``
-    (its lr, the horizon T = ``horizon``): ``horizon``, ``horizon_schedule``, ``arnoldi_horizon``, ``exact``,
+    (its lr, the horizon T = ``horizon``): ``horizon``, ``horizon_schedule``, ``arnoldi_horizon``, ``ekfac_horizon``
+    (EK-FAC of the true Fisher with the filter ``f_T``, its own fit), ``exact``,
     ``graddot``, ``tracin`` (one checkpoint per step of the actual continued trajectory), ``unrolled`` (the exact
     derivative through ``schedule``), ``arnoldi`` (its own fit with the library's defaults); ``dtype`` and
     ``hessian_samples`` override the run's precision and curvature sample for all but ``arnoldi_horizon``."""
@@ -83,6 +84,7 @@ def reference_methods(inf: Influence, names: Sequence[str], schedule: Schedule, 
         "horizon": lambda: make("horizon", krylov=krylov, **lr),
         "horizon_schedule": lambda: make("horizon", krylov=krylov, batch_order="schedule", **lr),
         "arnoldi_horizon": lambda: with_horizon(inf, horizon, schedule.lr),
+        "ekfac_horizon": lambda: make("ekfac", **lr),
         "exact": lambda: make("exact"),
         "graddot": lambda: make("graddot"),
         "arnoldi": lambda: make("arnoldi"),

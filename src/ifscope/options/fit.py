@@ -22,12 +22,13 @@ from .fields import (
 
 @dataclass
 class FitOptions:
-    """Options every method shares: curvature ``H + damping·I`` (with ``weight_decay`` in ``H``) on ``hessian_samples``
+    """Options every method shares: curvature ``H + damping·I`` (with ``weight_decay`` in ``H``; ``damping=None``: the
+    method's default, 0 except for kfac/ekfac, which take 0.1 × each layer's mean eigenvalue) on ``hessian_samples``
     training examples, batches of ``batch_size``, precision ``dtype``; ``projection_dtype`` (bfloat16/float16) for
     gradient projections with float32 accumulation; ``time_budget_s`` for the fit (arnoldi sizes its iterations and
     Hessian sample to it and says what it chose)."""
 
-    damping: float = 0.0
+    damping: float | None = None
     weight_decay: float = 0.0
     batch_size: int = 128
     seed: int = 0
@@ -39,9 +40,11 @@ class FitOptions:
     time_budget_s: float | None = None
 
     def validate(self) -> None:
-        non_negative("damping", self.damping)
+        if self.damping is not None:
+            non_negative("damping", self.damping)
+            self.damping = float(self.damping)
         non_negative("weight_decay", self.weight_decay)
-        self.damping, self.weight_decay = float(self.damping), float(self.weight_decay)
+        self.weight_decay = float(self.weight_decay)
         positive_int("batch_size", self.batch_size)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ConfigError(f"seed must be an integer, got {self.seed!r}")

@@ -125,6 +125,9 @@ class CachedTextTask(TextTask):
         trimmed = {k: v[:, :length] if k in (HIDDEN, "attention_mask") else v for k, v in batch.items()}
         return cast_batch(trimmed, dtype, self.device if device is None else device)
 
+    def own_forward(self, batch: Batch) -> Tensor | None:
+        return None  # the tail of a model on cached states has no ordinary call of its own
+
 
 def bert_start(task: Task) -> int | None:
     """The first transformer block holding a selected parameter of a BERT-style text classifier (the number of
