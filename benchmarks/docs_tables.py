@@ -146,7 +146,8 @@ def correct_lm_table(d: dict[str, Any]) -> str:
     for name, m in d["methods"].items():
         after = m.get("heldout_figure_after")
         shown = "n/a" if after is None else f"{after:.4f} ({math.exp(after):.2f})"
-        rows.append(f"| {name} | {_n(d['fix_rate'][name], 2)} | {shown} | {_n(m.get('broken'), 1)} | "
+        ref = " (reference)" if name in d.get("reference_only", []) else ""
+        rows.append(f"| {name}{ref} | {_n(d['fix_rate'][name], 2)} | {shown} | {_n(m.get('broken'), 1)} | "
                     f"{_n(m.get('seconds'), 3)} |")
     return "\n".join(rows) + (
         f"\n\n{d['n_queries']} completions that are not the greedy continuation, {d['n_heldout']} held-out tweets "
