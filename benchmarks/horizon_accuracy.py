@@ -7,6 +7,7 @@ Prints, per T and solver, the relative error ‖x − x_dense‖/‖x_dense‖ o
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import torch
@@ -25,7 +26,9 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=10)
     ap.add_argument("--steps", default="10,100,1000")
     ap.add_argument("--krylov", default="25,50,100")
+    ap.add_argument("--json", action="store_true", help="print the rows as JSON instead")
     args = ap.parse_args()
+    rows = []
     recipe = load_recipe(args.recipe)
     wd = float(recipe.info.get("weight_decay", 0.0))
     train = as_dataset(recipe.train, "train")
@@ -37,7 +40,9 @@ def main() -> None:
                    weight_decay=wd)
     t0 = time.time()
     vals, vecs = torch.linalg.eigh(op.dense())
-    print(f"dense Hessian + eigh: {time.time() - t0:.1f} s; eigenvalues [{vals.min():.3g}, {vals.max():.3g}], lr {lr:.4g}")
+    if not args.json:
+        print(f"dense Hessian + eigh: {time.time() - t0:.1f} s; eigenvalues [{vals.min():.3g}, {vals.max():.3g}], "
+              f"lr {lr:.4g}")
     for t in [int(s) for s in args.steps.split(",")]:
         probe = Influence(recipe.task, train, method="horizon", horizon=t, lr=lr, **shared).fit()
         g = probe.estimator.ctx.grads(recipe.task.cast(queries, torch.float64))
@@ -50,7 +55,11 @@ def main() -> None:
             t1 = time.time()
             x = inf.estimator.apply(g)
             err = float((x - dense).norm() / dense.norm())
-            print(f"T={t:5d} {solver:9s} krylov={k or '-':>4} rel.error {err:.2e}  {time.time() - t1:.1f} s")
+            rows.append({"T": t, "solver": solver, "krylov": k, "relative_error": err, "seconds": time.time() - t1})
+            if not args.json:
+                print(f"T={t:5d} {solver:9s} krylov={k or '-':>4} rel.error {err:.2e}  {rows[-1]['seconds']:.1f} s")
+    if args.json:
+        print(json.dumps({"lr": lr, "rows": rows}))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ PIP="$ENV/bin/pip"
 # kronfluence's own requirements pull a CUDA torch: install it bare, then what it imports
 "$PIP" install --no-deps kronfluence
 "$PIP" install accelerate einops einconv opt-einsum safetensors
+# the second wide model of benchmarks/peers.py (--data mnist1d): its data set is generated offline by the package
+"$PIP" install mnist1d
 "$ENV/bin/python" - <<'PY'
 import importlib
 for name in ("torch", "ifscope", "captum", "pydvl", "kronfluence", "dattri", "trak"):

@@ -3,9 +3,9 @@
 from ifscope.recipes.digits import digits_mlp
 
 
-def tiny(seed=0):
+def tiny(seed=0, n_test=40):
     """200 training digits, a 16-unit MLP: about a second to build."""
-    return digits_mlp(n_train=200, n_test=40, steps=300, hidden=16, seed=seed)
+    return digits_mlp(n_train=200, n_test=n_test, steps=300, hidden=16, seed=seed)
 
 
 def wide(seed=0):

@@ -217,13 +217,12 @@ def test_guard_stops_before_the_first_step_that_costs_too_much_training_accuracy
     free = correct(inf, test, **kw)
     guarded = correct(inf, test, guard=100, guard_drop=0.02, **kw)
     pick = torch.randperm(inf.n_train, generator=torch.Generator().manual_seed(2))[:100]
-    from ifscope.experiments.correct import _evaluate
+    from ifscope.experiments.correct import evaluate
     ctx = inf.estimator.ctx
 
     def accuracy(params, selected):
         keep = pick[~torch.isin(pick, torch.as_tensor(selected))].tolist()
-        pred, _, y = _evaluate(inf, params, ctx.rest, as_dataset(take(inf.train, keep)))
-        return float((pred == y).float().mean())
+        return float(evaluate(inf, inf.task.judge, params, ctx.rest, as_dataset(take(inf.train, keep))).held_out.mean())
     stopped = 0
     for q in guarded.queries:
         o = q.outcomes["influence"]

@@ -1,8 +1,12 @@
-"""The README's and docs' generated tables equal what their stored command output renders (none retyped)."""
+"""The README's and docs' tables and quoted figures equal what their stored command output renders (none retyped),
+and ``benchmarks/docs_tables.py --check`` fails when a stored result is missing or a numeric table is unmarked."""
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -13,7 +17,8 @@ def test_generated_tables_are_up_to_date():
     assert proc.returncode == 0, proc.stderr
 
 
-def _docs_tables():
+@pytest.fixture
+def tables():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
         import docs_tables
@@ -22,8 +27,57 @@ def _docs_tables():
     return docs_tables
 
 
-def test_fade_summary_judges_issue_13s_bar():
-    t = _docs_tables()
+@pytest.fixture
+def scripts(tables):
+    import docs_render_scripts  # importable once docs_tables has been
+    return docs_render_scripts
+
+
+def test_a_deleted_result_fails_the_check(tables, tmp_path, monkeypatch):
+    shutil.copytree(tables.RESULTS, tmp_path / "results")
+    monkeypatch.setattr(tables, "RESULTS", tmp_path / "results")
+    assert tables.update(check=True) == ([], [])
+    (tmp_path / "results" / "peers-wide.json").unlink()  # rendered in README.md and docs/performance.md
+    stale, problems = tables.update(check=True)
+    assert any("README.md: table peers-wide has no stored result (peers-wide)" in p for p in problems), problems
+    assert any(p.startswith("docs/performance.md: table peers-wide") for p in problems), problems
+
+
+def test_a_deleted_figure_source_fails_the_check(tables, tmp_path, monkeypatch):
+    shutil.copytree(tables.RESULTS, tmp_path / "results")
+    monkeypatch.setattr(tables, "RESULTS", tmp_path / "results")
+    (tmp_path / "results" / "self-influence-flip.json").unlink()
+    _, problems = tables.update(check=True)
+    assert any("figure self-influence-auc has no stored result" in p for p in problems), problems
+
+
+def test_meta_not_written_by_the_runner_is_refused(tables, tmp_path, monkeypatch):
+    monkeypatch.setattr(tables, "RESULTS", tmp_path)
+    (tmp_path / "x.json").write_text('{"_meta": {"command": "ifscope fade", "threads": 1, "note": "by hand"}}')
+    with pytest.raises(SystemExit, match="not the runner's"):
+        tables.load("x")
+    (tmp_path / "x.json").write_text('{"_meta": {"command": "ifscope fade", "by_hand": "what ran"}}')
+    assert "recorded by hand" in tables.R.command_line(tables.load("x"))
+
+
+NUMERIC = "| method | seconds |\n|---|---:|\n| arnoldi | 7.96 |\n"
+
+
+@pytest.mark.parametrize("text, caught", [
+    (NUMERIC, True),
+    ("Some prose.\n\n" + NUMERIC + "\nMore prose.\n", True),
+    ("<!-- table:peers-wide -->\n`cmd`\n\n" + NUMERIC + "<!-- /table:peers-wide -->\n", False),
+    ("<!-- not-measured -->\n" + NUMERIC, False),
+    ("```\n" + NUMERIC + "```\n", False),  # a code block, not a table
+    ("| method | for |\n|---|---|\n| `arnoldi` | `rank=50` large models |\n", False),  # digits only in code
+    ("| k | λ_k |\n|---|---|\n| 1 | 1.21 |\n", True),  # a number in the second column
+])
+def test_unmarked_numeric_tables_are_caught(tables, text, caught):
+    assert bool(tables.docs_check.unmarked_tables("f.md", text)) is caught
+
+
+def test_fade_summary_judges_issue_13s_bar(tables):
+    t = tables.R
     assert t.fade_verdict(0.85, [0.1]).startswith("no")
     assert t.fade_verdict(1.0, [0.2, 0.5]).startswith("yes")
     assert t.fade_verdict(1.0, [0.2, 0.6]) == "fades, not to ½"
@@ -36,3 +90,30 @@ def test_fade_summary_judges_issue_13s_bar():
     row = t.fade_summary({"r": run}).splitlines()[2]
     assert "0.990 at T = 1 (graddot)" in row and "0.300–0.900 at T = 10 (2 scores)" in row
     assert "| 4 – > 10 |" in row and "| 0.970 |" in row and row.endswith("| not all fade |")
+
+
+def test_a_benchmark_scripts_rows_render_by_columns(scripts):
+    render = scripts.columns_table([("N", "{n:,}"), ("top-k s", "{topk_s:.1f}")])
+    text = render({"rows": [{"n": 10000, "topk_s": 1.234}], "_meta": {"threads": 2, "seconds": 5.0}})
+    assert text.splitlines()[:3] == ["| N | top-k s |", "|---|---|", "| 10,000 | 1.2 |"]
+    assert text.endswith("2 thread(s), 5 s.")
+
+
+def test_lds_runs_render_side_by_side(tables):
+    meta = {"command": "ifscope lds", "threads": 1, "seconds": 3.0}
+    run = {"retrain": "scratch", "steps": None, "subsets": 6, "seeds": 1, "n_queries": 3, "_meta": meta,
+           "methods": {"exact": {"lds": 0.9, "ci": [0.85, 0.95], "lds_margin": 0.8}}}
+    cont = {**run, "retrain": "continue", "steps": 100,
+            "methods": {"exact": {"lds": -0.5, "ci": None, "lds_margin": 0.7}, "graddot": {"lds": 0.1}}}
+    text = tables.R.lds_side_by_side({"a": run, "b": cont})
+    assert text.splitlines()[0] == ("| method | LDS, scratch (95 % CI) | margin, scratch | LDS, continue T = 100 "
+                                    "(95 % CI) | margin, continue T = 100 |")
+    assert text.splitlines()[2] == "| exact | 0.900 [0.850, 0.950] | 0.800 | −0.500 | 0.700 |"
+
+
+def test_an_unclosed_region_fails_the_check(tables, tmp_path, monkeypatch):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "README.md").write_text("Prose.\n\n<!-- table:peers-wide -->\n`old`\n\nNo closing marker.\n")
+    monkeypatch.setattr(tables, "ROOT", tmp_path)
+    _, problems = tables.update(check=True)
+    assert problems == ["README.md: table peers-wide has no closing <!-- /table:peers-wide --> right after it"]

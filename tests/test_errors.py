@@ -647,6 +647,48 @@ def _():
     _write_with_failing_disk(OSError(errno.ENOSPC, "No space left on device"))
 
 
+def real_data(n: int = 24) -> tuple[torch.Tensor, torch.Tensor]:
+    x, _ = data(n)
+    return x, x[:, 0] - 0.5 * x[:, 1] + 0.25
+
+
+def regressor(out: int = 1) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, out))
+
+
+@case("regression-no-tolerance", "correct on ifscope.regression without a tolerance", ConfigError,
+      "a regression task has no mistakes without a tolerance", "tolerance=")
+def _():
+    ifscope.correct(inf(task=ifscope.regression(regressor()), train=real_data()).fit(), real_data(6), lr=0.1, k=4,
+                    progress=False)
+
+
+@case("tolerance-classifier", "correct with a tolerance on a classifier", ConfigError,
+      "tolerance applies to regression tasks", "drop the tolerance")
+def _():
+    ifscope.correct(inf().fit(), data(6), lr=0.1, k=4, tolerance=0.5, progress=False)
+
+
+@case("correct-no-judge", "correct on a Task built without a judge", ConfigError,
+      "correct needs to know what a wrong prediction is", "ifscope.regression")
+def _():
+    bare = Task(regressor(), loss=lambda out, y: (out[:, 0] - y) ** 2)
+    ifscope.correct(inf(task=bare, train=real_data()).fit(), real_data(6), lr=0.1, k=4, progress=False)
+
+
+@case("regression-int-targets", "integer targets for ifscope.regression", DataError,
+      "regression targets must be real numbers", "ifscope.classification")
+def _():
+    inf(task=ifscope.regression(regressor())).fit()
+
+
+@case("regression-outputs", "a regressor with 3 outputs per example", DataError,
+      "regression needs one real output per example", "[batch, 1]")
+def _():
+    inf(task=ifscope.regression(regressor(3)), train=real_data()).fit()
+
+
 RECIPE_DIR: list[Path] = []
 
 

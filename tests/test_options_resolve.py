@@ -107,6 +107,9 @@ def test_three_step_sizes_three_flags():
     assert parser.parse_args(["correct", "--correct-lr", "0.4"]).lr == 0.4
     assert parser.parse_args(["fit", "--horizon-lr", "0.5"]).lr == 0.5
     assert parser.parse_args(["diagnose", "--steps", "1,3", "10"]).steps == [1, 3, 10]
+    assert parser.parse_args(["correct", "--baselines", "random"]).baselines == ["random"]
+    with pytest.raises(SystemExit):
+        parser.parse_args(["correct", "--baselines", "sideways"])
 
 
 def test_resolve_command_reads_the_run_manifest_and_the_recipe(tmp_path, capsys):

@@ -38,7 +38,7 @@ def _json(capsys, argv):
 
 
 def test_fade_diagnose_correct_reuse_the_fit(tmp_path, capsys, arnoldi_calls):
-    workdir = ["--workdir", str(tmp_path)]
+    workdir = ["--workdir", str(tmp_path), "--recipe", TINY]  # a recorded recipe file runs only when named
     fit = _json(capsys, ["fit", *FIT, *workdir])
     assert arnoldi_calls == [40] and fit["config"]["rank"] == 30
     sha = RunDir(tmp_path).sha256(CURVATURE)
@@ -74,10 +74,12 @@ def test_fade_diagnose_correct_reuse_the_fit(tmp_path, capsys, arnoldi_calls):
 
 def test_open_rebuilds_the_fitted_influence_without_refitting(tmp_path, capsys, arnoldi_calls):
     assert main(["fit", *FIT, "--workdir", str(tmp_path)]) == 0
-    arnoldi_calls.clear()
-    inf = ifscope.Influence.open(tmp_path, progress=False)
-    assert arnoldi_calls == [] and inf.reused and inf.config["rank"] == 30
+    with pytest.raises(ifscope.ConfigError, match="records the recipe file"):  # code from data: not run unnamed
+        ifscope.Influence.open(tmp_path, progress=False)
     recipe = ifscope.load_recipe(TINY)
+    arnoldi_calls.clear()
+    inf = ifscope.Influence.open(tmp_path, recipe.task, recipe.train, progress=False)
+    assert arnoldi_calls == [] and inf.reused and inf.config["rank"] == 30
     queries = (recipe.test[0][:3], recipe.test[1][:3])
     fresh = ifscope.Influence(recipe.task, recipe.train, rank=30, iterations=40, hessian_samples=64, progress=False,
                               weight_decay=recipe.info["weight_decay"]).fit()

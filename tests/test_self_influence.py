@@ -54,4 +54,4 @@ def test_no_flips_means_no_auc(tmp_path):
 
 def test_bad_k_is_a_user_error(tmp_path):
     proc = ifscope("self-influence", "--recipe", FLIPPED, "-k", "0", "--workdir", str(tmp_path), check=False)
-    assert proc.returncode == 2 and "-k must be a positive integer" in proc.stderr
+    assert proc.returncode == 2 and "k must be a positive integer" in proc.stderr

@@ -148,6 +148,28 @@ def test_bfloat16_projections_match_float32_scores():
         ifscope.Influence(task, train, method="arnoldi", projection_dtype="int8")
 
 
+def test_bfloat16_projections_are_refused_when_their_measured_error_exceeds_the_tolerance(monkeypatch):
+    import ifscope.estimators.arnoldi as arnoldi
+    model, train = _mlp()
+    task = ifscope.classification(model)
+    queries = (train[0][:6], train[1][:6])
+
+    def fitted(**opts):
+        return ifscope.Influence(task, train, method="arnoldi", rank=8, iterations=24, weight_decay=1e-2,
+                                 projection="vmap", progress=False, **opts)
+    full = fitted().scores(queries)
+    kept = fitted(projection_dtype="bfloat16")
+    low = kept.scores(queries)
+    err = kept.estimator.projection_error
+    assert 0 < err <= arnoldi.PROJECTION_TOL and not torch.equal(low, full)  # measured, within tolerance: kept
+    monkeypatch.setattr(arnoldi, "PROJECTION_TOL", err / 2)  # the same error above a stricter tolerance
+    refused = fitted(projection_dtype="bfloat16")
+    with pytest.warns(ifscope.NumericalWarning, match="projection_dtype=bfloat16 was refused"):
+        again = refused.scores(queries)
+    assert refused.estimator.projection_error == pytest.approx(err)
+    assert torch.allclose(again, full, rtol=1e-5, atol=1e-7)  # projected in float32 instead
+
+
 def test_nonfinite_gradients_are_still_caught():
     model, (x, y) = _mlp()
     x = x.clone()
@@ -202,3 +224,78 @@ def test_fit_command_says_what_the_budget_chose(tmp_path):
     out = json.loads(proc.stdout)
     assert out["chosen"]["iterations"] == 4 and "time budget" in out["chosen"]["text"]
     assert "time budget" in proc.stderr
+
+
+
+@pytest.mark.parametrize("method", ["graddot", "exact"])
+def test_gradient_methods_score_without_assembling_flat_gradients(logistic, method, monkeypatch):
+    model, train, test, wd = logistic
+    inf = ifscope.Influence(ifscope.classification(model), train, method=method, weight_decay=wd, damping=1e-3,
+                            dtype=torch.float64, batch_size=16, progress=False).fit()
+    q = inf.query_embeddings(test)
+    reference = q @ inf.train_embeddings().T
+    inf._train_emb = None  # nothing kept: scores() and top() stream from each training batch
+
+    def flat(*args, **kwargs):
+        raise AssertionError("the training side assembled flat per-example gradients")
+    import ifscope.estimators.base as base
+    monkeypatch.setattr(base, "per_example_grads", flat)
+    monkeypatch.setattr(inf, "query_embeddings", lambda queries: q)  # the query side's own gradients, made above
+    assert torch.allclose(inf.scores(test), reference, rtol=1e-10, atol=1e-12)
+    top = inf.top(test, k=5)
+    assert torch.equal(top.proponents, reference.topk(5, dim=1).indices)
+    assert torch.equal(top.opponents, (-reference).topk(5, dim=1).indices)
+    assert inf._train_emb is None  # the flat training gradients were not kept either
+
+
+def _trained_mlp(width: int, n: int):
+    """A small float64 tanh MLP trained a little (300 full-batch Adam steps, weight decay 1e-2): (task, train)."""
+    from ifscope.truth.training import load_params, train
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, width), nn.Tanh(), nn.Linear(width, 3)).double()
+    data = (torch.randn(n, 6, dtype=torch.float64), torch.randint(0, 3, (n,)))
+    task = ifscope.classification(model)
+    load_params(model, train(task, data, steps=300, lr=0.05, optimizer="adam", weight_decay=1e-2).params)
+    return task, data
+
+
+@pytest.mark.parametrize("width,n", [(24, 64), (40, 100)])
+@pytest.mark.parametrize("block", [1, 4])
+def test_ritz_tol_stops_early_and_reproduces_the_full_iteration_scores(width, n, block):
+    """Tolerance: with every kept pair's relative residual ≤ 1e-2, the scores are within 1 % (relative Frobenius) of
+    120 iterations' and rank the same (Spearman ≥ 0.999); a loose ritz_tol is allowed to stop sooner."""
+    from scipy.stats import spearmanr
+    task, data = _trained_mlp(width, n)
+    queries = (data[0][:8], data[1][:8])
+
+    def fitted(**opts):
+        return ifscope.Influence(task, data, method="arnoldi", rank=10, iterations=120, weight_decay=1e-2,
+                                 dtype=torch.float64, block=block, progress=False, **opts)
+    full = fitted().scores(queries)
+    auto = fitted(ritz_tol=1e-2)
+    s = auto.scores(queries)
+    assert auto.estimator.iterations_used < 60  # converged long before the cap
+    assert float((s - full).norm() / full.norm()) <= 1e-2
+    assert np.mean([spearmanr(a, b).statistic for a, b in zip(s.numpy(), full.numpy())]) >= 0.999
+    loose = fitted(ritz_tol=1e3).fit().estimator  # the first check passes as soon as rank pairs exist
+    assert loose.iterations_used <= auto.estimator.iterations_used
+
+
+@pytest.mark.parametrize("width,n", [(24, 64), (40, 100)])
+def test_horizon_krylov_tol_sizes_the_query_space_by_convergence(width, n):
+    """Tolerance: once the query side moves by ≤ 1e-6 between checks, the scores are within 1e-4 (relative) of the exact
+    T-step recursion, with fewer products per query than the cap."""
+    task, data = _trained_mlp(width, n)
+    queries = (data[0][:8], data[1][:8])
+
+    def fitted(**opts):
+        return ifscope.Influence(task, data, method="horizon", horizon=100, weight_decay=1e-2, dtype=torch.float64,
+                                 progress=False, **opts)
+    exact = fitted(solver="recursion").scores(queries)
+    auto = fitted(solver="block", krylov=60, krylov_tol=1e-6)
+    s = auto.scores(queries)
+    cost = auto.estimator.query_cost
+    assert float((s - exact).norm() / exact.norm()) <= 1e-4
+    assert cost["products"] / cost["queries"] < 60
+    with pytest.raises(ConfigError, match="krylov_tol"):
+        fitted(krylov_tol=0)

@@ -221,3 +221,13 @@ def test_an_unknown_option_is_refused_with_the_method_s_option_names():
     task, train, _ = _mlp()
     with pytest.raises(ifscope.ConfigError, match="train_batch_size"):
         _unrolled(task, train, horizon=3, batch_order="schedule")
+
+
+def test_full_batch_gd_from_a_converged_checkpoint_advises_horizon():
+    task, train, _, wd = least_squares()  # at its exact minimum: θ does not move, horizon's freezing is exact
+    converged = _unrolled(task, train, horizon=200, lr=0.1, weight_decay=wd).fit()
+    assert "method='horizon' (horizon=200" in converged.chosen["text"]
+    assert _unrolled(task, train, horizon=200, lr=0.1, weight_decay=wd, train_batch_size=5).fit().chosen is None
+    assert _unrolled(task, train, horizon=200, lr=0.1, weight_decay=wd, optimizer="momentum").fit().chosen is None
+    mlp_task, mlp_train, _ = _mlp()  # an untrained MLP: full-batch GD moves it, the trajectory matters
+    assert _unrolled(mlp_task, mlp_train, horizon=50, lr=0.1).fit().chosen is None

@@ -79,14 +79,14 @@ def test_bad_inputs_are_config_errors():
 
 def test_the_report_shows_the_validity_horizon(tmp_path):
     from ifscope.experiments.validity import ValidityHorizon
-    from ifscope.report import _fade_sections
+    from ifscope.report.sections import fade_sections
     v = ValidityHorizon("graddot", [1, 10], 0.9, [[1.0, 0.5], [0.95, 0.92], [0.3, 0.99]], [1, 10, None]).to_dict()
     assert v["summary"]["median"] == 1 and v["summary"]["min"] is None and v["summary"]["max"] == 10
     assert v["summary"]["valid_at_every_T"] == 1 and v["summary"]["valid_at_no_T"] == 1
     fade = {"steps": [1, 10], "mode": "upweight", "methods": {"graddot": {"pearson": [0.9, 0.5],
                                                                           "spearman": [0.9, 0.4]}},
             "validity_horizon": {"graddot": v}}
-    page, _ = _fade_sections(fade, tmp_path)
+    page, _ = fade_sections(fade, tmp_path)
     assert "Horizon of validity" in page and "median over the queries: graddot 1." in page
     assert "<tr><th>graddot</th><td>0.75</td><td>0.80</td></tr>" in page  # mean Spearman with unrolled per T
 

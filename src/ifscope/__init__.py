@@ -16,7 +16,7 @@ from .core.errors import (
 from .core.hf import TextTask, encode_texts, hf_classification, last_blocks_params
 from .core.language_model import LMJudge, LMTask, encode_lm, language_model
 from .core.scores import TopInfluences
-from .core.task import Task, classification
+from .core.task import Task, classification, regression
 from .experiments.correct import Correction, correct, split_mispredicted
 from .experiments.diagnose import Diagnosis, diagnose
 from .experiments.evaluate import CounterfactualResult, LDSResult, lds, leave_top_k_out
@@ -36,6 +36,7 @@ __all__ = [
     "TINY_EIGENVALUE_RATIO", "Task", "TextTask", "TopInfluences", "ValidityHorizon", "__version__", "actual_changes",
     "check_model", "classification", "correct", "diagnose", "distributed", "encode_lm", "encode_texts", "fade_curve",
     "hf_classification", "language_model", "last_blocks_params", "lds", "leave_top_k_out", "load_recipe", "plot_fade",
+    "regression",
     "render_report",
     "split_mispredicted", "validity_horizon",
 ]

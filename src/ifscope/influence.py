@@ -19,7 +19,7 @@ from .core.errors import ArtifactError, ConfigError
 from .core.fingerprint import data_fingerprint, model_fingerprint
 from .core.krylov import Spectrum, spectrum
 from .core.progress import progress_bar
-from .core.scores import TopInfluences, score_matrix, top_k
+from .core.scores import TopInfluences, assemble, top_k_blocks
 from .core.task import Task
 from .estimators import METHODS, Context, Estimator
 from .options import PROJECTION_DTYPES, FitOptions, build, from_json, to_json, values
@@ -102,7 +102,11 @@ class Influence:
         if task is None or train is None:
             if not source or "recipe" not in source:
                 raise ConfigError(f"{run.path} was fitted from the Python API: pass task= and train= to open it")
-            from .recipes import load_recipe
+            from .recipes import is_file_recipe, load_recipe
+            if is_file_recipe(source["recipe"]):
+                raise ConfigError(f"{run.path} records the recipe file {source['recipe']!r}, which ifscope runs only "
+                                  "when you name it: build it yourself (ifscope.load_recipe) and pass task= and "
+                                  "train=")
             recipe = load_recipe(source["recipe"], optional={"seed": source.get("seed", 0)},
                                  **source.get("recipe_options", {}))
             task, train = recipe.task if task is None else task, recipe.train if train is None else train
@@ -175,22 +179,32 @@ class Influence:
             self._announce(self.contract.fallbacks)
             est = METHODS[self.method](ctx, **values(self.method_options))
             self.reused = False
-            if self.run is not None:
-                self.dropped = self.run.bind({"model": model_fingerprint(self.task.model),
-                                              "train": data_fingerprint(self.train)}, self.config_json,
-                                             source=self.source)
-                if self.run.has(CURVATURE):
-                    est.load_state_dict({k: v.to(self.device) for k, v in self.run.load_tensors(CURVATURE).items()})
-                    self.reused = True
-            if not self.reused:
+            if self.run is None:
                 est.fit()
-                if self.run is not None:
-                    self.run.save_tensors(CURVATURE, est.state_dict())
+            else:
+                self._fit_in_run(est)
         self.chosen = est.chosen()  # what a time budget chose
         if self.chosen and self.show_progress and not self.reused:
             print(f"ifscope: {self.chosen['text']}", file=sys.stderr)
         self.estimator, self._train_emb = est, None
         return self
+
+    def _fit_in_run(self, est: Estimator) -> None:
+        """Load the run directory's curvature for this fit, or fit and save it holding the directory's lock: a
+        second command that needs the same fit waits, then reuses it (a time budget's choice included)."""
+        run = self.run
+        assert run is not None
+        fingerprints = {"model": model_fingerprint(self.task.model), "train": data_fingerprint(self.train)}
+        self.dropped = run.bind(fingerprints, self.config_json, source=self.source)
+        if not run.has(CURVATURE):
+            with run.locked():
+                self.dropped += run.bind(fingerprints, self.config_json, source=self.source)
+                if not run.has(CURVATURE):
+                    est.fit()
+                    run.save_tensors(CURVATURE, est.state_dict())
+                    return
+        est.load_state_dict({k: v.to(self.device) for k, v in run.load_tensors(CURVATURE).items()})
+        self.reused = True
 
     def _announce(self, lines: list[str]) -> None:
         """Say each fallback once per model and process: on stderr under progress, else as a warning."""
@@ -298,10 +312,12 @@ class Influence:
     def _shards(self, est: Estimator, local: Tensor) -> Iterator[tuple[Tensor, Tensor]]:
         assert self.run is not None
         with self.task.evaluating():
-            for pos, emb in self.run.train_shards(
-                    local, self.config["batch_size"],
-                    lambda pos: est.train_embed(self.task.cast(take(self.train, pos), self.dtype, self.device)),
-                    self._bar("training embeddings", len(local))):
+            def embed(pos: Tensor) -> Tensor:  # a bad example (a label out of range) is named, as off the shard path
+                batch = self.task.cast(take(self.train, pos), self.dtype, self.device)
+                return embed_located(est.train_embed, self.task, est.ctx.params, est.ctx.rest, pos, batch,
+                                     int(pos[0]) // self.config["batch_size"], "training set", "training embeddings")
+            for pos, emb in self.run.train_shards(local, self.config["batch_size"], embed,
+                                                  self._bar("training embeddings", len(local))):
                 yield pos, emb.to(self.device)  # shards read back from disk are CPU tensors
 
     def train_embeddings(self, train_ids: Sequence[int] | Tensor | None = None) -> Tensor:
@@ -343,8 +359,20 @@ class Influence:
                                                                "training embeddings", self._train_ids(train_ids))], 1)
         local = self._local()
         start = int(local[0]) if len(local) else 0
-        block = score_matrix(q, ((pos - start, emb) for pos, emb in self._train_chunks()), len(local))
+        block = assemble(((pos - start, s) for pos, s in self._score_blocks(q)), q, len(local))
         return distributed.gather_blocks(block, self.n_train, self.config["batch_size"], dim=1)
+
+    def _score_blocks(self, q: Tensor) -> Iterator[tuple[Tensor, Tensor]]:
+        """``(positions, S[:, positions])`` over this process's training positions: from the cached or sharded
+        training embeddings, or straight from each batch when the estimator ``streams_scores`` and none are kept."""
+        est = self._fitted()
+        if est.streams_scores and self._train_emb is None and self.run is None:
+            for pos, s in self._chunks(self.train, lambda b: est.train_scores(b, q), "training embeddings",
+                                         self._local()):
+                yield pos, s.T
+            return
+        for pos, emb in self._train_chunks():  # shards read back from disk are on CPU: score where the queries are
+            yield pos, q @ emb.to(q.device).T
 
     def _train_ids(self, train_ids: Sequence[int] | Tensor) -> Tensor:
         ids = torch.as_tensor(train_ids, dtype=torch.long).reshape(-1)
@@ -382,8 +410,9 @@ class Influence:
         if self._fitted().direct:  # identity queries against score columns: top_k reads S itself
             s = self._direct_scores(queries)
             cols = torch.arange(self.n_train).split(self.config["batch_size"])
-            return top_k(torch.eye(len(s), dtype=s.dtype), ((pos, s[:, pos].T) for pos in cols), k)
-        return distributed.merge_top(top_k(self.query_embeddings(queries), self._train_chunks(), k), k)
+            return top_k_blocks(((pos, s[:, pos]) for pos in cols), s, k)
+        q = self.query_embeddings(queries)
+        return distributed.merge_top(top_k_blocks(self._score_blocks(q), q, k), k)
 
     def self_influence(self) -> Tensor:
         """``[n_train]``: ``score(z, z)`` for each training example; large values flag outliers and mislabels."""

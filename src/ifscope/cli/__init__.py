@@ -42,7 +42,8 @@ def common_arguments(p: argparse.ArgumentParser, workdir: bool = True) -> argpar
     """The options every recipe-driven subcommand shares: ``--recipe``, ``--recipe-arg``, ``--workdir``, ``--seed``."""
     p.add_argument("--recipe", default=None,
                    help="a built-in recipe name (digits-mlp, ...) or FILE.py:FUNCTION returning an ifscope Recipe "
-                        "(default: the run directory's recipe, else digits-mlp)")
+                        "(default: the run directory's recipe if it is built in, else digits-mlp; a recipe file "
+                        "recorded there runs only when named here)")
     p.add_argument("--recipe-arg", type=recipe_arg, action="append", default=[], metavar="KEY=VALUE",
                    help="keyword argument for the recipe function, e.g. flip=0.1 (repeatable; default: the run's)")
     if workdir:
@@ -59,10 +60,20 @@ def resolve_source(args: argparse.Namespace, **options: Any) -> dict[str, Any]:
     source = saved_manifest(args).get("source") or {}
     given = dict(getattr(args, "recipe_arg", []) or [])
     spec = args.recipe or source.get("recipe") or "digits-mlp"
+    if not args.recipe:
+        refuse_recorded_file(spec, getattr(args, "workdir", None))
     same = spec == source.get("recipe")
     recipe_options = {**(source.get("recipe_options", {}) if same and not given else {}), **given, **options}
     seed = args.seed if args.seed is not None else source.get("seed", 0) if same else 0
     return {"recipe": spec, "recipe_options": recipe_options, "seed": seed}
+
+
+def refuse_recorded_file(spec: str, workdir: Any) -> None:
+    """A recipe file recorded in a run directory is code from data: run only when the user names it (``--recipe``)."""
+    from ..recipes import is_file_recipe
+    if is_file_recipe(spec):
+        raise ConfigError(f"run directory {workdir} records the recipe file {spec!r}; ifscope runs a recipe file only "
+                          f"when you name it: read it, then add --recipe {spec}")
 
 
 def recipe_for(args: argparse.Namespace, **options: Any) -> Any:

@@ -28,14 +28,17 @@ HELP = {  # CorrectOptions is the experiment's dataclass; its flags' help is sai
     "strategy": "proponents (descend), opponents (ascend), or both",
     "anchor": "other random training examples kept in each step to hold the model in place (0 = none)",
     "stop_when_fixed": "stop each correction at the first step after which its query is predicted correctly",
-    "guard": "stop a correction before the first step after which the accuracy on N seeded training examples falls "
-             "more than --guard-drop below the checkpoint's (0 = no guard)",
-    "guard_drop": "accuracy (a fraction) a correction may lose on the guard",
+    "guard": "stop a correction before the first step after which the fraction of N seeded training examples the "
+             "task's judge counts right (a classifier's accuracy) falls more than --guard-drop below the checkpoint's "
+             "(0 = no guard)",
+    "guard_drop": "the fraction of the guard a correction may turn wrong (accuracy, for a classifier)",
     "revert_unfixed": "return a correction that did not fix its query to the checkpoint (no side effects)",
     "baselines": "random, random_same_class, query_itself",
     "group": "one correction for all queries at once (summed scores)",
     "include_correct": "also fine-tune queries already predicted correctly",
     "rank_by": "checkpoint: the run's scores; unrolled: unrolled influence through the correction's own steps and lr",
+    "tolerance": "regression: a mistake is |ŷ − y| above this, fixed when below (required for a regressor without "
+                 "its own tolerance)",
 }
 
 
@@ -87,7 +90,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     pre = cache_prefix(run_inf.task, run_inf.train, recipe.test, batch_size=run_inf.config["batch_size"])
     inf = run_inf.derive(task=pre.task, train=pre.datasets[0]) if pre.start is not None else run_inf
     test = as_dataset(pre.datasets[1], "test")
-    q_idx, h_idx = split_mispredicted(inf, test, n=selection.queries, indices=args.indices)
+    q_idx, h_idx = split_mispredicted(inf, test, n=selection.queries, indices=args.indices,
+                                      tolerance=budget.tolerance)
     workdir = Path(args.workdir)
     print(f"ifscope: correcting {len(q_idx)} test examples with {inf.method} over {inf.estimator.ctx.space.dim} "
           "parameters", file=sys.stderr)
@@ -112,7 +116,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def examples(recipe: Any, d: dict[str, Any], n: int = SHOWN, per: int = 4) -> dict[str, Any]:
     """What the report draws: for the first ``n`` corrected queries, the query and the first ``per`` training
-    examples each correction stepped on, as pixels or text (the recipe's ``info``), with labels and predictions."""
+    examples each correction stepped on, as pixels or text (the recipe's ``info``), with targets and predictions."""
     from ..core.data import as_dataset
     from .top import _view
     test, train = as_dataset(recipe.test, "test"), as_dataset(recipe.train, "train")
@@ -131,10 +135,13 @@ def examples(recipe: Any, d: dict[str, Any], n: int = SHOWN, per: int = 4) -> di
             "image_shape": list(recipe.info.get("image_shape", []))}
 
 
-def train_labels(recipe: Any) -> list[int]:
+def train_labels(recipe: Any) -> list[Any]:
+    """Every training example's target as the task's judge gives it (class index, real value or text)."""
     from ..core.data import as_dataset, batches
+    from ..core.judges import require_judge, target_value
+    judge = require_judge(recipe.task.judge, "correct")
     data = as_dataset(recipe.train, "train")
-    return [int(v) for _, b in batches(data, 4096) for v in recipe.task.targets(b).reshape(-1)]
+    return [target_value(judge, b, i) for _, b in batches(data, 4096) for i in range(len(recipe.task.targets(b)))]
 
 
 def _summary(d: dict[str, Any], workdir: Path) -> str:
@@ -142,18 +149,26 @@ def _summary(d: dict[str, Any], workdir: Path) -> str:
     lines = [f"{d['recipe']}: corrected {d['n_queries']} mis-predicted test examples ({len(d['skipped'])} already "
              f"correct, left alone) with {c['steps']} SGD steps, lr {c['lr']:g}, on k={c['k']} training examples "
              f"({c['strategy']}, anchor {c['anchor']}, ranked by {c.get('rank_by', 'checkpoint')} scores"
-             + (f", guard: at most {c['guard_drop']:g} accuracy lost on {c['guard']} training examples" if c.get("guard")
+             + (f", guard: at most {c['guard_drop']:g} of {c['guard']} training examples turned wrong" if c.get("guard")
                 else "") + (", unfixed ones reverted" if c.get("revert_unfixed") else "")
              + f"); held-out set: {d['n_heldout']} other test examples"]
     if d["n_queries"]:
-        lines.append(f"{'selection':<20} {'fix rate':>8} {'held-out acc':>12} {'broken':>7} {'s/corr':>7}")
-        acc0 = d["heldout_accuracy"]["before"]
+        name = d.get("heldout_figure", {}).get("name", "accuracy")
+        lines.append(f"{'selection':<20} {'fix rate':>8} {'held-out ' + name:>16} {'broken':>7} {'s/corr':>7}")
         for m, s in d["methods"].items():
-            acc = "-" if s["heldout_accuracy_after"] is None else f"{100 * s['heldout_accuracy_after']:.2f}%"
+            figure = figure_text(name, s.get("heldout_figure_after"))
             broken = "-" if s["broken"] is None else f"{s['broken']:.1f}"
             ref = " (reference)" if m in d["reference_only"] else ""
-            lines.append(f"{m + ref:<20} {d['fix_rate'][m]:>8.2f} {acc:>12} {broken:>7} {s['seconds']:>7.3f}")
-        if acc0 is not None:
-            lines.append(f"held-out accuracy before: {100 * acc0:.2f}%; side effects are means over corrections")
+            lines.append(f"{m + ref:<20} {d['fix_rate'][m]:>8.2f} {figure:>16} {broken:>7} {s['seconds']:>7.3f}")
+        before = d.get("heldout_figure", {}).get("before")
+        if before is not None:
+            lines.append(f"held-out {name} before: {figure_text(name, before)}; side effects are means over corrections")
     lines.append(f"wrote {workdir / 'correct.json'} in {d['seconds']:.1f} s")
     return "\n".join(lines)
+
+
+def figure_text(name: str, value: float | None) -> str:
+    """A held-out figure as printed: accuracy in percent, anything else to four significant digits."""
+    if value is None:
+        return "-"
+    return f"{100 * value:.2f}%" if name == "accuracy" else f"{value:.4g}"

@@ -18,18 +18,18 @@ PLUGGABLE = ("fade", "diagnose", "correct")  # run between top and report when r
 STEP_OPTIONS = {
     "fade": ["--n-ids", "8", "--n-queries", "5", "--steps", "1,3,10,30", "--train-batch-size", "0", "--mode", "remove"],
     "diagnose": ["--n-queries", "10", "--n-train", "100", "--n-ids", "4", "--steps", "1", "10", "--epsilons", "0.5"],
-    "correct": [],  # the recipe's budget on every mistake (digits-cnn: 33, 2 s of corrections)
+    "correct": [],  # the recipe's budget on every mistake
 }
 # The text demo (MiniLM-L6, 1.9M parameters over the last block): the fade keeps the recipe's minibatch SGD (ids from
 # the first batch, lr 0.01, the checkpoint methods), since a full-batch step replays all 2,000 tweets per replica
-# (8 s per step of 8 replicas on one loaded thread) and unrolled's horizon of validity scores all 2,000 tweets per
-# method (420 s of a 530 s fade); the diagnosis follows the recipe's SGD diagnose defaults, with fewer ids and horizons.
+# and unrolled's horizon of validity scores all 2,000 tweets per method (most of a fade's time); the diagnosis
+# follows the recipe's SGD diagnose defaults, with fewer ids and horizons.
 RECIPE_OPTIONS = {
     "tweets-minilm": {
         "fade": ["--n-ids", "8", "--n-queries", "5", "--steps", "1,3,10,30"],
         "diagnose": ["--n-queries", "5", "--n-train", "50", "--n-ids", "4", "--epsilon-ids", "2", "--steps", "1", "10", "30",
                      "--epsilons", "0.5"],
-        "correct": ["--queries", "10"],  # ~6 s a correction per selection on the BERT
+        "correct": ["--queries", "10"],  # each correction steps the BERT once per selection
     },
 }
 QUICK_FIT = ["--rank", "6", "--iterations", "20"]
@@ -70,9 +70,12 @@ def _fade_line(r: dict[str, Any]) -> str:
 def _correct_line(r: dict[str, Any]) -> str:
     if not r["n_queries"]:
         return "no mistakes to correct"
-    fr, acc = r["fix_rate"], r["heldout_accuracy"]
-    drop = "" if acc.get("before") is None or acc.get("after") is None else \
-        f"; held-out accuracy {100 * acc['before']:.2f}% -> {100 * acc['after']:.2f}% (mean per correction)"
+    from .correct import figure_text
+    fr = r["fix_rate"]
+    fig = r.get("heldout_figure") or {"name": "accuracy", **r["heldout_accuracy"]}
+    drop = "" if fig.get("before") is None or fig.get("after") is None else \
+        (f"; held-out {fig['name']} {figure_text(fig['name'], fig['before'])} -> {figure_text(fig['name'], fig['after'])} "
+         "(mean per correction)")
     return (f"influence fixed {round(fr['influence'] * r['n_queries'])}/{r['n_queries']} mistakes, "
             + ", ".join(f"{m} {v:.2f}" for m, v in fr.items() if m != "influence") + drop)
 

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from ..report.diagnose_figures import diagnose_figures
     run = inf.run
     data = {**result.to_dict(), **run_facts(inf)}
-    figures = [run.record(str(f.relative_to(run.path))) for f in diagnose_figures(data, run.path / "report")]
+    figures = [run.record(str(f.relative_to(run.path))) for f in diagnose_figures(data, run.file("report"))]
     out["files"] = [str(result.write(run.path, extra=run_facts(inf))), *(str(f) for f in figures)]
     out["summary"] = (result.table() + f"\nrun: {inf.method} {'reused' if inf.reused else 'fitted'}; "
                       f"{len(out['files'])} files in {inf.run.path}/ (diagnose.json, report/ figures); "

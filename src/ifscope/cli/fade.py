@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
            "parameters": dim, "n_train": inf.n_train, "seconds": time.time() - t0}
     run_dir = inf.run
     path = run_dir.save_json("fade.json", out)
-    figure = run_dir.record(str(plot_fade(result, run_dir.path / "report" / "fade_curve.png")
+    figure = run_dir.record(str(plot_fade(result, run_dir.file("report/fade_curve.png"))
                                 .relative_to(run_dir.path)))
     half = "beyond the grid" if result.horizon_half is None else f"{result.horizon_half:.3g}"
     how = "full-batch GD" if o.train_batch_size is None else f"SGD batch {o.train_batch_size}"

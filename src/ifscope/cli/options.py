@@ -57,12 +57,16 @@ def influence_arguments(p: argparse.ArgumentParser, exclude: tuple[str, ...] = (
     return p
 
 
-def _parse_list(kind: type):
+def _parse_list(kind: type, allowed: tuple | None = None):
     def parse(text: str) -> list:
         try:
-            return [kind(v) for v in text.split(",") if v.strip()]
+            values = [kind(v) for v in text.split(",") if v.strip()]
         except ValueError as exc:
             raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__}s, got {text!r}") from exc
+        bad = [v for v in values if allowed is not None and v not in allowed]
+        if bad:
+            raise argparse.ArgumentTypeError(f"invalid choice(s) {bad}; choose from {', '.join(map(str, allowed))}")
+        return values
     return parse
 
 
@@ -95,14 +99,15 @@ def add_options(p: argparse.ArgumentParser, classes: tuple[type, ...], title: st
             name = (flags or {}).get(f.name) or meta.get("flag") or f"--{f.name.replace('_', '-')}"
             spec: dict[str, Any] = {"dest": f.name, "default": None,
                                     "help": (helps or {}).get(f.name) or meta.get("help") or f.name}
+            allowed = meta.get("choices") or (choices or {}).get(f.name)
             if typing.get_origin(base) in (list, tuple):
                 item = typing.get_args(base)[0]
-                spec.update(type=_parse_list(item), nargs="+", action=_Extend)
+                spec.update(type=_parse_list(item, allowed), nargs="+", action=_Extend, metavar=f.name.upper())
+                allowed = None  # checked per item by the parser
             elif base is bool:
                 spec.update(action=argparse.BooleanOptionalAction)
             else:
                 spec.update(type=base)
-            allowed = meta.get("choices") or (choices or {}).get(f.name)
             if allowed:
                 spec["choices"] = allowed
             if spec["default"] is None and f.default is not dataclasses.MISSING and f.default is not None \
@@ -135,6 +140,7 @@ def resolve_command(args: argparse.Namespace, recipe: Any, command: str, classes
 def record_options(args: argparse.Namespace, result: dict[str, Any]) -> None:
     """After a command succeeded: its resolved options in its JSON (``command_options``) and in the run's manifest
     (``options[command]``), the manifest layer of the next run of the same command."""
+    from ..core.errors import IfscopeError
     from ..run.store import RunDir
     if getattr(args, "resolved", None) is None:
         return
@@ -142,7 +148,10 @@ def record_options(args: argparse.Namespace, result: dict[str, Any]) -> None:
     result["command_options"] = resolved.to_dict()
     run = RunDir(args.workdir) if getattr(args, "workdir", None) else None
     if run is not None and run.exists and run.writer:
-        run.record_options(command, resolved.values())
+        try:
+            run.record_options(command, resolved.values())
+        except IfscopeError as exc:  # e.g. a finished run read on a read-only directory: the result stands
+            print(f"ifscope: {command} options not recorded in the run directory: {exc}", file=sys.stderr)
 
 
 def saved_manifest(args: argparse.Namespace) -> dict[str, Any]:

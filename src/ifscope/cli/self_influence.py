@@ -48,14 +48,14 @@ def flip_auc(scores: Any, flipped: Any) -> float | None:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from .top import _labels, _snippet, _view
+    from .top import _labels, _short, _snippet, _view
     recipe = recipe_for(args)
     o = resolve_command(args, recipe, "self-influence").options
     t0 = time.time()
     inf = fitted_for(args, recipe)
     scores = inf.self_influence().cpu()
     order = torch.argsort(scores, descending=True)[: min(o.k, inf.n_train)].tolist()
-    labels = _labels(recipe, inf.train, order)[0]
+    labels = [r["label"] for r in _labels(recipe, inf.train, order, outputs=False)]
     flipped = recipe.info.get("flipped")
     auc = flip_auc(scores, flipped) if flipped is not None else None
     top = []
@@ -78,7 +78,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                      f"{hits} of these {len(top)} suspects are flipped")
     names = recipe.info.get("classes")
     for r in top:
-        label = names[r["label"]] if names and 0 <= r["label"] < len(names) else r["label"]
+        named = names and isinstance(r["label"], int) and 0 <= r["label"] < len(names)
+        label = names[r["label"]] if named else _short(r["label"])
         text = f"  {_snippet(r['text'])}" if "text" in r else ""
         flag = " (flipped)" if r.get("flipped") else ""
         lines.append(f"  #{r['index']:<6d} label {label}{flag}  self-influence {r['score']:.4g}{text}")

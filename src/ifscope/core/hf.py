@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from .data import Batch, cast_batch
 from .errors import ConfigError, DataError
+from .judges import ClassificationJudge
 from .task import Task, _cross_entropy, check_class_targets
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -165,7 +166,8 @@ def hf_classification(model: nn.Module, params: Sequence[str] | str | None = Non
     if causal:
         _check_pad_token(model)
     return TextTask(model=model, loss=_cross_entropy, inputs=_hf_causal_inputs if causal else _hf_inputs,
-                    targets=_hf_targets, outputs=_logits, params=params, check_targets=check_class_targets)
+                    targets=_hf_targets, outputs=_logits, params=params, check_targets=check_class_targets,
+                    judge=ClassificationJudge(_hf_targets))
 
 
 def encode_texts(tokenizer: Any, texts: Sequence[str], labels: Sequence[int] | Tensor,

@@ -37,11 +37,16 @@ class Eigenpairs:
     ritz: Tensor | None = None  # every Ritz value of the run, descending (for spectra), when known
 
 
+CHECK_EVERY = 10  # Arnoldi steps between two calls of a stopping rule
+
+
 def arnoldi(matvec: Callable[[Tensor], Tensor], dim: int, iterations: int, seed: int = 0,
             dtype: torch.dtype = torch.float32, start: Tensor | None = None, tol: float | None = None,
-            progress: Callable[[int], None] | None = None, device: torch.device | str = "cpu") -> ArnoldiResult:
+            progress: Callable[[int], None] | None = None, device: torch.device | str = "cpu",
+            stop: Callable[[ArnoldiResult], bool] | None = None) -> ArnoldiResult:
     """Run ``iterations`` Arnoldi steps on ``matvec`` from a seeded random start, re-orthogonalising fully (twice).
-    The basis lives on ``device``; the start is drawn on CPU, so it is the same vector on every device."""
+    The basis lives on ``device``; the start is drawn on CPU, so it is the same vector on every device. ``stop``,
+    asked every ``CHECK_EVERY`` steps with the run so far, ends it early when it returns True (e.g. converged)."""
     if iterations < 1:
         raise ConfigError(f"iterations must be at least 1, got {iterations}")
     iterations = min(iterations, dim)
@@ -69,19 +74,24 @@ def arnoldi(matvec: Callable[[Tensor], Tensor], dim: int, iterations: int, seed:
         if float(beta) <= tol * max(scale, 1e-30):
             return ArnoldiResult(Q[: j + 2], H[: j + 2, : j + 1], breakdown=True)
         Q[j + 1] = w / beta
+        if stop is not None and (j + 1) % CHECK_EVERY == 0 and j + 1 < iterations:
+            so_far = ArnoldiResult(Q[: j + 2], H[: j + 2, : j + 1], breakdown=False)
+            if stop(so_far):
+                return so_far
     return ArnoldiResult(Q, H, breakdown=False)
 
 
 def block_arnoldi(matmat: Callable[[Tensor], Tensor], dim: int, iterations: int, block: int, seed: int = 0,
                   dtype: torch.dtype = torch.float32, tol: float | None = None,
                   progress: Callable[[int], None] | None = None, device: torch.device | str = "cpu",
-                  start: Tensor | None = None) -> ArnoldiResult:
+                  start: Tensor | None = None, stop: Callable[[ArnoldiResult], bool] | None = None) -> ArnoldiResult:
     """Block Arnoldi: ``A Q[:m]ᵀ = Q[:m+b]ᵀ H`` from a seeded random block of ``block`` orthonormal rows, one ``matmat``
     per block (``iterations`` products in all, the last block possibly smaller), re-orthogonalised fully (twice, one
     matrix product per block instead of a pass over ``Q`` per vector). A direction that becomes dependent inside a
     block is dropped (the block shrinks); ``H[:m, :m]`` is the projected operator ``Q A Qᵀ``, ``H[m:, :m]`` the
     residual block. ``block=1`` spans :func:`arnoldi`'s Krylov space. ``start`` [block, dim]: the start block instead
-    of a random one (e.g. the gradients of a block of queries)."""
+    of a random one (e.g. the gradients of a block of queries). ``stop``: as in :func:`arnoldi`, asked after the block
+    that crosses each multiple of ``CHECK_EVERY`` products."""
     if iterations < 1 or block < 1:
         raise ConfigError(f"iterations and block must be at least 1, got {iterations} and {block}")
     iterations = min(iterations, dim)
@@ -105,9 +115,11 @@ def block_arnoldi(matmat: Callable[[Tensor], Tensor], dim: int, iterations: int,
             W = W - coef.T @ Q[:k]
             H[:k, rows] += coef.cpu()
         k = _extend(Q, k, W, H[:, rows], scale, tol)
-        done = rows.stop
+        crossed, done = done // CHECK_EVERY < rows.stop // CHECK_EVERY, rows.stop
         if progress is not None:
             progress(done)
+        if stop is not None and crossed and done < min(iterations, k) and stop(ArnoldiResult(Q[:k], H[:k, :done], False)):
+            break
     return ArnoldiResult(Q[:k], H[:k, :done], breakdown=k <= done)
 
 
@@ -132,8 +144,9 @@ def _extend(Q: Tensor, k: int, W: Tensor, R: Tensor | None, scale: float, tol: f
     return k
 
 
-def distill(result: ArnoldiResult, k: int, select: str = "positive") -> Eigenpairs:
-    """Eigenpairs of the symmetrised ``H[:m, :m]`` lifted by ``Q``; keep ``k`` by rule (positive/value/magnitude)."""
+def _kept(result: ArnoldiResult, k: int, select: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Eigen-decomposition of the symmetrised ``H[:m, :m]``: the kept values and vectors (small), their residuals
+    ``‖A u − λ u‖`` read off the tail of ``H``, and every Ritz value, descending."""
     if select not in SELECT_RULES:
         raise ConfigError(f"unknown eigenvalue selection {select!r}; use one of {SELECT_RULES}")
     m = result.steps
@@ -146,15 +159,26 @@ def distill(result: ArnoldiResult, k: int, select: str = "positive") -> Eigenpai
         if select == "positive":
             order = order[vals[order] > 0]
     order = order[:k]
-    ritz = vals.flip(0)
-    if len(order) == 0:
+    tail = result.H[m:, :m].double()  # one row (β at the last column) for Arnoldi, a block for block Arnoldi
+    residuals = (tail @ vecs[:, order]).norm(dim=0) if len(tail) else torch.zeros(len(order), dtype=torch.float64)
+    return vals[order], vecs[:, order], residuals, vals.flip(0)
+
+
+def relative_residuals(result: ArnoldiResult, k: int, select: str = "positive") -> Tensor:
+    """``‖A u_j − λ_j u_j‖ / |λ_j|`` of the ``k`` Ritz pairs :func:`distill` would keep (fewer when fewer pass the
+    rule), without lifting the vectors: cheap enough to ask while the run goes on."""
+    vals, _, residuals, _ = _kept(result, k, select)
+    return residuals / vals.abs().clamp_min(torch.finfo(torch.float64).tiny)
+
+
+def distill(result: ArnoldiResult, k: int, select: str = "positive") -> Eigenpairs:
+    """Eigenpairs of the symmetrised ``H[:m, :m]`` lifted by ``Q``; keep ``k`` by rule (positive/value/magnitude)."""
+    vals, vecs, residuals, ritz = _kept(result, k, select)
+    if len(vals) == 0:
         raise NumericalError("the Hessian sample has no positive eigenvalue in the Krylov space: the checkpoint is "
                              "not near a minimum; use select='magnitude' or train further")
-    vals, vecs = vals[order], vecs[:, order]
-    tail = result.H[m:, :m].double()  # one row (β at the last column) for Arnoldi, a block for block Arnoldi
-    residuals = (tail @ vecs).norm(dim=0) if len(tail) else torch.zeros(len(order), dtype=torch.float64)
     dtype, device = result.Q.dtype, result.Q.device
-    vectors = (vecs.T.to(device, dtype) @ result.Q[:m])
+    vectors = (vecs.T.to(device, dtype) @ result.Q[: result.steps])
     return Eigenpairs(values=vals.to(device, dtype), vectors=vectors, residuals=residuals.to(device, dtype),
                       ritz=ritz.to(device, dtype))
 

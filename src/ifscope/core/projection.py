@@ -61,10 +61,11 @@ def per_example_grads(task: Task, params: Params, rest: Mapping[str, Tensor], ba
     return _finite(outs[0] if len(outs) == 1 else torch.cat(outs), "per-example gradients")
 
 
-def projected_grads(task: Task, params: Params, rest: Mapping[str, Tensor], batch: Batch, basis: Tensor) -> Tensor:
+def projected_grads(task: Task, params: Params, rest: Mapping[str, Tensor], batch: Batch, basis: Tensor,
+                    check: bool = True) -> Tensor:
     """``[B, k]`` = ``G Uᵀ`` summed parameter tensor by parameter tensor, so that the flat ``[B, dim]`` gradients are
     never assembled (``G_p`` against its columns of ``basis``; low-precision ``basis``: see
-    :func:`accumulated_product`)."""
+    :func:`accumulated_product`); ``check=False`` leaves NaN/inf to the caller."""
     grads = per_example_grad_dict(task, params, rest, batch)
     space, out, start = ParamSpace(params), None, 0
     for name, size in zip(space.names, space.sizes):
@@ -72,7 +73,7 @@ def projected_grads(task: Task, params: Params, rest: Mapping[str, Tensor], batc
         out = part if out is None else out + part
         start += size
     assert out is not None
-    return _finite(out, "gradient projections")
+    return _finite(out, "gradient projections") if check else out
 
 
 def jvp_projections(task: Task, params: Params, rest: Mapping[str, Tensor], batch: Batch, basis: Tensor,
@@ -129,6 +130,20 @@ def usable_path(path: str, caps: Capabilities, fallback: bool) -> str:
     if path == "vmap" and not caps.vmap_ok and caps.jvp_ok and fallback:
         return "jvp"
     return path
+
+
+LOW_PRECISION_PROBE = 64  # examples on which low-precision projections are measured against full precision
+
+
+def low_precision_error(task: Task, params: Params, rest: Mapping[str, Tensor], batch: Batch, basis: Tensor,
+                        dtype: torch.dtype, weights: Tensor) -> float:
+    """``‖(P_low − P) W‖ / ‖P W‖`` on the first ``LOW_PRECISION_PROBE`` examples of ``batch``: the relative error of
+    projections made with ``basis`` rounded to ``dtype`` (by the ``vmap`` path, the one that uses it), each direction
+    weighted by ``weights`` (e.g. ``√|1/λ|``, so that the error is measured in the metric the scores use)."""
+    probe = _rows(batch, 0, LOW_PRECISION_PROBE)
+    full = project(task, params, rest, probe, basis, path="vmap") * weights
+    low = project(task, params, rest, probe, basis.to(dtype), path="vmap") * weights
+    return float((low - full).norm() / full.norm().clamp_min(torch.finfo(full.dtype).tiny))
 
 
 def project(task: Task, params: Params, rest: Mapping[str, Tensor], batch: Batch, basis: Tensor,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -19,12 +19,22 @@ def _check(block: Tensor, start: int) -> Tensor:
     return block
 
 
+def _blocks(query_emb: Tensor, train_chunks: Iterable[tuple[Tensor, Tensor]]) -> Iterator[tuple[Tensor, Tensor]]:
+    for pos, emb in train_chunks:  # shards read back from disk are on CPU: score where the queries are
+        yield pos, query_emb @ emb.to(query_emb.device).T
+
+
+def assemble(blocks: Iterable[tuple[Tensor, Tensor]], like: Tensor, n_train: int) -> Tensor:
+    """``[n_queries, n_train]`` from score blocks ``(positions, S[:, positions])``, on ``like``'s dtype and device."""
+    out = torch.empty(len(like), n_train, dtype=like.dtype, device=like.device)
+    for pos, block in blocks:
+        out[:, pos] = _check(block, int(pos[0]))
+    return out
+
+
 def score_matrix(query_emb: Tensor, train_chunks: Iterable[tuple[Tensor, Tensor]], n_train: int) -> Tensor:
     """``S[q, i] = query_emb[q] · train_emb[i]`` over chunks ``(positions, train_emb)``: ``[n_queries, n_train]``."""
-    out = torch.empty(len(query_emb), n_train, dtype=query_emb.dtype, device=query_emb.device)
-    for pos, emb in train_chunks:  # shards read back from disk are on CPU: score where the queries are
-        out[:, pos] = _check(query_emb @ emb.to(query_emb.device).T, int(pos[0]))
-    return out
+    return assemble(_blocks(query_emb, train_chunks), query_emb, n_train)
 
 
 @dataclass
@@ -39,12 +49,16 @@ class TopInfluences:
 
 def top_k(query_emb: Tensor, train_chunks: Iterable[tuple[Tensor, Tensor]], k: int) -> TopInfluences:
     """Running top-k over training chunks; memory ``O(n_queries · (k + chunk))``, never the full matrix."""
-    q = len(query_emb)
-    dev = query_emb.device
-    best = (torch.empty(q, 0, dtype=query_emb.dtype, device=dev), torch.empty(q, 0, dtype=torch.long, device=dev))
-    worst = (torch.empty(q, 0, dtype=query_emb.dtype, device=dev), torch.empty(q, 0, dtype=torch.long, device=dev))
-    for pos, emb in train_chunks:
-        s = _check(query_emb @ emb.to(dev).T, int(pos[0]))
+    return top_k_blocks(_blocks(query_emb, train_chunks), query_emb, k)
+
+
+def top_k_blocks(blocks: Iterable[tuple[Tensor, Tensor]], like: Tensor, k: int) -> TopInfluences:
+    """Running top-k over score blocks ``(positions, S[:, positions])`` (one row per query of ``like``)."""
+    q, dev, dtype = len(like), like.device, like.dtype
+    best = (torch.empty(q, 0, dtype=dtype, device=dev), torch.empty(q, 0, dtype=torch.long, device=dev))
+    worst = (torch.empty(q, 0, dtype=dtype, device=dev), torch.empty(q, 0, dtype=torch.long, device=dev))
+    for pos, block in blocks:
+        s = _check(block, int(pos[0]))
         idx = pos.to(dev).unsqueeze(0).expand(q, -1)
         for side, sign in ((0, 1.0), (1, -1.0)):
             vals, ids = (best, worst)[side]

@@ -1,5 +1,5 @@
 """The statistics every report shares: correlations (scipy), the fade half-life, and one fit of the parameter gap's
-growth ``gap(T) ≈ c·(e^{rT} − 1)/r`` (the shape of the Gronwall bound, SCIENCE.md §2) for fade and diagnose alike."""
+growth ``gap(T) ≈ c·(e^{rT} − 1)/r`` (the shape of the Gronwall bound, docs/science.md, 'The horizon response') for fade and diagnose alike."""
 
 from __future__ import annotations
 

@@ -15,6 +15,7 @@ from torch.func import functional_call
 
 from .data import Batch, batch_len, cast_batch
 from .errors import ConfigError, DataError, IfscopeError
+from .judges import ClassificationJudge, Judge, RegressionJudge, as_column
 from .params import Params
 
 
@@ -39,7 +40,8 @@ class Task:
     ``inputs(batch) -> (args, kwargs)`` and ``targets(batch)`` adapt a batch; ``outputs(raw)`` extracts the
     tensor from the model's return value (e.g. ``.logits``); ``params`` are name patterns (fnmatch) selecting
     the parameters influence is taken over (default: all trainable ones). Everything else (frozen parameters,
-    buffers such as BatchNorm statistics) is passed through ``functional_call`` untouched.
+    buffers such as BatchNorm statistics) is passed through ``functional_call`` untouched. ``judge`` says what a
+    wrong prediction is (:class:`ifscope.core.judges.Judge`); ``correct`` and ``top`` need one.
     """
 
     model: nn.Module
@@ -49,6 +51,7 @@ class Task:
     outputs: Callable[[Any], Tensor] = lambda raw: raw
     params: Sequence[str] | None = None
     check_targets: Callable[[Tensor, Tensor], None] | None = None
+    judge: Judge | None = None
     _names: list[str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -174,4 +177,29 @@ def check_class_targets(logits: Tensor, y: Tensor) -> None:
 
 def classification(model: nn.Module, params: Sequence[str] | str | None = None) -> Task:
     """A classifier ``model(x) -> logits`` on batches ``(x, y)``, with loss ``ℓ = −log softmax(logits)[y]``."""
-    return Task(model=model, loss=_cross_entropy, params=params, check_targets=check_class_targets)
+    return Task(model=model, loss=_cross_entropy, params=params, check_targets=check_class_targets,
+                judge=ClassificationJudge(_default_targets))
+
+
+def _squared_error(out: Tensor, y: Tensor) -> Tensor:
+    return (as_column(out, "output") - as_column(y, "target").to(out.dtype)) ** 2
+
+
+def check_real_targets(out: Tensor, y: Tensor) -> None:
+    """Raise a DataError unless ``out`` and ``y`` hold one real value per example (``[B]`` or ``[B, 1]``)."""
+    as_column(out, "output")
+    if len(as_column(y, "target")) != len(out):
+        raise DataError(f"targets of shape {tuple(y.shape)} do not match outputs of shape {tuple(out.shape)}; give "
+                        "one real target per example")
+    if not y.is_floating_point():
+        raise DataError(f"regression targets must be real numbers, got dtype {y.dtype} (integer labels: use "
+                        "ifscope.classification)")
+
+
+def regression(model: nn.Module, params: Sequence[str] | str | None = None, tolerance: float | None = None,
+               groups: Callable[[Batch], Tensor] | None = None) -> Task:
+    """A regressor ``model(x) -> ŷ`` (``[B]`` or ``[B, 1]``) on batches ``(x, y)`` with real ``y``, loss
+    ``ℓ = (ŷ − y)²``; for ``correct`` a mistake is ``|ŷ − y| > tolerance`` (``groups(batch) -> [B]`` ints enables
+    the same-group baseline)."""
+    return Task(model=model, loss=_squared_error, params=params, check_targets=check_real_targets,
+                judge=RegressionJudge(_default_targets, tolerance, groups))

@@ -7,6 +7,7 @@ With ``horizon=T`` (and ``lr=η``) it is the cheap horizon-aware variant: ``Σ�
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -18,7 +19,7 @@ from ..core.capabilities import capabilities
 from ..core.checks import arnoldi_health, check_sizes
 from ..core.data import Batch, batch_len, row_blocks
 from ..core.decisions import decided, path_key
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, NumericalWarning
 from ..core.krylov import (
     SELECT_RULES,
     ArnoldiResult,
@@ -28,8 +29,9 @@ from ..core.krylov import (
     block_arnoldi,
     default_step,
     distill,
+    relative_residuals,
 )
-from ..core.projection import PathChoice, measure_paths, project
+from ..core.projection import PathChoice, low_precision_error, measure_paths, project
 from ..options import choice, positive_int, positive_number
 from .base import CurvatureEstimator
 from .horizon import check_horizon, horizon_filter
@@ -37,6 +39,7 @@ from .horizon import check_horizon, horizon_filter
 BLOCK = 16  # products per block step that block=0 weighs against one
 SAMPLE_START = 128  # first Hessian sample of the sample_tol check when hessian_samples is not given
 CHECKED = 16  # top Ritz values the sample check compares
+PROJECTION_TOL = 0.01  # largest relative error of low-precision projections (in the scores' metric) that is kept
 
 
 @dataclass
@@ -54,7 +57,8 @@ class ArnoldiOptions:
     adding ``ηT`` off the basis. ``block`` > 1: block Arnoldi with that many batched products per step (0: measured,
     the block when it is faster per vector); ``sample_tol``: grow the Hessian sample from ``hessian_samples`` (default
     128) by doubling until the top Ritz values agree with their Rayleigh quotients on a disjoint sample of the same
-    size to that relative tolerance (median of the top 16)."""
+    size to that relative tolerance (median of the top 16); ``ritz_tol``: stop before ``iterations`` (checked every 10
+    products) once the ``rank`` kept Ritz pairs all have relative residuals ``‖Hu − λu‖/λ`` at most that."""
 
     rank: int = 50
     iterations: int = 200
@@ -64,6 +68,7 @@ class ArnoldiOptions:
     complement: bool = True
     block: int = 1
     sample_tol: float | None = None
+    ritz_tol: float | None = None
 
     def validate(self) -> None:
         positive_int("rank", self.rank)
@@ -71,6 +76,7 @@ class ArnoldiOptions:
         if isinstance(self.block, bool) or not isinstance(self.block, int) or self.block < 0:
             raise ConfigError(f"block must be a non-negative integer (0: measured, 1: plain Arnoldi), got {self.block!r}")
         positive_number("sample_tol", self.sample_tol, allow_none=True)
+        positive_number("ritz_tol", self.ritz_tol, allow_none=True)
         choice("select", self.select, SELECT_RULES)
         if self.horizon is not None or self.lr is not None:
             check_horizon(self.horizon, self.lr, "arnoldi")
@@ -142,12 +148,18 @@ class Arnoldi(CurvatureEstimator):
             if bar is not None:
                 bar.update(j - done[0])
             done[0] = j
+        rank, select, tol = self.options["rank"], str(self.options["select"]), self.options["ritz_tol"]
+
+        def converged(so_far: ArnoldiResult) -> bool:  # every kept pair's relative residual within ritz_tol
+            rel = relative_residuals(so_far, rank, select)
+            return len(rel) == rank and float(rel.max()) <= tol
+        stop = None if tol is None else converged
         if block == 1:
             result = arnoldi(op.matvec, dim, iterations, seed=ctx.seed, dtype=ctx.dtype, device=ctx.device,
-                             progress=tick)
+                             progress=tick, stop=stop)
         else:
             result = block_arnoldi(op.matmat, dim, iterations, block, seed=ctx.seed, dtype=ctx.dtype,
-                                   device=ctx.device, progress=tick)
+                                   device=ctx.device, progress=tick, stop=stop)
         if bar is not None:
             bar.close()
         return result
@@ -183,6 +195,7 @@ class Arnoldi(CurvatureEstimator):
 
     def set_eigenpairs(self, pairs: Eigenpairs) -> None:
         self.pairs, self._low = pairs, None
+        self.projection_error: float | None = None  # measured error of projection_dtype's projections, once
         self.path_choice: PathChoice | None = None  # set on the first full batch projected after a fit or load
         self.horizon: float | None = None
         if self.options["horizon"] is None:
@@ -210,7 +223,10 @@ class Arnoldi(CurvatureEstimator):
         """``[B, k]``: each example's gradient projected on the kept eigenvectors, by the path the options name or,
         for ``auto``, the one measured faster on the first full batch and kept for this model on this machine
         (``ifscope.core.decisions``; smaller batches, e.g. a few queries, take the rank rule of ``choose_path`` meanwhile)."""
-        ctx, basis = self.ctx, self._basis()
+        ctx = self.ctx
+        if ctx.projection_dtype is not None and self.projection_error is None:
+            self._check_low_precision(batch)
+        basis = self._basis()
         if self.path_choice is None or self.path_choice.asked != ctx.projection:
             if ctx.projection != "auto":
                 self.path_choice = PathChoice(ctx.projection, "chosen in the options", asked=ctx.projection)
@@ -226,9 +242,24 @@ class Arnoldi(CurvatureEstimator):
         return project(ctx.task, ctx.params, ctx.rest, batch, basis, path=self.path_choice.path,
                        fallback=ctx.projection == "auto")
 
+    def _check_low_precision(self, batch: Batch) -> None:
+        """Measure ``projection_dtype``'s projections against full precision on (part of) ``batch``, each direction
+        weighted by ``√|1/λ|`` as in the scores; above ``PROJECTION_TOL`` warn and project in full precision."""
+        ctx = self.ctx
+        self.projection_error = low_precision_error(ctx.task, ctx.params, ctx.rest, batch, self.pairs.vectors,
+                                                    ctx.projection_dtype, self.inv.abs().sqrt())  # type: ignore[arg-type]
+        if self.projection_error > PROJECTION_TOL:
+            warnings.warn(f"projection_dtype={str(ctx.projection_dtype).replace('torch.', '')} was refused: its "
+                          f"projections differ from full precision by {self.projection_error:.2g} (relative, in the "
+                          f"scores' metric) on this model, above the tolerance {PROJECTION_TOL:g}; projecting in "
+                          f"{str(ctx.dtype).replace('torch.', '')} instead (drop projection_dtype to silence this)",
+                          NumericalWarning, stacklevel=4)
+
     def _basis(self) -> Tensor:
-        """The eigenvectors, rounded once to ``projection_dtype`` when one is set (the products accumulate in float32)."""
-        want = self.ctx.projection_dtype or self.pairs.vectors.dtype
+        """The eigenvectors, rounded once to ``projection_dtype`` when one is set and its measured error is within
+        ``PROJECTION_TOL`` (the products accumulate in float32)."""
+        refused = self.projection_error is not None and self.projection_error > PROJECTION_TOL
+        want = (None if refused else self.ctx.projection_dtype) or self.pairs.vectors.dtype
         if getattr(self, "_low", None) is None or self._low.dtype != want:
             self._low = self.pairs.vectors.to(want)
         return self._low

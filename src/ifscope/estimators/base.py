@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 from ..core.curvature import Curvature
 from ..core.data import Batch, take
 from ..core.params import Params, ParamSpace
-from ..core.projection import DEFAULT_MEMORY_BUDGET, per_example_grads
+from ..core.projection import DEFAULT_MEMORY_BUDGET, per_example_grads, projected_grads
 from ..core.task import Task
 
 CURVATURE_BATCH_CAP = 2048
@@ -114,6 +114,7 @@ class Estimator(ABC):
     keeps_spectrum: ClassVar[bool] = False
     horizon_aware: bool = False
     reads: ClassVar[frozenset[str]] = frozenset()  # shared options only some methods read (time_budget_s, ...)
+    streams_scores: ClassVar[bool] = False  # scores from each training batch beat caching its (wide) embeddings
     refit_free: ClassVar[frozenset[str]] = frozenset()  # options a fitted state absorbs without a refit (rebound())
     direct: ClassVar[bool] = False  # scores without embeddings: ``scores(queries, train_ids)`` (e.g. unrolled)
     default_damping: ClassVar[float | None] = 0.0  # damping=None means this; None: the method chooses its own
@@ -138,6 +139,10 @@ class Estimator(ABC):
     @abstractmethod
     def query_embed(self, batch: Batch) -> Tensor:
         """``[B, d]`` embedding of query examples; ``score = query_embed · train_embed``."""
+
+    def train_scores(self, batch: Batch, query_emb: Tensor) -> Tensor:
+        """``[B, n_queries]``: ``train_embed(batch) · query_emb``."""
+        return self.train_embed(batch) @ query_emb.T
 
     def self_embed(self, batch: Batch) -> tuple[Tensor, Tensor]:
         """Both embeddings of the same examples, for self-influence; estimators may share work here."""
@@ -171,8 +176,18 @@ class CurvatureEstimator(Estimator):
 class GradientTrainEmbedding(Estimator):
     """Estimators whose training embedding is the raw gradient ``g`` and whose query side applies a map to it."""
 
+    streams_scores = True
+
     def train_embed(self, batch: Batch) -> Tensor:
         return self.ctx.grads(batch)
+
+    def train_scores(self, batch: Batch, query_emb: Tensor) -> Tensor:
+        """``[B, n_queries]`` = ``G qᵀ`` contracted parameter tensor by parameter tensor: the flat ``[B, dim]``
+        gradients are never assembled (their cost would be a multiple of the per-example gradients' own)."""
+        out = projected_grads(self.ctx.task, self.ctx.params, self.ctx.rest, batch, query_emb, check=False)
+        if not torch.isfinite(out.sum()):  # say which is not finite: the gradients (raises) or only their product
+            self.ctx.grads(batch)
+        return out
 
     @abstractmethod
     def apply(self, g: Tensor) -> Tensor:

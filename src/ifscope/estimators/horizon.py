@@ -1,7 +1,7 @@
 """Horizon-aware influence: ``score_T(q, z) = ∇ℓ(q)ᵀ f_T(H) ∇ℓ(z)`` with ``f_T(λ) = (1 − (1 − ηλ)^T)/λ``.
 
 ``f_T(H) g = η Σ_{s<T} (I − ηH)^s g`` is the first-order change of the parameters after T steps of gradient descent
-with step η when the training loss gains ``−g·θ`` (SCIENCE.md §2); T → ∞ (with 0 < ηλ < 2) gives ``H⁻¹g``, the
+with step η when the training loss gains ``−g·θ`` (docs/science.md, 'The horizon response'); T → ∞ (with 0 < ηλ < 2) gives ``H⁻¹g``, the
 classic influence function, and dropping the propagation ``(I − ηH)^s`` gives TracIn's ``ηT g``. It is exact to
 first order for full-batch gradient descent with a constant step; see docs/fade.md for SGD, momentum and Adam.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -18,8 +18,15 @@ from torch import Tensor
 
 from ..core.data import Batch, row_blocks
 from ..core.errors import ConfigError
-from ..core.krylov import block_arnoldi, block_krylov_apply, block_lanczos, default_step, lanczos_apply
-from ..options import choice, positive_int
+from ..core.krylov import (
+    ArnoldiResult,
+    block_arnoldi,
+    block_krylov_apply,
+    block_lanczos,
+    default_step,
+    lanczos_apply,
+)
+from ..options import choice, positive_int, positive_number
 from .base import CurvatureEstimator, GradientTrainEmbedding
 
 SOLVERS = ("auto", "recursion", "lanczos", "block")
@@ -61,13 +68,16 @@ def check_horizon(horizon, lr, method: str) -> tuple[float, float | None]:
 class HorizonOptions:
     """Horizon ``T`` (steps) and step ``lr`` (None: 1/λ_max); ``krylov`` Lanczos steps (curvature products per query);
     ``solver`` (``block``: one block Krylov space from all the queries of a block, ``krylov`` × queries products
-    shared by all of them); ``batch_order`` ``average`` (scores) or ``schedule`` (the fade's SGD batch order)."""
+    shared by all of them); ``batch_order`` ``average`` (scores) or ``schedule`` (the fade's SGD batch order);
+    ``krylov_tol`` (block solver): stop growing the space before ``krylov`` products per query once the query side
+    ``f_T(H) g`` read off it moves by at most that (relative) between two checks, so its size follows the spectrum."""
 
     horizon: float | None = None
     lr: float | None = None
     krylov: int = 100
     solver: str = "auto"
     batch_order: str = "average"
+    krylov_tol: float | None = None
 
     def validate(self) -> None:
         if self.horizon is not None or self.lr is not None:
@@ -75,6 +85,7 @@ class HorizonOptions:
         choice("solver", self.solver, SOLVERS)
         choice("batch_order", self.batch_order, ("average", "schedule"))
         positive_int("krylov", self.krylov)
+        positive_number("krylov_tol", self.krylov_tol, allow_none=True)
 
 
 class Horizon(GradientTrainEmbedding, CurvatureEstimator):
@@ -134,13 +145,27 @@ class Horizon(GradientTrainEmbedding, CurvatureEstimator):
         if self.solver_for(horizons) == "block":  # one Krylov space from the whole block of query gradients
             for block in g.split(self._block(g)):
                 res = block_arnoldi(self.op.matmat, g.shape[1], int(self.options["krylov"]) * len(block), len(block),
-                                    dtype=g.dtype, device=g.device, start=block)
+                                    dtype=g.dtype, device=g.device, start=block, stop=self._settled(block, fns))
                 parts.append(block_krylov_apply(res, block, fns))
             return torch.cat(parts, dim=1)
         for block in g.split(self._block(g)):
             Q, T, sizes = block_lanczos(self.op.matmat, block, int(self.options["krylov"]))
             parts.append(lanczos_apply(Q, T, sizes, block.norm(dim=1), fns))
         return torch.cat(parts, dim=1)
+
+    def _settled(self, block: Tensor, fns: Sequence) -> Callable[[ArnoldiResult], bool] | None:
+        """With ``krylov_tol``, the block Krylov space's stop rule: ``f_T(H) g`` read off the space so far moved by at
+        most ``krylov_tol`` relative to the previous check (None without it: all ``krylov`` products)."""
+        tol, last = self.options["krylov_tol"], []
+        if tol is None:
+            return None
+
+        def stop(so_far: ArnoldiResult) -> bool:
+            now = block_krylov_apply(so_far, block, fns)
+            moved = float((now - last[0]).norm() / now.norm().clamp_min(1e-300)) if last else math.inf
+            last[:] = [now]
+            return moved <= tol
+        return stop
 
     def _block(self, g: Tensor) -> int:
         """Queries per Lanczos block, so that the bases ([block, krylov, dim]) fit ``KRYLOV_BUDGET``."""

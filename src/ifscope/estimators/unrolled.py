@@ -1,4 +1,4 @@
-"""Exact unrolled influence: ``score[q, i] = −N · ∂ℓ(q, θ_T)/∂wᵢ`` through T steps of continued training (SCIENCE.md §6).
+"""Exact unrolled influence: ``score[q, i] = −N · ∂ℓ(q, θ_T)/∂wᵢ`` through T steps of continued training (docs/science.md, 'Unrolled influence').
 
 Continued training from the checkpoint with a fresh optimiser state on ``(1/|B|) Σ_{i∈B} wᵢ ℓ(zᵢ) + (wd/2)‖θ‖²``, the
 batches from ``train_batch_size`` and ``seed`` (full batch when None); the derivative at w = 1 is the first-order
@@ -28,6 +28,7 @@ from .base import Estimator
 # queries per reverse pass: the vmapped backward holds this many copies of a batch's activations at once, and the
 # cost per query stops falling well before that (`python benchmarks/unrolled.py --queries 1` against `--queries 20`)
 QUERY_BLOCK = 32
+STILL = 1e-3  # a checkpoint is "converged" for T steps of GD when η·T·‖∇L‖ (its predicted travel) ≤ STILL·‖θ‖
 
 
 @dataclass
@@ -86,8 +87,28 @@ class Unrolled(Estimator):
                                  optimizer=opts.optimizer, momentum=float(opts.momentum),
                                  betas=(float(opts.betas[0]), float(opts.betas[1])), eps=float(opts.eps),
                                  weight_decay=self.ctx.weight_decay)
+        self.advice = self._advice(n)
         self.last: AdjointResult | None = None  # the latest reverse pass: checkpoint counts, for tests and benchmarks
         self._memo: tuple[str, Tensor] | None = None  # (fingerprint of everything the scores depend on, scores)
+
+    def _advice(self, n: int) -> str | None:
+        """For full-batch GD from a converged checkpoint (predicted travel ``η·T·‖∇L‖ ≤ STILL·‖θ‖``), the trajectory
+        stays where the curvature is the checkpoint's: say that ``horizon`` gives the same scores for less."""
+        opts = self.opts
+        if opts.optimizer != "sgd" or (opts.train_batch_size is not None and opts.train_batch_size < n):
+            return None
+        op = self.ctx.curvature_operator(damping=0.0, samples=n)
+        travel = self.lr * self.horizon * float(op.loss_and_grad()[1].norm())
+        size = float(op.space.flatten(self.ctx.params).norm())
+        if travel > STILL * size:
+            return None
+        return (f"the checkpoint is converged for these {self.horizon} full-batch GD steps (predicted travel "
+                f"{travel:.2g} <= {STILL:g} x |theta| = {STILL * size:.2g}): method='horizon' (horizon={self.horizon}, "
+                f"lr={self.lr:.3g}) gives the same scores at a fraction of unrolled's cost")
+
+    def chosen(self) -> dict | None:
+        """The advice of :meth:`_advice`, for ``Influence.fit`` to say, or None."""
+        return None if self.advice is None else {"text": self.advice}
 
     def _refuse(self) -> Tensor:
         raise ConfigError("method='unrolled' scores directly (one reverse pass through the continued training per "

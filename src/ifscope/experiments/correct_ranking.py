@@ -5,7 +5,7 @@ A correction of ``steps`` SGD steps at rate ``lr`` on the selection S (full batc
 continued training ``θ_T(w)`` on ``(1/N) Σᵢ wᵢ ℓᵢ`` with ``wᵢ = N/|S|`` on S and 0 elsewhere. Linearised at ``w = 1``
 (the same steps on the whole training set), ``ℓ_q(θ_T(w_S)) ≈ ℓ_q(θ_T(1)) − (1/|S|) Σ_{i∈S} sᵢ + (1/N) Σᵢ sᵢ`` with
 ``sᵢ = −N ∂ℓ_q(θ_T)/∂wᵢ``, the unrolled score over that schedule: its top-k is the k-subset that lowers the query's
-loss most to first order (SCIENCE.md §6).
+loss most to first order (docs/science.md, 'Unrolled influence').
 """
 
 from __future__ import annotations

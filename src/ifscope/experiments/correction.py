@@ -14,11 +14,12 @@ from ..core.params import Params
 
 @dataclass
 class Outcome:
-    """One correction's effect: on the query (gold-label loss, prediction) and on the held-out set."""
+    """One correction's effect: on the query (its loss, the prediction) and on the held-out set (``heldout_figure``
+    is the mean of the judge's held-out figure; ``heldout_accuracy`` the same when that figure is accuracy)."""
 
     fixed: bool
     loss_after: float
-    predicted_after: int
+    predicted_after: Any                                 # class index, real value, or the judge's text
     heldout_accuracy: float | None
     heldout_loss: float | None
     broken: int | None
@@ -29,6 +30,7 @@ class Outcome:
     diverged: bool = False                               # the steps blew up (NaN/inf); the checkpoint is kept
     guarded: bool = False                                # stopped before a step that cost the guard too much
     reverted: bool = False                               # not fixed, so returned to the checkpoint (revert_unfixed)
+    heldout_figure: float | None = None                  # mean of the judge's held-out figure (accuracy, ...)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -36,11 +38,12 @@ class Outcome:
 
 @dataclass
 class QueryCorrection:
-    """Per query: its position in the query set, gold label, prediction and loss before, and one outcome per method."""
+    """Per query: its position in the query set, target, prediction and loss before, and one outcome per method
+    (targets and predictions as the judge gives them: class indices, real values or text)."""
 
     index: int
-    label: int
-    predicted_before: int
+    label: Any
+    predicted_before: Any
     loss_before: float
     outcomes: dict[str, Outcome]
 
@@ -61,10 +64,11 @@ class Correction:
     skipped: list[int]                  # query positions left alone because they were already predicted correctly
     params: dict[int | str, Params]
     config: dict[str, Any]
-    heldout_before: tuple[float, float] | None   # (accuracy, mean loss) of the checkpoint on the held-out set
+    heldout_before: tuple[float, float] | None   # (held-out figure, mean loss) of the checkpoint on the held-out set
     seconds_per_correction: float | None       # None when there was nothing to correct
     fit_seconds: float
     group_outcomes: dict[str, Outcome] | None = None
+    heldout_name: str = "accuracy"             # the judge's held-out figure: accuracy, squared error, NLL/token
 
     @property
     def n_queries(self) -> int:
@@ -74,7 +78,7 @@ class Correction:
         return list(self.queries[0].outcomes) if self.queries else []
 
     def fix_rate(self, method: str = "influence") -> float:
-        """Fraction of the corrected queries predicted correctly after ``method``'s correction."""
+        """Fraction of the corrected queries the judge counts right after ``method``'s correction."""
         if not self.queries:
             raise ConfigError("no query was corrected (all were already predicted correctly), so there is no fix rate")
         return sum(q.outcomes[method].fixed for q in self.queries) / len(self.queries)
@@ -91,6 +95,7 @@ class Correction:
         return {"fix_rate": self.fix_rate(method),
                 "loss_after": _mean([o.loss_after for o in per_query]),
                 "heldout_accuracy_after": _mean([o.heldout_accuracy for o in outs]),
+                "heldout_figure_after": _mean([o.heldout_figure for o in outs]),
                 "heldout_loss_after": _mean([o.heldout_loss for o in outs]),
                 "broken": _mean([o.broken for o in outs]),
                 "broken_max": max((o.broken for o in outs), default=None) if outs and outs[0].broken is not None
@@ -103,10 +108,14 @@ class Correction:
         per = {m: self.summary(m) for m in methods}
         inf = per.get("influence", {})
         before = self.heldout_before
+        accuracy = before if self.heldout_name == "accuracy" else None
         return {
             "n_queries": self.n_queries,
             "fix_rate": {m: per[m]["fix_rate"] for m in methods},
-            "heldout_accuracy": {"before": before[0] if before else None, "after": inf.get("heldout_accuracy_after")},
+            "heldout_accuracy": {"before": accuracy[0] if accuracy else None,
+                                 "after": inf.get("heldout_accuracy_after")},
+            "heldout_figure": {"name": self.heldout_name, "before": before[0] if before else None,
+                               "after": inf.get("heldout_figure_after")},
             "heldout_loss": {"before": before[1] if before else None, "after": inf.get("heldout_loss_after")},
             "broken": inf.get("broken"),
             "seconds_per_correction": self.seconds_per_correction,

@@ -1,6 +1,6 @@
 """Counterfactual evaluation in the field's terms: the linear datamodeling score (LDS) and leave-top-k-out.
 
-Sign convention (SCIENCE.md §1): removing training example i changes query q's loss by about ``+score(q, i)/N``.
+Sign convention (docs/science.md, 'Influence and the score convention'): removing training example i changes query q's loss by about ``+score(q, i)/N``.
 A model trained on subset S (every other example removed) is therefore predicted to have the query loss
 ``ℓ_q(S) ≈ c − Σ_{i∈S} score(q, i)/N``: the predicted group effect on the loss is ``−Σ_{i∈S} score/N`` and on the
 margin ``+Σ_{i∈S} score`` (proponents kept in S lower the loss and raise the margin). LDS (Park et al. 2023) is the

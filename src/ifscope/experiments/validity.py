@@ -3,7 +3,7 @@
 For a query q and a grid of horizons, ``ρ_T(q)`` is the Spearman correlation over the whole training set between a
 checkpoint method's scores (at T, for horizon-aware methods) and ``unrolled``'s exact ``−N ∂ℓ(q, θ_T)/∂wᵢ``. The
 horizon of validity is the largest T of the grid up to which ``ρ_T(q) ≥ threshold`` at every T (None when it fails
-at the smallest). The exact side needs no retraining: one reverse pass per block of queries (SCIENCE.md §6).
+at the smallest). The exact side needs no retraining: one reverse pass per block of queries (docs/science.md, 'Unrolled influence').
 """
 
 from __future__ import annotations

@@ -29,6 +29,11 @@ def builtin(name: str) -> Callable[..., Recipe]:
     return recipes[name]
 
 
+def is_file_recipe(spec: str) -> bool:
+    """Whether ``spec`` names a recipe file (``path/to/file.py:function``, code to run) rather than a built-in."""
+    return ":" in spec and spec.split(":", 1)[0].endswith(".py")
+
+
 def load_recipe(spec: str, optional: dict[str, Any] | None = None, **kwargs: Any) -> Recipe:
     """Build the recipe named ``spec``: a built-in name (``digits-mlp``) or ``path/to/file.py:function``.
 
@@ -40,7 +45,7 @@ def load_recipe(spec: str, optional: dict[str, Any] | None = None, **kwargs: Any
 
     from ..core.checks import check_recipe
     from ..core.errors import ConfigError, IfscopeError
-    if ":" in spec and spec.split(":", 1)[0].endswith(".py"):
+    if is_file_recipe(spec):
         path, func = spec.split(":", 1)
         file = Path(path)
         if not file.is_file():

@@ -11,7 +11,7 @@ from .base import Recipe
 
 # Estimator defaults sized to the digits models (`ifscope top` with no options; benchmarks/defaults.py times them):
 # the MLP (2.4k parameters) and the CNN (19.7k) are small enough for 50 eigenpairs from 200 Arnoldi iterations over
-# the whole training set: 1 s (MLP) and 30 s (CNN) of one thread.
+# the whole training set.
 DIGITS_INFLUENCE = {"rank": 50, "iterations": 200, "hessian_samples": None, "batch_size": 128}
 # the CNN's fit, which fade, diagnose and correct all read: 40 Arnoldi steps on a 256-image Hessian sample
 CNN_INFLUENCE = {"rank": 20, "iterations": 40, "hessian_samples": 256, "batch_size": 128}
@@ -154,8 +154,8 @@ def digits_cnn(n_train: int = 500, n_test: int = 1297, width: int = 16, epochs: 
 # activation patterns, a jump that no first-order score, not even `unrolled`, predicts (docs/experiments.md).
 # Curvature on a 128-image sample and 10 Lanczos steps (each step costs one Hessian product per query); ground truth
 # in float64: in float32 the second replay on the other kernel differed by 0.64 of the signal at T = 300 (a changed
-# weight of 0.01 moves the losses by ~1e-6); in float64 the 22 replays of 300 steps took 128 s of a 231 s run
-# (2 threads) and the noise floor is 5e-11.
+# weight of 0.01 moves the losses by ~1e-6); in float64 the noise floor is far below the signal
+# (fade.json's noise_floor).
 CNN_FADE = dict(n_ids=20, n_queries=20, steps=[1, 3, 10, 30, 100, 300], train_batch_size=64, krylov=10,
                 reference_hessian_samples=128, reference_dtype="float32", truth_dtype="float64", mode="upweight",
                 epsilon=0.01, train_lr=0.001)

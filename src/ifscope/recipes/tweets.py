@@ -115,9 +115,9 @@ def tweets_minilm(n_train: int = 2000, n_test: int = 400, train_blocks: int = 2,
 # (a negative direction grows 1.7x per step); the ids are drawn from the first minibatch, so that every one acts
 # from T = 1 (a random id waits 62 steps on average). Ground truth in float32: each replica-step is bound by passes
 # over its own 1.9M parameters, which float64 doubles, and the measured noise floor stays far below the changes.
-# The checkpoint methods only: at 20 queries x 300 steps `tracin` (one gradient per step) took 640 s and `unrolled`
-# (one Hessian product per query and step) 1110 s on one loaded thread, and unrolled's horizon of validity over the
-# 2,000 tweets ran out of memory (22 GB); add them with --methods. The grid runs to T = 1000 (16 epochs): at T = 300
+# The checkpoint methods only: at 20 queries x 300 steps `tracin` (one gradient per step) and `unrolled` (one Hessian
+# product per query and step) cost several times the rest of the fade, and unrolled's horizon of validity over the
+# 2,000 tweets ran out of memory; add them with --methods. The grid runs to T = 1000 (16 epochs): at T = 300
 # the scores had lost only a third of their Pearson (0.60-0.72), half of it near T = 500-1000. docs/experiments.md
 # has the measurements.
 TWEETS_FADE = dict(n_ids=20, n_queries=20, steps=[1, 3, 10, 30, 100, 300, 1000], train_batch_size=32, train_lr=0.01,
@@ -125,6 +125,6 @@ TWEETS_FADE = dict(n_ids=20, n_queries=20, steps=[1, 3, 10, 30, 100, 300, 1000],
                    methods=["run", "horizon", "arnoldi_horizon", "graddot", "horizon_schedule"])
 # `ifscope diagnose --recipe tweets-minilm`: the fade's continued training (SGD, batch 32, lr 0.01 on the cached
 # prefix) in float32; a full batch of 2,000 tweets per step made unrolled's reverse sweep allocate gigabytes per step
-# in float64 (the demo's diagnosis was killed at 24 GB)
+# in float64 (the demo's diagnosis ran out of memory)
 TWEETS_DIAGNOSE = dict(n_ids=20, epsilon_ids=4, steps=[1, 3, 10, 30, 100], train_batch_size=32, train_lr=0.01,
                        krylov=20, reference_hessian_samples=64, truth_dtype="float32")

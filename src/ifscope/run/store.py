@@ -3,11 +3,14 @@
 Layout: ``DIR/manifest.json`` (format version, library versions, model and data fingerprints, the configuration,
 sha256 and size of every artifact), ``DIR/curvature.safetensors``, ``DIR/train/NNNNN.safetensors``,
 ``DIR/scores.safetensors``, ``DIR/*.json``, ``DIR/report/``. Every file is written to a temporary name and renamed
-(with the user's umask); the manifest is rewritten (atomically) after each artifact, so a killed run leaves only
-complete, recorded files. Training-embedding shards are the exception: each carries its own checksum and the hash
-of the configuration it was computed under in its safetensors header, so that thousands of shards do not rewrite
-the manifest thousands of times and a resumed run (one process or many ranks) trusts exactly the shards that
-verify. Under ``torchrun`` only rank 0 writes the manifest and the artifacts; every rank writes its own shards.
+(with the user's umask); the manifest is rewritten (atomically, under the directory's lock, re-read and changed by
+one artifact) after each artifact, so a killed run leaves only complete, recorded files and two commands at once
+lose neither's. Each artifact records the fit it belongs to (the curvature's: config and fingerprints; the others:
+the curvature's checksum and fingerprints) and is reused only for that fit. Training-embedding shards carry their
+own checksum, the curvature checksum and the fingerprints in their safetensors header, so that thousands of shards
+do not rewrite the manifest thousands of times and a resumed run (one process or many ranks) trusts exactly the
+shards that verify. Every name is resolved inside the directory, through no symbolic link. Under ``torchrun`` only
+rank 0 writes the manifest and the artifacts; every rank writes its own shards.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import json
 import platform
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +29,13 @@ from torch import Tensor
 
 from ..core.errors import ArtifactError
 from ..core.files import atomic_write_bytes, json_bytes, read_json, write_json
-from ..core.fingerprint import hash_tree
+from .lock import holder, locked
+from .manifest import CURVATURE, FORMAT_VERSION, config_hash, read_manifest
+from .paths import check_workdir, clear_debris, inside
+from .shards import ShardStore
 
-FORMAT_VERSION = 2  # 2: the manifest records the source (recipe) and the config in options.to_json form
 MANIFEST = "manifest.json"
-CURVATURE = "curvature.safetensors"
 SCORES = "scores.safetensors"
-SHARD_DIR = "train"
 
 
 def versions() -> dict[str, str]:
@@ -48,27 +52,22 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-class RunDir:
-    """A run directory and its manifest. Artifacts are recorded with their sha256 and verified on every load."""
+class RunDir(ShardStore):
+    """A run directory and its manifest. Artifacts are recorded with their sha256 and the fit they belong to, verified
+    on every load, and updated under the directory's lock by re-reading the manifest and changing one artifact."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.manifest: dict[str, Any] = self._read_manifest()
+        check_workdir(self.path)
+        self.manifest: dict[str, Any] = read_manifest(self.path / MANIFEST)
+        self.bound = self._binding(self.manifest)  # the fit this process works on: what its artifacts record
         self.shards_reused = self.shards_computed = 0  # by the last train_shards pass
 
-    def _read_manifest(self) -> dict[str, Any]:
-        file = self.path / MANIFEST
-        if not file.exists():
-            return {}
-        manifest = read_json(file)
-        if not isinstance(manifest, dict) or "format_version" not in manifest:
-            raise ArtifactError(f"{file} is not an ifscope manifest (no format_version); use another --workdir")
-        version = manifest["format_version"]
-        if not isinstance(version, int) or version > FORMAT_VERSION:
-            raise ArtifactError(f"{file} has format_version {version!r}, newer than this ifscope reads "
-                                f"({FORMAT_VERSION}); upgrade ifscope or use another --workdir")
-        manifest.setdefault("artifacts", {})
-        return manifest
+    @staticmethod
+    def _binding(m: Mapping[str, Any]) -> dict[str, Any]:
+        fps = m.get("fingerprints", {})
+        return {"config": config_hash(m), "model": fps.get("model"), "train": fps.get("train"),
+                "curvature": m.get("artifacts", {}).get(CURVATURE, {}).get("sha256")}
 
     @property
     def exists(self) -> bool:
@@ -84,82 +83,155 @@ class RunDir:
         from .distributed import world
         return world()[0] == 0
 
-    def _save_manifest(self) -> None:
-        self.manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        if self.writer:
-            write_json(self.path / MANIFEST, self.manifest)
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the directory's lock (rank 0 only: other ranks write no manifest and must not wait at a collective)."""
+        if not self.writer:
+            yield
+            return
+        with locked(self.path):
+            yield
+
+    def _update(self, change: Callable[[dict[str, Any]], None]) -> None:
+        """Apply ``change`` to the manifest as it is on disk now (under the lock) and write it back: two commands at
+        once each change their own artifacts, never write back a stale copy."""
+        if not self.writer:
+            change(self.manifest)
+            return
+        with self.locked():
+            fresh = read_manifest(self.path / MANIFEST) or self.manifest
+            change(fresh)
+            fresh["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            clear_debris(self.path, MANIFEST)
+            write_json(self.path / MANIFEST, fresh)
+            self.manifest = fresh
 
     @property
     def config_hash(self) -> str:
-        """sha256 of the bound configuration: what a training-embedding shard must have been computed under."""
-        return _sha256(json.dumps(self.manifest.get("config", {}), sort_keys=True).encode())
+        """sha256 of the bound configuration: what the curvature of this run was fitted under."""
+        return self.bound["config"]
 
     def bind(self, fingerprints: Mapping[str, str], config: Mapping[str, Any] | None = None,
              source: Mapping[str, Any] | None = None) -> list[str]:
         """Claim the directory for these fingerprints (and JSON config, and the ``source`` that rebuilds the model
-        and data). A fingerprint that differs from the recorded one raises ArtifactError; a different config drops
-        every artifact made under the old one (the training shards too). Returns what was dropped."""
-        if not self.manifest:
-            self.manifest = {"format_version": FORMAT_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                                       time.gmtime()),
-                             "versions": versions(), "fingerprints": {}, "config": {}, "artifacts": {}}
-        recorded = self.manifest.setdefault("fingerprints", {})
+        and data, recorded once). A fingerprint that differs from the recorded one raises ArtifactError; a different
+        config drops every artifact made under the old one (the training shards too). Returns what was dropped; an
+        unchanged binding writes nothing (a finished run is read on a read-only directory)."""
+        config = None if config is None else json.loads(json.dumps(config))
+        self.manifest = read_manifest(self.path / MANIFEST) or self.manifest  # as another command may have left it
+        dropped: list[str] = []
+
+        def change(m: dict[str, Any]) -> None:
+            if not m:
+                m.update({"format_version": FORMAT_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                                      time.gmtime()),
+                          "versions": versions(), "fingerprints": {}, "config": {}, "artifacts": {}})
+            self._check_fingerprints(m, fingerprints)
+            m.setdefault("fingerprints", {}).update(fingerprints)
+            if source is not None and not m.get("source"):
+                m["source"] = dict(source)
+            if config is not None:
+                if m.get("config") and m["config"] != config:
+                    dropped.extend(sorted(m["artifacts"]))
+                    for name in dropped:
+                        self._forget(m, name)
+                    self._clear_shards()
+                m["config"], m["versions"] = config, versions()
+            m["format_version"] = FORMAT_VERSION
+
+        m = self.manifest
+        self._check_fingerprints(m, fingerprints)
+        if not m or m.get("format_version") != FORMAT_VERSION or not set(fingerprints) <= set(m.get("fingerprints", {})) \
+                or (source is not None and not m.get("source")) or (config is not None and m.get("config") != config):
+            self._update(change)  # else nothing to write: a finished run is read without writing
+        self.bound = self._binding(self.manifest)
+        return dropped
+
+    def _check_fingerprints(self, m: Mapping[str, Any], fingerprints: Mapping[str, str]) -> None:
+        recorded = m.get("fingerprints", {})
         for key, value in fingerprints.items():
             if key in recorded and recorded[key] != value:
                 raise ArtifactError(f"run directory {self.path} was made for another {key} (fingerprint "
                                     f"{recorded[key][:12]}…, this one is {value[:12]}…); use another --workdir, or "
                                     "delete the directory to start over")
-        recorded.update(fingerprints)
-        dropped: list[str] = []
-        if source is not None:
-            self.manifest["source"] = dict(source)
-        if config is not None:
-            config = json.loads(json.dumps(config))
-            if self.manifest.get("config") and self.manifest["config"] != config:
-                dropped = sorted(self.manifest["artifacts"])
-                for name in dropped:
-                    self.drop(name, save=False)
-                if self.writer:
-                    for shard in (self.path / SHARD_DIR).glob("*.safetensors"):
-                        shard.unlink(missing_ok=True)
-            self.manifest["config"] = config
-            self.manifest["versions"] = versions()
-        self.manifest["format_version"] = FORMAT_VERSION
-        self._save_manifest()
-        return dropped
+
+    def file(self, name: str) -> Path:
+        """The path of ``name`` inside the run directory (ArtifactError if it would leave it)."""
+        return inside(self.path, name, f"{self.path / MANIFEST}")
 
     def record_options(self, command: str, values: Mapping[str, Any]) -> None:
         """Record the options ``command`` resolved (JSON values): what its next run in this directory starts from."""
-        self.manifest.setdefault("options", {})[command] = dict(values)
-        self._save_manifest()
+        values = json.loads(json.dumps(dict(values)))
+        if self.manifest.get("options", {}).get(command) != values:  # unchanged: nothing written (read-only runs)
+            self._update(lambda m: m.setdefault("options", {}).update({command: values}))
 
     def has(self, name: str) -> bool:
-        return name in self.manifest.get("artifacts", {}) and (self.path / name).exists()
+        """Whether ``name`` is recorded for the current fit (the curvature: for the bound config) and present."""
+        entry = self.manifest.get("artifacts", {}).get(name)
+        return entry is not None and entry.get("fit") == self._fit_of(self.manifest, name) and self.file(name).exists()
 
-    def drop(self, name: str, save: bool = True) -> None:
-        """Forget an artifact and delete its file."""
-        self.manifest.get("artifacts", {}).pop(name, None)
-        (self.path / name).unlink(missing_ok=True)
-        if save:
-            self._save_manifest()
+    def _fit_of(self, m: Mapping[str, Any], name: str) -> dict[str, Any]:
+        """What an artifact called ``name`` records as its fit: config and fingerprints for the curvature, the
+        curvature's checksum and the fingerprints for anything derived from it."""
+        key = "config" if name == CURVATURE else "curvature"
+        fit = self._binding(m)
+        return {key: fit[key], "model": fit["model"], "train": fit["train"]}
+
+    def _forget(self, m: dict[str, Any], name: str) -> None:
+        m.get("artifacts", {}).pop(name, None)
+        if self.writer:
+            self.file(name).unlink(missing_ok=True)
+
+    def drop(self, name: str) -> None:
+        """Forget an artifact and delete its file (only ever a file inside the run directory)."""
+        self._update(lambda m: self._forget(m, name))
+
+    def _check_current(self, m: Mapping[str, Any], name: str) -> None:
+        """ArtifactError when another process refitted the directory since this one bound it."""
+        now, mine = self._binding(m), self.bound
+        keys = ("config", "model", "train") + (() if name == CURVATURE else ("curvature",))
+        if any(now[k] != mine[k] for k in keys):
+            by = m.get("fitted_by", "another ifscope command")
+            raise ArtifactError(f"{by} refitted {self.path} while this command ran, so {name} (made from the earlier "
+                                "fit) was not saved; rerun this command")
 
     def write_bytes(self, name: str, data: bytes, **meta: Any) -> Path:
-        """Atomically write an artifact and record its sha256 in the manifest."""
+        """Atomically write an artifact and record its sha256 and fit; an identical recorded artifact is left as is."""
         if not self.manifest:
             raise ArtifactError(f"run directory {self.path} is not bound to a model yet; fit first")
-        path = atomic_write_bytes(self.path / name, data) if self.writer else self.path / name
-        self.manifest["artifacts"][name] = {"sha256": _sha256(data), "bytes": len(data), **meta}
-        self._save_manifest()
+        path = self.file(name)
+        entry = {"sha256": _sha256(data), "bytes": len(data), **meta}
+
+        def change(m: dict[str, Any]) -> None:
+            self._check_current(m, name)
+            if self.writer:
+                atomic_write_bytes(path, data)
+            if name == CURVATURE:  # a new fit: what was derived from another curvature no longer holds
+                m["fitted_by"] = holder()
+                for old in [n for n, e in m["artifacts"].items() if n != CURVATURE
+                            and e.get("fit", {}).get("curvature") != entry["sha256"]]:
+                    self._forget(m, old)
+            m["artifacts"][name] = {**entry, "fit": self._fit_of(m, name)}
+
+        current = self.manifest["artifacts"].get(name, {})
+        if not (self.has(name) and current.get("sha256") == entry["sha256"] and self._verifies(name)):
+            self._update(change)
+        if name == CURVATURE:
+            self.bound["curvature"] = entry["sha256"]
         return path
+
+    def _verifies(self, name: str) -> bool:
+        try:
+            self.read_bytes(name)
+            return True
+        except ArtifactError:
+            return False
 
     def record(self, name: str, **meta: Any) -> Path:
         """Record a file already written under the run directory (e.g. a figure) with its sha256."""
         if not self.manifest:
             raise ArtifactError(f"run directory {self.path} is not bound to a model yet; fit first")
-        data = (self.path / name).read_bytes()
-        self.manifest["artifacts"][name] = {"sha256": _sha256(data), "bytes": len(data), **meta}
-        self._save_manifest()
-        return self.path / name
+        return self.write_bytes(name, self.file(name).read_bytes(), **meta)
 
     def sha256(self, name: str) -> str | None:
         """The recorded checksum of an artifact (None when it is not recorded)."""
@@ -167,7 +239,7 @@ class RunDir:
 
     def read_bytes(self, name: str) -> bytes:
         """An artifact's bytes, verified against the manifest's sha256 (ArtifactError naming the file otherwise)."""
-        file = self.path / name
+        file = self.file(name)
         entry = self.manifest.get("artifacts", {}).get(name)
         if entry is None:
             raise ArtifactError(f"{file} is not recorded in {self.path / MANIFEST}; run the command that makes it")
@@ -206,70 +278,4 @@ class RunDir:
                 return json.loads(self.read_bytes(name))
             except json.JSONDecodeError as exc:
                 raise ArtifactError(f"{self.path / name} is not valid JSON ({exc})") from exc
-        return read_json(self.path / name)
-
-    def _shard_path(self, index: int) -> Path:
-        return self.path / SHARD_DIR / f"{index:05d}.safetensors"
-
-    def _save_shard(self, index: int, pos: Tensor, emb: Tensor) -> None:
-        from safetensors.torch import save
-        tensors = {"embeddings": emb.detach().cpu().contiguous(), "positions": pos.contiguous()}
-        digest = hashlib.sha256()
-        hash_tree(digest, tensors)
-        atomic_write_bytes(self._shard_path(index), save(tensors, metadata={
-            "config": self.config_hash, "sha256": digest.hexdigest()}))
-
-    def _load_shard(self, index: int, pos: Tensor) -> Tensor | None:
-        """The shard's embeddings if it exists, verifies and was computed under the bound config; else None."""
-        from safetensors import safe_open
-        from safetensors.torch import load
-        path = self._shard_path(index)
-        if not path.is_file():
-            return None
-        try:
-            data = path.read_bytes()
-            with safe_open(str(path), framework="pt") as fh:
-                meta = fh.metadata() or {}
-            tensors = load(data)
-        except Exception:  # unreadable or truncated
-            return self._distrust(path, "is truncated or unreadable")
-        digest = hashlib.sha256()
-        hash_tree(digest, tensors)
-        if meta.get("config") != self.config_hash:
-            return self._distrust(path, "was computed under another configuration")
-        if meta.get("sha256") != digest.hexdigest() or not torch.equal(tensors.get("positions", torch.empty(0)), pos):
-            return self._distrust(path, "is corrupted (its checksum or positions differ)")
-        return tensors["embeddings"]
-
-    @staticmethod
-    def _distrust(path: Path, why: str) -> None:
-        import warnings
-
-        from ..core.errors import NumericalWarning
-        warnings.warn(f"{path} {why}: recomputing it", NumericalWarning, stacklevel=3)
-        return None
-
-    def train_shards(self, positions: Tensor, shard_size: int, embed: Callable[[Tensor], Tensor],
-                     progress: Any = None) -> Iterator[tuple[Tensor, Tensor]]:
-        """Yield ``(positions, embeddings)`` per block of ``shard_size`` examples of the contiguous, shard-aligned
-        ``positions``, loading the shards already in ``DIR/train/`` that verify under the bound configuration and
-        computing (``embed(positions)``) and saving the others: a killed run resumes here."""
-        self.shards_reused = self.shards_computed = 0
-        if len(positions) == 0:
-            return
-        first, end = int(positions[0]), int(positions[-1]) + 1
-        for start in range(first, end, shard_size):
-            i = start // shard_size
-            pos = torch.arange(start, min(end, start + shard_size))
-            emb = self._load_shard(i, pos)
-            if emb is not None:
-                self.shards_reused += 1
-            else:
-                emb = embed(pos)
-                self._save_shard(i, pos, emb)
-                self.shards_computed += 1
-            if progress is not None:
-                progress.update(len(pos))
-            yield pos, emb
-        if progress is not None:
-            progress.close()
+        return read_json(self.file(name))

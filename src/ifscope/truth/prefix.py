@@ -177,7 +177,7 @@ def cache_prefix(task: Task, *datasets: Any, dtype: torch.dtype | None = None, b
               for ds in datasets]
     tail = CachedTextTask(model=_BertTail(model, start), loss=_cross_entropy, inputs=_cached_inputs,
                           targets=_hf_targets, outputs=_logits, params=task.parameter_names,
-                          check_targets=check_class_targets)
+                          check_targets=check_class_targets, judge=task.judge)
     return Prefix(tail, cached, start, time.time() - t0)
 
 

@@ -7,7 +7,7 @@ A subset is a boolean mask over the N training examples. Two ways to get the mod
   (``retrain(data, seed) -> state``); outcomes are averaged over the seeds, as the field does for LDS.
 - ``Continue(schedule, steps)``: continued training from the checkpoint for T steps of ``schedule`` with the examples
   of S weighted 1 and the others 0 (``training.replay_many``, vectorised over subsets): what influence at the
-  checkpoint predicts (SCIENCE.md §2, assumption 3).
+  checkpoint predicts (docs/science.md, 'The five assumptions', 3).
 """
 
 from __future__ import annotations

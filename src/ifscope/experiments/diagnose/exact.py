@@ -1,5 +1,5 @@
 """The exact first-order references the divergence and first-order checks share, built once on the ground truth's
-schedule: ``unrolled`` (the exact derivative of that continued training, SCIENCE.md §6) and ``horizon`` (the same
+schedule: ``unrolled`` (the exact derivative of that continued training, docs/science.md, 'Unrolled influence') and ``horizon`` (the same
 linear response with the Hessian and the gradients frozen at the checkpoint; on minibatches ``horizon_schedule``,
 which sums it over the batches that hold each example, so that the two differ by the freezing alone)."""
 

@@ -1,0 +1,63 @@
+"""What ``benchmarks/docs_tables.py --check`` reads in the Markdown: the marked regions and the tables outside them.
+
+A numeric table is a Markdown table (outside fenced code) whose body has a digit outside backticks in any column but
+the first. Every numeric table must sit inside a render marker ``<!-- table:NAME -->`` … ``<!-- /table:NAME -->``,
+or follow the line ``<!-- not-measured -->`` when its numbers are definitions (exit codes, defaults, sizes by
+construction), not measurements. A hand copy of an earlier run that another change is about to regenerate may follow
+``<!-- pending: NAME -->`` (NAME: the result that will replace it) with a visible sentence saying so; ``--check``
+lists those tables instead of failing on them."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+OPEN = re.compile(r"<!-- (table|figure):([\w.-]+) -->")
+NOT_MEASURED = "<!-- not-measured -->"
+PENDING = re.compile(r"<!-- pending: ([\w., -]+) -->")
+_RULE = re.compile(r"^\|[\s:|-]+\|?\s*$")
+_CODE = re.compile(r"`[^`]*`")
+
+
+@dataclass
+class NumericTable:
+    file: str
+    line: int  # 1-based line of the table's header
+    pending: str | None = None  # the result a pending hand copy waits for
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+def regions(text: str, kind: str) -> list[str]:
+    """The names of the ``<!-- KIND:NAME -->`` markers in ``text``, in order (not those quoted in inline code)."""
+    return [m.group(2) for m in OPEN.finditer(_CODE.sub("", text)) if m.group(1) == kind]
+
+
+def _numeric(rows: list[str]) -> bool:
+    for row in rows[2:]:
+        cells = _CODE.sub("", row).strip().strip("|").split("|")
+        if any(re.search(r"\d", c) for c in cells[1:]):
+            return True
+    return False
+
+
+def unmarked_tables(file: str, text: str) -> list[NumericTable]:
+    """The numeric tables of ``text`` outside every marked region and not declared ``<!-- not-measured -->``; those
+    declared ``<!-- pending: NAME -->`` come with ``pending`` set."""
+    found, fence, inside, table, start, previous = [], False, False, [], 0, ""
+    for n, line in enumerate([*text.splitlines(), ""], 1):
+        if line.startswith("```"):
+            fence = not fence
+        opening, closing = OPEN.match(line.strip()), line.strip().startswith(("<!-- /table:", "<!-- /figure:"))
+        inside = (inside or bool(opening and opening.group(1) == "table")) and not closing
+        if line.lstrip().startswith("|") and not fence:
+            if not table:
+                start, declared, marked = n, previous.strip() == NOT_MEASURED, inside
+            table.append(line)
+            continue
+        if table and len(table) > 2 and _RULE.match(table[1]) and not (declared or marked) and _numeric(table):
+            pending = PENDING.match(previous.strip())
+            found.append(NumericTable(file, start, pending.group(1) if pending else None))
+        table, previous = [], line if line.strip() else previous
+    return found

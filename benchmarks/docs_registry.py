@@ -1,0 +1,196 @@
+"""Which command produces each stored result of docs/results/, and how it is rendered: ``TABLES`` (a region
+``<!-- table:NAME -->`` shows the command and its table) and ``FIGURES`` (a figure inside a sentence). The runner and
+the check are ``benchmarks/docs_tables.py``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import docs_render as R
+import docs_render_scripts as S
+
+
+@dataclass
+class Table:
+    """A table: the command (without ``--workdir`` and ``--json``), how to render its JSON, where it goes."""
+
+    command: list[str]
+    render: Callable[[dict[str, Any]], str]
+    files: tuple[str, ...]
+    source: str | None = None  # another table's stored result, rendered another way
+    script: str | None = None  # a benchmark script instead of ifscope
+    peers: bool = True  # the script runs in the peers' environment (benchmarks/setup_peers.sh), else in this one
+    sources: tuple[str, ...] = ()  # a summary of other tables' stored results: ``render({name: result})``
+    json_to_stdout: bool = False  # the script prints its JSON after ``--json`` instead of writing ``--json FILE``
+
+
+@dataclass
+class Figure:
+    """One figure quoted inside a sentence: ``render(result)`` of a stored result, without its command."""
+
+    source: str
+    render: Callable[[dict[str, Any]], str]
+
+
+CORRECT_SEEDS = (0, 1, 2)  # issue 13 asks for two; the third says whether the margins are luck
+
+
+def _correct(recipe: str, seed: int) -> Table:
+    return Table(["correct", "--recipe", recipe, "--seed", str(seed)], R.correct_bars, ("docs/experiments_correction.md",))
+
+
+LDS_MNIST1D = ["--recipe", "mnist1d-mlp", "--subsets", "50", "--methods", "graddot,arnoldi,horizon,kfac,ekfac,ekfac_horizon",
+               "--peers", "arnoldi,datainf,kronfluence-ekfac"]
+
+PEERS_WIDE = ["--hidden", "256", "256", "--rank", "100", "--skip", "reference", "exact", "ifscope cg", "ifscope lissa",
+              "dattri cg", "pydvl cg", "explicit", "direct", "naive"]
+
+# pydvl CG kept: it is the horizon method's comparator at T = 100
+PEERS_MNIST1D = ["--data", "mnist1d", *(a for a in PEERS_WIDE if a != "pydvl cg")]
+
+PEERS_SMALL = ["--hidden", "32", "--rank", "100", "--skip", "ifscope cg", "ifscope lissa", "dattri cg", "pydvl cg"]
+
+TABLES: dict[str, Table] = {
+    "peers-wide": Table(PEERS_WIDE, S.peers_table, ("docs/performance.md",), script="benchmarks/peers.py"),
+    "peers-mnist1d": Table(PEERS_MNIST1D, S.peers_table, ("docs/performance.md",), script="benchmarks/peers.py"),
+    "peers-small": Table(PEERS_SMALL, S.peers_table, ("docs/performance.md",), script="benchmarks/peers.py"),
+    "lds-mnist1d-mlp": Table(LDS_MNIST1D, S.lds_script_table, ("docs/evaluation.md",), script="benchmarks/lds.py"),
+    "lds-mnist1d-mlp-continue": Table([*LDS_MNIST1D, "--retrain", "continue", "--steps", "100"], S.lds_script_table,
+                                      ("docs/evaluation.md",), script="benchmarks/lds.py"),
+    "ekfac-kronfluence": Table(["--recipe", "mnist1d-mlp"], S.ekfac_table, ("docs/evaluation.md",),
+                               script="benchmarks/ekfac_agreement.py"),
+    "fade-mnist1d-mlp": Table(["fade", "--recipe", "mnist1d-mlp", "--methods",
+                               "run,horizon,arnoldi_horizon,ekfac_horizon,graddot,unrolled", "--steps", "1,3,10,30,100",
+                               "--n-ids", "20", "--n-queries", "10"], R.fade_table, ("docs/evaluation.md",)),
+    "fade-mlp-remove": Table(["fade", "--recipe", "digits-mlp", "--mode", "remove"], R.fade_table, ("README.md",)),
+    "fade-mlp-remove-full": Table(["fade", "--recipe", "digits-mlp", "--mode", "remove"], R.fade_tables,
+                                  ("docs/fade.md",), source="fade-mlp-remove"),
+    "fade-mlp-upweight": Table(["fade", "--recipe", "digits-mlp", "--mode", "upweight", "--epsilon", "0.01"],
+                               R.fade_tables, ("docs/fade.md",)),
+    "fade-mlp-sgd": Table(["fade", "--recipe", "digits-mlp", "--mode", "remove", "--train-batch-size", "100"],
+                          R.fade_tables, ("docs/fade.md",)),
+    "fade-tweets-remove": Table(["fade", "--recipe", "tweets-minilm", "--mode", "remove"], R.fade_tables_floor,
+                                ("docs/experiments.md",)),
+    "fade-tweets-upweight": Table(["fade", "--recipe", "tweets-minilm", "--mode", "upweight", "--epsilon", "0.01"],
+                                  R.fade_tables_floor, ("docs/experiments.md",)),
+    "fade-tweets-lrmax": Table(["fade", "--recipe", "tweets-minilm", "--mode", "remove", "--lr", "0.12", "--n-ids", "10",
+                                "--n-queries", "10", "--steps", "1,3,10,30", "--methods",
+                                "run,arnoldi_horizon,graddot,horizon_schedule,unrolled"], R.fade_tables_floor,
+                               ("docs/experiments.md",)),
+    "diagnose-mlp": Table(["diagnose", "--recipe", "digits-mlp"], R.diagnose_table, ("README.md", "docs/diagnose.md")),
+    "diagnose-mlp-bad": Table(["diagnose", "--recipe", "digits-mlp", "--recipe-arg", "steps=10", "--recipe-arg",
+                               "weight_decay=0.0"], R.diagnose_table, ("README.md", "docs/diagnose.md")),
+    "diagnose-cnn": Table(["diagnose", "--recipe", "digits-cnn"], R.diagnose_table, ("docs/diagnose.md",)),
+    "fade-cnn": Table(["fade", "--recipe", "digits-cnn"], R.fade_tables_floor, ("docs/experiments.md",)),
+    "fade-cnn-fast-linear": Table(["fade", "--recipe", "digits-cnn", "--lr", "0.010817", "--steps", "1,3,10,30",
+                                   "--mode", "upweight", "--epsilon", "0.0001", "--truth-dtype", "float64"],
+                                  R.fade_table, ("docs/experiments.md",)),
+    **{f"correct-{r.split('-')[0]}-{s}": _correct(r, s) for r in ("tweets-minilm", "digits-cnn") for s in CORRECT_SEEDS},
+    **{f"correct-tweets-gpt-{s}": Table(["correct", "--recipe", "tweets-gpt", "--seed", str(s)], R.correct_lm_table,
+                                        ("docs/experiments.md",)) for s in (0, 1)},
+    "correct-regression": Table(["correct", "--recipe", "examples/regression.py:make"], R.correct_table,
+                                ("docs/models.md",)),
+    "correct-summary": Table([], R.correct_summary, ("README.md",),
+                             sources=tuple(f"correct-{r}-{s}" for r in ("digits", "tweets") for s in CORRECT_SEEDS)),
+    "groundtruth": Table(["cnn", "floor", "tweets", "--dtypes", "float32", "--batchings", "vmap,loop"],
+                         S.groundtruth_table, ("docs/experiments.md",), script="benchmarks/groundtruth.py", peers=False),
+    "fade-summary": Table([], R.fade_summary, ("README.md", "docs/experiments.md"),
+                          sources=("fade-mlp-remove", "fade-mlp-upweight", "fade-mlp-sgd", "fade-cnn", "fade-cnn-fast-linear",
+                                   "fade-tweets-remove", "fade-tweets-upweight", "fade-tweets-lrmax")),
+}
+
+
+TABLES.update({
+    # README's prose figures
+    "self-influence-flip": Table(["self-influence", "--recipe", "digits-mlp", "--recipe-arg", "flip=0.1"],
+                                 R.self_influence_table, ()),
+    "lds-linear-exact": Table(["lds", "--recipe", "digits-linear", "--method", "exact"], R.lds_table, ()),
+    # docs/evaluation.md: the runs its text names (expensive: minutes each on 2 cores)
+    "lds-linear": Table(["lds", "--recipe", "digits-linear", "--method", "exact,cg,arnoldi,lissa,graddot,horizon"],
+                        R.lds_table, ("docs/evaluation.md",)),
+    "lds-linear-continue": Table(["lds", "--recipe", "digits-linear", "--method", "exact,cg,arnoldi,lissa,graddot,horizon",
+                                  "--retrain", "continue", "--steps", "100"], R.lds_table, ("docs/evaluation.md",)),
+    "counterfactual-linear-continue": Table(["counterfactual", "--recipe", "digits-linear", "--method",
+                                             "exact,graddot,arnoldi", "--retrain", "continue", "--steps", "100"],
+                                            R.counterfactual_table, ("docs/evaluation.md",)),
+    "counterfactual-linear": Table(["counterfactual", "--recipe", "digits-linear", "--method", "exact,graddot", "--k",
+                                    "10,40"], R.counterfactual_table, ("docs/evaluation.md",)),
+    "lds-linear-both": Table([], R.lds_side_by_side, ("docs/evaluation.md",),
+                             sources=("lds-linear", "lds-linear-continue")),
+    # docs/unrolled.md: the stored digits-mlp fades seen from unrolled's side, and its cost
+    "unrolled-mlp-upweight": Table([], R.unrolled_rows, ("docs/unrolled.md",), source="fade-mlp-upweight"),
+    "unrolled-mlp-remove": Table([], R.unrolled_rows, ("docs/unrolled.md",), source="fade-mlp-remove"),
+    "unrolled-mlp-sgd": Table([], R.unrolled_rows, ("docs/unrolled.md",), source="fade-mlp-sgd"),
+    "validity-mlp": Table([], R.validity_summary, ("docs/unrolled.md",),
+                          sources=("fade-mlp-remove", "fade-mlp-sgd")),
+    "unrolled-cost-1": Table(["--steps", "10", "30", "100", "300", "--queries", "1"], S.unrolled_cost,
+                             ("docs/unrolled.md",), script="benchmarks/unrolled.py", peers=False, json_to_stdout=True),
+    "unrolled-cost-20": Table(["--steps", "10", "30", "100", "--queries", "20"], S.unrolled_cost,
+                              ("docs/unrolled.md",), script="benchmarks/unrolled.py", peers=False, json_to_stdout=True),
+    "unrolled-cost-adam": Table(["--steps", "30", "100", "--queries", "1", "--optimizer", "adam", "--train-batch-size",
+                                 "100"], S.unrolled_cost, ("docs/unrolled.md",), script="benchmarks/unrolled.py",
+                                peers=False, json_to_stdout=True),
+    "unrolled-cost": Table([], S.unrolled_cost_summary, ("docs/unrolled.md",),
+                           sources=("unrolled-cost-1", "unrolled-cost-adam", "unrolled-cost-20")),
+    "eigen-ratio": Table(["--rank", "150", "--iterations", "200"], S.columns_table(S.EIGEN_RATIO_COLUMNS),
+                         ("docs/errors.md",), script="benchmarks/eigen_ratio.py", peers=False, json_to_stdout=True),
+    "eigen-ratio-nowd": Table(["--rank", "200", "--iterations", "200", "--weight-decay", "0"],
+                              S.columns_table(S.EIGEN_RATIO_COLUMNS), ("docs/errors.md",),
+                              script="benchmarks/eigen_ratio.py", peers=False, json_to_stdout=True),
+    "horizon-accuracy": Table([], S.columns_table(S.HORIZON_ACCURACY_COLUMNS), ("docs/fade.md",),
+                              script="benchmarks/horizon_accuracy.py", peers=False, json_to_stdout=True),
+    **{f"correct-mlp-{s}": Table(["correct", "--recipe", "digits-mlp", "--n-test", "797", "--seed", str(s)],
+                                 R.correct_bars, ("docs/correct.md",)) for s in (0, 1)},
+    # docs/performance.md (pending a rerun there): benchmarks/peers.py, floor.py and streaming.py
+    "peers-small-all": Table(["--hidden", "32"], S.peers_table, ("docs/performance.md",), script="benchmarks/peers.py"),
+    "peers-big": Table(["--hidden", "1600", "--train-steps", "500", "--queries", "10", "--ids", "30", "--ref-tol", "1e-5",
+                        "--skip", "exact", "explicit", "direct", "naive", "dattri cg"], S.peers_table,
+                       ("docs/performance.md",), script="benchmarks/peers.py"),
+    **{f"floor-rank{r}": Table(["--rank", str(r), "--iterations", str(n)], S.columns_table(S.FLOOR_COLUMNS),
+                               ("docs/performance.md",), script="benchmarks/floor.py", peers=False, json_to_stdout=True)
+       for r, n in ((10, 40), (20, 60))},
+    "floor-paths": Table(["--paths"], S.columns_table(S.FLOOR_PATH_COLUMNS), ("docs/performance.md",),
+                         script="benchmarks/floor.py", peers=False, json_to_stdout=True),
+    "floor-paths-wide": Table(["--paths", "--widths", "32", "512", "1600", "--ranks", "10", "50", "100"],
+                              S.columns_table(S.FLOOR_PATH_COLUMNS), ("docs/performance.md",),
+                              script="benchmarks/floor.py", peers=False, json_to_stdout=True),
+    "streaming": Table(["--n", "10000", "100000", "--materialise"], S.columns_table(S.STREAMING_COLUMNS),
+                       ("docs/performance.md",), script="benchmarks/streaming.py", peers=False, json_to_stdout=True),
+})
+TABLES["peers-wide"].files += ("README.md",)
+
+def _at(d: dict[str, Any], method: str, key: str, t: int) -> float:
+    """A fade result's ``key`` (pearson, slope, ...) for ``method`` at horizon ``t``."""
+    return d["methods"][method][key][d["steps"].index(t)]
+
+
+def _best(d: dict[str, Any], method: str) -> str:
+    """A method's best Pearson over a fade's grid and the T where it is reached: ``0.70, near T = 30``."""
+    p = d["methods"][method]["pearson"]
+    i = max(range(len(p)), key=lambda k: p[k])
+    return f"{p[i]:.2f}, near T = {d['steps'][i]}"
+
+
+FIGURES: dict[str, Figure] = {
+    "self-influence-auc": Figure("self-influence-flip", lambda d: f"{d['auc']:.3f}"),
+    "lds-linear-exact": Figure("lds-linear-exact", lambda d: R.lds_with_ci(d["methods"]["exact"])),
+    "mlp-graddot-half": Figure("fade-mlp-remove", lambda d: f"{d['methods']['graddot']['horizon_half']:.0f}"),
+    "mlp-arnoldi-horizon-last": Figure("fade-mlp-remove", lambda d: f"{d['methods']['arnoldi_horizon']['pearson'][-1]:.2f} "
+                                       f"by T = {d['steps'][-1]}"),
+    "mlp-arnoldi-best": Figure("fade-mlp-remove", lambda d: _best(d, "arnoldi")),
+    "mlp-unrolled-upweight-min": Figure("fade-mlp-upweight", lambda d: f"{min(d['methods']['unrolled']['pearson']):.3f}"),
+    "mlp-unrolled-remove-slope": Figure("fade-mlp-remove", lambda d: f"slope {_at(d, 'unrolled', 'slope', 10):.2f} at "
+                                        f"T = 10, {d['methods']['unrolled']['slope'][-1]:.2f} at T = {d['steps'][-1]}"),
+    "unrolled-cost-one": Figure("unrolled-cost", lambda rs: S.ratio_range(rs, queries=1)),
+    "unrolled-cost-block": Figure("unrolled-cost", lambda rs: S.ratio_range(rs, queries=20, per_query=True)),
+    "unrolled-cost-rss": Figure("unrolled-cost-1", lambda d: f"{d['rows'][0]['process_peak_rss_mb']:.0f} to "
+                                f"{d['rows'][-1]['process_peak_rss_mb']:.0f} MiB between T = {d['rows'][0]['T']} and "
+                                f"T = {d['rows'][-1]['T']}"),
+    "eigen-ratio-kept": Figure("eigen-ratio", S.eigen_summary),
+    "eigen-ratio-nowd": Figure("eigen-ratio-nowd", S.eigen_summary),
+    "real-default-best": Figure("fade-summary", lambda rs: R.best_at_first_step(
+        [rs[n] for n in ("fade-cnn", "fade-tweets-remove", "fade-tweets-upweight")])),
+    "peers-exact-agree": Figure("peers-small", lambda d: f"{min(r['vs_exact'] for r in d['rows'] if r['vs_exact'] > 0.99):.2f}"),
+}
