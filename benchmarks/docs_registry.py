@@ -88,6 +88,8 @@ TABLES: dict[str, Table] = {
                                    "--mode", "upweight", "--epsilon", "0.0001", "--truth-dtype", "float64"],
                                   R.fade_table, ("docs/experiments.md",)),
     **{f"correct-{r.split('-')[0]}-{s}": _correct(r, s) for r in ("tweets-minilm", "digits-cnn") for s in CORRECT_SEEDS},
+    **{f"correct-tweets-gpt-{s}": Table(["correct", "--recipe", "tweets-gpt", "--seed", str(s)], R.correct_lm_table,
+                                        ("docs/experiments.md",)) for s in (0, 1)},
     "correct-regression": Table(["correct", "--recipe", "examples/regression.py:make"], R.correct_table,
                                 ("docs/models.md",)),
     "correct-summary": Table([], R.correct_summary, ("README.md",),

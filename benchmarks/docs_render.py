@@ -5,6 +5,7 @@ produces which result and where its rendering goes."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -112,6 +113,24 @@ def _bars(d: dict[str, Any]) -> tuple[float, dict[str, float]]:
     fr, before = d["fix_rate"], d["heldout_accuracy"]["before"]
     drop = {m: 100 * (before - s["heldout_accuracy_after"]) for m, s in d["methods"].items()}
     return (fr["influence"] / fr["random"] if fr.get("random") else float("inf")), drop
+
+
+def correct_lm_table(d: dict[str, Any]) -> str:
+    """A correction run on a language model: fix rates, the held-out NLL per token (and perplexity) after."""
+    fig, c = d["heldout_figure"], d["settings"]
+    rows = ["| selection | fix rate | held-out NLL/token after (perplexity) | broken completions (mean) | s / correction |",
+            "|---|---:|---:|---:|---:|"]
+    for name, m in d["methods"].items():
+        after = m.get("heldout_figure_after")
+        shown = "n/a" if after is None else f"{after:.4f} ({math.exp(after):.2f})"
+        ref = " (reference)" if name in d.get("reference_only", []) else ""
+        rows.append(f"| {name}{ref} | {num(d['fix_rate'][name], 2)} | {shown} | {num(m.get('broken'), 1)} | "
+                    f"{num(m.get('seconds'), 3)} |")
+    return "\n".join(rows) + (
+        f"\n\n{d['n_queries']} completions that are not the greedy continuation, {d['n_heldout']} held-out tweets "
+        f"(NLL/token before {fig['before']:.4f}, perplexity {math.exp(fig['before']):.2f}); budget: k {c['k']}, ≤ "
+        f"{c['steps']} SGD steps at lr {c['lr']:.3g}" + (", stop when fixed" if c["stop_when_fixed"] else "")
+        + f"; {d['_meta']['threads']} thread(s), {d['_meta']['seconds']:.0f} s.")
 
 
 def correct_bars(d: dict[str, Any]) -> str:

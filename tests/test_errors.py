@@ -248,6 +248,54 @@ def _():
     inf(train={"x": x, "labels": y}).fit()
 
 
+def tokens(n: int = 8, length: int = 5, vocab: int = 10, **extra) -> dict[str, torch.Tensor]:
+    ids = torch.randint(1, vocab, (n, length), generator=torch.Generator().manual_seed(0))
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), **extra}
+
+
+def bigram(vocab: int = 10) -> nn.Module:
+    """The smallest causal language model: each position's logits read its own token only."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Embedding(vocab, 4), nn.Linear(4, vocab))
+
+
+@case("lm-not-dict", "a tuple batch for a language model", DataError, "language_model expects dict batches",
+      "ifscope.encode_lm")
+def _():
+    inf(task=ifscope.language_model(bigram()), train=(tokens()["input_ids"],)).fit()
+
+
+@case("lm-logits-shape", "a language model returning [batch, vocabulary]", DataError,
+      "must return logits [batch, length, vocabulary] = [8, 5, V], got (8, 10)")
+def _():
+    class Pooled(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = bigram()
+
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            return self.net(ids).mean(1)
+    inf(task=ifscope.language_model(Pooled()), train=tokens()).fit()
+
+
+@case("lm-token-range", "token ids beyond the model's vocabulary", DataError,
+      "token ids must lie in [0, 10) for a vocabulary of 10, got range")
+def _():
+    train = tokens()
+    train["input_ids"][0, -1] = 10  # the embedding of a 12-word model reads row 10; the logits have 10
+    model = bigram()
+    model[0] = nn.Embedding(12, 4)
+    inf(task=ifscope.language_model(model), train=train).fit()
+
+
+@case("lm-nothing-counted", "a loss_mask that counts no token of an example", DataError,
+      "rows [3] have no counted next-token prediction", "loss_mask")
+def _():
+    mask = torch.ones(8, 5, dtype=torch.long)
+    mask[3] = 0
+    inf(task=ifscope.language_model(bigram()), train=tokens(loss_mask=mask)).fit()
+
+
 @case("loss-scalar", "a loss that returns a scalar (reduction='mean')", DataError, "the loss returned shape ()",
       "reduction='none'")
 def _():

@@ -14,6 +14,7 @@ from .core.errors import (
     NumericalWarning,
 )
 from .core.hf import TextTask, encode_texts, hf_classification, last_blocks_params
+from .core.language_model import LMJudge, LMTask, encode_lm, language_model
 from .core.scores import TopInfluences
 from .core.task import Task, classification, regression
 from .experiments.correct import Correction, correct, split_mispredicted
@@ -30,11 +31,12 @@ from .truth.groundtruth import GroundTruth, actual_changes
 
 __all__ = [
     "ArtifactError", "ConfigError", "Correction", "CounterfactualResult", "DataError", "Diagnosis", "FadeResult",
-    "GroundTruth", "IfscopeError", "Influence", "LDSResult", "ModelContract", "ModelError", "NonFiniteError", "NumericalError", "NumericalWarning",
-    "Recipe", "RunDir",
+    "GroundTruth", "IfscopeError", "Influence", "LDSResult", "LMJudge", "LMTask", "ModelContract", "ModelError",
+    "NonFiniteError", "NumericalError", "NumericalWarning", "Recipe", "RunDir",
     "TINY_EIGENVALUE_RATIO", "Task", "TextTask", "TopInfluences", "ValidityHorizon", "__version__", "actual_changes",
-    "check_model", "classification", "correct", "diagnose", "distributed", "encode_texts", "fade_curve", "hf_classification",
-    "last_blocks_params", "lds", "leave_top_k_out", "load_recipe", "plot_fade", "regression",
+    "check_model", "classification", "correct", "diagnose", "distributed", "encode_lm", "encode_texts", "fade_curve",
+    "hf_classification", "language_model", "last_blocks_params", "lds", "leave_top_k_out", "load_recipe", "plot_fade",
+    "regression",
     "render_report",
     "split_mispredicted", "validity_horizon",
 ]

