@@ -170,7 +170,9 @@ def test_fade_ids_from_the_first_minibatch_all_act_at_the_first_step(tmp_path):
             "--n-ids", "5", "--n-queries", "2", "--steps", "1,2", "--rank", "4", "--iterations", "8",
             "--methods", "run,graddot", "--train-batch-size", "6", "--lr", "0.05", "--truth-dtype", "float64"]
     out = (args := build_parser().parse_args([*argv, "--ids-from", "first_batch"])).run(args)
-    first = gd_schedule(ifscope.Influence.open(tmp_path, progress=False), 2, batch_size=6, seed=0).batches[0]
+    recipe = tiny_bert_recipe()  # a recorded recipe file is run only when named: build it here
+    run = ifscope.Influence.open(tmp_path, task=recipe.task, train=recipe.train, progress=False)
+    first = gd_schedule(run, 2, batch_size=6, seed=0).batches[0]
     assert out["ids_from"] == "first_batch" and set(out["ids"]) <= set(first.tolist()) and len(out["ids"]) == 5
     assert min(out["gap"]) > 0 and out["methods"]["graddot"]["pearson"][0] > 0.9  # every id moved the model at T=1
     with pytest.raises(ifscope.ConfigError, match="first minibatch"):
