@@ -45,7 +45,9 @@ def test_influence_on_a_batchnorm_cnn_ignores_the_callers_train_mode():
     inf = ifscope.Influence(r.task, r.train, **kw)
     s1, s2 = inf.scores(queries), inf.scores(queries)
     assert r.model.training and all(m.training for m in r.model.modules())
-    assert torch.equal(s1, s2) and torch.equal(s1, expected)
+    assert torch.equal(s1, s2)  # the same fit: bit for bit
+    # two fits may run other (equivalent) kernels; train-mode BatchNorm would change the scores far beyond this
+    torch.testing.assert_close(s1, expected, rtol=1e-5, atol=1e-6)
     assert all(torch.equal(v, buffers[k]) for k, v in r.model.named_buffers())  # running stats not updated
     assert inf.self_influence().shape == (48,)
     assert len(inf.task.parameter_names) == len(list(r.model.parameters()))
