@@ -19,14 +19,8 @@ from torch import Tensor
 from ..core.data import Batch, row_blocks
 from ..core.errors import ConfigError
 from ..core.fingerprint import tree_fingerprint
-from ..core.krylov import (
-    ArnoldiResult,
-    block_arnoldi,
-    block_krylov_apply,
-    block_lanczos,
-    default_step,
-    lanczos_apply,
-)
+from ..core.krylov import ArnoldiResult, block_arnoldi, block_krylov_apply, default_step
+from ..core.lanczos import block_lanczos, lanczos_apply
 from ..options import choice, positive_int, positive_number
 from .base import CurvatureEstimator, GradientTrainEmbedding
 
