@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from ..core.budget import PROBE_EXAMPLES, Plan, measure_product, plan
+from ..core.budget import Plan
 from ..core.capabilities import capabilities
 from ..core.checks import arnoldi_health, check_sizes
 from ..core.data import Batch, batch_len, row_blocks
@@ -33,21 +33,11 @@ from ..core.krylov import (
 )
 from ..core.projection import PathChoice, low_precision_error, measure_paths, project
 from ..options import choice, positive_int, positive_number
+from .arnoldi_sizing import SAMPLE_START, budget_plan, measured_block, sample_drift
 from .base import CurvatureEstimator
 from .horizon import check_horizon, horizon_filter
 
-BLOCK = 16  # products per block step that block=0 weighs against one
-SAMPLE_START = 128  # first Hessian sample of the sample_tol check when hessian_samples is not given
-CHECKED = 16  # top Ritz values the sample check compares
 PROJECTION_TOL = 0.01  # largest relative error of low-precision projections (in the scores' metric) that is kept
-
-
-@dataclass
-class BlockChoice:
-    """The block size ``block=0`` measured, with the seconds per vector and example of each size tried."""
-
-    block: int
-    seconds: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -99,14 +89,12 @@ class Arnoldi(CurvatureEstimator):
         ctx, rank, iterations = self.ctx, self.options["rank"], self.options["iterations"]
         dim, n = ctx.space.dim, len(ctx.train)  # type: ignore[arg-type]
         check_sizes(rank, iterations, dim)
-        block, samples, tol = self._block(), ctx.hessian_samples, self.options["sample_tol"]
+        block = self.options["block"] or measured_block(ctx)
+        samples, tol = ctx.hessian_samples, self.options["sample_tol"]
         self.plan: Plan | None = None
         self.hvp_calls = 0
         if ctx.time_budget_s is not None:
-            probe = ctx.curvature_operator(damping=0.0, samples=min(n, PROBE_EXAMPLES))
-            cost = measure_product(probe.matmat, dim, block, probe.n, ctx.dtype, ctx.device)
-            self.hvp_calls += probe.calls
-            self.plan = plan(ctx.time_budget_s, cost, n, iterations, rank, samples)
+            self.plan, self.hvp_calls = budget_plan(ctx, block, iterations, rank, samples)
             iterations, samples = self.plan.iterations, self.plan.hessian_samples
         if tol is not None and samples is None:
             samples = min(n, SAMPLE_START)
@@ -119,7 +107,8 @@ class Arnoldi(CurvatureEstimator):
             pairs = distill(result, rank, str(self.options["select"]))
             if tol is None or op.n >= n:
                 break
-            drift = self._drift(pairs, op.n, n)
+            drift, calls = sample_drift(ctx, pairs, op.n)
+            self.hvp_calls += calls
             self.sample_checks.append({"hessian_samples": op.n, "drift": drift})
             if drift <= tol:
                 break
@@ -163,32 +152,6 @@ class Arnoldi(CurvatureEstimator):
         if bar is not None:
             bar.close()
         return result
-
-    def _block(self) -> int:
-        """The ``block`` option, or for 0 the measured choice between 1 and ``BLOCK`` products per step (the block when
-        it is at least 20 % cheaper per vector), kept per model and machine (``ifscope.core.decisions``)."""
-        if self.options["block"] > 0:
-            return int(self.options["block"])
-        ctx = self.ctx
-        key = "block|" + path_key(ctx.params, BLOCK, ctx.hessian_samples or len(ctx.train), ctx.dtype,  # type: ignore[arg-type]
-                                  ctx.device)
-
-        def measure() -> tuple[BlockChoice, None]:
-            probe = ctx.curvature_operator(damping=0.0, samples=min(len(ctx.train), PROBE_EXAMPLES))  # type: ignore[arg-type]
-            seconds = {str(b): measure_product(probe.matmat, probe.dim, b, probe.n, ctx.dtype, ctx.device)
-                       for b in (1, BLOCK)}
-            best = BLOCK if seconds[str(BLOCK)] <= 0.8 * seconds["1"] else 1
-            return BlockChoice(best, seconds), None
-        return int(decided(key, measure, kind=BlockChoice)[0].block)
-
-    def _drift(self, pairs: Eigenpairs, samples: int, n: int) -> float:
-        """Median relative gap between the top Ritz values and their Rayleigh quotients on the next ``samples``
-        examples of the seeded order (disjoint from the sample the Ritz values come from)."""
-        check = self.ctx.curvature_operator(damping=0.0, samples=min(samples, n - samples), offset=samples)
-        top, lam = pairs.vectors[:CHECKED], pairs.values[:CHECKED]
-        rayleigh = (check.matmat(top) * top).sum(1)
-        self.hvp_calls += check.calls
-        return float(((rayleigh - lam).abs() / lam.abs().clamp_min(torch.finfo(lam.dtype).tiny)).median())
 
     def rebound(self) -> None:
         self.set_eigenpairs(self.pairs)

@@ -1,0 +1,61 @@
+"""How much an Arnoldi fit computes, measured rather than guessed: the block of products per step (``block=0``), the
+Hessian sample, grown until its top Ritz values hold on a disjoint sample (``sample_tol``), and the iterations and
+sample a time budget affords (``time_budget_s``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ..core.budget import PROBE_EXAMPLES, Plan, measure_product, plan
+from ..core.decisions import decided, path_key
+from ..core.krylov import Eigenpairs
+from .base import Context
+
+BLOCK = 16  # products per block step that block=0 weighs against one
+SAMPLE_START = 128  # first Hessian sample of the sample_tol check when hessian_samples is not given
+CHECKED = 16  # top Ritz values the sample check compares
+
+
+@dataclass
+class BlockChoice:
+    """The block size ``block=0`` measured, with the seconds per vector and example of each size tried."""
+
+    block: int
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def measured_block(ctx: Context) -> int:
+    """For ``block=0``: the measured choice between 1 and ``BLOCK`` products per step (the block when it is at least
+    20 % cheaper per vector), kept per model and machine (``ifscope.core.decisions``)."""
+    n = len(ctx.train)  # type: ignore[arg-type]
+    key = "block|" + path_key(ctx.params, BLOCK, ctx.hessian_samples or n, ctx.dtype, ctx.device)
+
+    def measure() -> tuple[BlockChoice, None]:
+        probe = ctx.curvature_operator(damping=0.0, samples=min(n, PROBE_EXAMPLES))
+        seconds = {str(b): measure_product(probe.matmat, probe.dim, b, probe.n, ctx.dtype, ctx.device)
+                   for b in (1, BLOCK)}
+        best = BLOCK if seconds[str(BLOCK)] <= 0.8 * seconds["1"] else 1
+        return BlockChoice(best, seconds), None
+    return int(decided(key, measure, kind=BlockChoice)[0].block)
+
+
+def budget_plan(ctx: Context, block: int, iterations: int, rank: int, samples: int | None) -> tuple[Plan, int]:
+    """The iterations and Hessian sample that ``ctx.time_budget_s`` affords at the measured cost of one product per
+    example, and the curvature products the measurement made."""
+    n = len(ctx.train)  # type: ignore[arg-type]
+    probe = ctx.curvature_operator(damping=0.0, samples=min(n, PROBE_EXAMPLES))
+    cost = measure_product(probe.matmat, ctx.space.dim, block, probe.n, ctx.dtype, ctx.device)
+    return plan(ctx.time_budget_s, cost, n, iterations, rank, samples), probe.calls  # type: ignore[arg-type]
+
+
+def sample_drift(ctx: Context, pairs: Eigenpairs, samples: int) -> tuple[float, int]:
+    """Median relative gap between the top Ritz values and their Rayleigh quotients on the next ``samples`` examples
+    of the seeded order (disjoint from the sample the Ritz values come from), and the curvature products it made."""
+    n = len(ctx.train)  # type: ignore[arg-type]
+    check = ctx.curvature_operator(damping=0.0, samples=min(samples, n - samples), offset=samples)
+    top, lam = pairs.vectors[:CHECKED], pairs.values[:CHECKED]
+    rayleigh = (check.matmat(top) * top).sum(1)
+    drift = float(((rayleigh - lam).abs() / lam.abs().clamp_min(torch.finfo(lam.dtype).tiny)).median())
+    return drift, check.calls
