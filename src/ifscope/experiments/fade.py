@@ -150,6 +150,36 @@ class FadeResult:
         return "\n".join([head, *rows])
 
 
+def _checked(influence: Influence | Mapping[str, Influence], mode: str, epsilon: float,
+             steps: Sequence[int]) -> tuple[dict[str, Influence], list[int]]:
+    """The methods by name and the sorted distinct horizons, or a ConfigError naming what is wrong."""
+    methods = {method_label(influence): influence} if isinstance(influence, Influence) else dict(influence)
+    if not methods or not all(isinstance(v, Influence) for v in methods.values()):
+        raise ConfigError("fade_curve needs an ifscope.Influence or a dict of name -> Influence")
+    if mode not in MODES:
+        raise ConfigError(f"mode must be one of {MODES}, got {mode!r}")
+    if mode == "upweight" and not epsilon:
+        raise ConfigError("up-weighting needs a non-zero epsilon (e.g. 0.01)")
+    steps = sorted({int(t) for t in steps})
+    if not steps or steps[0] < 1:
+        raise ConfigError(f"steps must be positive integers, got {steps}")
+    return methods, steps
+
+
+def _agreement(predicted: np.ndarray, actual: np.ndarray) -> dict[str, Any]:
+    """Per T (the first axis of ``[n_steps, n_ids, n_queries]``): Pearson and Spearman over every (id, query) pair
+    and per query, and the least-squares slope of actual on predicted (``Σab / Σa²``)."""
+    row: dict[str, Any] = {"pearson": [], "spearman": [], "pearson_per_query": [], "spearman_per_query": [],
+                           "slope": []}
+    for a, b in zip(predicted, actual):
+        row["pearson"].append(pearson(a.ravel(), b.ravel()))
+        row["spearman"].append(spearman(a.ravel(), b.ravel()))
+        row["pearson_per_query"].append(per_column(pearson, a, b))
+        row["spearman_per_query"].append(per_column(spearman, a, b))
+        row["slope"].append(float((a * b).sum() / (a * a).sum()) if (a * a).sum() > 0 else float("nan"))
+    return row
+
+
 def fade_curve(influence: Influence | Mapping[str, Influence], queries: Any, ids: Sequence[int] | Tensor,
                steps: Sequence[int] = DEFAULT_STEPS, mode: str = "remove", epsilon: float = 0.01,
                schedule: Schedule | None = None, truth: GroundTruth | None = None,
@@ -162,16 +192,7 @@ def fade_curve(influence: Influence | Mapping[str, Influence], queries: Any, ids
     lr = 1/λ_max, the influence's weight decay); ``truth`` a precomputed ground truth to reuse.
     """
     t0 = time.time()
-    methods = {method_label(influence): influence} if isinstance(influence, Influence) else dict(influence)
-    if not methods or not all(isinstance(v, Influence) for v in methods.values()):
-        raise ConfigError("fade_curve needs an ifscope.Influence or a dict of name -> Influence")
-    if mode not in MODES:
-        raise ConfigError(f"mode must be one of {MODES}, got {mode!r}")
-    if mode == "upweight" and not epsilon:
-        raise ConfigError("up-weighting needs a non-zero epsilon (e.g. 0.01)")
-    steps = sorted({int(t) for t in steps})
-    if not steps or steps[0] < 1:
-        raise ConfigError(f"steps must be positive integers, got {steps}")
+    methods, steps = _checked(influence, mode, epsilon, steps)
     first = next(iter(methods.values()))
     ids_t = torch.as_tensor(ids, dtype=torch.long).reshape(-1)
     if truth is None:
@@ -191,16 +212,7 @@ def fade_curve(influence: Influence | Mapping[str, Influence], queries: Any, ids
         s = inf.scores_over_horizons(queries, ids_t, steps, schedule).double()  # [n_steps, n_queries, n_ids]
         pred = -(truth.weight - 1.0) * s.transpose(1, 2) / n
         predicted[name] = pred
-        p = pred.numpy()
-        row: dict[str, Any] = {"pearson": [], "spearman": [], "pearson_per_query": [], "spearman_per_query": [],
-                               "slope": []}
-        for k in range(len(steps)):
-            a, b = p[k], actual[k]
-            row["pearson"].append(pearson(a.ravel(), b.ravel()))
-            row["spearman"].append(spearman(a.ravel(), b.ravel()))
-            row["pearson_per_query"].append(per_column(pearson, a, b))
-            row["spearman_per_query"].append(per_column(spearman, a, b))
-            row["slope"].append(float((a * b).sum() / (a * a).sum()) if (a * a).sum() > 0 else float("nan"))
+        row = _agreement(pred.numpy(), actual)
         row["horizon_half"] = half_life(steps, row["pearson"])
         est = inf.estimator
         if getattr(est, "horizon", None) is not None and hasattr(est, "left_out"):

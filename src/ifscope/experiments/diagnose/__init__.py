@@ -82,6 +82,63 @@ class Diagnosis:
         return run.save_json("diagnose.json", data)
 
 
+def _checked(influence: Any, checks: Sequence[str], steps: Sequence[int], epsilons: Sequence[float],
+             reference_epsilon: float, **sizes: int) -> list[int]:
+    """The sorted distinct horizons, or a ConfigError naming the argument of :func:`diagnose` that is wrong."""
+    unknown = sorted(set(checks) - set(CHECKS))
+    if unknown or not checks:
+        raise ConfigError(f"unknown check(s) {unknown or checks}; choose from {CHECKS}")
+    for name, value in sizes.items():
+        if not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    steps = sorted({int(s) for s in steps})
+    if not steps or steps[0] < 1:
+        raise ConfigError(f"steps must be positive integers, got {steps}")
+    if not reference_epsilon > 0 or any(abs(e) <= reference_epsilon for e in epsilons):
+        raise ConfigError(f"reference_epsilon ({reference_epsilon}) must be positive and smaller in size than every "
+                          f"epsilon in {list(epsilons)}")
+    if not isinstance(influence, Influence):
+        raise ConfigError(f"diagnose needs an ifscope.Influence, not {type(influence).__name__}")
+    return steps
+
+
+def _samples(inf: Influence, queries: Any, n_queries: int, n_train: int,
+             gen: torch.Generator) -> tuple[Any, Tensor, Tensor, Tensor]:
+    """The queries' dataset and their order (a seeded sample of the training set when ``queries`` is None, else the
+    first ``n_queries``), the ``n_train`` scored training examples, and the seeded order of the removed ids (the ε
+    ids are the first of them)."""
+    n = inf.n_train
+    if queries is None:
+        qdata = inf.train
+        q_order = torch.randperm(n, generator=gen)[:n_queries]
+    else:
+        qdata = as_dataset(queries, "queries")
+        q_order = torch.arange(min(n_queries, len(qdata)))  # type: ignore[arg-type]
+    t_idx = torch.randperm(n, generator=gen)[:n_train].sort().values
+    return qdata, q_order, t_idx, torch.randperm(n, generator=gen)
+
+
+def _measured(probe: Probe, run: Sequence[str], show_progress: bool) -> dict[str, dict[str, Any]]:
+    """Each check of ``run`` measured on ``probe``, with its advice (and the stability hints of its problems)."""
+    bar = progress_bar("diagnose", len(run), show_progress)
+    out: dict[str, dict[str, Any]] = {}
+    try:
+        for name in run:
+            if bar is not None:
+                bar.set_postfix_str(name)
+            module = CHECK_MODULES[name]
+            out[name] = module.measure(probe)
+            hints = [stability.HINTS[p] for p in out[name].get("problems", [])]
+            out[name]["advice"] = module.ADVICE[out[name]["verdict"]] + (
+                "; " + "; ".join(dict.fromkeys(hints)) if hints else "")
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    return out
+
+
 def diagnose(influence: Influence, queries: Any = None, *, checks: Sequence[str] = CHECKS,
              n_queries: int = 20, n_train: int = 200, n_ids: int = 40, epsilon_ids: int = 8,
              steps: Sequence[int] = (1, 3, 10, 30, 100, 300),
@@ -107,35 +164,15 @@ def diagnose(influence: Influence, queries: Any = None, *, checks: Sequence[str]
     are cut to what that many seconds of replays afford on this model (measured; ``Diagnosis.chosen`` says what).
     """
     t0 = time.time()
-    unknown = sorted(set(checks) - set(CHECKS))
-    if unknown or not checks:
-        raise ConfigError(f"unknown check(s) {unknown or checks}; choose from {CHECKS}")
-    for name, value in (("n_queries", n_queries), ("n_train", n_train), ("n_ids", n_ids),
-                        ("epsilon_ids", epsilon_ids), ("krylov", krylov)):
-        if not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-    steps = sorted({int(s) for s in steps})
-    if not steps or steps[0] < 1:
-        raise ConfigError(f"steps must be positive integers, got {steps}")
-    if not reference_epsilon > 0 or any(abs(e) <= reference_epsilon for e in epsilons):
-        raise ConfigError(f"reference_epsilon ({reference_epsilon}) must be positive and smaller in size than every "
-                          f"epsilon in {list(epsilons)}")
-    if not isinstance(influence, Influence):
-        raise ConfigError(f"diagnose needs an ifscope.Influence, not {type(influence).__name__}")
+    steps = _checked(influence, checks, steps, epsilons, reference_epsilon, n_queries=n_queries, n_train=n_train,
+                     n_ids=n_ids, epsilon_ids=epsilon_ids, krylov=krylov)
     inf = influence
     if inf.estimator is None:
         inf.fit()
     gen = torch.Generator().manual_seed(seed)
     n = inf.n_train
-    if queries is None:
-        qdata = inf.train
-        q_order = torch.randperm(n, generator=gen)[:n_queries]
-    else:
-        qdata = as_dataset(queries, "queries")
-        q_order = torch.arange(min(n_queries, len(qdata)))  # type: ignore[arg-type]
+    qdata, q_order, t_idx, perm = _samples(inf, queries, n_queries, n_train, gen)
     q_idx = q_order.sort().values
-    t_idx = torch.randperm(n, generator=gen)[:n_train].sort().values
-    perm = torch.randperm(n, generator=gen)  # the ε ids are the first of the removed ones
     ids, eps_ids = perm[:n_ids].sort().values, perm[:min(epsilon_ids, n_ids)].sort().values
     if schedule is None and (train_batch_size is not None or lr is not None):
         schedule = gd_schedule(inf, max(steps), lr, batch_size=train_batch_size, seed=inf.config["seed"])
@@ -147,23 +184,7 @@ def diagnose(influence: Influence, queries: Any = None, *, checks: Sequence[str]
         probe, chosen = sized(probe, checks, q_order, perm, epsilon_ids, budget_s, explicit)
         if chosen is not None and inf.show_progress:
             print(f"ifscope: diagnose {chosen}", file=sys.stderr)
-    run = [c for c in CHECKS if c in checks]
-    bar = progress_bar("diagnose", len(run), inf.show_progress)
-    out: dict[str, dict[str, Any]] = {}
-    try:
-        for name in run:
-            if bar is not None:
-                bar.set_postfix_str(name)
-            module = CHECK_MODULES[name]
-            out[name] = module.measure(probe)
-            hints = [stability.HINTS[p] for p in out[name].get("problems", [])]
-            out[name]["advice"] = module.ADVICE[out[name]["verdict"]] + (
-                "; " + "; ".join(dict.fromkeys(hints)) if hints else "")
-            if bar is not None:
-                bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
+    out = _measured(probe, [c for c in CHECKS if c in checks], inf.show_progress)
     settings = dict(method=inf.method, rank=inf.config.get("rank"), iterations=inf.config.get("iterations"),
                   dtype=str(inf.dtype).replace("torch.", ""), damping=inf.config["damping"],
                   weight_decay=inf.config["weight_decay"], n_train_total=n, n_queries=len(probe.q_idx),
