@@ -17,6 +17,7 @@ import copy
 import json
 import sys
 import time
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,6 +25,49 @@ from scipy.stats import spearmanr
 
 import ifscope
 from ifscope.core.data import as_dataset, take
+
+
+def _compare(recipe: Any, train: Any, queries: Any, text: str, repeats: int) -> dict[str, Any]:
+    """One damping value (``text``: a number or ``heuristic``): both sides' scores, their agreement, and the fastest
+    of ``repeats`` interleaved timed runs of each side."""
+    from peers import kronfluence_method
+    damping = None if text == "heuristic" else float(text)
+
+    def ours_run() -> torch.Tensor:
+        return ifscope.Influence(recipe.task, recipe.train, "ekfac", fisher="empirical", damping=damping,
+                                 batch_size=256, progress=False).scores(queries)
+
+    def theirs_run() -> torch.Tensor:  # a fresh copy: kronfluence rewires modules
+        return kronfluence_method(copy.deepcopy(recipe.model), train, queries, damping, "ekfac", empirical=True)()
+    seconds: dict[str, list[float]] = {"ours": [], "theirs": []}
+    for _ in range(repeats):  # interleaved, so that a burst of load on the machine hits both sides
+        for side, fn in (("ours", ours_run), ("theirs", theirs_run)):
+            t0 = time.perf_counter()
+            out = fn()
+            seconds[side].append(time.perf_counter() - t0)
+            if side == "ours":
+                ours = out.double()
+            else:
+                theirs = torch.as_tensor(out).double()
+    ours_s, theirs_s = min(seconds["ours"]), min(seconds["theirs"])
+    rho = np.array([spearmanr(a, b)[0] for a, b in zip(ours.numpy(), theirs.numpy())])
+    rel = float((ours - theirs).norm() / theirs.norm())
+    row = {"damping": text, "spearman_min": float(rho.min()), "spearman_median": float(np.median(rho)),
+           "relative_difference": rel, "ifscope_seconds": ours_s, "kronfluence_seconds": theirs_s,
+           "ratio": ours_s / theirs_s, "ifscope_runs_s": seconds["ours"], "kronfluence_runs_s": seconds["theirs"]}
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def _print_table(recipe: str, info: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    print(f"\n{recipe} ({info['parameters']} parameters), {info['n_train']} training examples x "
+          f"{info['n_queries']} queries, empirical Fisher, {info['threads']} thread(s)")
+    print("| damping | Spearman per query (min / median) | relative difference | ifscope s | kronfluence s | ratio |")
+    print("|---|---|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['damping']} | {r['spearman_min']:.4f} / {r['spearman_median']:.4f} | "
+              f"{r['relative_difference']:.1e} | {r['ifscope_seconds']:.1f} | {r['kronfluence_seconds']:.1f} | "
+              f"{r['ratio']:.2f} |")
 
 
 def main() -> int:
@@ -48,45 +92,12 @@ def main() -> int:
     warm = take(as_dataset(recipe.train, "train"), range(256))  # first calls pay one-time costs: not timed
     ifscope.Influence(recipe.task, warm, "ekfac", fisher="empirical", progress=False).scores(take(test, range(2)))
     kronfluence_method(copy.deepcopy(recipe.model), warm, take(test, range(2)), None, "ekfac", empirical=True)()
-    rows, worst = [], 1.0
-    for text in args.damping.split(","):
-        damping = None if text == "heuristic" else float(text)
-
-        def ours_run(damping: float | None = damping) -> torch.Tensor:
-            return ifscope.Influence(recipe.task, recipe.train, "ekfac", fisher="empirical", damping=damping,
-                                     batch_size=256, progress=False).scores(queries)
-        def theirs_run(damping: float | None = damping) -> torch.Tensor:  # a fresh copy: kronfluence rewires modules
-            return kronfluence_method(copy.deepcopy(recipe.model), train, queries, damping, "ekfac", empirical=True)()
-        seconds: dict[str, list[float]] = {"ours": [], "theirs": []}
-        for _ in range(args.repeats):  # interleaved, so that a burst of load on the machine hits both sides
-            for side, fn in (("ours", ours_run), ("theirs", theirs_run)):
-                t0 = time.perf_counter()
-                out = fn()
-                seconds[side].append(time.perf_counter() - t0)
-                if side == "ours":
-                    ours = out.double()
-                else:
-                    theirs = torch.as_tensor(out).double()
-        ours_s, theirs_s = min(seconds["ours"]), min(seconds["theirs"])
-        rho = np.array([spearmanr(a, b)[0] for a, b in zip(ours.numpy(), theirs.numpy())])
-        rel = float((ours - theirs).norm() / theirs.norm())
-        worst = min(worst, float(rho.min()))
-        row = {"damping": text, "spearman_min": float(rho.min()), "spearman_median": float(np.median(rho)),
-               "relative_difference": rel, "ifscope_seconds": ours_s, "kronfluence_seconds": theirs_s,
-               "ratio": ours_s / theirs_s, "ifscope_runs_s": seconds["ours"], "kronfluence_runs_s": seconds["theirs"]}
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+    rows = [_compare(recipe, train, queries, text, args.repeats) for text in args.damping.split(",")]
+    worst = min([1.0, *(r["spearman_min"] for r in rows)])
     info = {"recipe": args.recipe, "n_train": len(train[0]), "n_queries": len(q_idx),
             "parameters": sum(p.numel() for p in recipe.model.parameters()), "threads": torch.get_num_threads(),
             "torch": torch.__version__}
-    print(f"\n{args.recipe} ({info['parameters']} parameters), {info['n_train']} training examples x "
-          f"{info['n_queries']} queries, empirical Fisher, {info['threads']} thread(s)")
-    print("| damping | Spearman per query (min / median) | relative difference | ifscope s | kronfluence s | ratio |")
-    print("|---|---|---:|---:|---:|---:|")
-    for r in rows:
-        print(f"| {r['damping']} | {r['spearman_min']:.4f} / {r['spearman_median']:.4f} | "
-              f"{r['relative_difference']:.1e} | {r['ifscope_seconds']:.1f} | {r['kronfluence_seconds']:.1f} | "
-              f"{r['ratio']:.2f} |")
+    _print_table(args.recipe, info, rows)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"args": vars(args), **info, "rows": rows}, fh, indent=2)
