@@ -1,8 +1,8 @@
 """What ``benchmarks/docs_tables.py --check`` reads in the Markdown: the marked regions and the tables outside them.
 
 A numeric table is a Markdown table (outside fenced code) whose body has a digit outside backticks in any column but
-the first. Every numeric table must sit inside a render marker ``<!-- table:NAME -->`` … ``<!-- /table:NAME -->``,
-or follow the line ``<!-- not-measured -->`` when its numbers are definitions (exit codes, defaults, sizes by
+the first (an HTML comment line between its rows does not end it). Every numeric table must sit inside a render
+marker ``<!-- table:NAME -->`` … ``<!-- /table:NAME -->``, or follow the line ``<!-- not-measured -->`` when its numbers are definitions (exit codes, defaults, sizes by
 construction), not measurements. A hand copy of an earlier run that another change is about to regenerate may follow
 ``<!-- pending: NAME -->`` (NAME: the result that will replace it) with a visible sentence saying so; ``--check``
 lists those tables instead of failing on them."""
@@ -17,6 +17,7 @@ NOT_MEASURED = "<!-- not-measured -->"
 PENDING = re.compile(r"<!-- pending: ([\w., -]+) -->")
 _RULE = re.compile(r"^\|[\s:|-]+\|?\s*$")
 _CODE = re.compile(r"`[^`]*`")
+_COMMENT = re.compile(r"^<!--.*-->$")
 
 
 @dataclass
@@ -56,8 +57,38 @@ def unmarked_tables(file: str, text: str) -> list[NumericTable]:
                 start, declared, marked = n, previous.strip() == NOT_MEASURED, inside
             table.append(line)
             continue
+        if table and _COMMENT.match(line.strip()) and not OPEN.match(line.strip()) and not closing:
+            continue  # a comment between rows (e.g. a run's note) does not end the table: its later rows count
         if table and len(table) > 2 and _RULE.match(table[1]) and not (declared or marked) and _numeric(table):
             pending = PENDING.match(previous.strip())
             found.append(NumericTable(file, start, pending.group(1) if pending else None))
         table, previous = [], line if line.strip() else previous
+    return found
+
+
+# A duration quoted in prose: "took 386 s", "# 100 s wall", "3.6 min". Settings and bars are not measurements, so a
+# duration just after one of SETTING's words ("default 60 s", "≤ 5 min") or just before one of SETTING_AFTER's ("a
+# 100 s budget") is left alone.
+_DURATION = re.compile(r"(?<![\w.])(\d+(?:[.,]\d+)?)(?:[–-]\d+(?:[.,]\d+)?)?\s?(?:s|ms|µs|min|minutes|seconds|hours)\b")
+SETTING = re.compile(r"(budget|default|≤|<=|≥|target|timeout|at most|limit|within|under|every|per)\W*(?:\w+\W*){0,2}$",
+                     re.I)
+SETTING_AFTER = re.compile(r"^\W*(budget|timeout|limit)", re.I)
+# Pages whose hand timings are being replaced by rendered runs (issues 23 and 25): listed by --check, not failed.
+DURATIONS_LISTED_ONLY = frozenset({"docs/evaluation.md", "docs/performance.md"})
+_FIGURE = re.compile(r"<!-- figure:([\w.-]+) -->.*?<!-- /figure:\1 -->")
+
+
+def unmarked_durations(file: str, text: str) -> list[str]:
+    """``file:line: …`` for each duration in prose or in a command's comment outside every marked table and figure
+    (inline code, tables and HTML comments aside): a timing typed by hand, which nothing keeps true."""
+    found, inside = [], False
+    for n, line in enumerate(text.splitlines(), 1):
+        opening, closing = OPEN.match(line.strip()), line.strip().startswith("<!-- /table:")
+        inside = (inside or bool(opening and opening.group(1) == "table")) and not closing
+        if inside or line.lstrip().startswith("|"):
+            continue
+        prose = re.sub(r"<!--.*?-->", "", _FIGURE.sub("", _CODE.sub("", line)))
+        for m in _DURATION.finditer(prose):
+            if not SETTING.search(prose[: m.start()]) and not SETTING_AFTER.match(prose[m.end():]):
+                found.append(f"{file}:{n}: {m.group(0)!r} in {line.strip()[:100]!r}")
     return found

@@ -173,7 +173,20 @@ def _best(d: dict[str, Any], method: str) -> str:
     return f"{p[i]:.2f}, near T = {d['steps'][i]}"
 
 
+def _fade_cost(d: dict[str, Any]) -> str:
+    """A stored fade's size and the runner's wall time: ``40 ids × 1000 steps, 7 methods: 574 s on 1 thread(s)``."""
+    return (f"{d['n_ids']} ids × {d['steps'][-1]} steps, {len(d['methods'])} methods: {d['_meta']['seconds']:.0f} s "
+            f"on {d['_meta']['threads']} thread(s)")
+
+
+def _truth_cost(d: dict[str, Any]) -> str:
+    """A stored fade's wall time and its ground truth's share: ``231 s on 2 thread(s), the ground truth 128 s of it``."""
+    return (f"{d['_meta']['seconds']:.0f} s on {d['_meta']['threads']} thread(s), the ground truth "
+            f"{d['truth_seconds']:.0f} s of it")
+
+
 FIGURES: dict[str, Figure] = {
+    **{f"{name}-cost": Figure(name, _fade_cost) for name in ("fade-mlp-remove", "fade-mlp-upweight", "fade-mlp-sgd")},
     "self-influence-auc": Figure("self-influence-flip", lambda d: f"{d['auc']:.3f}"),
     "lds-linear-exact": Figure("lds-linear-exact", lambda d: R.lds_with_ci(d["methods"]["exact"])),
     "mlp-graddot-half": Figure("fade-mlp-remove", lambda d: f"{d['methods']['graddot']['horizon_half']:.0f}"),
@@ -192,5 +205,13 @@ FIGURES: dict[str, Figure] = {
     "eigen-ratio-nowd": Figure("eigen-ratio-nowd", S.eigen_summary),
     "real-default-best": Figure("fade-summary", lambda rs: R.best_at_first_step(
         [rs[n] for n in ("fade-cnn", "fade-tweets-remove", "fade-tweets-upweight")])),
+    "diagnose-cnn-cost": Figure("diagnose-cnn", lambda d: f"{d['_meta']['seconds']:.0f} s on {d['_meta']['threads']} thread(s)"),
+    "diagnose-mlp-seconds": Figure("diagnose-mlp", lambda d: f"{d['seconds']:.0f} s on {d['_meta']['threads']} thread(s)"),
+    "ekfac-kronfluence-agree": Figure("ekfac-kronfluence", lambda d: (
+        f"a relative {max(r['relative_difference'] for r in d['rows']):.0e}".replace("e-0", "e-")
+        + f", in {min(r['ratio'] for r in d['rows']):.1f}-{max(r['ratio'] for r in d['rows']):.1f}× its seconds")),
+    **{f"{name}-truth-cost": Figure(name, _truth_cost) for name in ("fade-cnn", "fade-tweets-remove",
+                                                                     "fade-tweets-upweight")},
+    "correct-tweets-2-cost": Figure("correct-tweets-2", R.run_caption),
     "peers-exact-agree": Figure("peers-small", lambda d: f"{min(r['vs_exact'] for r in d['rows'] if r['vs_exact'] > 0.99):.2f}"),
 }

@@ -7,8 +7,8 @@ this runner writes (the command, the thread count, the machine, the duration, th
 results are rendered into the regions ``<!-- table:NAME -->`` … ``<!-- /table:NAME -->`` (a table with its command)
 and ``<!-- figure:NAME -->`` … ``<!-- /figure:NAME -->`` (one figure inside a sentence) of README.md and docs/*.md.
 ``--check`` exits 1 when a region differs from what its stored result renders, when a marked region's result is not
-stored, when a marker names no known table or figure, or when a Markdown table with numbers sits outside every
-marker (``benchmarks/docs_check.py``; tests/test_docs_tables.py runs it).
+stored, when a marker names no known table or figure, or when a Markdown table with numbers or a duration typed in
+prose ("took 386 s") sits outside every marker (``benchmarks/docs_check.py``; tests/test_docs_tables.py runs it).
 
     PYTHONPATH=src python benchmarks/docs_tables.py --run all --threads 2   # minutes; on an idle machine
     PYTHONPATH=src python benchmarks/docs_tables.py --run lds-linear-exact   # one result, then re-render
@@ -158,6 +158,13 @@ def update(check: bool) -> tuple[list[str], list[str]]:
                 continue
             problems.append(f"{table}: a table with numbers outside every <!-- table:NAME --> marker (render it from "
                             "a stored result, or mark it <!-- not-measured --> if its numbers are not measurements)")
+        for duration in docs_check.unmarked_durations(file, new):
+            if file in docs_check.DURATIONS_LISTED_ONLY:
+                print(f"{duration}: a duration typed by hand (listed, not failed, while this page is rewritten)",
+                      file=sys.stderr)
+                continue
+            problems.append(f"{duration}: a duration typed by hand outside every marker (render it as a "
+                            "<!-- figure:NAME --> from a stored result, or drop it)")
         if new != text:
             stale.append(file)
             if not check:

@@ -71,6 +71,8 @@ NUMERIC = "| method | seconds |\n|---|---:|\n| arnoldi | 7.96 |\n"
     ("```\n" + NUMERIC + "```\n", False),  # a code block, not a table
     ("| method | for |\n|---|---|\n| `arnoldi` | `rank=50` large models |\n", False),  # digits only in code
     ("| k | λ_k |\n|---|---|\n| 1 | 1.21 |\n", True),  # a number in the second column
+    ("| k | s |\n|---|---|\n<!-- a run's note -->\n| 1 | 1.21 |\n", True),  # a comment inside does not end it
+    ("<!-- not-measured -->\n| k | s |\n|---|---|\n<!-- note -->\n| 1 | 2 |\n", False),
 ])
 def test_unmarked_numeric_tables_are_caught(tables, text, caught):
     assert bool(tables.docs_check.unmarked_tables("f.md", text)) is caught
@@ -117,3 +119,16 @@ def test_an_unclosed_region_fails_the_check(tables, tmp_path, monkeypatch):
     monkeypatch.setattr(tables, "ROOT", tmp_path)
     _, problems = tables.update(check=True)
     assert problems == ["README.md: table peers-wide has no closing <!-- /table:peers-wide --> right after it"]
+
+
+@pytest.mark.parametrize("text, caught", [
+    ("The scratch run took 386 s wall (65 s user).\n", ["386 s", "65 s"]),
+    ("```bash\nifscope lds --recipe digits-linear   # 100 s wall\n```\n", ["100 s"]),
+    ("It takes <!-- figure:x -->386 s<!-- /figure:x --> on 2 threads.\n", []),  # rendered from a stored result
+    ("cut to a 100 s budget; `--budget-s` (default 60 s); targets ≤ 5 min; `sleep 3 s`\n", []),  # settings
+    ("<!-- table:x -->\nran in 12 s\n<!-- /table:x -->\n", []),
+    ("| budget | 60 s |\n", []),  # tables are the table check's
+])
+def test_durations_typed_in_prose_are_caught(tables, text, caught):
+    found = tables.docs_check.unmarked_durations("f.md", text)
+    assert [f.split("'")[1] for f in found] == caught
