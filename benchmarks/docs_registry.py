@@ -174,9 +174,9 @@ def _best(d: dict[str, Any], method: str) -> str:
 
 
 def _fade_cost(d: dict[str, Any]) -> str:
-    """A stored fade's size and the runner's wall time: ``40 ids × 1000 steps, 7 methods: 574 s on 1 thread(s)``."""
-    return (f"{d['n_ids']} ids × {d['steps'][-1]} steps, {len(d['methods'])} methods: {d['_meta']['seconds']:.0f} s "
-            f"on {d['_meta']['threads']} thread(s)")
+    """The runner's wall time of a stored fade and its size: ``574 s on 1 thread(s) (40 ids × 1000 steps, 7 methods)``."""
+    return (f"{d['_meta']['seconds']:.0f} s on {d['_meta']['threads']} thread(s) ({d['n_ids']} ids × {d['steps'][-1]} "
+            f"steps, {len(d['methods'])} methods)")
 
 
 def _truth_cost(d: dict[str, Any]) -> str:
