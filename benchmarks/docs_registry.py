@@ -196,6 +196,17 @@ FIGURES: dict[str, Figure] = {
     "mlp-unrolled-upweight-min": Figure("fade-mlp-upweight", lambda d: f"{min(d['methods']['unrolled']['pearson']):.3f}"),
     "mlp-unrolled-remove-slope": Figure("fade-mlp-remove", lambda d: f"slope {_at(d, 'unrolled', 'slope', 10):.2f} at "
                                         f"T = 10, {d['methods']['unrolled']['slope'][-1]:.2f} at T = {d['steps'][-1]}"),
+    "mlp-unrolled-remove-ratios": Figure("fade-mlp-remove", lambda d: (
+        f"{_at(d, 'unrolled', 'slope', 10):.2f}× the exact first-order change at T = 10, "
+        f"{_at(d, 'unrolled', 'slope', 100):.2f}× at T = 100 and {_at(d, 'unrolled', 'slope', 1000):.2f}× at T = 1000 "
+        f"(Pearson {_at(d, 'unrolled', 'pearson', 1000):.3f})")),
+    "mlp-horizon-remove-last-slope": Figure("fade-mlp-remove", lambda d: f"{_at(d, 'horizon', 'slope', 1000):.2f}"),
+    "mlp-unrolled-remove-late": Figure("fade-mlp-remove", lambda d: (
+        f"{_at(d, 'unrolled', 'slope', 300):.2f}× its first-order value at T = 300 and "
+        f"{_at(d, 'unrolled', 'slope', 1000):.2f}× at T = 1000")),
+    "mlp-unrolled-remove-late-slope": Figure("fade-mlp-remove", lambda d: (
+        f"slope {_at(d, 'unrolled', 'slope', 300):.2f} at T = 300, {_at(d, 'unrolled', 'slope', 1000):.2f} at "
+        f"T = 1000")),
     "unrolled-cost-one": Figure("unrolled-cost", lambda rs: S.ratio_range(rs, queries=1)),
     "unrolled-cost-block": Figure("unrolled-cost", lambda rs: S.ratio_range(rs, queries=20, per_query=True)),
     "unrolled-cost-rss": Figure("unrolled-cost-1", lambda d: f"{d['rows'][0]['process_peak_rss_mb']:.0f} to "
