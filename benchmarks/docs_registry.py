@@ -10,6 +10,8 @@ from typing import Any
 
 import docs_render as R
 import docs_render_scripts as S
+from docs_figures import FIGURES as PROSE_FIGURES
+from docs_figures import Figure
 
 
 @dataclass
@@ -24,14 +26,6 @@ class Table:
     peers: bool = True  # the script runs in the peers' environment (benchmarks/setup_peers.sh), else in this one
     sources: tuple[str, ...] = ()  # a summary of other tables' stored results: ``render({name: result})``
     json_to_stdout: bool = False  # the script prints its JSON after ``--json`` instead of writing ``--json FILE``
-
-
-@dataclass
-class Figure:
-    """One figure quoted inside a sentence: ``render(result)`` of a stored result, without its command."""
-
-    source: str
-    render: Callable[[dict[str, Any]], str]
 
 
 CORRECT_SEEDS = (0, 1, 2)  # issue 13 asks for two; the third says whether the margins are luck
@@ -226,3 +220,4 @@ FIGURES: dict[str, Figure] = {
     "correct-tweets-2-cost": Figure("correct-tweets-2", R.run_caption),
     "peers-exact-agree": Figure("peers-small", lambda d: f"{min(r['vs_exact'] for r in d['rows'] if r['vs_exact'] > 0.99):.2f}"),
 }
+FIGURES.update(PROSE_FIGURES)

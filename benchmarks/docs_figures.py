@@ -1,0 +1,167 @@
+"""The figures quoted inside sentences of docs/diagnose.md, docs/experiments.md, docs/experiments_correction.md,
+docs/fade.md, docs/unrolled.md and docs/models.md: each ``Figure(result, render)`` renders a phrase from one stored
+result of docs/results/ (``benchmarks/docs_registry.py`` adds them to its ``FIGURES``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class Figure:
+    """One figure quoted inside a sentence: ``render(result)`` of a stored result, without its command."""
+
+    source: str
+    render: Callable[[dict[str, Any]], str]
+
+
+def f(x: float, digits: int = 2) -> str:
+    """``x`` to ``digits`` decimals, with a typographic minus."""
+    return f"{x:.{digits}f}".replace("-", "−")
+
+
+def e(x: float) -> str:
+    """``x`` in short scientific notation, ``−1.3e-4`` (two significant digits ``0.081`` from 0.01 up)."""
+    if abs(x) >= 0.01:
+        return f"{x:.2g}".replace("-", "−")
+    mantissa, exponent = f"{x:.1e}".split("e")
+    return f"{mantissa}e{int(exponent)}".replace("-", "−", 1) if x < 0 else f"{mantissa}e{int(exponent)}"
+
+
+def pct(x: float, digits: int = 0) -> str:
+    """A fraction as a percentage: ``0.0023`` → ``0.23%`` with ``digits=2``."""
+    return f"{100 * x:.{digits}f}%"
+
+
+def at(values: list[float], steps: list[int], t: int) -> float:
+    """The value of a per-T list at horizon ``t``."""
+    return values[steps.index(t)]
+
+
+def _a(d: dict[str, Any], name: str) -> dict[str, Any]:
+    """One assumption's record of a stored ``ifscope diagnose`` result."""
+    return d["assumptions"][name]
+
+
+def _convexity(d: dict[str, Any]) -> str:
+    c = _a(d, "convexity")
+    return f"λ_max {f(c['lambda_max'])}, λ_min {e(c['lambda_min'])} (ratio {e(c['negative_ratio'])})"
+
+
+def _trajectory(d: dict[str, Any]) -> str:
+    t = _a(d, "trajectory")
+    return (f"{pct(t['gradient_ratio'], 2 if t['gradient_ratio'] < 0.01 else 0)} of its value at the start of training "
+            f"(loss {f(t['initial_loss'])} → {f(t['loss'], 3)})")
+
+
+def _gap(d: dict[str, Any]) -> str:
+    v = _a(d, "divergence")
+    return (f"from {e(v['gap'][0])} (T = {v['steps'][0]}) to {e(v['gap'][-1])} (T = {v['steps'][-1]}), fitted rate "
+            f"{f(v['rate'], 3)}/step")
+
+
+def _spearman_by_t(d: dict[str, Any]) -> str:
+    v = _a(d, "divergence")
+    pairs = [f"{f(s)} at T = {t}" for s, t in zip(v["frozen"]["summary"]["mean_spearman"], v["steps"])]
+    return ", ".join(pairs[:-1]) + f" and {pairs[-1]} (valid up to T = {v['frozen']['summary']['median']} for the " \
+        "median query)"
+
+
+def _first_order(d: dict[str, Any]) -> str:
+    o, steps = _a(d, "first_order"), _a(d, "first_order")["steps"]
+    slopes = ", ".join(f"{f(at(o['slope'], steps, t))} at T = {t}" for t in (steps[0], steps[-2], steps[-1]))
+    return (f"slope of actual on `unrolled` {slopes}; remainder {f(o['remainder_vs_exact'][0], 3)} → "
+            f"{f(o['max_remainder'], 3)} (`linear_up_to` {o['linear_up_to']}) — while the Pearson stays ≥ "
+            f"{f(min(o['pearson_with_exact']), 3)}: removal magnitudes are off by about "
+            f"{pct(o['slope'][-1] - 1)} at T = {steps[-1]}")
+
+
+def _epsilon_sweep(d: dict[str, Any]) -> str:
+    o = _a(d, "first_order")
+    return (f"only {f(o['remainder']['-1'][-1], 3)} off 100× the ε = 0.01 response at T = {o['steps'][-1]} (ε = 0.1: "
+            f"{f(o['remainder']['0.1'][-1], 3)}")
+
+
+def _cnn_divergence(d: dict[str, Any]) -> str:
+    s = _a(d, "divergence")["frozen"]["summary"]
+    m, fr, steps = s["mean_spearman"], s["fraction_valid"], _a(d, "divergence")["steps"]
+    later = "none later" if not any(fr[2:]) else f"{pct(max(fr[2:]))} at most later"
+    return (f"{f(m[0])} at T = {steps[0]} and {f(min(m[1:]))}–{f(max(m[1:]))} from T = {steps[1]} on "
+            f"({pct(fr[0])} of the queries at ≥ 0.9 at T = {steps[0]}, {pct(fr[1])} at T = {steps[1]}, {later})")
+
+
+def _cnn_first_order(d: dict[str, Any]) -> str:
+    o = _a(d, "first_order")
+    r, steps = o["remainder_vs_exact"], o["steps"]
+    worst = max(range(len(r)), key=lambda i: r[i])
+    return (f"off by {pct(r[0], 1)} at T = {steps[0]}, {pct(r[1])} at T = {steps[1]} and {pct(r[worst])} at "
+            f"T = {steps[worst]} (slope {f(o['slope'][worst])}), {pct(r[-1])} at T = {steps[-1]}, with Pearson ≥ "
+            f"{f(min(o['pearson_with_exact']), 3)} throughout")
+
+
+def _cnn_epsilon(d: dict[str, Any]) -> str:
+    o = _a(d, "first_order")
+    return f"by {f(at(o['remainder']['0.1'], o['steps'], 10))} at T = 10"
+
+
+def _bad_first_order(d: dict[str, Any]) -> str:
+    o = _a(d, "first_order")
+    return (f"removal {f(o['slope'][-1])}× its exact first-order value at T = {o['steps'][-1]} (remainder "
+            f"{f(o['max_remainder'], 3)}; ≤ 0.1 up to T = {o['linear_up_to']}), Pearson ≥ "
+            f"{f(min(o['pearson_with_exact']), 3)}")
+
+
+DIAGNOSE: dict[str, Figure] = {
+    **{f"{n}-convexity": Figure(n, _convexity) for n in ("diagnose-mlp", "diagnose-mlp-bad")},
+    **{f"{n}-trajectory": Figure(n, _trajectory) for n in ("diagnose-mlp", "diagnose-mlp-bad")},
+    **{f"{n}-gap": Figure(n, _gap) for n in ("diagnose-mlp", "diagnose-mlp-bad")},
+    **{f"{n}-truncation": Figure(n, lambda d: f(_a(d, "stability")["agreement"]["rank_k_vs_half"]))
+       for n in ("diagnose-mlp", "diagnose-mlp-bad")},
+    "diagnose-mlp-condition": Figure("diagnose-mlp", lambda d: (
+        f"`κ` of the {_a(d, 'convexity')['kept']} kept eigenvalues is {_a(d, 'stability')['condition']:.0f}, relative "
+        f"residuals ≤ {e(_a(d, 'stability')['max_relative_residual'])}")),
+    "diagnose-mlp-lr": Figure("diagnose-mlp", lambda d: f(_a(d, "divergence")["schedule"]["lr"])),
+    "diagnose-mlp-frozen": Figure("diagnose-mlp", lambda d: (
+        f"every T ≤ {_a(d, 'divergence')['frozen_valid_up_to']} (mean per-query Spearman ≥ "
+        f"{f(min(_a(d, 'divergence')['frozen']['summary']['mean_spearman']), 5)})")),
+    "diagnose-mlp-first-order": Figure("diagnose-mlp", _first_order),
+    "diagnose-mlp-epsilon": Figure("diagnose-mlp", _epsilon_sweep),
+    "diagnose-mlp-epsilon-max": Figure("diagnose-mlp", lambda d: f(_a(d, "first_order")["epsilon_max_remainder"], 3)),
+    "diagnose-mlp-eight-vs-all": Figure("diagnose-mlp", lambda d: (
+        f"{f(_a(d, 'first_order')['remainder']['-1'][-1], 3)} off its linear value at T = {_a(d, 'first_order')['steps'][-1]}"
+        f", that of all {d['settings']['n_ids']} is {f(_a(d, 'first_order')['max_remainder'], 3)} off `unrolled`")),
+    "diagnose-mlp-bad-spearman": Figure("diagnose-mlp-bad", _spearman_by_t),
+    "diagnose-mlp-bad-first-order": Figure("diagnose-mlp-bad", _bad_first_order),
+    "diagnose-cnn-divergence": Figure("diagnose-cnn", _cnn_divergence),
+    "diagnose-cnn-gradient": Figure("diagnose-cnn", lambda d: pct(_a(d, "trajectory")["gradient_ratio"])),
+    "diagnose-cnn-first-order": Figure("diagnose-cnn", _cnn_first_order),
+    "diagnose-cnn-epsilon": Figure("diagnose-cnn", _cnn_epsilon),
+}
+
+def _m(d: dict[str, Any], method: str, key: str) -> list[float]:
+    """A stored fade's per-T ``key`` (pearson, slope, ...) of ``method``."""
+    return d["methods"][method][key]
+
+
+def _slope_gap(d: dict[str, Any]) -> str:
+    """How far ``horizon``'s slope is from ``unrolled``'s over a fade's grid, in percent: ``0.3–0.5 %``."""
+    gaps = [abs(h / u - 1) for h, u in zip(_m(d, "horizon", "slope"), _m(d, "unrolled", "slope"))]
+    return f"{100 * min(gaps):.1f}–{100 * max(gaps):.1f} %"
+
+
+def _validity(d: dict[str, Any], method: str) -> str:
+    s = d["validity_horizon"][method]["summary"]
+    return (f"mean Spearman ≥ {f(min(s['mean_spearman']), 4)}, validity horizon {s['median']} for "
+            f"{s['valid_at_every_T']} of the {d['n_queries']} queries")
+
+
+FADE: dict[str, Figure] = {
+    "mlp-unrolled-upweight-slope": Figure("fade-mlp-upweight", lambda d: (
+        f"slope {f(min(_m(d, 'unrolled', 'slope')), 3)}–{f(max(_m(d, 'unrolled', 'slope')), 3)}")),
+    "mlp-horizon-unrolled-slope-gap": Figure("fade-mlp-remove", _slope_gap),
+    "mlp-horizon-validity": Figure("fade-mlp-remove", lambda d: _validity(d, "horizon")),
+}
+
+FIGURES: dict[str, Figure] = {**DIAGNOSE, **FADE}
