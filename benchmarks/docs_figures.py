@@ -157,7 +157,53 @@ def _validity(d: dict[str, Any], method: str) -> str:
             f"{s['valid_at_every_T']} of the {d['n_queries']} queries")
 
 
+def _schedule_path(d: dict[str, Any]) -> str:
+    """``horizon_schedule``'s Pearson along an SGD fade: its start, how long it stays high, its dip and its end."""
+    p, steps = _m(d, "horizon_schedule", "pearson"), d["steps"]
+    dip = min(range(len(p)), key=lambda i: p[i])
+    high = max(i for i in range(dip) if min(p[: i + 1]) >= 0.95)
+    return (f"Pearson {f(p[0])} at T = {steps[0]}, ≥ {f(min(p[: high + 1]))} up to T = {steps[high]}, then a dip to "
+            f"{f(p[dip])} at T = {steps[dip]} and a recovery to {f(p[-1])} at T = {steps[-1]}")
+
+
+def _best_margin(d: dict[str, Any], method: str, others: tuple[str, ...]) -> str:
+    """The most any of ``others`` is ahead of ``method`` by per-query Spearman over a fade's grid."""
+    rows = [_m(d, o, "spearman_per_query") for o in others]
+    return f(max(max(r[i] for r in rows) - v for i, v in enumerate(_m(d, method, "spearman_per_query"))), 3)
+
+
+def _halves(d: dict[str, Any], methods: tuple[str, ...]) -> str:
+    """The fade half-lives of ``methods``, one number when they agree: ``26`` or ``24–27``."""
+    halves = sorted(f"{d['methods'][m]['horizon_half']:.0f}" for m in methods)
+    return halves[0] if halves[0] == halves[-1] else f"{halves[0]}–{halves[-1]}"
+
+
+def _checkpoint(d: dict[str, Any]) -> str:
+    """The digits MLP's checkpoint as ``ifscope diagnose`` measured it: loss, gradient, the Hessian's spectrum."""
+    t, c = _a(d, "trajectory"), _a(d, "convexity")
+    return (f"final loss {f(t['loss'], 3)}, gradient norm {e(t['gradient_norm'])}; the Hessian's eigenvalues span "
+            f"[{e(c['lambda_min'])}, {f(c['lambda_max'])}]")
+
+
+SGD_FREE = ("horizon", "arnoldi", "arnoldi_horizon", "exact", "graddot", "tracin")  # the batch-order-free scores
+
 FADE: dict[str, Figure] = {
+    "mlp-checkpoint": Figure("diagnose-mlp", _checkpoint),
+    "mlp-lr": Figure("fade-mlp-remove", lambda d: f(d["lr"], 3)),
+    "mlp-upweight-pearson": Figure("fade-mlp-upweight", lambda d: (
+        f"Pearson {f(min(_m(d, 'unrolled', 'pearson') + _m(d, 'horizon', 'pearson')), 3)}")),
+    "mlp-gap-exponent": Figure("fade-mlp-remove", lambda d: f"T^{d['gap_exponent']:.1f}"),
+    "mlp-fixed-half": Figure("fade-mlp-remove", lambda d: _halves(d, ("graddot", "tracin"))),
+    "mlp-sgd-first": Figure("fade-mlp-sgd", lambda d: (
+        f"pooled {f(_m(d, 'arnoldi', 'pearson')[0])} vs {f(_m(d, 'horizon', 'pearson')[0])}")),
+    "mlp-sgd-margin": Figure("fade-mlp-sgd", lambda d: _best_margin(d, "horizon", SGD_FREE[1:])),
+    "mlp-sgd-schedule": Figure("fade-mlp-sgd", _schedule_path),
+    "mlp-sgd-unrolled": Figure("fade-mlp-sgd", lambda d: (
+        f"{f(min(_m(d, 'unrolled', 'pearson')))}–{f(max(_m(d, 'unrolled', 'pearson')))} to T = {d['steps'][-1]} (slope "
+        f"{f(_m(d, 'unrolled', 'slope')[0])} → {f(_m(d, 'unrolled', 'slope')[-1])})")),
+    "mlp-sgd-schedule-slope": Figure("fade-mlp-sgd", lambda d: (
+        f"slope {f(_m(d, 'horizon_schedule', 'slope')[0])} at T = 1, "
+        f"{f(at(_m(d, 'horizon_schedule', 'slope'), d['steps'], 10), 1)} at T = 10")),
     "mlp-unrolled-upweight-slope": Figure("fade-mlp-upweight", lambda d: (
         f"slope {f(min(_m(d, 'unrolled', 'slope')), 3)}–{f(max(_m(d, 'unrolled', 'slope')), 3)}")),
     "mlp-horizon-unrolled-slope-gap": Figure("fade-mlp-remove", _slope_gap),
