@@ -211,3 +211,79 @@ FADE: dict[str, Figure] = {
 }
 
 FIGURES: dict[str, Figure] = {**DIAGNOSE, **FADE}
+
+
+def span(values: list[float], digits: int = 2) -> str:
+    """The range of ``values``: ``0.60–0.72``, or one number when they agree to ``digits``."""
+    lo, hi = f(min(values), digits), f(max(values), digits)
+    return lo if lo == hi else f"{lo}–{hi}" if min(values) >= 0 else f"{lo} to {hi}"
+
+
+def _across(d: dict[str, Any], methods: tuple[str, ...], key: str, t: int, digits: int = 2) -> str:
+    """The range of ``key`` over ``methods`` at horizon ``t`` of a stored fade."""
+    return span([at(_m(d, m, key), d["steps"], t) for m in methods], digits)
+
+
+def _floor(d: dict[str, Any], percent: bool = False) -> str:
+    """The range of a fade's ground-truth noise floor over T, relative to the changes."""
+    r = d["noise_floor"]["ratio"]
+    return f"{100 * min(r):.1f}–{100 * max(r):.1f} %" if percent else f"{min(r):.0e}–{max(r):.0e}".replace("e-0", "e−")
+
+
+QUERY_SIDE = ("horizon", "arnoldi_horizon", "graddot", "horizon_schedule")  # the checkpoint scores of the tweets fade
+BATCH_FREE = ("horizon", "arnoldi_horizon", "graddot", "tracin")  # the CNN fade's scores that ignore the batch order
+
+
+def _cnn_schedule(d: dict[str, Any]) -> str:
+    p, steps = _m(d, "horizon_schedule", "pearson"), d["steps"]
+    later = ", ".join(f"{f(at(p, steps, t))} (T = {t})" for t in steps[3:])
+    return (f"{f(p[0], 3)} at T = {steps[0]}, {f(p[1], 3)} at T = {steps[1]}, then a decay to {later}, half-life "
+            f"{d['methods']['horizon_schedule']['horizon_half']:.0f} steps, while the parameter gap grows "
+            f"{d['gap'][-1] / d['gap'][0]:.0f}-fold ({e(d['gap'][0])} → {e(d['gap'][-1])})")
+
+
+def _tweets_fade(d: dict[str, Any]) -> str:
+    steps, last = d["steps"], d["steps"][-1]
+    halves = [d["methods"][m]["horizon_half"] for m in QUERY_SIDE]
+    return (f"reaches Pearson {_across(d, QUERY_SIDE, 'pearson', 1, 3)} at T = 1 (per-query Spearman "
+            f"{_across(d, QUERY_SIDE, 'spearman_per_query', 1, 3)}), keeps ≥ "
+            f"{f(min(min(_m(d, m, 'pearson')[: steps.index(10) + 1]) for m in QUERY_SIDE))} to T = 10, and fades to "
+            f"{_across(d, QUERY_SIDE, 'pearson', 300)} by T = 300 and {_across(d, QUERY_SIDE, 'pearson', last)} by "
+            f"T = {last} (per-query Spearman {_across(d, QUERY_SIDE, 'spearman_per_query', last)}), half-lives "
+            f"{min(halves):.0f}–{max(halves):.0f} steps")
+
+
+EXPERIMENTS: dict[str, Figure] = {
+    "cnn-schedule": Figure("fade-cnn", _cnn_schedule),
+    "cnn-batch-free-first": Figure("fade-cnn", lambda d: _across(d, BATCH_FREE, "pearson", 1)),
+    "cnn-batch-free-peak": Figure("fade-cnn", lambda d: (
+        f"peak at {_across(d, BATCH_FREE, 'pearson', 30)} around T = 30 before falling to "
+        f"{_across(d, BATCH_FREE, 'pearson', 300)} by T = 300")),
+    "cnn-unrolled": Figure("fade-cnn", lambda d: f"{f(_m(d, 'unrolled', 'pearson')[0], 3)} → "
+                           f"{f(_m(d, 'unrolled', 'pearson')[-1])}"),
+    "cnn-floor": Figure("fade-cnn", lambda d: f"{max(d['noise_floor']['ratio']):.0e}".replace("e-", "e−")),
+    "cnn-fast-linear": Figure("fade-cnn-fast-linear", lambda d: (
+        f"`unrolled` {f(min(_m(d, 'unrolled', 'pearson')), 3)} to T = {d['steps'][-1]}; horizon_schedule's "
+        f"{f(_m(d, 'horizon_schedule', 'pearson')[0], 3)} at T = 1 but {f(_m(d, 'horizon_schedule', 'pearson')[1])} at "
+        "T = 3")),
+    **{f"{n}-fade": Figure(n, _tweets_fade) for n in ("fade-tweets-remove", "fade-tweets-upweight")},
+    "tweets-gap": Figure("fade-tweets-remove", lambda d: (
+        f"from {e(d['gap'][0])} to {e(d['gap'][-1])} after shrinking to {e(min(d['gap']))} at "
+        f"T = {d['steps'][d['gap'].index(min(d['gap']))]}")),
+    "tweets-arnoldi": Figure("fade-tweets-remove", lambda d: f(_m(d, "arnoldi", "pearson")[0], 3)),
+    "tweets-arnoldi-last": Figure("fade-tweets-remove", lambda d: (
+        f"{f(_m(d, 'arnoldi', 'pearson')[-1])} at T = {d['steps'][-1]}")),
+    "tweets-slopes": Figure("fade-tweets-remove", lambda d: (
+        f"slope {f(_m(d, 'horizon_schedule', 'slope')[0])} at T = 1): the averaged formulas of `horizon` and "
+        f"`arnoldi_horizon` do not know that the tweet was in the first batch with weight N/|b| = "
+        f"{d['n_train'] / d['train_batch_size']:.1f}, hence their slope {_m(d, 'horizon', 'slope')[0]:.0f} at T = 1")),
+    "tweets-remove-floor": Figure("fade-tweets-remove", _floor),
+    "tweets-upweight-gap": Figure("fade-tweets-upweight", lambda d: f"gap {e(d['gap'][0])} → {e(d['gap'][-1])}"),
+    "tweets-upweight-floor": Figure("fade-tweets-upweight", lambda d: _floor(d, percent=True)),
+    "tweets-lrmax": Figure("fade-tweets-lrmax", lambda d: (
+        f"reach {_across(d, ('arnoldi', *QUERY_SIDE[1:]), 'pearson', 1)} at T = 1 and fall to about 0 at T = 3 "
+        f"({_across(d, ('arnoldi', *QUERY_SIDE[1:]), 'pearson', 3)}; "
+        f"{_across(d, ('arnoldi', *QUERY_SIDE[1:]), 'pearson', 10)} at T = 10), while `unrolled` (the exact "
+        f"derivative through the same SGD steps) stays at {span(_m(d, 'unrolled', 'pearson'), 3)} at every T")),
+}
+FIGURES.update(EXPERIMENTS)
