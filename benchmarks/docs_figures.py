@@ -302,7 +302,17 @@ def correct_spans(results: dict[str, dict[str, Any]], recipe: str) -> str:
             f"the gold class, drop {span([_drop(d) for d in runs])} points")
 
 
+def correct_bars(d: dict[str, Any]) -> str:
+    """One correction run against issue 13's bars: ``0.50 (10/20) against 0.15 for random-k (3.3×) and 0.40 ...``."""
+    fr, n = d["fix_rate"], d["n_queries"]
+    ratio = f" ({fr['influence'] / fr['random']:.1f}×)" if fr["random"] else ""
+    return (f"{f(fr['influence'])} ({round(fr['influence'] * n)}/{n}) against {f(fr['random'])} for random-k{ratio} "
+            f"and {f(fr['random_same_class'])} for random-k of the gold class, held-out drop {f(_drop(d))} points")
+
+
 CORRECTION: dict[str, Figure] = {
+    **{f"{n}-bars": Figure(n, correct_bars) for n in ("correct-mlp-0", "correct-mlp-1", "correct-tweets-0",
+                                                       "correct-tweets-1", "correct-tweets-2")},
     **{f"correct-{r}-spans": Figure("correct-summary", lambda rs, r=r: correct_spans(rs, r)) for r in ("digits", "tweets")},
 }
 FIGURES.update(CORRECTION)
