@@ -92,3 +92,50 @@ def unmarked_durations(file: str, text: str) -> list[str]:
             if not SETTING.search(prose[: m.start()]) and not SETTING_AFTER.match(prose[m.end():]):
                 found.append(f"{file}:{n}: {m.group(0)!r} in {line.strip()[:100]!r}")
     return found
+
+
+# A decimal typed in prose ("0.93", "−0.07", the mantissa of "1.2e-4"; not "1.9M parameters" nor "v0.4.1"): a measured
+# figure, unless a setting's word or a threshold's sign comes just before it ("lr 0.005", "ε = 0.01", "≥ 0.9",
+# "Python 3.10"). Inline code, rendered figures, tables, code blocks and HTML comments are not prose; a
+# <!-- not-stored --> … <!-- /not-stored --> region holds figures of runs that are not stored, and its visible text must
+# say so ("not stored").
+_DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+(?!\.?\d|[A-Za-df-z])")
+SETTING_DECIMAL = re.compile(r"(=|[≤≥<>±]|\blr|ε|\bepsilon|Python|torch|version|default|threshold|tolerance|\bbar|"
+                             r"at most|at least|up to|min\(|max\()\W*(?:\w+\W*){0,1}$", re.I)
+NOT_STORED, NOT_STORED_END = "<!-- not-stored -->", "<!-- /not-stored -->"
+# The pages whose prose --check reads for decimals (docs/evaluation.md and docs/performance.md are being rewritten
+# from stored runs by issues 23 and 25), and the sections of them listed instead of failed: (page, heading word).
+DECIMALS_CHECKED = frozenset({"README.md", "docs/diagnose.md", "docs/experiments.md", "docs/experiments_correction.md",
+                              "docs/correct.md", "docs/fade.md", "docs/unrolled.md", "docs/models.md", "docs/errors.md"})
+DECIMALS_LISTED_ONLY = frozenset({("docs/experiments.md", "tweets-gpt")})
+
+
+def unmarked_decimals(file: str, text: str) -> list[tuple[str, bool]]:
+    """``(file:line: …, listed_only)`` for each decimal typed in the prose of ``file`` outside every marker, and for
+    each <!-- not-stored --> region whose text does not say its figures are not stored."""
+    if file not in DECIMALS_CHECKED:
+        return []
+    found, fence, inside, region, heading = [], False, False, None, ""
+    for n, line in enumerate(text.splitlines(), 1):
+        s = line.strip()
+        if s.startswith("```"):
+            fence = not fence
+        heading = s if s.startswith("#") and not fence else heading
+        opening = OPEN.match(s)
+        inside = (inside or bool(opening and opening.group(1) == "table")) and not s.startswith("<!-- /table:")
+        if s == NOT_STORED:
+            region = (n, "")
+        elif s == NOT_STORED_END and region is not None:
+            if "not stored" not in re.sub(r"<!--.*?-->", "", region[1]):
+                found.append((f"{file}:{region[0]}: a <!-- not-stored --> region whose text does not say its figures "
+                              "are not stored", False))
+            region = None
+        elif region is not None:
+            region = (region[0], region[1] + " " + s)
+        if fence or inside or region is not None or s.startswith("|"):
+            continue
+        prose = re.sub(r"<!--.*?-->", "", _FIGURE.sub("", _CODE.sub("", line)))
+        listed = any(f == file and word in heading for f, word in DECIMALS_LISTED_ONLY)
+        found += [(f"{file}:{n}: {m.group(0)!r} in {s[:100]!r}", listed) for m in _DECIMAL.finditer(prose)
+                  if not SETTING_DECIMAL.search(prose[: m.start()])]
+    return found

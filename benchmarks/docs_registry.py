@@ -8,9 +8,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import docs_figures
+import docs_figures_fade
 import docs_render as R
 import docs_render_scripts as S
-from docs_figures import FIGURES as PROSE_FIGURES
 from docs_figures import Figure
 
 
@@ -220,4 +221,4 @@ FIGURES: dict[str, Figure] = {
     "correct-tweets-2-cost": Figure("correct-tweets-2", R.run_caption),
     "peers-exact-agree": Figure("peers-small", lambda d: f"{min(r['vs_exact'] for r in d['rows'] if r['vs_exact'] > 0.99):.2f}"),
 }
-FIGURES.update(PROSE_FIGURES)
+FIGURES.update({**docs_figures.FIGURES, **docs_figures_fade.FIGURES})

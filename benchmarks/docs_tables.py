@@ -7,8 +7,9 @@ this runner writes (the command, the thread count, the machine, the duration, th
 results are rendered into the regions ``<!-- table:NAME -->`` … ``<!-- /table:NAME -->`` (a table with its command)
 and ``<!-- figure:NAME -->`` … ``<!-- /figure:NAME -->`` (one figure inside a sentence) of README.md and docs/*.md.
 ``--check`` exits 1 when a region differs from what its stored result renders, when a marked region's result is not
-stored, when a marker names no known table or figure, or when a Markdown table with numbers or a duration typed in
-prose ("took 386 s") sits outside every marker (``benchmarks/docs_check.py``; tests/test_docs_tables.py runs it).
+stored, when a marker names no known table or figure, or when a Markdown table with numbers, a duration typed in
+prose ("took 386 s") or a decimal typed in the prose of the pages it reads for them ("Pearson 0.93") sits outside every
+marker (``benchmarks/docs_check.py``; tests/test_docs_tables.py runs it).
 
     PYTHONPATH=src python benchmarks/docs_tables.py --run all --threads 2   # minutes; on an idle machine
     PYTHONPATH=src python benchmarks/docs_tables.py --run lds-linear-exact   # one result, then re-render
@@ -165,6 +166,14 @@ def update(check: bool) -> tuple[list[str], list[str]]:
                 continue
             problems.append(f"{duration}: a duration typed by hand outside every marker (render it as a "
                             "<!-- figure:NAME --> from a stored result, or drop it)")
+        for decimal, listed in docs_check.unmarked_decimals(file, new):
+            if listed:
+                print(f"{decimal}: a decimal typed by hand (listed, not failed, while this section is rewritten)",
+                      file=sys.stderr)
+                continue
+            problems.append(f"{decimal}: a decimal figure typed by hand in prose (render it as a <!-- figure:NAME --> "
+                            "from a stored result, drop it, put a setting in `code`, or wrap prose about unstored runs "
+                            "in <!-- not-stored --> … <!-- /not-stored --> saying so)")
         if new != text:
             stale.append(file)
             if not check:

@@ -132,3 +132,32 @@ def test_an_unclosed_region_fails_the_check(tables, tmp_path, monkeypatch):
 def test_durations_typed_in_prose_are_caught(tables, text, caught):
     found = tables.docs_check.unmarked_durations("f.md", text)
     assert [f.split("'")[1] for f in found] == caught
+
+
+@pytest.mark.parametrize("file, text, caught", [
+    ("docs/fade.md", "Pearson 0.93 at T = 1, slope −1.20 and a gap of 1.6e-3.\n", ["0.93", "1.20", "1.6"]),
+    ("docs/fade.md", "at lr 0.005 with ε = 0.01, Spearman ≥ 0.9, up to 0.5; Python 3.10; 1.9M parameters\n", []),
+    ("docs/fade.md", "a setting in code `0.93`; <!-- figure:x -->0.93<!-- /figure:x --> rendered\n", []),
+    ("docs/fade.md", "```\nprint(0.93)\n```\n| method | 0.93 |\n<!-- table:x -->\nran at 0.93\n<!-- /table:x -->\n", []),
+    ("docs/fade.md", "<!-- not-stored -->\nAn old run (not stored) gave 0.93.\n<!-- /not-stored -->\n", []),
+    ("docs/fade.md", "<!-- not-stored -->\nAn old run gave 0.93.\n<!-- /not-stored -->\n", ["region"]),
+    ("docs/evaluation.md", "Pearson 0.93.\n", []),  # a page another change rewrites: not read for decimals
+])
+def test_decimals_typed_in_prose_are_caught(tables, file, text, caught):
+    found = tables.docs_check.unmarked_decimals(file, text)
+    assert [m.split("'")[1] if "'" in m else "region" for m, _ in found] == caught
+    assert not any(listed for _, listed in found)
+
+
+def test_a_listed_section_is_listed_not_failed(tables):
+    text = "### tweets-gpt: correcting\n\nNLL moved by 0.011.\n\n## Next\n\nPearson 0.93.\n"
+    found = tables.docs_check.unmarked_decimals("docs/experiments.md", text)
+    assert [(m.split("'")[1], listed) for m, listed in found] == [("0.011", True), ("0.93", False)]
+
+
+def test_a_planted_decimal_fails_the_check(tables, tmp_path, monkeypatch):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "README.md").write_text("Prose.\n\nThe LDS is 0.955 on the linear model.\n")
+    monkeypatch.setattr(tables, "ROOT", tmp_path)
+    _, problems = tables.update(check=True)
+    assert len(problems) == 1 and problems[0].startswith("README.md:3: '0.955'"), problems
