@@ -76,6 +76,8 @@ FADE: dict[str, Figure] = {
         f"slope {f(min(_m(d, 'unrolled', 'slope')), 3)}–{f(max(_m(d, 'unrolled', 'slope')), 3)}")),
     "mlp-horizon-unrolled-slope-gap": Figure("fade-mlp-remove", _slope_gap),
     "mlp-horizon-validity": Figure("fade-mlp-remove", lambda d: _validity(d, "horizon")),
+    "mlp-horizon-median": Figure("fade-mlp-remove", lambda d: (
+        f"median {d['validity_horizon']['horizon']['summary']['median']}")),
 }
 
 
