@@ -152,3 +152,16 @@ def ekfac_table(d: dict[str, Any]) -> str:
                                 f"{d['n_queries']} queries, empirical Fisher on both; seconds: fit + scores, the "
                                 f"fastest of {d['args'].get('repeats', 1)} interleaved runs after a warm-up; "
                                 f"{d['threads']} thread(s), {d['_meta']['machine']}, {d['_meta']['date']}.")
+
+
+def scale_summary(results: dict[str, dict[str, Any]]) -> str:
+    """benchmarks/scale.py's configurations in one table, what they say about linear cost and flat memory, the
+    targets, and the command of each stored run."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import scale
+    rows = sorted((r for d in results.values() for r in d["rows"]), key=lambda r: (r["last_blocks"], r["n_train"]))
+    runs = "; ".join(f"`{d['_meta']['command']}` ({d['_meta']['seconds']:.0f} s)" for d in results.values())
+    meta = next(iter(results.values()))["_meta"]
+    threads = thread_counts(r["threads"] for r in rows)
+    return (scale.render_rows(rows) + "\n\n" + "  \n".join(scale.verdict(rows) + scale.targets(rows))
+            + f"\n\n{threads} thread(s), {meta['machine']}, {meta['date']}; runs: {runs}.")

