@@ -157,11 +157,13 @@ TABLES.update({
 TABLES["peers-wide"].files += ("README.md",)
 
 # benchmarks/scale.py: tweets-minilm from 2,000 tweets to all of them, one stored run per ≤ 10-minute measurement
-SCALE_RUNS = {"scale-2k": ("2000", "1", "6"), "scale-8k-1": ("8000", "1"), "scale-8k-6": ("8000", "6"),
-              "scale-all-1": ("all", "1"), "scale-all-6": ("all", "6")}
-TABLES.update({name: Table(["--n", n, "--last-blocks", *blocks], lambda d: S.scale_summary({"run": d}), (), script="benchmarks/scale.py",
-                           peers=False) for name, (n, *blocks) in SCALE_RUNS.items()})
-TABLES["scale"] = Table([], S.scale_summary, ("docs/performance.md",), sources=("scale-2k", "scale-8k-1", "scale-8k-6"))
+SCALE_RUNS = {f"scale-{name}-{blocks}": ["--n", n, "--last-blocks", blocks]
+              for name, n in (("2k", "2000"), ("8k", "8000"), ("all", "all")) for blocks in ("1", "6")}
+SCALE_RUNS["scale-2k-jvp"] = ["--n", "2000", "--last-blocks", "1", "--projection", "jvp"]
+TABLES.update({name: Table(argv, lambda d: S.scale_summary({"run": d}), (), script="benchmarks/scale.py", peers=False)
+               for name, argv in SCALE_RUNS.items()})
+TABLES["scale"] = Table([], S.scale_summary, ("docs/performance.md",), sources=("scale-2k-1", "scale-8k-1", "scale-all-1"))
+
 
 def _at(d: dict[str, Any], method: str, key: str, t: int) -> float:
     """A fade result's ``key`` (pearson, slope, ...) for ``method`` at horizon ``t``."""
