@@ -227,13 +227,14 @@ def _weights(row: dict[str, Any]) -> str:
 def render_rows(rows: list[dict[str, Any]]) -> str:
     """The Markdown table of measured configurations."""
     head = ("| N | last blocks | params | projection | weights | load s | fit s | embed s | top-k s | `ifscope top` s | embed ms/ex "
-            "| floor ms/ex | embed / floor | peak RSS MB (load → top) |\n"
+            "| floor ms/ex | embed / floor | peak RSS MB: load, fit, embed, top |\n"
             "|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     body = [f"| {r['n_train']:,} | {r['last_blocks']} | {r['params'] / 1e6:.1f}M | {r['projection']} | "
             f"{_weights(r)} | "
             f"{r['load_s']:.0f} | {r['fit_s']:.1f} | {r['embed_s']:.1f} | {r['top_s']:.1f} | {r['top_command_s']:.0f} | "
             f"{r['embed_per_example_ms']:.1f} | {r['floor_per_example_ms']:.1f} | {r['embed_over_floor']:.2f}× | "
-            f"{r['rss_load_mb']:.0f} → {r['rss_top_mb']:.0f} |" for r in rows]
+            f"{r['rss_load_mb']:.0f}, {r['rss_fit_mb']:.0f}, {r['rss_embed_mb']:.0f}, {r['rss_top_mb']:.0f} |"
+            for r in rows]
     return "\n".join([head, *body])
 
 
