@@ -101,16 +101,39 @@ def test_a_benchmark_scripts_rows_render_by_columns(scripts):
     assert text.endswith("2 thread(s), 5 s.")
 
 
+def _lds_run(retrain: str, rows: list[dict]) -> dict:
+    """A stored benchmarks/lds.py result with ``rows`` (method, LDS, interval, seconds)."""
+    meta = {"command": "lds.py", "threads": 2, "seconds": 3.0, "machine": "m", "date": "d"}
+    args = {"recipe": "r", "retrain": retrain, "steps": 100, "subsets": 6, "fraction": 0.5, "seeds": 2, "queries": 3}
+    return {"args": args, "_meta": meta, "worst_diff": 0.0, "seed_agreement": 0.5 if retrain == "scratch" else None,
+            "n_train": 10, "parameters": 8,
+            "rows": [{"method": m, "seconds": s, "parameters": p, "loss": {"ifscope": v, "ci": [v - 0.1, v + 0.1]},
+                      "margin": {"ifscope": v}} for m, v, s, p in rows]}
+
+
 def test_lds_runs_render_side_by_side(tables):
-    meta = {"command": "ifscope lds", "threads": 1, "seconds": 3.0}
-    run = {"retrain": "scratch", "steps": None, "subsets": 6, "seeds": 1, "n_queries": 3, "_meta": meta,
-           "methods": {"exact": {"lds": 0.9, "ci": [0.85, 0.95], "lds_margin": 0.8}}}
-    cont = {**run, "retrain": "continue", "steps": 100,
-            "methods": {"exact": {"lds": -0.5, "ci": None, "lds_margin": 0.7}, "graddot": {"lds": 0.1}}}
-    text = tables.R.lds_side_by_side({"a": run, "b": cont})
-    assert text.splitlines()[0] == ("| method | LDS, scratch (95 % CI) | margin, scratch | LDS, continue T = 100 "
-                                    "(95 % CI) | margin, continue T = 100 |")
-    assert text.splitlines()[2] == "| exact | 0.900 [0.850, 0.950] | 0.800 | −0.500 | 0.700 |"
+    import docs_render_lds as lds
+    run = _lds_run("scratch", [("ifscope exact", 0.9, 1.0, 8), ("kronfluence ekfac", 0.5, 2.0, 4)])
+    cont = _lds_run("continue", [("ifscope exact", -0.5, 1.0, 8), ("ifscope unrolled", 0.95, 9.0, 8)])
+    cont["rows"].append({"method": "kronfluence ekfac", "error": "ValueError: no", "seconds": 0.1})
+    lines = lds.lds_pair({"a": run, "b": cont}).splitlines()
+    assert lines[0] == ("| method | LDS, scratch (95 % CI) | margin | s | LDS, continue T = 100 (95 % CI) | margin | "
+                        "s |")
+    assert lines[2] == "| ifscope exact | **0.900 [0.800, 1.000]** | 0.900 | 1.0 | −0.500 [−0.600, −0.400] | −0.500 | 1.0 |"
+    assert lines[3] == "| ifscope unrolled |  |  |  | **0.950 [0.850, 1.050]** | 0.950 | 9.0 |"
+    assert lines[4] == "| kronfluence ekfac (4 of 8 parameters) | 0.500 [0.400, 0.600] | 0.500 | 2.0 | failed |  |  |"
+    assert "retraining-seed agreement 0.500" in lines[6] and lines[-1] == "Failed: kronfluence ekfac (continue T = 100): ValueError: no."
+
+
+def test_lds_targets_compare_the_cheapest_method_that_reaches_the_best_peer(tables):
+    import docs_render_lds as lds
+    slow = _lds_run("scratch", [("ifscope a", 0.9, 5.0, 8), ("ifscope b", 0.45, 0.5, 8), ("dattri c", 0.6, 1.0, 8)])
+    fast = _lds_run("continue", [("ifscope a", 0.9, 5.0, 8), ("ifscope b", 0.55, 0.5, 8), ("dattri c", 0.6, 1.0, 8)])
+    beaten = _lds_run("continue", [("ifscope a", 0.3, 5.0, 8), ("dattri c", 0.6, 1.0, 8)])
+    lines = lds.lds_targets({"s": slow, "f": fast, "b": beaten}).splitlines()
+    assert lines[2].endswith("| dattri c: 0.600 [0.500, 0.700], 1.0 s | ifscope a: 0.900 [0.800, 1.000], 5.0 s | no: slower |")
+    assert lines[3].endswith("| ifscope b: 0.550 [0.450, 0.650], 0.5 s | yes |")
+    assert lines[4].endswith("| – | no: none reaches it |")
 
 
 def test_an_unclosed_region_fails_the_check(tables, tmp_path, monkeypatch):
