@@ -105,10 +105,13 @@ def test_a_fitted_ekfac_takes_another_horizon_or_damping_without_refitting():
                                _fitted(task, (x, y), damping=0.5).scores(queries))
 
 
-@pytest.mark.parametrize("conv", ["1d", "2d"])
+@pytest.mark.parametrize("conv", ["1d", "2d", "embedding"])
 def test_conv_layer_signals_rebuild_the_per_example_gradient(conv):
     torch.manual_seed(4)
-    if conv == "1d":
+    if conv == "embedding":  # 4 tokens per example
+        model = nn.Sequential(nn.Embedding(7, 3), nn.Tanh(), nn.Flatten(), nn.Linear(12, 3))
+        x = torch.randint(0, 7, (6, 4))
+    elif conv == "1d":
         model = nn.Sequential(nn.Conv1d(2, 3, 3, padding=1, stride=2), nn.ReLU(), nn.Flatten(), nn.Linear(9, 3))
         x = torch.randn(6, 2, 5)
     else:
@@ -116,13 +119,38 @@ def test_conv_layer_signals_rebuild_the_per_example_gradient(conv):
                               nn.Linear(3 * 5 * 2, 3))
         x = torch.randn(6, 2, 4, 4)
     model = model.double()
-    task, batch = ifscope.classification(model), (x.double(), torch.randint(0, 3, (6,)))
+    task, batch = ifscope.classification(model), (x if conv == "embedding" else x.double(), torch.randint(0, 3, (6,)))
     params, rest = task.state(torch.float64)
     layers = find_layers(task, params)
     signals = layer_signals(task, params, rest, layers, batch, "empirical", torch.Generator())
     grads = ifscope.core.params.ParamSpace(params).unflatten(per_example_grads(task, params, rest, batch))
     for layer, (a, g) in zip(layers, signals):
         torch.testing.assert_close(torch.einsum("bpo,bpi->boi", g, a), layer.gradient(grads))
+
+
+def _one_embedding_regression(n=30, rows=5):
+    """One nn.Embedding with one output, one token per example and residuals ±1: the empirical Fisher is the diagonal
+    of the token frequencies, 1 ⊗ A, so K-FAC's factors are known in closed form and EK-FAC is exact."""
+    torch.manual_seed(6)
+    model = nn.Embedding(rows, 1).double()
+    tokens = torch.arange(n) % 4  # token 4 never occurs: a zero row of A, left to the damping
+    sign = torch.where(torch.arange(n) % 3 == 0, 1.0, -1.0).double()
+    y = (model(tokens)[:, 0] + sign).detach()
+    return Task(model=model, loss=lambda out, t: 0.5 * (out[:, 0] - t) ** 2), (tokens, y)
+
+
+def test_embedding_factors_are_the_token_frequencies_and_ekfac_is_exact_there():
+    task, (tokens, y) = _one_embedding_regression()
+    kfac = _fitted(task, (tokens, y), "kfac", fisher="empirical", damping=0.05)
+    s_fit, a_fit = kfac.estimator.factors[0]
+    torch.testing.assert_close(a_fit, torch.diag(torch.bincount(tokens, minlength=5).double() / len(tokens)))
+    torch.testing.assert_close(s_fit, torch.ones(1, 1, dtype=torch.float64))  # g = ±1
+    params, rest = task.state(torch.float64)
+    g = per_example_grads(task, params, rest, (tokens, y))
+    dense = g[:6] @ torch.linalg.inv(g.T @ g / len(g) + 0.05 * torch.eye(5, dtype=torch.float64)) @ g.T
+    ekfac = _fitted(task, (tokens, y), fisher="empirical", damping=0.05)
+    torch.testing.assert_close(ekfac.scores((tokens[:6], y[:6])), dense)
+    torch.testing.assert_close(kfac.scores((tokens[:6], y[:6])), dense)
 
 
 def test_true_fisher_samples_labels_and_is_reused_from_the_run_directory(tmp_path):
@@ -150,3 +178,7 @@ def test_unsupported_parameters_and_options_are_refused():
     task, train = _one_output_regression()
     with pytest.raises(ifscope.IfscopeError, match="fisher='empirical'"):
         _fitted(task, train)
+    for embedding, why in ((nn.Embedding(9000, 2), "9000 rows"), (nn.Embedding(5, 2, max_norm=1.0), "max_norm")):
+        big = nn.Sequential(embedding, nn.Flatten(), nn.Linear(2, 3)).double()
+        with pytest.raises(ifscope.IfscopeError, match=why):
+            _fitted(ifscope.classification(big), (torch.randint(0, 5, (6, 1)), torch.randint(0, 3, (6,))))

@@ -1,9 +1,10 @@
 """Kronecker-factored layers: which parameters form a layer, and each example's layer inputs and output gradients.
 
-A layer ``s = W a`` (``nn.Linear``; ``nn.Conv1d``/``nn.Conv2d`` with ``a`` the unfolded input patches) has the
-per-example gradient ``G = Σₜ gₜ aₜᵀ`` over its positions ``t``, with ``g = ∂ℓ/∂s``; a selected bias is the weight of an
-appended constant input 1. K-FAC approximates the Fisher block of ``W`` by ``S ⊗ A`` with ``A = E[a aᵀ]`` and
-``S = E[g gᵀ]``, both averaged over examples and positions.
+A layer ``s = W a`` (``nn.Linear``; ``nn.Conv1d``/``nn.Conv2d`` with ``a`` the unfolded input patches; ``nn.Embedding``
+with ``a`` the one-hot vector of the token and ``W`` its weight transposed) has the per-example gradient
+``G = Σₜ gₜ aₜᵀ`` over its positions ``t``, with ``g = ∂ℓ/∂s``; a selected bias is the weight of an appended constant
+input 1. K-FAC approximates the Fisher block of ``W`` by ``S ⊗ A`` with ``A = E[a aᵀ]`` and ``S = E[g gᵀ]``, both
+averaged over examples and positions; an embedding's ``A`` is the diagonal of its tokens' frequencies.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from ..core.params import Params
 from ..core.task import Task, check_class_targets
 
 FISHERS = ("true", "empirical")
+MAX_EMBEDDING_ROWS = 8192  # an embedding's A (diagonal, but kept as a dense matrix like every other layer's) and its
+# eigenvectors are num_embeddings²: 8192 rows take 0.5 GiB in float64; larger vocabularies are refused
 
 
 @dataclass
@@ -36,17 +39,24 @@ class Layer:
     @property
     def shape(self) -> tuple[int, int]:
         w = self.module.weight
+        if isinstance(self.module, nn.Embedding):  # s = Wᵀ a: out = embedding_dim, in = num_embeddings
+            return w.shape[1], w.shape[0]
         return w.shape[0], w[0].numel() + (self.bias is not None)
 
     def gradient(self, grads: Mapping[str, Tensor]) -> Tensor:
         """``[B, out, in']``: the per-example gradient of this layer's selected parameters as one matrix."""
         w = grads[self.weight]
+        if isinstance(self.module, nn.Embedding):
+            return w.transpose(1, 2)
         g = w.reshape(w.shape[0], w.shape[1], -1)
         return g if self.bias is None else torch.cat([g, grads[self.bias].unsqueeze(-1)], dim=-1)
 
     def rows(self, x: Tensor) -> Tensor:
-        """``[B, positions, in']``: the layer's inputs (patches for a convolution), with a constant 1 for the bias."""
+        """``[B, positions, in']``: the layer's inputs (patches for a convolution, one-hot tokens for an embedding),
+        with a constant 1 for the bias."""
         m = self.module
+        if isinstance(m, nn.Embedding):
+            return F.one_hot(x.reshape(x.shape[0], -1).long(), m.num_embeddings)
         if isinstance(m, nn.Linear):
             a = x.reshape(x.shape[0], -1, x.shape[-1])
         else:  # a Conv1d is a Conv2d of height 1
@@ -58,13 +68,19 @@ class Layer:
 
     def out_rows(self, g: Tensor) -> Tensor:
         """``[B, positions, out]``: output gradients with the channel last (a convolution puts it second)."""
-        if isinstance(self.module, nn.Linear):
+        if isinstance(self.module, (nn.Linear, nn.Embedding)):
             return g.reshape(g.shape[0], -1, g.shape[-1])
         return g.flatten(2).transpose(1, 2)
 
 
 def _why_unsupported(m: nn.Module) -> str | None:
     if isinstance(m, nn.Linear):
+        return None
+    if isinstance(m, nn.Embedding):
+        if m.max_norm is not None:
+            return "an nn.Embedding with max_norm (its forward pass rescales the rows)"
+        if m.num_embeddings > MAX_EMBEDDING_ROWS:
+            return f"an nn.Embedding of {m.num_embeddings} rows, above the {MAX_EMBEDDING_ROWS} K-FAC keeps densely"
         return None
     if isinstance(m, (nn.Conv1d, nn.Conv2d)):
         if m.groups != 1 or isinstance(m.padding, str) or m.padding_mode != "zeros":
@@ -90,7 +106,7 @@ def find_layers(task: Task, params: Params) -> list[Layer]:
         covered.update({weight, bias})
     refused = [f"{n} ({why_not[n]})" if n in why_not else n for n in params if n not in covered]
     if refused:
-        raise ConfigError(f"K-FAC and EK-FAC factor only nn.Linear, nn.Conv1d and nn.Conv2d weights (with their "
+        raise ConfigError(f"K-FAC and EK-FAC factor only nn.Linear, nn.Conv1d, nn.Conv2d and nn.Embedding weights (with their "
                           f"biases); these selected parameters are not: {refused[:6]}. Select the layers' parameters "
                           "with params=[...] (e.g. '*.weight'), or use method='arnoldi'")
     return layers
@@ -139,5 +155,5 @@ def layer_signals(task: Task, params: Params, rest: Mapping[str, Tensor], layers
                               f"made {calls[0]} calls (a module reused or skipped): use method='arnoldi'")
         losses = task.loss(out, sample_targets(task, out, fisher, batch, gen))
         grads = torch.autograd.grad(losses.sum(), probes)
-    return [(layer.rows(x), layer.out_rows(g)) for layer, x, g in zip(layers, inputs, grads)]
+    return [(layer.rows(x).to(g.dtype), layer.out_rows(g)) for layer, x, g in zip(layers, inputs, grads)]
 
