@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import signal
 import sys
 import time
 
@@ -32,8 +33,18 @@ from ifscope.experiments.fade import gd_schedule
 from ifscope.truth.subsets import Continue, Scratch, outcomes, random_masks
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from lds_methods import (IFSCOPE, PEER_MODULES, PEERS, Setting, ifscope_options, ifscope_scores,  # noqa: E402
-                         covered, peer_label, peer_scores, timed)
+from lds_methods import (  # noqa: E402
+    IFSCOPE,
+    PEER_MODULES,
+    PEERS,
+    Setting,
+    covered,
+    ifscope_options,
+    ifscope_scores,
+    peer_label,
+    peer_scores,
+    timed,
+)
 
 
 def dattri_lds(scores: torch.Tensor, masks: torch.Tensor, target: torch.Tensor) -> np.ndarray:
@@ -62,6 +73,7 @@ def parse() -> argparse.Namespace:
                     help="added to H by ifscope's inverse-curvature methods (not kfac/ekfac) and to the peers' "
                          "regularization, beside the recipe's weight decay")
     ap.add_argument("--hessian-samples", type=int, default=None, help="ifscope's curvature sample (all methods)")
+    ap.add_argument("--method-timeout", type=int, default=240, help="seconds a method may take (then a failed row)")
     ap.add_argument("--tolerance", type=float, default=0.01)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None, help="also write the rows here")
@@ -72,13 +84,16 @@ def score_all(args: argparse.Namespace, s: Setting, queries) -> tuple[dict, dict
     """Every method's scores, seconds, and the errors of those that failed."""
     scores, seconds, errors = {}, {}, {}
 
-    def attempt(name: str, fn) -> None:  # a failure (a refusal, a peer's exception) is a result to report
+    def attempt(name: str, fn) -> None:  # a failure (a refusal, an exception, the time limit) is a result to report
         t0 = time.perf_counter()
+        signal.alarm(args.method_timeout)
         try:
             scores[name], seconds[name] = timed(fn)
         except Exception as exc:
             errors[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
             seconds[name] = time.perf_counter() - t0
+        finally:
+            signal.alarm(0)
         print(f"{name}: {seconds[name]:.1f} s{' (failed)' if name in errors else ''}", file=sys.stderr, flush=True)
     for m in [v for v in args.methods.split(",") if v]:
         attempt(f"ifscope {m}", lambda m=m: ifscope_scores(m, s, queries))
@@ -99,8 +114,13 @@ def score_all(args: argparse.Namespace, s: Setting, queries) -> tuple[dict, dict
     return scores, seconds, errors
 
 
+def _too_slow(signum, frame):
+    raise TimeoutError("stopped at the time limit (--method-timeout)")
+
+
 def main() -> int:
     args = parse()
+    signal.signal(signal.SIGALRM, _too_slow)
     recipe = ifscope.load_recipe(args.recipe)
     wd = float(recipe.info.get("weight_decay", 0.0))
     test = as_dataset(recipe.test, "test")
