@@ -261,3 +261,23 @@ FIGURES: dict[str, Figure] = {
     "peers-exact-agree": Figure("peers-small", lambda d: f"{min(r['vs_exact'] for r in d['rows'] if r['vs_exact'] > 0.99):.2f}"),
 }
 FIGURES.update({**docs_figures.FIGURES, **docs_figures_fade.FIGURES})
+
+
+def _lds_figures(run: str) -> dict[str, Figure]:
+    """Figures of one benchmarks/lds.py run quoted in sentences: ``RUN.METHOD`` (its LDS with the interval) and
+    ``RUN.METHOD.s`` (its seconds) for every method the command names, and ``RUN.seeds`` (the seed agreement)."""
+    args = TABLES[run].command
+    names = [f"ifscope {m}" for m in args[args.index("--methods") + 1].split(",")]
+    names += [L.peer_name(k) for k in args[args.index("--peers") + 1].split(",") if k]
+    out = {"seeds": Figure(run, lambda d: R.num(d.get("seed_agreement")))}
+    for name in names:
+        out[L.slug(name)] = Figure(run, lambda d, n=name: L.lds_of(d, n))
+        out[L.slug(name) + ".s"] = Figure(run, lambda d, n=name: L.seconds_of(d, n))
+    return {f"{run}.{k}": f for k, f in out.items()}
+
+
+for _run in LDS_RUNS:
+    FIGURES.update(_lds_figures(_run))
+FIGURES.update({f"fade-mnist1d-mlp.{m}.{t}": Figure("fade-mnist1d-mlp", lambda d, m=m, t=t: R.num(_at(d, m, "pearson", t)))
+                for m, t in (("ekfac_horizon", 3), ("ekfac_horizon", 10), ("graddot", 10), ("horizon", 10))})
+

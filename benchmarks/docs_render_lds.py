@@ -123,3 +123,16 @@ def lds_of(d: dict[str, Any], method: str) -> str:
 
 def seconds_of(d: dict[str, Any], method: str) -> str:
     return f"{rows(d)[method]['seconds']:.1f} s"
+
+
+def peer_name(kind: str) -> str:
+    """The row name benchmarks/lds.py gives a peer ``kind`` (``trak-10`` → ``dattri TRAK-10``)."""
+    if kind.startswith(("kronfluence-", "pydvl-")):
+        return kind.replace("-", " ")
+    return f"dattri {kind.replace('trak-', 'TRAK-')}"
+
+
+def slug(name: str) -> str:
+    """A row name as a figure's suffix: ``ifscope kfac`` → ``kfac``, ``kronfluence ekfac`` → ``kronfluence-ekfac``."""
+    return name.removeprefix("ifscope ").replace(" ", "-")
+

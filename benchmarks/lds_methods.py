@@ -121,6 +121,12 @@ def pydvl_ekfac(model: nn.Module, train: tuple, queries: tuple, reg: float) -> T
     return inf.influences(queries[0], queries[1], train[0], train[1])
 
 
+def peer_label(kind: str) -> str:
+    """The row name of a peer ``kind`` (docs_render_lds.peer_name, which the docs' figures look rows up by)."""
+    from docs_render_lds import peer_name
+    return peer_name(kind)
+
+
 def peer_scores(kind: str, s: Setting, x_train: tuple, x_query: tuple, trak_models: Callable[[int], list]) -> Tensor:
     """The peer ``kind``'s ``[Q, N]`` scores on its own copy of the recipe's model (fit included)."""
     from peers import dattri_method, kronfluence_method, pydvl_method
@@ -152,10 +158,6 @@ def covered(label: str, s: Setting) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def peer_label(kind: str) -> str:
-    if kind.startswith("kronfluence-") or kind.startswith("pydvl-"):
-        return kind.replace("-", " ")
-    return f"dattri {kind.replace('trak-', 'TRAK-')}"
 
 
 def timed(fn: Callable[[], Tensor]) -> tuple[Tensor, float]:
