@@ -14,6 +14,11 @@ def how(d: dict[str, Any]) -> str:
     return "scratch" if a["retrain"] == "scratch" else f"continue T = {a['steps']}"
 
 
+def secs(x: float) -> str:
+    """Seconds to one decimal, or two below 0.1 s."""
+    return f"{x:.1f}" if x >= 0.1 else f"{x:.2f}"
+
+
 def rows(d: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {r["method"]: r for r in d["rows"]}
 
@@ -74,7 +79,7 @@ def lds_pair(results: dict[str, dict[str, Any]]) -> str:
             else:
                 v = lds_ci(r)
                 cells += ["**" + v + "**" if r["loss"]["ifscope"] == b else v,
-                          num(r["margin"]["ifscope"]) if "margin" in r else "–", f"{r['seconds']:.1f}"]
+                          num(r["margin"]["ifscope"]) if "margin" in r else "–", secs(r["seconds"])]
         lines.append(f"| {_label(name, shown or {}, total)} | " + " | ".join(cells) + " |")
     out = "\n".join(lines) + "\n\n" + "  \n".join(_caption(d) for d in runs) + "."
     return out + ("\n\nFailed: " + "; ".join(f"{f}" for f in failures) + "." if failures else "")
@@ -96,7 +101,7 @@ def verdict(d: dict[str, Any]) -> dict[str, Any]:
 
 
 def _cell(r: dict[str, Any] | None) -> str:
-    return "–" if r is None else f"{r['method']}: {lds_ci(r)}, {r['seconds']:.1f} s"
+    return "–" if r is None else f"{r['method']}: {lds_ci(r)}, {secs(r['seconds'])} s"
 
 
 def lds_targets(results: dict[str, dict[str, Any]]) -> str:
@@ -122,7 +127,7 @@ def lds_of(d: dict[str, Any], method: str) -> str:
 
 
 def seconds_of(d: dict[str, Any], method: str) -> str:
-    return f"{rows(d)[method]['seconds']:.1f} s"
+    return f"{secs(rows(d)[method]['seconds'])} s"
 
 
 def peer_name(kind: str) -> str:
