@@ -65,6 +65,9 @@ def run(name: str, threads: int) -> dict[str, Any]:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
            "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
     argv, shown = _command(table, threads)
+    if not Path(argv[0]).exists():
+        raise SystemExit(f"{name}: no Python at {argv[0]}: build the peers' environment (benchmarks/setup_peers.sh) or "
+                         "point BENCHENV at one (e.g. the main checkout's .benchenv from a worktree)")
     with tempfile.TemporaryDirectory() as workdir:
         if table.script is None:
             argv += ["--workdir", workdir, "--json"]
