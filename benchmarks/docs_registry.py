@@ -189,8 +189,9 @@ def _lds(recipe: str, retrain: str) -> Table:
 for _task in LDS_TASKS:
     TABLES[f"lds-{_task}"] = _lds(_task, "scratch")
     TABLES[f"lds-{_task}-continue"] = _lds(_task, "continue")
-LDS_RUNS = tuple(f"lds-{t}{kind}" for t in ("digits-linear", "digits-mlp", "digits-cnn", "mnist1d-mlp", "mnist1d-cnn")
+LDS_RUNS = tuple(f"lds-{t}{kind}" for t in ("digits-linear", "digits-mlp", "mnist1d-mlp")  # the CNNs: not run yet
                  for kind in ("", "-continue"))
+LDS_PENDING = tuple(f"lds-{t}{kind}" for t in ("digits-cnn", "mnist1d-cnn") for kind in ("", "-continue"))
 TABLES.update({f"lds-pair-{t}": Table([], L.lds_pair, ("docs/evaluation.md",), sources=(f"lds-{t}", f"lds-{t}-continue"))
                for t in (*LDS_TASKS, "mnist1d-mlp")})
 TABLES["lds-targets"] = Table([], L.lds_targets, ("docs/evaluation.md",), sources=LDS_RUNS)
