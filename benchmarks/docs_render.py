@@ -250,22 +250,6 @@ def lds_table(d: dict[str, Any]) -> str:
                               + ("" if agree is None else f"; seed agreement {num(agree)}") + f"; {run_caption(d)}.")
 
 
-def lds_side_by_side(results: dict[str, dict[str, Any]]) -> str:
-    """Several ``ifscope lds`` runs of the same methods side by side (e.g. retrained from scratch, and continued):
-    one row per method, the LDS with its interval and the LDS on the margin of each run, each run's command below."""
-    runs = list(results.values())
-    heads = ["scratch" if d["retrain"] == "scratch" else f"continue T = {d['steps']}" for d in runs]
-    head = "| method | " + " | ".join(f"LDS, {h} (95 % CI) | margin, {h}" for h in heads) + " |"
-    rows = [head, "|---|" + "---:|---:|" * len(runs)]
-    for name in runs[0]["methods"]:
-        cells = [(lds_with_ci(d["methods"][name]), num(d["methods"][name].get("lds_margin"))) if name in d["methods"]
-                 else ("", "") for d in runs]
-        rows.append(f"| {name} | " + " | ".join(f"{a} | {b}" for a, b in cells) + " |")
-    return "\n".join(rows) + "\n\n" + "  \n".join(
-        f"{h}: `{d['_meta']['command']}`, {d['subsets']} subsets, {d['seeds']} seed(s), {d['n_queries']} queries; "
-        f"{run_caption(d)}" for h, d in zip(heads, runs)) + "."
-
-
 UNROLLED_ROWS = ("unrolled", "horizon", "horizon_schedule", "arnoldi_horizon", "graddot")
 
 
