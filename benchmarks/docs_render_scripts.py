@@ -109,6 +109,10 @@ def ratio_range(results: dict[str, dict[str, Any]], queries: int, per_query: boo
         return text + f", i.e. {lo / queries:.2f}–{hi / queries:.2f} replay per query"
     return text + f" (target ≤ 4: {'met' if hi <= 4 else 'not met by every row of this run'})"
 
+COMMANDS_COLUMNS = [("command", "`{command}`"), ("wall s", "{seconds:.0f}"), ("CPU s", "{cpu_seconds:.0f}"),
+                    ("peak RSS MB", "{peak_rss_mb:,}"),
+                    ("within 5 min", lambda r: f"**no**: stopped at {r['seconds']:.0f} s" if r["timed_out"] else
+                     "yes" if r["within_target"] else "**no**")]
 EIGEN_RATIO_COLUMNS = [("k", "{k}"), ("λ_k", "{eigenvalue:.3g}"), ("λ_k / λ_1", "{ratio:.2g}")]
 HORIZON_ACCURACY_COLUMNS = [("T", "{T}"), ("solver", "{solver}"), ("Lanczos steps", lambda r: str(r["krylov"] or "–")),
                             ("relative error", "{relative_error:.1e}"), ("seconds", "{seconds:.1f}")]

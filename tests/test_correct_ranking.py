@@ -6,7 +6,7 @@ import pytest
 import torch
 from test_correct import setup  # noqa: F401  (the tiny digits MLP and its mistakes)
 
-from ifscope import ConfigError, correct
+from ifscope import ConfigError, Influence, correct
 from ifscope.core.data import take
 from ifscope.experiments.correct_ranking import unrolled_ranker
 from ifscope.truth.training import replay
@@ -54,3 +54,28 @@ def test_a_bad_ranking_is_a_config_error(setup):  # noqa: F811
     _, inf, test, wrong, _ = setup
     with pytest.raises(ConfigError, match="rank_by"):
         correct(inf, test, indices=wrong[:1], rank_by="exact", progress=False)
+
+
+def test_horizon_ranking_is_the_fit_filtered_at_the_corrections_own_steps_and_lr(setup):  # noqa: F811
+    _, inf, test, wrong, _ = setup
+    idx, steps, lr = wrong[:3], 7, 0.05
+    res = correct(inf, test, indices=idx, k=K, steps=steps, lr=lr, anchor=0, baselines=[], rank_by="horizon",
+                  progress=False)
+    est = inf.estimator
+    p = lambda data: est.projections(inf.task.cast(data, inf.dtype))  # noqa: E731
+    with inf.task.evaluating():
+        gq, gz = est.ctx.grads(inf.task.cast(take(test, idx), inf.dtype)), est.ctx.grads(inf.task.cast(inf.train, inf.dtype))
+        pq, pz = p(take(test, idx)), p(inf.train)
+    lam = est.pairs.values
+    f = (1 - (1 - lr * lam) ** steps) / lam  # f_T on the eigenpairs, ηT on the rest (the complement)
+    expected = (pq * (f - lr * steps)) @ pz.T + lr * steps * gq @ gz.T
+    for j, q in enumerate(res.queries):
+        assert set(q.outcomes["influence"].selected) == set(torch.topk(expected[j], K).indices.tolist())
+    assert torch.equal(inf.estimator.pairs.values, lam) and inf.config.get("horizon") is None  # the run is untouched
+
+
+def test_horizon_ranking_needs_a_fitted_spectrum(setup):  # noqa: F811
+    recipe, _, test, wrong, _ = setup
+    inf = Influence(recipe.task, recipe.train, method="graddot", progress=False).fit()
+    with pytest.raises(ConfigError, match="rank_by='horizon'"):
+        correct(inf, test, indices=wrong[:1], rank_by="horizon", progress=False)

@@ -36,7 +36,8 @@ HELP = {  # CorrectOptions is the experiment's dataclass; its flags' help is sai
     "baselines": "random, random_same_class, query_itself",
     "group": "one correction for all queries at once (summed scores)",
     "include_correct": "also fine-tune queries already predicted correctly",
-    "rank_by": "checkpoint: the run's scores; unrolled: unrolled influence through the correction's own steps and lr",
+    "rank_by": "checkpoint: the run's scores; horizon: the run's fit with the horizon filter of the correction's own "
+               "steps and lr (no refit); unrolled: unrolled influence through the correction's own steps and lr",
     "tolerance": "regression: a mistake is |ŷ − y| above this, fixed when below (required for a regressor without "
                  "its own tolerance)",
 }

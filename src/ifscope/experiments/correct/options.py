@@ -39,7 +39,7 @@ class CorrectOptions:
     group: bool = False
     include_correct: bool = False
     seed: int = 0
-    rank_by: str = "checkpoint"  # or "unrolled": through this correction's own steps and lr (correct_ranking)
+    rank_by: str = "checkpoint"  # or "horizon"/"unrolled": over this correction's own steps and lr (correct_ranking)
     tolerance: float | None = None
 
     def validate(self, n_train: int) -> CorrectOptions:

@@ -128,8 +128,9 @@ def correct(influence: Influence, queries: Any, *, heldout: Any | None = None, i
     at the first step after which its queries are all right. ``guard`` (a number of seeded training examples, the
     same for every selection) stops a correction before the first step after which more than ``guard_drop`` of
     them have turned wrong (the outcome's ``guarded``). ``revert_unfixed`` returns a correction that has not fixed
-    its queries to the checkpoint (its outcome ``reverted``). ``rank_by="unrolled"`` ranks by the exact derivative
-    through these very steps (:mod:`ifscope.experiments.correct_ranking`).
+    its queries to the checkpoint (its outcome ``reverted``). ``rank_by="horizon"`` ranks by the run's fit with the
+    horizon filter of these steps and lr, ``rank_by="unrolled"`` by the exact derivative through these very steps
+    (:mod:`ifscope.experiments.correct_ranking`).
 
     ``queries`` hold their targets; ``indices`` picks positions among them (default: every mis-predicted one).
     Queries already right are skipped unless ``include_correct``. ``group=True`` makes one correction for all
