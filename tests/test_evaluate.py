@@ -149,7 +149,11 @@ def test_cli_lds_and_counterfactual(tmp_path: Path):
         out["methods"]["exact"]["lds"]
     one = json.loads(run_cli("lds", *small, "--method", "exact", "--subsets", "6", "--queries", "3", "--retrain",
                              "continue", "--steps", "3", "--workdir", str(tmp_path / "one"), "--json").stdout)
-    assert one["retrain"] == "continue" and one["steps"] == 3
+    assert one["retrain"] == "continue" and one["steps"] == 3 and one["train_batch_size"] is None
+    sgd = json.loads(run_cli("lds", *small, "--method", "exact", "--subsets", "6", "--queries", "3", "--retrain",
+                             "continue", "--steps", "3", "--train-batch-size", "10", "--workdir", str(tmp_path / "sgd"),
+                             "--json").stdout)
+    assert sgd["train_batch_size"] == 10 and sgd["steps"] == 3 and -1 <= sgd["methods"]["exact"]["lds"] <= 1
     manifest = json.loads((tmp_path / "one" / "manifest.json").read_text())
     assert "lds.json" in manifest["artifacts"]  # one method: written through its bound run directory
     cf = json.loads(run_cli("counterfactual", *small, "--method", "exact", "--k", "2,4", "--queries", "3",

@@ -71,7 +71,8 @@ def prepare(args: argparse.Namespace, command: str) -> dict[str, Any]:
         print(f"ifscope: {command}: method {inf.method}", file=sys.stderr)
         methods[method_label(inf)] = inf
     first = next(iter(methods.values()))
-    schedule = gd_schedule(first, o.steps) if o.retrain == "continue" else None
+    schedule = gd_schedule(first, o.steps, batch_size=o.train_batch_size, seed=args.seed) \
+        if o.retrain == "continue" else None
     gen = torch.Generator().manual_seed(args.seed + 11)
     q_idx = torch.randperm(len(test), generator=gen)[:n_q].sort().values
     configs = {name: inf.config_json for name, inf in methods.items()}
@@ -112,8 +113,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result = lds(setup["methods"], setup["queries"], subsets=o.subsets, fraction=o.fraction, seed=args.seed,
                  retrain=setup["retrain"], seeds=setup["seeds"], steps=setup["steps"], schedule=setup["schedule"])
     out, path = record(args, setup, result, "lds.json", t0)
+    out["train_batch_size"] = o.train_batch_size
     how = (f"retrained from scratch, {out['seeds']} seed(s) per subset" if out["retrain"] == "scratch"
-           else f"continued {out['steps']} steps of full-batch GD from the checkpoint")
+           else f"continued {out['steps']} steps of " + ("full-batch GD" if o.train_batch_size is None else
+                                                          f"SGD batch {o.train_batch_size}") + " from the checkpoint")
     agree = "" if result.seed_agreement is None else f"; two seeds' losses agree at Spearman {result.seed_agreement:.3f}"
     out["summary"] = "\n".join([
         f"LDS on {args.recipe}: {out['subsets']} subsets of {o.fraction:g} x {out['n_train']} training examples, "

@@ -126,11 +126,14 @@ class Evaluation:
     steps: int = opt(100, "continue: steps of continued training (and the horizon of the horizon method)")
     seeds: int = opt(1, "scratch: trainings per subset")
     queries: int = opt(50, "test examples evaluated (a seeded sample; at most the test set)")
+    train_batch_size: int | None = opt(None, "continue: seeded minibatches of this size, each subset's examples "
+                                             "weighted 1 and the others 0 (0 or default: full-batch gradient descent)")
 
     def validate(self) -> None:
         choice("retrain", self.retrain, RETRAIN)
         for name in ("steps", "seeds", "queries"):
             positive_int(name, getattr(self, name))
+        self.train_batch_size = _train_batch_size(self.train_batch_size)
 
 
 @dataclass

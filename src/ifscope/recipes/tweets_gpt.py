@@ -45,6 +45,10 @@ FADE_DEFAULTS = dict(n_ids=20, n_queries=20, steps=[1, 3, 10, 30, 100, 300], tra
                                                      "horizon_schedule", "unrolled"])
 # `ifscope diagnose --recipe tweets-gpt`: the fade's continued training, 20 removals to T = 100, the first 4 also
 # up-weighted
+# `ifscope lds --recipe tweets-gpt --retrain continue`: 20 random halves of the training set, each continued for 30
+# steps of minibatch SGD (64 tweets a step, the subset's weighted 1 and the others 0) from the checkpoint, 20 queries
+# (a full-batch step over 37,758 tweets costs what the whole default command may)
+LDS_DEFAULTS = dict(retrain="continue", subsets=20, queries=20, steps=30, train_batch_size=64)
 DIAGNOSE_DEFAULTS = dict(n_ids=20, epsilon_ids=4, steps=[1, 3, 10, 30, 100], train_batch_size=64, train_lr=0.1,
                          krylov=10, reference_hessian_samples=128, truth_dtype="float32")
 
@@ -127,7 +131,8 @@ def tweets_gpt(n_train: int | None = None, n_test: int = 400, vocab_size: int = 
                             "test_nll": held_out_nll(task, test_ds), **facts}
     return Recipe(model, task, train_ds, test_ds, info=info,
                   defaults={"influence": dict(INFLUENCE_DEFAULTS), "correct": dict(CORRECT_DEFAULTS),
-                            "fade": dict(FADE_DEFAULTS), "diagnose": dict(DIAGNOSE_DEFAULTS)})
+                            "fade": dict(FADE_DEFAULTS), "diagnose": dict(DIAGNOSE_DEFAULTS),
+                            "lds": dict(LDS_DEFAULTS)})
 
 
 @torch.no_grad()
