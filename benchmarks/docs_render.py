@@ -126,10 +126,18 @@ def correct_lm_table(d: dict[str, Any]) -> str:
         ref = " (reference)" if name in d.get("reference_only", []) else ""
         rows.append(f"| {name}{ref} | {num(d['fix_rate'][name], 2)} | {shown} | {num(m.get('broken'), 1)} | "
                     f"{num(m.get('seconds'), 3)} |")
+    fr = d["fix_rate"]
+    ratio = fr["influence"] / fr["random"] if fr.get("random") else float("inf")
+    change = {n: 100 * (math.exp(m["heldout_figure_after"] - fig["before"]) - 1) for n, m in d["methods"].items()
+              if m.get("heldout_figure_after") is not None}
     return "\n".join(rows) + (
         f"\n\n{d['n_queries']} completions that are not the greedy continuation, {d['n_heldout']} held-out tweets "
         f"(NLL/token before {fig['before']:.4f}, perplexity {math.exp(fig['before']):.2f}); budget: k {c['k']}, ≤ "
         f"{c['steps']} SGD steps at lr {c['lr']:.3g}" + (", stop when fixed" if c["stop_when_fixed"] else "")
+        + f", ranked by {c.get('rank_by', 'checkpoint')} scores. Fix rate {fr['influence']:.2f} against random-k's "
+        f"{fr['random']:.2f} ({'no random-k fix' if ratio == float('inf') else f'{ratio:.1f}×'}; bar ≥ 3×) and "
+        f"{fr.get('random_same_class', float('nan')):.2f} for the same sentiment; held-out perplexity "
+        + ", ".join(f"{v:+.1f} % ({n})" for n, v in change.items())
         + f"; {d['_meta']['threads']} thread(s), {d['_meta']['seconds']:.0f} s.")
 
 
