@@ -102,7 +102,7 @@ TABLES: dict[str, Table] = {
                          S.groundtruth_table, ("docs/experiments.md",), script="benchmarks/groundtruth.py", peers=False),
     "fade-summary": Table([], R.fade_summary, ("README.md", "docs/experiments.md"),
                           sources=("fade-mlp-remove", "fade-mlp-upweight", "fade-mlp-sgd", "fade-cnn", "fade-cnn-fast-linear",
-                                   "fade-tweets-remove", "fade-tweets-upweight", "fade-tweets-lrmax")),
+                                   "fade-tweets-remove", "fade-tweets-upweight", "fade-tweets-lrmax", "fade-tweets-gpt")),
 }
 
 
@@ -267,6 +267,13 @@ FIGURES: dict[str, Figure] = {
     **{f"{name}-truth-cost": Figure(name, _truth_cost) for name in ("fade-cnn", "fade-tweets-remove",
                                                                      "fade-tweets-upweight")},
     "correct-tweets-2-cost": Figure("correct-tweets-2", R.run_caption),
+    "gpt-fade-sizes": Figure("fade-tweets-gpt", lambda d: f"{d['chosen']['n_ids']} removed tweets × "
+                             f"{d['chosen']['n_queries']} queries up to T = {max(d['chosen']['steps'])}"),
+    "gpt-fade-arnoldi": Figure("fade-tweets-gpt", lambda d: f"{_at(d, 'arnoldi', 'pearson', d['steps'][0]):.2f} at "
+                               f"T = {d['steps'][0]} to {d['methods']['arnoldi']['pearson'][-1]:.2f} at "
+                               f"T = {d['steps'][-1]}"),
+    "gpt-fade-validity-s": Figure("fade-tweets-gpt", lambda d: f"{sum(v['seconds'] for v in d['validity_horizon'].values()):.0f}"
+                                  f" s of its {d['_meta']['seconds']:.0f} s"),
     "peers-exact-agree": Figure("peers-small", lambda d: f"{min(r['vs_exact'] for r in d['rows'] if r['vs_exact'] > 0.99):.2f}"),
 }
 FIGURES.update({**docs_figures.FIGURES, **docs_figures_fade.FIGURES})
