@@ -8,7 +8,7 @@ from test_correct import setup  # noqa: F401  (the tiny digits MLP and its mista
 
 from ifscope import ConfigError, Influence, correct
 from ifscope.core.data import take
-from ifscope.experiments.correct_ranking import unrolled_ranker
+from ifscope.experiments.correct_ranking import horizon_ranker, unrolled_ranker
 from ifscope.truth.training import replay
 
 K = 8
@@ -59,19 +59,18 @@ def test_a_bad_ranking_is_a_config_error(setup):  # noqa: F811
 def test_horizon_ranking_is_the_fit_filtered_at_the_corrections_own_steps_and_lr(setup):  # noqa: F811
     _, inf, test, wrong, _ = setup
     idx, steps, lr = wrong[:3], 7, 0.05
+    values = inf.estimator.pairs.values.clone()
     res = correct(inf, test, indices=idx, k=K, steps=steps, lr=lr, anchor=0, baselines=[], rank_by="horizon",
                   progress=False)
-    est = inf.estimator
-    p = lambda data: est.projections(inf.task.cast(data, inf.dtype))  # noqa: E731
-    with inf.task.evaluating():
-        gq, gz = est.ctx.grads(inf.task.cast(take(test, idx), inf.dtype)), est.ctx.grads(inf.task.cast(inf.train, inf.dtype))
-        pq, pz = p(take(test, idx)), p(inf.train)
-    lam = est.pairs.values
-    f = (1 - (1 - lr * lam) ** steps) / lam  # f_T on the eigenpairs, ηT on the rest (the complement)
-    expected = (pq * (f - lr * steps)) @ pz.T + lr * steps * gq @ gz.T
+    ranker = horizon_ranker(inf, steps, lr)
+    assert torch.equal(ranker.estimator.pairs.values, values)  # the run's eigenpairs: no refit
+    assert ranker.estimator.horizon == steps and ranker.estimator.lr == lr
+    scores = ranker.scores(take(test, idx))
+    checkpoint = inf.scores(take(test, idx))
     for j, q in enumerate(res.queries):
-        assert set(q.outcomes["influence"].selected) == set(torch.topk(expected[j], K).indices.tolist())
-    assert torch.equal(inf.estimator.pairs.values, lam) and inf.config.get("horizon") is None  # the run is untouched
+        assert set(q.outcomes["influence"].selected) == set(torch.topk(scores[j], K).indices.tolist())
+    assert not torch.allclose(scores, checkpoint)  # another ranking than the checkpoint's
+    assert inf.estimator.horizon is None  # the run itself is untouched
 
 
 def test_horizon_ranking_needs_a_fitted_spectrum(setup):  # noqa: F811
