@@ -4,7 +4,8 @@ One engine for every experiment (:func:`shrink`): a command states its wanted si
 seconds a choice of sizes costs (a pure function of the measured unit costs) and an ordered list of :class:`Move` s,
 each shrinking one size one notch; the engine keeps the wanted sizes when they fit and otherwise takes the first
 move that still applies to a size the user did not set, again and again, until the prediction fits or nothing is
-left to shrink (then it says so). :class:`Chosen` is what every command announces on stderr and stores as ``chosen``.
+left to shrink (then it says so); a move that would save almost nothing (a size that costs nothing) is passed
+over. :class:`Chosen` is what every command announces on stderr and stores as ``chosen``.
 
 Fade and diagnosis (here): the cost is dominated by two replays whose unit costs are measured on the model at hand
 (:mod:`ifscope.experiments.measure`): the ground truth, ``replicas × T_max`` steps of continued training (one per
@@ -27,6 +28,7 @@ DEFAULT_BUDGET_S = 60.0  # seconds of the sized work (replays, corrections, retr
 SIZED = ("n_ids", "n_queries", "steps", "reference_dtype")
 SOFT_FLOORS = {"n_ids": 20, "n_queries": 10}   # halved down to these first
 HARD_FLOORS = {"n_ids": 10, "n_queries": 5}    # then down to these
+MIN_SAVING = 0.01  # a move that saves less than this fraction of the predicted seconds is not taken
 MIN_T, MIN_POINTS = 30, 3                       # the grid keeps T_max ≥ MIN_T and MIN_POINTS horizons until last
 
 
@@ -73,15 +75,19 @@ class Chosen:
 def shrink(wanted: Any, seconds: Callable[[Any], float], moves: Sequence[Move], budget_s: float,
            explicit: Collection[str], costs: Any) -> Chosen:
     """The largest sizes within ``budget_s``: ``wanted`` when ``seconds(wanted)`` fits, else the first applicable
-    move of ``moves`` taken repeatedly (never on a size named in ``explicit``) until it fits or none applies."""
+    move of ``moves`` taken repeatedly (never on a size named in ``explicit``, nor one that saves less than
+    ``MIN_SAVING`` of the predicted seconds: a size that costs nothing is not cut) until it fits or none applies."""
     names = [f.name for f in dataclasses.fields(wanted)]
     explicit = sorted(set(explicit) & set(names))
     s = wanted
-    while seconds(s) > budget_s:
+    while (now := seconds(s)) > budget_s:
         for move in moves:
             value = None if move.name in explicit else move.smaller(s)
-            if value is not None:
-                s = dataclasses.replace(s, **{move.name: value})
+            if value is None:
+                continue
+            smaller = dataclasses.replace(s, **{move.name: value})
+            if seconds(smaller) <= now * (1 - MIN_SAVING):
+                s = smaller
                 break
         else:
             break
