@@ -48,6 +48,8 @@ def test_fade_sentence_says_which_rankings_fade_and_which_are_built_not_to():
     assert "fading for graddot (0.90 → 0.30), tracin (0.90 → 0.40)" in text
     assert "holding for arnoldi (0.80 → 0.60), horizon (0.95 → 0.92)" in text
     assert "horizon is recomputed for each T" in text and "arnoldi is recomputed" not in text
+    rising = fade_shape(steps, {**methods, "arnoldi": {"spearman": [0.2, 0.3, 0.42]}})
+    assert "below 0.5 without fading for arnoldi (0.20 → 0.42)" in rising and ": fading for arnoldi" not in rising
     flat = fade_shape(steps, {"arnoldi": {"spearman": [0.99, 0.98, 0.97]}})
     assert flat.startswith("No ranking fades from T = 1 to T = 300")
     assert "up-weighting an example" in fade_meaning(steps, methods, "upweight") and text in fade_meaning(steps, methods)

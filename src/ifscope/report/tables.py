@@ -83,19 +83,18 @@ def fade_shape(steps: Sequence[int], methods: Mapping[str, Mapping[str, Sequence
             v[0] is not None and v[-1] is not None}
     if len(steps) < 2 or not ends:
         return ""
-    fade = [n for n, (a, b) in sorted(ends.items()) if b < TRACKS or b <= a / 2]
-    keep = [n for n in sorted(ends) if n not in fade]
+    fade = [n for n, (a, b) in sorted(ends.items()) if b < a and (b < TRACKS or b <= a / 2)]
+    keep = [n for n, (a, b) in sorted(ends.items()) if n not in fade and b >= TRACKS]
+    low = [n for n in sorted(ends) if n not in fade and n not in keep]
 
     def listed(names: list[str]) -> str:
         return ", ".join(f"{n} ({rounded(ends[n][0])} → {rounded(ends[n][1])})" for n in names)
     span = f"from T = {steps[0]} to T = {steps[-1]}"
+    below = f"; below {TRACKS} without fading for {listed(low)}" if low else ""
     if not fade:
-        return (f"No ranking fades {span} ({listed(keep)}): the grid ends before the runs with and without an "
-                "example part.")
-    text = f"Spearman {span}: fading for {listed(fade)}"
-    if not keep:
-        return text + "."
-    text += f"; holding for {listed(keep)}"
+        return (f"No ranking fades {span} ({listed(keep)}{below}): the grid ends before the runs with and without "
+                "an example part.")
+    text = f"Spearman {span}: fading for {listed(fade)}" + (f"; holding for {listed(keep)}" if keep else "") + below
     aware = [n for n in keep if n in HORIZON_AWARE]
     if aware:
         text += (f". {', '.join(aware)} {'is' if len(aware) == 1 else 'are'} recomputed for each T (the response to T "
