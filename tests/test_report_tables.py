@@ -10,6 +10,7 @@ from ifscope.report.tables import (
     deciding_figures,
     fade_meaning,
     fade_rows,
+    fade_shape,
     per_t_tables,
     rounded,
     t_table,
@@ -37,6 +38,21 @@ def test_fade_sentence_names_the_horizon_of_the_best_ranking():
     only = {"arnoldi": FADE["methods"]["arnoldi"]}
     assert "up to T = 30 steps" in fade_meaning(FADE["steps"], only)
     assert "hints" in fade_meaning([1, 10], {"graddot": {"spearman": [0.2, 0.1]}})
+
+
+def test_fade_sentence_says_which_rankings_fade_and_which_are_built_not_to():
+    steps = [1, 30, 300]
+    methods = {"graddot": {"spearman": [0.9, 0.6, 0.3]}, "tracin": {"spearman": [0.9, 0.5, 0.4]},
+               "horizon": {"spearman": [0.95, 0.93, 0.92]}, "arnoldi": {"spearman": [0.8, 0.7, 0.6]}}
+    text = fade_shape(steps, methods)
+    assert "fading for graddot (0.90 → 0.30), tracin (0.90 → 0.40)" in text
+    assert "holding for arnoldi (0.80 → 0.60), horizon (0.95 → 0.92)" in text
+    assert "horizon is recomputed for each T" in text and "arnoldi is recomputed" not in text
+    rising = fade_shape(steps, {**methods, "arnoldi": {"spearman": [0.2, 0.3, 0.42]}})
+    assert "below 0.5 without fading for arnoldi (0.20 → 0.42)" in rising and ": fading for arnoldi" not in rising
+    flat = fade_shape(steps, {"arnoldi": {"spearman": [0.99, 0.98, 0.97]}})
+    assert flat.startswith("No ranking fades from T = 1 to T = 300")
+    assert "up-weighting an example" in fade_meaning(steps, methods, "upweight") and text in fade_meaning(steps, methods)
 
 
 def test_assumption_cells_keep_only_the_deciding_figures():

@@ -71,8 +71,13 @@ def test_float32_is_not_chosen_when_exact_runs_or_when_it_is_not_cheaper():
 
 
 def test_a_tiny_budget_ends_at_the_floors_and_two_horizons():
-    got = choose(WANTED, COSTS, Workload(lambda n: n + 2), 1e-6)
+    got = choose(WANTED, COSTS, FADE, 1e-6)
     assert (got.sizes.n_ids, got.sizes.n_queries, got.sizes.steps) == (10, 5, (1, 3))
+
+
+def test_a_size_that_costs_nothing_is_not_cut():
+    got = choose(WANTED, COSTS, Workload(lambda n: n + 2, unrolled=False), 1e-6)  # the queries cost no replay
+    assert (got.sizes.n_ids, got.sizes.n_queries, got.sizes.steps) == (10, 20, (1, 3))
 
 
 def test_chosen_is_json_ready_and_says_the_measured_costs():

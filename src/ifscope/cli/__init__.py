@@ -102,7 +102,8 @@ def influence_for(args: argparse.Namespace, recipe: Any) -> Any:
     flags = {name: getattr(args, name, None) for name in [*flag_table(), "last_blocks"] if name not in own}
     defaults = {"weight_decay": float(recipe.info.get("weight_decay", 0.0)),
                 **getattr(recipe, "defaults", {}).get("influence", {})}
-    chosen = resolve(flags, saved, defaults, recipe.task, getattr(args, "method", None))
+    chosen = resolve(flags, saved, defaults, recipe.task, getattr(args, "method", None),
+                     unsized="influence" not in getattr(recipe, "defaults", {}))
     print(f"ifscope: {chosen.method}: {chosen.describe()}", file=sys.stderr)
     inf = Influence(chosen.task, recipe.train, method=chosen.method, seed=args.seed, workdir=args.workdir,
                     source=getattr(recipe, "source", None), **chosen.options)

@@ -76,6 +76,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from ..core.data import as_dataset, take
     from ..experiments.correct import correct, save_params, split_mispredicted
+    from ..experiments.correct.cost import sized_correction
     from ..truth.prefix import cache_prefix
     from . import recipe_for
 
@@ -83,7 +84,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     recipe = recipe_for(args, **({"n_test": args.n_test} if args.n_test is not None else {}))
     if args.indices is not None and args.queries is not None:
         raise ConfigError("give --queries N (the first N mistakes) or --indices (test positions), not both")
-    budget, selection = resolve_command(args, recipe, "correct", _classes(), fixed={"seed": args.seed}).objects
+    resolved = resolve_command(args, recipe, "correct", _classes(), fixed={"seed": args.seed})
+    budget, selection = resolved.objects
     t_fit = time.time()
     run_inf = fitted_for(args, recipe)
     fit_seconds = time.time() - t_fit
@@ -93,6 +95,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     test = as_dataset(pre.datasets[1], "test")
     q_idx, h_idx = split_mispredicted(inf, test, n=selection.queries, indices=args.indices,
                                       tolerance=budget.tolerance)
+    given = [k for k in ("queries", "steps") if resolved.source.get(k) == "flag"]
+    given += ["queries"] if args.indices is not None else []  # the test positions named: all of them corrected
+    q_idx, h_idx, budget, chosen = sized_correction(inf, test, q_idx, h_idx, budget, selection.budget_s, given)
+    if chosen is not None:
+        print(f"ifscope: correct {chosen}", file=sys.stderr)
     workdir = Path(args.workdir)
     print(f"ifscope: correcting {len(q_idx)} test examples with {inf.method} over {inf.estimator.ctx.space.dim} "
           "parameters", file=sys.stderr)
@@ -108,6 +115,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out["influence"] = {"method": inf.method, "n_parameters": inf.estimator.ctx.space.dim,
                         "prefix_cached": pre.start is not None, "prefix_seconds": pre.seconds}
     out["heldout"] = "every test example not used as a query"
+    out["chosen"] = None if chosen is None else chosen.as_dict()
     out.update(examples(recipe, out))
     out["seconds"] = time.time() - t0
     run_inf.run.save_json("correct.json", out)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from typing import Any
 
 import torch
@@ -23,6 +24,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    from ..core.contract import float32_fallback
     from ..experiments.diagnose import CHECKS, diagnose
     from ..experiments.sizing import DEFAULT_BUDGET_S, SIZED
     from . import recipe_for
@@ -32,6 +34,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if o.n_checkpoints < 0:
         raise ConfigError(f"--n-checkpoints must be >= 0, got {o.n_checkpoints}")
     inf = fitted_for(args, recipe)
+    fallback = float32_fallback(inf.task, inf.train, (o.truth_dtype,), "the ground truth and the references")
+    if fallback:
+        print(f"ifscope: {fallback}", file=sys.stderr)
     current = dict(recipe.task.model.named_parameters())
     earlier = [c for c in recipe.info.get("checkpoints") or []
                if not all(torch.equal(v, current[k].detach()) for k, v in _state(c).items() if k in current)]
@@ -40,10 +45,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                       n_train=o.n_train, n_ids=o.n_ids, steps=o.steps, epsilons=o.epsilons,
                       initial=recipe.info.get("initial"), checkpoints=checkpoints, refit=o.refit_variants,
                       epsilon_ids=o.epsilon_ids, train_batch_size=o.train_batch_size or None, lr=o.train_lr,
-                      ground_truth_dtype=getattr(torch, o.truth_dtype), krylov=o.krylov,
+                      ground_truth_dtype=torch.float32 if fallback else getattr(torch, o.truth_dtype), krylov=o.krylov,
                       reference_hessian_samples=o.reference_hessian_samples, seed=args.seed,
                       budget_s=DEFAULT_BUDGET_S if o.budget_s is None else o.budget_s, explicit=explicit)
     result.settings["recipe"] = {"name": args.recipe, **{k: repr(v) for k, v in args.recipe_arg}}
+    result.settings["dtype_fallback"] = fallback
     out = {**result.to_dict(), **run_facts(inf)}
     from ..report.diagnose_figures import diagnose_figures
     run = inf.run

@@ -51,9 +51,14 @@ def prepare(args: argparse.Namespace, command: str) -> dict[str, Any]:
     n_q, seeds = o.queries if resolved.source["queries"] == "flag" else min(len(test), o.queries), o.seeds
     if not 1 <= n_q <= len(test):
         raise ConfigError(f"--queries must lie in [1, {len(test)}] (the recipe's test examples), got {n_q}")
-    if o.retrain == "scratch" and recipe.retrain is None:
-        raise ConfigError(f"recipe {args.recipe!r} declares no way to train from scratch (Recipe.retrain is None); "
-                          "use --retrain continue, or give its Recipe retrain=(data, seed) -> state")
+    retrain = o.retrain
+    if retrain == "scratch" and recipe.retrain is None:
+        if resolved.source["retrain"] != "library":
+            raise ConfigError(f"recipe {args.recipe!r} declares no way to train from scratch (Recipe.retrain is "
+                              "None); use --retrain continue, or give its Recipe retrain=(data, seed) -> state")
+        retrain = "continue"
+        print(f"ifscope: {command}: recipe {args.recipe!r} declares no training from scratch (Recipe.retrain): "
+              f"continued training from the checkpoint instead ({o.steps} steps of full-batch GD)", file=sys.stderr)
     names = _method_names(args.method)
     methods: dict[str, Any] = {}
     for name in names:
@@ -72,13 +77,14 @@ def prepare(args: argparse.Namespace, command: str) -> dict[str, Any]:
         methods[method_label(inf)] = inf
     first = next(iter(methods.values()))
     schedule = gd_schedule(first, o.steps, batch_size=o.train_batch_size, seed=args.seed) \
-        if o.retrain == "continue" else None
+        if retrain == "continue" else None
     gen = torch.Generator().manual_seed(args.seed + 11)
-    q_idx = torch.randperm(len(test), generator=gen)[:n_q].sort().values
+    q_order = torch.randperm(len(test), generator=gen)[:n_q]  # a smaller budget keeps the first ones
+    q_idx = q_order.sort().values
     configs = {name: inf.config_json for name, inf in methods.items()}
     return {"recipe": recipe, "methods": methods, "configs": configs, "queries": take(test, q_idx),
-            "query_ids": q_idx.tolist(),
-            "retrain": recipe.retrain if o.retrain == "scratch" else "continue", "seeds": seeds,
+            "query_ids": q_idx.tolist(), "query_order": q_order, "test": test, "resolved": resolved,
+            "retrain": recipe.retrain if retrain == "scratch" else "continue", "seeds": seeds,
             "steps": o.steps, "schedule": schedule, "options": o}
 
 
@@ -99,6 +105,24 @@ def record(args: argparse.Namespace, setup: dict[str, Any], result: Any, name: s
     return out, save(args, setup["methods"], name, out)
 
 
+def sized(args: argparse.Namespace, setup: dict[str, Any]) -> Any:
+    """What a time budget affords of the subsets, seeds and queries the user did not set (said on stderr); the
+    setup's queries cut to the first of its sample."""
+    from ..core.data import take
+    from ..experiments.measure import size_lds
+    from ..experiments.sizing_eval import LDS_SIZED, LDSSizes
+    o, source = setup["options"], setup["resolved"].source
+    kind = "scratch" if callable(setup["retrain"]) else "continue"
+    wanted = LDSSizes(o.subsets, setup["seeds"] if kind == "scratch" else 1, len(setup["query_ids"]), o.steps, kind)
+    chosen = size_lds(setup["methods"], setup["queries"], wanted, setup["retrain"], setup["schedule"], o.fraction,
+                      o.budget_s, [k for k in LDS_SIZED if source.get(k) == "flag"], args.seed)
+    print(f"ifscope: lds {chosen}", file=sys.stderr)
+    if chosen.sizes.queries < wanted.queries:
+        q_idx = setup["query_order"][:chosen.sizes.queries].sort().values
+        setup.update(queries=take(setup["test"], q_idx), query_ids=q_idx.tolist())
+    return chosen
+
+
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("lds", help="linear datamodeling score of each method on models retrained on subsets (lds.json)",
                        description=__doc__)
@@ -110,10 +134,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.time()
     setup = prepare(args, "lds")
     o = setup["options"]
-    result = lds(setup["methods"], setup["queries"], subsets=o.subsets, fraction=o.fraction, seed=args.seed,
-                 retrain=setup["retrain"], seeds=setup["seeds"], steps=setup["steps"], schedule=setup["schedule"])
+    chosen = sized(args, setup)
+    s = chosen.sizes
+    result = lds(setup["methods"], setup["queries"], subsets=s.subsets, fraction=o.fraction, seed=args.seed,
+                 retrain=setup["retrain"], seeds=s.seeds, steps=setup["steps"], schedule=setup["schedule"])
     out, path = record(args, setup, result, "lds.json", t0)
     out["train_batch_size"] = o.train_batch_size
+    out["chosen"] = chosen.as_dict()
     how = (f"retrained from scratch, {out['seeds']} seed(s) per subset" if out["retrain"] == "scratch"
            else f"continued {out['steps']} steps of " + ("full-batch GD" if o.train_batch_size is None else
                                                           f"SGD batch {o.train_batch_size}") + " from the checkpoint")

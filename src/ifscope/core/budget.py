@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+UNSIZED_FIT_BUDGET_S = 120.0  # the arnoldi fit's time budget for a recipe that gives no influence defaults
 PROBE_EXAMPLES = 128  # examples of the Hessian sample the product cost is measured on
 MIN_SAMPLES = 64  # the Hessian sample is not shrunk below this (fewer iterations instead)
 

@@ -6,7 +6,7 @@ taken instead). A broken contract is a :class:`ModelError` naming the module and
 from __future__ import annotations
 
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -193,6 +193,15 @@ def float64_failure(task: Any, data: Any) -> str | None:
     except (RuntimeError, TypeError, ValueError) as exc:
         return _reason(exc)
     return None
+
+
+def float32_fallback(task: Any, data: Any, wanted: Sequence[str | None], what: str) -> str | None:
+    """The one line to announce when ``"float64"`` is among the precisions ``wanted`` and the model cannot run in it
+    (:func:`float64_failure`): ``what`` then runs in float32; ``None`` when nothing changes."""
+    if "float64" not in wanted:
+        return None
+    why = float64_failure(task, data)
+    return None if why is None else f"{type(task.model).__name__} does not run in float64 ({why}): {what} run in float32"
 
 
 def announced(model: nn.Module, lines: list[str]) -> list[str]:

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..core.contract import float64_failure
+from ..core.contract import float32_fallback
 from ..core.data import as_dataset, take
 from ..core.errors import ConfigError
 from ..influence import Influence
@@ -63,15 +63,6 @@ def _samples(inf: Influence, test: Any, o: FadeOptions, schedule: Schedule, seed
     return id_order, q_order
 
 
-def _float64_fallback(inf: Influence, o: FadeOptions) -> str | None:
-    """Why the ground truth and the references run in float32 although float64 was asked for, or None."""
-    wanted = "float64" in (o.truth_dtype, o.reference_dtype or "float64")
-    why = float64_failure(inf.task, inf.train) if wanted else None
-    if why is None:
-        return None
-    return (f"{type(inf.task.model).__name__} does not run in float64 ({why}): the ground truth and the reference "
-            "methods run in float32")
-
 
 def default_methods(inf: Influence, o: FadeOptions) -> list[str]:
     """``o.methods``, or the run and every reference that costs no refit (``exact`` on small models only)."""
@@ -98,7 +89,8 @@ def run_fade(inf: Influence, test: Any, o: FadeOptions, *, seed: int, explicit: 
     schedule = gd_schedule(inf, max(o.steps), o.train_lr, batch_size=o.train_batch_size, seed=seed)
     id_order, q_order = _samples(inf, test, o, schedule, seed)
     q_idx = q_order.sort().values
-    fallback = _float64_fallback(inf, o)
+    fallback = float32_fallback(inf.task, inf.train, (o.truth_dtype, o.reference_dtype or "float64"),
+                                "the ground truth and the reference methods")
     if fallback:
         print(f"ifscope: {fallback}", file=sys.stderr)
     truth_name = "float32" if fallback else o.truth_dtype

@@ -1,10 +1,12 @@
 """The unit costs an experiment is sized by, measured on the model at hand: one step of the ground-truth replay (per
-replica, batched as the truth runs it) and one reverse step of the exact reference ``unrolled`` (per adjoint row)."""
+replica, batched as the truth runs it) and one reverse step of the exact reference ``unrolled`` (per adjoint row) for
+fade and diagnose; one training on a subset (or continued step) and one query's scores for LDS. (Correction:
+:mod:`ifscope.experiments.correct.cost`.)"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -15,10 +17,13 @@ from ..core.params import ParamSpace
 from ..core.projection import per_example_grads
 from ..core.task import Task
 from ..truth.adjoint import Replay
+from ..truth.subsets import Continue, random_masks
 from ..truth.training import Schedule, replay_key, replay_many
-from .sizing import DEFAULT_BUDGET_S, SIZED, Chosen, Costs, Sizes, Workload, choose
+from .sizing import DEFAULT_BUDGET_S, SIZED, Chosen, Costs, Sizes, Workload, as_given, choose
+from .sizing_eval import LDS_SIZED, LDSCosts, LDSSizes, choose_lds
 
 TIMED_STEPS = 2  # replay steps timed after one untimed step (which also settles vmap against loop)
+CONTINUE_CHUNK = Continue.chunk  # subsets per vmapped pass of the LDS outcomes
 MEASURED_ROWS = 4  # adjoint rows timed: per row, a few share the linearisation less than many (a safe-side estimate)
 
 
@@ -81,10 +86,9 @@ def size_to_budget(task: Task, train: Any, queries: Any, schedule: Schedule, wan
     """:func:`ifscope.experiments.sizing.choose` on this model's measured costs (``budget_s`` None: the default);
     nothing is measured when every size is in ``explicit``. ``queries`` are the wanted ones (the row cost is
     measured on them); ``vectorize`` the ground truth's replicas per pass."""
-    budget = DEFAULT_BUDGET_S if budget_s is None else float(budget_s)
     if set(SIZED) <= set(explicit):
-        return Chosen(wanted, wanted, float("nan"), budget, Costs(float("nan")), sorted(SIZED),
-                      "every size was given: nothing measured")
+        return as_given(wanted, budget_s, Costs(float("nan")))
+    budget = DEFAULT_BUDGET_S if budget_s is None else float(budget_s)
     dtypes = []
     if workload.unrolled:
         dtypes = [wanted.reference_dtype]
@@ -93,3 +97,39 @@ def size_to_budget(task: Task, train: Any, queries: Any, schedule: Schedule, wan
     costs = measure(task, train, queries, schedule, truth_dtype, min(vectorize, workload.replicas(wanted.n_ids)),
                     dtypes, batching)
     return choose(wanted, costs, workload, budget, explicit)
+
+
+def _timed(work: Any) -> float:
+    t0 = time.perf_counter()
+    work()
+    return time.perf_counter() - t0
+
+
+def measure_lds(methods: Mapping[str, Any], queries: Any, retrain: Any, schedule: Schedule | None, subsets: int,
+                fraction: float, seed: int = 0) -> LDSCosts:
+    """:class:`ifscope.experiments.sizing_eval.LDSCosts` of this model: one training from scratch (``retrain``, a
+    function ``(data, seed) -> state``) on a random subset, or one continued step of ``schedule`` per subset batched
+    as the outcomes run; one query's scores by the first method, its first call (the training embeddings) apart."""
+    first = next(iter(methods.values()))
+    one = take(as_dataset(queries, "queries"), [0])
+    t_first = _timed(lambda: first.scores(one))
+    score_s = _timed(lambda: first.scores(one))
+    retrain_s = step_s = float("nan")
+    if callable(retrain):
+        mask = random_masks(first.n_train, 3, fraction, seed)[0]
+        retrain_s = _timed(lambda: retrain(take(as_dataset(first.train, "train"), mask.nonzero()[:, 0]), seed))
+    else:
+        assert schedule is not None, "continued training needs its schedule"
+        dtype = next(iter(first.task.state()[0].values())).dtype
+        step_s = replay_step_seconds(first.task, first.train, schedule, min(CONTINUE_CHUNK, subsets), dtype)
+    return LDSCosts(retrain_s, step_s, score_s, max(0.0, t_first - score_s), len(methods))
+
+
+def size_lds(methods: Mapping[str, Any], queries: Any, wanted: LDSSizes, retrain: Any, schedule: Schedule | None,
+             fraction: float, budget_s: float | None, explicit: Sequence[str] = (), seed: int = 0) -> Chosen:
+    """:func:`ifscope.experiments.sizing_eval.choose_lds` on this model's measured costs (``budget_s`` None: the
+    default); nothing is measured when every size is in ``explicit``."""
+    if set(LDS_SIZED) <= set(explicit):
+        return as_given(wanted, budget_s, LDSCosts(*[float("nan")] * 4, len(methods)))
+    costs = measure_lds(methods, queries, retrain, schedule, wanted.subsets, fraction, seed)
+    return choose_lds(wanted, costs, DEFAULT_BUDGET_S if budget_s is None else float(budget_s), explicit)

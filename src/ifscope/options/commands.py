@@ -142,10 +142,14 @@ class LDSOptions(Evaluation):
 
     subsets: int = opt(100, "random training subsets retrained")
     fraction: float = opt(0.5, "fraction of the training set in each subset")
+    budget_s: float | None = opt(None, "seconds of retraining and scoring the sizes left out (--subsets, --seeds, "
+                                       "--queries) are cut to, from one measured retraining (or continued step) and "
+                                       "score (default 60)")
 
     def validate(self) -> None:
         super().validate()
         positive_int("subsets", self.subsets)
+        positive_number("budget_s", self.budget_s, allow_none=True)
         if isinstance(self.fraction, bool) or not isinstance(self.fraction, (int, float)) or not 0 < self.fraction < 1:
             raise ConfigError(f"fraction must lie in (0, 1), got {self.fraction!r}")
         if self.subsets < 3:
@@ -195,10 +199,14 @@ class SelfInfluenceOptions:
 class CorrectSelection:
     """Which test examples ``ifscope correct`` works on (the budget of each correction is ``CorrectOptions``)."""
 
-    queries: int | None = opt(None, "correct the first N mis-predicted test examples (default: all)")
+    queries: int | None = opt(None, "correct the first N mis-predicted test examples (default: all that fit the "
+                                    "time budget)")
+    budget_s: float | None = opt(None, "seconds of corrections the sizes left out (--queries, --steps) are cut to, "
+                                       "from one measured SGD step, judging and score (default 60)")
 
     def validate(self) -> None:
         positive_int("queries", self.queries, allow_none=True)
+        positive_number("budget_s", self.budget_s, allow_none=True)
 
 
 COMMAND_OPTIONS: dict[str, tuple[type, ...]] = {

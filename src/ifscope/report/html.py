@@ -6,7 +6,7 @@ import html
 from typing import Any
 
 SECTIONS = {  # id: (title, the command that computes it)
-    "fade": ("Influence fades", "ifscope fade"),
+    "fade": ("How far ahead influence predicts", "ifscope fade"),
     "gap": ("Parameter gap", "ifscope fade"),
     "spectrum": ("Spectrum", "ifscope fit"),
     "assumptions": ("Assumptions", "ifscope diagnose"),

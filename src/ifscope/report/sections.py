@@ -27,11 +27,12 @@ def fade_sections(fade: dict | None, out: Path) -> tuple[str, str]:
         return missing("fade"), missing("gap")
     steps = fade.get("steps", [])
     fade_figure(steps, fade.get("methods", {}), out / "fade.png")
-    cap = (f"Correlation between influence predicted at the checkpoint and the actual change of the query loss "
-           f"after T steps with a training example {'removed' if fade.get('mode') == 'remove' else 're-weighted'} "
+    cap = (f"Correlation between each method's predicted change of the query loss (from the checkpoint; the "
+           f"horizon-aware methods for each T) and the actual change after T steps of continued training with a "
+           f"training example {'removed' if fade.get('mode') == 'remove' else 're-weighted'} "
            f"(mode: {esc(fade.get('mode', '?'))}).")
     methods = fade.get("methods", {})
-    fade_html = (f"<p>{esc(fade_meaning(steps, methods))}</p>" + figure("fade.png", cap)
+    fade_html = (f"<p>{esc(fade_meaning(steps, methods, fade.get('mode', 'remove')))}</p>" + figure("fade.png", cap)
                  + t_table(steps, fade_rows(methods), "correlation with the actual change"))
     validity = fade.get("validity_horizon") or {}
     if validity:

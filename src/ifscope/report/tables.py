@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 TRACKS = 0.5  # a Spearman correlation at or above this: the ranking follows the actual effect
+HORIZON_AWARE = ("horizon", "horizon_schedule", "arnoldi_horizon", "ekfac_horizon", "unrolled")  # scored per T
 
 
 def rounded(x: Any, digits: int = 2) -> str:
@@ -53,8 +54,10 @@ def tracks_up_to(steps: Sequence[int], values: Sequence[float], level: float = T
     return last
 
 
-def fade_meaning(steps: Sequence[int], methods: Mapping[str, Mapping[str, Sequence[float]]]) -> str:
-    """One sentence: which method's ranking follows the actual effect of removal the longest on this model."""
+def fade_meaning(steps: Sequence[int], methods: Mapping[str, Mapping[str, Sequence[float]]],
+                 mode: str = "remove") -> str:
+    """Which method's ranking follows the actual effect of removal (or up-weighting) the longest on this model, then
+    :func:`fade_shape`: which rankings fade over the grid and which do not."""
     reach = {name: tracks_up_to(steps, m.get("spearman", [])) for name, m in methods.items()}
     if not reach:
         return ""
@@ -62,10 +65,41 @@ def fade_meaning(steps: Sequence[int], methods: Mapping[str, Mapping[str, Sequen
     if reach[best] is None:
         return (f"On this model no method's ranking follows the actual effect (Spearman < {TRACKS}) even at "
                 f"T = {steps[0]}: read the scores as hints, not predictions.")
-    head = f"On this model the {best} ranking follows what removal actually does (Spearman ≥ {TRACKS})"
+    what = "removing" if mode == "remove" else "up-weighting"
+    head = f"On this model the {best} ranking follows what {what} an example actually does (Spearman ≥ {TRACKS})"
     if reach[best] == steps[-1]:
-        return f"{head} at every horizon measured, up to T = {steps[-1]} steps of continued training."
-    return f"{head} up to T = {reach[best]} steps of continued training; trust its rankings no further."
+        head += f" at every horizon measured, up to T = {steps[-1]} steps of continued training."
+    else:
+        head += f" up to T = {reach[best]} steps of continued training; trust its rankings no further."
+    return f"{head} {fade_shape(steps, methods)}".strip()
+
+
+def fade_shape(steps: Sequence[int], methods: Mapping[str, Mapping[str, Sequence[float]]]) -> str:
+    """What the curves show between the first and the last horizon: the rankings that fade (Spearman below
+    ``TRACKS``, or below half its first value), those that do not, and that the horizon-aware methods, recomputed
+    for each T, are built not to fade as a score fixed at the checkpoint does (docs/science.md, 'The horizon
+    response')."""
+    ends = {n: (v[0], v[-1]) for n, m in methods.items() if (v := list(m.get("spearman") or [])) and
+            v[0] is not None and v[-1] is not None}
+    if len(steps) < 2 or not ends:
+        return ""
+    fade = [n for n, (a, b) in sorted(ends.items()) if b < a and (b < TRACKS or b <= a / 2)]
+    keep = [n for n, (a, b) in sorted(ends.items()) if n not in fade and b >= TRACKS]
+    low = [n for n in sorted(ends) if n not in fade and n not in keep]
+
+    def listed(names: list[str]) -> str:
+        return ", ".join(f"{n} ({rounded(ends[n][0])} → {rounded(ends[n][1])})" for n in names)
+    span = f"from T = {steps[0]} to T = {steps[-1]}"
+    below = f"; below {TRACKS} without fading for {listed(low)}" if low else ""
+    if not fade:
+        return (f"No ranking fades {span} ({listed(keep)}{below}): the grid ends before the runs with and without "
+                "an example part.")
+    text = f"Spearman {span}: fading for {listed(fade)}" + (f"; holding for {listed(keep)}" if keep else "") + below
+    aware = [n for n in keep if n in HORIZON_AWARE]
+    if aware:
+        text += (f". {', '.join(aware)} {'is' if len(aware) == 1 else 'are'} recomputed for each T (the response to T "
+                 "steps of training), so built not to fade the way a score fixed at the checkpoint does")
+    return text + "."
 
 
 def gap_meaning(fade: Mapping[str, Any]) -> str:

@@ -12,9 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core.budget import UNSIZED_FIT_BUDGET_S
 from ..core.errors import ConfigError
 from ..core.task import Task
 
+FIT_SIZES = ("iterations", "hessian_samples", "time_budget_s")  # flags that size a fit themselves
 SELECTION = ("last_blocks",)  # recipe defaults that choose parameters, not estimator options
 
 
@@ -46,11 +48,14 @@ def select_parameters(task: Task, last_blocks: int | None = None, names: list[st
 
 
 def resolve(flags: Mapping[str, Any], saved: Mapping[str, Any], recipe_defaults: Mapping[str, Any], task: Task,
-            method_flag: str | None = None) -> FitChoice:
+            method_flag: str | None = None, unsized: bool = False) -> FitChoice:
     """Merge the layers (flags > manifest > recipe > library) with the one resolver's :func:`ifscope.options.pick`
     into one method, its options and the task. ``saved``
     is the manifest's config (JSON form, read back with :func:`ifscope.options.from_json`); a flag that the method
-    does not take is an error, a recipe default it does not take is skipped."""
+    does not take is an error, a recipe default it does not take is skipped. ``unsized`` (a recipe with no influence
+    defaults): unless a flag sizes the fit (iterations, Hessian sample, time budget), an arnoldi fit gets the time
+    budget ``UNSIZED_FIT_BUDGET_S`` (source ``unsized recipe``), which shrinks its Hessian sample only where the
+    library's sizes would not fit (:mod:`ifscope.core.budget`)."""
     from ..estimators import METHODS
     from ..options import FitOptions, default_of, from_json, pick
     recipe = dict(recipe_defaults)
@@ -67,6 +72,8 @@ def resolve(flags: Mapping[str, Any], saved: Mapping[str, Any], recipe_defaults:
     library = {**{f.name: default_of(f) for f in dataclasses.fields(FitOptions)},
                **METHODS[method].OPTIONS}
     layers = [("flag", flags), ("manifest", manifest), ("recipe", {k: v for k, v in recipe.items() if v is not None})]
+    if unsized and method == "arnoldi" and all(flags.get(k) is None for k in FIT_SIZES):
+        layers.append(("unsized recipe", {"time_budget_s": UNSIZED_FIT_BUDGET_S}))
     options, source = pick(keys, layers, library)
     bad = [k for k, v in flags.items() if v is not None and k not in keys and k not in SELECTION]
     if bad:
