@@ -219,6 +219,7 @@ FIGURES: dict[str, Figure] = {
     **{f"{name}-truth-cost": Figure(name, _truth_cost) for name in ("fade-cnn", "fade-tweets-remove",
                                                                      "fade-tweets-upweight")},
     "correct-tweets-2-cost": Figure("correct-tweets-2", R.run_caption),
+    "streaming-growth": Figure("streaming", S.streaming_growth),
     "peers-exact-agree": Figure("peers-small", lambda d: f"{min(r['vs_exact'] for r in d['rows'] if r['vs_exact'] > 0.99):.2f}"),
 }
 FIGURES.update({**docs_figures.FIGURES, **docs_figures_fade.FIGURES})

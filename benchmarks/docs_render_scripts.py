@@ -152,3 +152,13 @@ def ekfac_table(d: dict[str, Any]) -> str:
                                 f"{d['n_queries']} queries, empirical Fisher on both; seconds: fit + scores, the "
                                 f"fastest of {d['args'].get('repeats', 1)} interleaved runs after a warm-up; "
                                 f"{d['threads']} thread(s), {d['_meta']['machine']}, {d['_meta']['date']}.")
+
+
+def streaming_growth(d: dict[str, Any]) -> str:
+    """benchmarks/streaming.py in a clause: how peak memory and time grow from the first N to the last."""
+    a, b = d["rows"][0], d["rows"][-1]
+    return (f"{b['n'] / a['n']:.0f} times the training set: {b['peak_rss_topk_mb'] - a['peak_rss_topk_mb']:+.0f} MB of "
+            f"peak memory for streamed top-k ({a['queries']} queries × top-{a['k']}), "
+            f"{b['peak_rss_scores_mb'] - a['peak_rss_scores_mb']:+.0f} MB when the full {a['queries']} × N matrix is "
+            f"materialised ({b['matrix_mb']:.0f} MB at N = {b['n']:,}); top-k took {a['topk_s']:.1f} s and "
+            f"{b['topk_s']:.1f} s ({b['topk_s'] / a['topk_s']:.1f}× for {b['n'] / a['n']:.0f}× N)")
