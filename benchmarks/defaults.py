@@ -8,6 +8,7 @@ empty directory to include fine-tuning.
 
     python benchmarks/defaults.py --threads 2                    # all built-in recipes
     python benchmarks/defaults.py --threads 1 tweets-minilm
+    python benchmarks/defaults.py digits-mlp tweets-minilm --json   # the rows as JSON (docs/results/top-tweets.json)
 """
 
 from __future__ import annotations
@@ -52,9 +53,14 @@ def main() -> None:
     from ifscope.recipes import _registry
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("recipes", nargs="*", default=None, help="built-in recipe names (default: all)")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", 2)))
+    p.add_argument("--json", action="store_true", help="print the rows as one JSON list instead of a table")
     p.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more options for ifscope top")
     args = p.parse_args()
+    if args.json:
+        print(json.dumps([{**run_top(name, args.threads, args.extra), "load": os.getloadavg()[0]}
+                          for name in args.recipes or sorted(_registry())], indent=1))
+        return
     load = os.getloadavg()[0]
     print(f"threads {args.threads}, load average at start {load:.1f} (on {os.cpu_count()} cores)")
     print("| recipe | wall s (load + fit + embed + top) | CPU s (user + sys) | options chosen | first query's top "

@@ -143,6 +143,8 @@ TABLES.update({
     "peers-big": Table(["--hidden", "1600", "--train-steps", "500", "--queries", "10", "--ids", "30", "--ref-tol", "1e-5",
                         "--skip", "exact", "explicit", "direct", "naive", "dattri cg"], S.peers_table,
                        ("docs/performance.md",), script="benchmarks/peers.py"),
+    "peers-scaling": Table(["--hidden", "32", "--train-steps", "500", "--scaling", "250", "500", "1000", "1497"],
+                           S.peers_scaling_table, ("docs/performance.md",), script="benchmarks/peers.py"),
     **{f"floor-rank{r}": Table(["--rank", str(r), "--iterations", str(n)], S.columns_table(S.FLOOR_COLUMNS),
                                ("docs/performance.md",), script="benchmarks/floor.py", peers=False, json_to_stdout=True)
        for r, n in ((10, 40), (20, 60))},
@@ -151,6 +153,8 @@ TABLES.update({
     "floor-paths-wide": Table(["--paths", "--widths", "32", "512", "1600", "--ranks", "10", "50", "100"],
                               S.columns_table(S.FLOOR_PATH_COLUMNS), ("docs/performance.md",),
                               script="benchmarks/floor.py", peers=False, json_to_stdout=True),
+    "top-tweets": Table(["digits-mlp", "digits-cnn", "tweets-minilm"], S.columns_table(S.DEFAULTS_COLUMNS),
+                        ("docs/performance.md",), script="benchmarks/defaults.py", peers=False, json_to_stdout=True),
     "streaming": Table(["--n", "10000", "100000", "--materialise"], S.columns_table(S.STREAMING_COLUMNS),
                        ("docs/performance.md",), script="benchmarks/streaming.py", peers=False, json_to_stdout=True),
 })

@@ -53,6 +53,13 @@ def peers_table(d: dict[str, Any]) -> str:
         "\n", "  \n")
 
 
+def peers_scaling_table(d: dict[str, Any]) -> str:
+    """benchmarks/peers.py --scaling: each method's seconds at each training-set size."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import peers
+    return peers.render_scaling(d) + f"\n\n{run_caption(d)} in all, {d['_meta']['machine']}, {d['_meta']['date']}."
+
+
 def unrolled_cost(d: dict[str, Any]) -> str:
     """benchmarks/unrolled.py: one reverse pass for a block of queries against one plain replay, and the states kept."""
     rows = ["| T | queries | schedule | replay s | unrolled s | ratio | checkpoints | peak states | peak state MiB "
@@ -88,6 +95,18 @@ FLOOR_PATH_COLUMNS = [("params", "{params:,}"), ("rank", "{rank}"), ("floor s", 
 STREAMING_COLUMNS = [("N", "{n:,}"), ("queries × k", "{queries} × {k}"), ("top-k s", "{topk_s:.1f}"),
                      ("peak RSS before top-k MB", "{rss_before_mb:.0f}"), ("peak RSS after top-k MB", "{peak_rss_topk_mb:.0f}"),
                      ("full matrix MB", "{matrix_mb:.0f}"), ("peak RSS after full matrix MB", "{peak_rss_scores_mb:.0f}")]
+
+
+def _proponents(r: dict[str, Any]) -> str:
+    """The first query's top proponents (quoted texts, or ``#index``), and the query when it is a text."""
+    shown = [t if t.startswith("#") else f'"{t}"' for t in r["proponents"]]
+    query = "" if r["query"].startswith("#") else f' (query: "{r["query"][:60]}")'
+    return ("; ".join(shown) + query).replace("|", "\\|")
+
+
+DEFAULTS_COLUMNS = [("recipe", "{recipe}"), ("wall s", "{seconds:.1f}"), ("CPU s (user + sys)", "{cpu_seconds:.1f}"),
+                    ("load at end", "{load:.1f}"), ("options chosen", "{chose}"),
+                    ("first query's top proponents", _proponents)]
 
 
 def unrolled_cost_summary(results: dict[str, dict[str, Any]]) -> str:
