@@ -47,6 +47,13 @@ PEERS_MNIST1D = ["--data", "mnist1d", *(a for a in PEERS_WIDE if a != "pydvl cg"
 
 PEERS_SMALL = ["--hidden", "32", "--rank", "100", "--skip", "ifscope cg", "ifscope lissa", "dattri cg", "pydvl cg"]
 
+# issue 25: which Arnoldi setting costs the accuracy; the first row is the reference (the peers' setting, every
+# iteration), the library's defaults are ""
+SWEEP = ["--configs", "rank=100 iterations=200 block=1 ritz_tol=null", "rank=50 iterations=200 block=1 ritz_tol=null",
+         "rank=100 iterations=128 block=16 ritz_tol=null", "rank=100 iterations=200 block=16 ritz_tol=null", "",
+         "projection_dtype=bfloat16", "hessian_samples=512",
+         "rank=64 iterations=128 block=16 hessian_samples=256 projection_dtype=bfloat16"]
+
 TABLES: dict[str, Table] = {
     "peers-wide": Table(PEERS_WIDE, S.peers_table, ("docs/performance.md",), script="benchmarks/peers.py"),
     "peers-mnist1d": Table(PEERS_MNIST1D, S.peers_table, ("docs/performance.md",), script="benchmarks/peers.py"),
@@ -143,6 +150,10 @@ TABLES.update({
     "peers-big": Table(["--hidden", "1600", "--train-steps", "500", "--queries", "10", "--ids", "30", "--ref-tol", "1e-5",
                         "--skip", "exact", "explicit", "direct", "naive", "dattri cg"], S.peers_table,
                        ("docs/performance.md",), script="benchmarks/peers.py"),
+    "arnoldi-sweep-wide": Table(["--hidden", "256", "256", *SWEEP], S.arnoldi_sweep_table, ("docs/performance.md",),
+                                script="benchmarks/arnoldi_sweep.py", json_to_stdout=True),
+    "arnoldi-sweep-mnist1d": Table(["--data", "mnist1d", "--hidden", "256", "256", *SWEEP], S.arnoldi_sweep_table,
+                                   ("docs/performance.md",), script="benchmarks/arnoldi_sweep.py", json_to_stdout=True),
     "peers-scaling": Table(["--hidden", "32", "--train-steps", "500", "--scaling", "250", "500", "1000", "1497"],
                            S.peers_scaling_table, ("docs/performance.md",), script="benchmarks/peers.py"),
     **{f"floor-rank{r}": Table(["--rank", str(r), "--iterations", str(n)], S.columns_table(S.FLOOR_COLUMNS),

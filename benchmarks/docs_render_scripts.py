@@ -60,6 +60,24 @@ def peers_scaling_table(d: dict[str, Any]) -> str:
     return peers.render_scaling(d) + f"\n\n{run_caption(d)} in all, {d['_meta']['machine']}, {d['_meta']['date']}."
 
 
+def arnoldi_sweep_table(d: dict[str, Any]) -> str:
+    """benchmarks/arnoldi_sweep.py: each option set's seconds, sizes, and agreement (with the ground truth at each T,
+    and with the first row's scores), with its loss against the first row at each T."""
+    steps, ref = d["args"]["steps"], d["rows"][0]
+    lines = ["| options | seconds | rank | iterations run | Hessian sample | kept pairs with residual ≤ 0.1 λ | "
+             "Spearman vs first row | " + " | ".join(f"vs truth T={t} (Δ)" for t in steps) + " |",
+             "|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(steps)]
+    for r in d["rows"]:
+        cells = [f"{r[f'vs_gt_T{t}']:.2f} ({r[f'vs_gt_T{t}'] - ref[f'vs_gt_T{t}']:+.2f})" for t in steps]
+        lines.append(f"| `{r['options']}` | {r['seconds']:.2f} | {r['rank']} | {r['iterations_used']} | "
+                     f"{r['hessian_samples']} | {r['kept_residual_le_0.1']} | {r['vs_reference']:.2f} | "
+                     + " | ".join(cells) + " |")
+    a = d["args"]
+    return "\n".join(lines) + (f"\n\n{a['data']} MLP ({d['params']:,} parameters), {a['n_train']} training examples × "
+                               f"{a['queries']} queries, peers.py's checkpoint and ground truth ({a['ids']} removals, "
+                               f"lr 1/λ_max = {d['lr']:.3g}); {run_caption(d)} in all, {d['_meta']['date']}.")
+
+
 def unrolled_cost(d: dict[str, Any]) -> str:
     """benchmarks/unrolled.py: one reverse pass for a block of queries against one plain replay, and the states kept."""
     rows = ["| T | queries | schedule | replay s | unrolled s | ratio | checkpoints | peak states | peak state MiB "

@@ -79,7 +79,7 @@ IFSCOPE_OPTIONS = {  # how the benchmark configures each method it knows; others
     "exact": {},
     "cg": {"cg_iterations": 100},
     "lissa": {"depth": 100},
-    "arnoldi": {"rank": 50, "iterations": 100},
+    "arnoldi": {"rank": 50, "iterations": 100, "block": 1, "ritz_tol": None},  # the peers' setting: every iteration
     "graddot": {},
     "horizon": {"horizon": 100},
 }

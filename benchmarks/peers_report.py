@@ -91,3 +91,27 @@ def render_scaling(d: dict) -> str:
         out.append(f"| {name} | " + " | ".join(f"{cells[n]:.2f}" if isinstance(cells.get(n), float)
                                               else str(cells.get(n, "-")) for n in sizes) + " |")
     return "\n".join(out)
+
+
+def same_kind(rows: list[dict]) -> str:
+    """In words: in how many pairings of a peer with ifscope's method of the same kind ifscope was faster, and each
+    pairing's ratio (ifscope's seconds / the peer's)."""
+    by_name = {r["method"]: r for r in rows if "seconds" in r}
+    pairs = []
+    for r in rows:
+        lib, kind = r["method"].split(" ", 1)
+        ours = by_name.get(f"ifscope {SAME_KIND.get(kind, kind)}")
+        if lib != "ifscope" and ours is not None and "seconds" in r:
+            pairs.append((r["method"], ours["seconds"] / r["seconds"]))
+    faster = sum(ratio < 1 for _, ratio in pairs)
+    return (f"ifscope is faster in {faster} of the {len(pairs)} same-kind pairings ("
+            + ", ".join(f"{name} {ratio:.2f}" for name, ratio in pairs) + ")")
+
+
+def row_figure(rows: list[dict], method: str, horizon: int | None = None) -> str:
+    """One row in words: ``3.38 s, 105 MB`` (and the Spearman at T=horizon)."""
+    r = next(r for r in rows if r["method"] == method)
+    if "seconds" not in r:
+        return f"{method} failed ({r['error']})"
+    rho = "" if horizon is None else f", Spearman {r[f'vs_gt_T{horizon}']:.2f} at T = {horizon}"
+    return f"{r['seconds']:.2f} s, {r['peak_mb']:.0f} MB{rho}"
