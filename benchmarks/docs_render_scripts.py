@@ -199,3 +199,23 @@ def streaming_growth(d: dict[str, Any]) -> str:
             f"{b['peak_rss_scores_mb'] - a['peak_rss_scores_mb']:+.0f} MB when the full {a['queries']} × N matrix is "
             f"materialised ({b['matrix_mb']:.0f} MB at N = {b['n']:,}); top-k took {a['topk_s']:.1f} s and "
             f"{b['topk_s']:.1f} s ({b['topk_s'] / a['topk_s']:.1f}× for {b['n'] / a['n']:.0f}× N)")
+
+
+def sweep_row(options: str) -> Callable[[dict[str, Any]], str]:
+    """A figure of benchmarks/arnoldi_sweep.py: the row of ``options`` against the first row, in words:
+    ``+0.01 / -0.24 of Spearman at T = 10 / 100, 3.40 s against 6.03 s``."""
+    def render(d: dict[str, Any]) -> str:
+        ref = d["rows"][0]
+        r = next(r for r in d["rows"] if r["options"] == options)
+        steps = d["args"]["steps"]
+        deltas = " / ".join(f"{r[f'vs_gt_T{t}'] - ref[f'vs_gt_T{t}']:+.2f}" for t in steps)
+        return (f"{deltas} of Spearman at T = {' / '.join(map(str, steps))}, {r['seconds']:.2f} s against "
+                f"{ref['seconds']:.2f} s")
+    return render
+
+
+def peers_same_kind(d: dict[str, Any]) -> str:
+    """A figure of benchmarks/peers.py: in how many same-kind pairings ifscope was faster, with each ratio."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import peers_report
+    return peers_report.same_kind(d["rows"])
