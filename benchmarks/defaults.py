@@ -42,11 +42,13 @@ def run_top(recipe: str, threads: int, extra: list[str]) -> dict:
         raise SystemExit(f"ifscope top --recipe {recipe} failed:\n{proc.stderr[-2000:]}")
     out = json.loads(proc.stdout)
     lines = [line.split(": ", 2) for line in proc.stderr.replace("\r", "\n").splitlines()]
-    chose = next((": ".join(parts[1:]) for parts in lines if len(parts) == 3 and parts[0] == "ifscope"), "")
+    from ifscope.estimators import METHODS  # the line "ifscope: METHOD: the options chosen, and where from"
+    chose = next((": ".join(parts[1:]) for parts in lines if len(parts) == 3 and parts[0] == "ifscope"
+                  and parts[1] in METHODS), "")
     first = out["queries"][0]
     return {"recipe": recipe, "seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1), "threads": threads, "chose": chose, "view": out["view"],
             "query": first.get("text", f"#{first['index']}"),
-            "proponents": [e.get("text", f"#{e['index']}") for e in first["proponents"][:3]]}
+            "proponents": [e.get("text", f"#{e['index']}") for e in first["proponents"][:3]], "texts": "text" in first}
 
 
 def main() -> None:

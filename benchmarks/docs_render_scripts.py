@@ -117,8 +117,9 @@ STREAMING_COLUMNS = [("N", "{n:,}"), ("queries × k", "{queries} × {k}"), ("top
 
 def _proponents(r: dict[str, Any]) -> str:
     """The first query's top proponents (quoted texts, or ``#index``), and the query when it is a text."""
-    shown = [t if t.startswith("#") else f'"{t}"' for t in r["proponents"]]
-    query = "" if r["query"].startswith("#") else f' (query: "{r["query"][:60]}")'
+    texts = r.get("texts", not r["query"].startswith("#"))
+    shown = [f'"{t}"' if texts else t for t in r["proponents"]]
+    query = f' (query: "{r["query"][:60]}")' if texts else ""
     return ("; ".join(shown) + query).replace("|", "\\|")
 
 
