@@ -33,12 +33,10 @@ from ..core.krylov import (
 )
 from ..core.projection import PathChoice, low_precision_error, measure_paths, project
 from ..options import choice, positive_int, positive_number
-from .arnoldi_sizing import BLOCK, SAMPLE_START, budget_plan, measured_block, sample_drift
+from .arnoldi_sizing import BLOCK, RANK, RITZ_TOL, SAMPLE_START, budget_plan, measured_block, sample_drift
 from .base import CurvatureEstimator
 from .horizon import check_horizon, horizon_filter
 
-RANK = 100  # eigenpairs kept by default (at most the selected parameters and the iterations)
-RITZ_TOL = 0.1  # default ritz_tol: every kept pair's residual within a tenth of its eigenvalue
 PROJECTION_TOL = 0.01  # largest relative error of low-precision projections (in the scores' metric) that is kept
 
 
@@ -92,12 +90,10 @@ class Arnoldi(CurvatureEstimator):
     def fit(self) -> None:
         ctx, iterations = self.ctx, self.options["iterations"]
         dim, n = ctx.space.dim, len(ctx.train)  # type: ignore[arg-type]
-        rank = self.options["rank"] or min(RANK, dim, iterations)
+        self.rank = rank = self.options["rank"] or min(RANK, dim, iterations)
         check_sizes(rank, iterations, dim)
-        self.rank = rank
-        block = self.options["block"] or measured_block(ctx)
+        self.block = block = self.options["block"] or measured_block(ctx)  # products per Krylov step, as run
         samples, tol = ctx.hessian_samples, self.options["sample_tol"]
-        self.block = block  # products per Krylov step, as run
         self.plan: Plan | None = None
         self.hvp_calls = 0
         if ctx.time_budget_s is not None:
