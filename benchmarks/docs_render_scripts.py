@@ -118,7 +118,7 @@ STREAMING_COLUMNS = [("N", "{n:,}"), ("queries × k", "{queries} × {k}"), ("top
 def _proponents(r: dict[str, Any]) -> str:
     """The first query's top proponents (quoted texts, or ``#index``), and the query when it is a text."""
     texts = r.get("texts", not r["query"].startswith("#"))
-    shown = [f'"{t}"' if texts else t for t in r["proponents"]]
+    shown = [f'"{" ".join(t.split())}"' if texts else t for t in r["proponents"]]  # a tweet's line breaks: spaces
     query = f' (query: "{r["query"][:60]}")' if texts else ""
     return ("; ".join(shown) + query).replace("|", "\\|")
 
