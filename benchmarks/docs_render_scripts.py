@@ -123,8 +123,14 @@ def _proponents(r: dict[str, Any]) -> str:
     return ("; ".join(shown) + query).replace("|", "\\|")
 
 
+def _set_options(r: dict[str, Any]) -> str:
+    """The options line of ``ifscope top`` without those left at the library's default."""
+    method, _, options = r["chose"].partition(": ")
+    return f"{method}: " + ", ".join(o for o in options.split(", ") if not o.endswith("(library)"))
+
+
 DEFAULTS_COLUMNS = [("recipe", "{recipe}"), ("wall s", "{seconds:.1f}"), ("CPU s (user + sys)", "{cpu_seconds:.1f}"),
-                    ("load at end", "{load:.1f}"), ("options chosen", "{chose}"),
+                    ("load at end", "{load:.1f}"), ("options set (the rest: the library's)", _set_options),
                     ("first query's top proponents", _proponents)]
 
 
