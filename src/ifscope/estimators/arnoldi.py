@@ -63,7 +63,8 @@ class ArnoldiOptions:
     ritz_tol: float | None = RITZ_TOL
 
     def validate(self) -> None:
-        positive_int("rank", self.rank, allow_none=True)
+        if self.rank is not None:  # None: the default rank
+            positive_int("rank", self.rank)
         positive_int("iterations", self.iterations)
         if isinstance(self.block, bool) or not isinstance(self.block, int) or self.block < 0:
             raise ConfigError(f"block must be a non-negative integer (0: measured, 1: plain Arnoldi), got {self.block!r}")
