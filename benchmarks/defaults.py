@@ -8,6 +8,7 @@ empty directory to include fine-tuning.
 
     python benchmarks/defaults.py --threads 2                    # all built-in recipes
     python benchmarks/defaults.py --threads 1 tweets-minilm
+    python benchmarks/defaults.py digits-mlp tweets-minilm --json   # the rows as JSON (docs/results/top-tweets.json)
 """
 
 from __future__ import annotations
@@ -41,20 +42,27 @@ def run_top(recipe: str, threads: int, extra: list[str]) -> dict:
         raise SystemExit(f"ifscope top --recipe {recipe} failed:\n{proc.stderr[-2000:]}")
     out = json.loads(proc.stdout)
     lines = [line.split(": ", 2) for line in proc.stderr.replace("\r", "\n").splitlines()]
-    chose = next((": ".join(parts[1:]) for parts in lines if len(parts) == 3 and parts[0] == "ifscope"), "")
+    from ifscope.estimators import METHODS  # the line "ifscope: METHOD: the options chosen, and where from"
+    chose = next((": ".join(parts[1:]) for parts in lines if len(parts) == 3 and parts[0] == "ifscope"
+                  and parts[1] in METHODS), "")
     first = out["queries"][0]
     return {"recipe": recipe, "seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1), "threads": threads, "chose": chose, "view": out["view"],
             "query": first.get("text", f"#{first['index']}"),
-            "proponents": [e.get("text", f"#{e['index']}") for e in first["proponents"][:3]]}
+            "proponents": [e.get("text", f"#{e['index']}") for e in first["proponents"][:3]], "texts": "text" in first}
 
 
 def main() -> None:
     from ifscope.recipes import _registry
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("recipes", nargs="*", default=None, help="built-in recipe names (default: all)")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", 2)))
+    p.add_argument("--json", action="store_true", help="print the rows as one JSON list instead of a table")
     p.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more options for ifscope top")
     args = p.parse_args()
+    if args.json:
+        print(json.dumps([{**run_top(name, args.threads, args.extra), "load": os.getloadavg()[0]}
+                          for name in args.recipes or sorted(_registry())], indent=1))
+        return
     load = os.getloadavg()[0]
     print(f"threads {args.threads}, load average at start {load:.1f} (on {os.cpu_count()} cores)")
     print("| recipe | wall s (load + fit + embed + top) | CPU s (user + sys) | options chosen | first query's top "

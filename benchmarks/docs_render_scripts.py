@@ -53,6 +53,31 @@ def peers_table(d: dict[str, Any]) -> str:
         "\n", "  \n")
 
 
+def peers_scaling_table(d: dict[str, Any]) -> str:
+    """benchmarks/peers.py --scaling: each method's seconds at each training-set size."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import peers
+    return peers.render_scaling(d) + f"\n\n{run_caption(d)} in all, {d['_meta']['machine']}, {d['_meta']['date']}."
+
+
+def arnoldi_sweep_table(d: dict[str, Any]) -> str:
+    """benchmarks/arnoldi_sweep.py: each option set's seconds, sizes, and agreement (with the ground truth at each T,
+    and with the first row's scores), with its loss against the first row at each T."""
+    steps, ref = d["args"]["steps"], d["rows"][0]
+    lines = ["| options | seconds | rank | iterations run | Hessian sample | kept pairs with residual ≤ 0.1 λ | "
+             "Spearman vs first row | " + " | ".join(f"vs truth T={t} (Δ)" for t in steps) + " |",
+             "|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(steps)]
+    for r in d["rows"]:
+        cells = [f"{r[f'vs_gt_T{t}']:.2f} ({r[f'vs_gt_T{t}'] - ref[f'vs_gt_T{t}']:+.2f})" for t in steps]
+        lines.append(f"| `{r['options']}` | {r['seconds']:.2f} | {r['rank']} | {r['iterations_used']} | "
+                     f"{r['hessian_samples']} | {r['kept_residual_le_0.1']} | {r['vs_reference']:.2f} | "
+                     + " | ".join(cells) + " |")
+    a = d["args"]
+    return "\n".join(lines) + (f"\n\n{a['data']} MLP ({d['params']:,} parameters), {a['n_train']} training examples × "
+                               f"{a['queries']} queries, peers.py's checkpoint and ground truth ({a['ids']} removals, "
+                               f"lr 1/λ_max = {d['lr']:.3g}); {run_caption(d)} in all, {d['_meta']['date']}.")
+
+
 def unrolled_cost(d: dict[str, Any]) -> str:
     """benchmarks/unrolled.py: one reverse pass for a block of queries against one plain replay, and the states kept."""
     rows = ["| T | queries | schedule | replay s | unrolled s | ratio | checkpoints | peak states | peak state MiB "
@@ -88,6 +113,25 @@ FLOOR_PATH_COLUMNS = [("params", "{params:,}"), ("rank", "{rank}"), ("floor s", 
 STREAMING_COLUMNS = [("N", "{n:,}"), ("queries × k", "{queries} × {k}"), ("top-k s", "{topk_s:.1f}"),
                      ("peak RSS before top-k MB", "{rss_before_mb:.0f}"), ("peak RSS after top-k MB", "{peak_rss_topk_mb:.0f}"),
                      ("full matrix MB", "{matrix_mb:.0f}"), ("peak RSS after full matrix MB", "{peak_rss_scores_mb:.0f}")]
+
+
+def _proponents(r: dict[str, Any]) -> str:
+    """The first query's top proponents (quoted texts, or ``#index``), and the query when it is a text."""
+    texts = r.get("texts", not r["query"].startswith("#"))
+    shown = [f'"{" ".join(t.split())}"' if texts else t for t in r["proponents"]]  # a tweet's line breaks: spaces
+    query = f' (query: "{r["query"][:60]}")' if texts else ""
+    return ("; ".join(shown) + query).replace("|", "\\|")
+
+
+def _set_options(r: dict[str, Any]) -> str:
+    """The options line of ``ifscope top`` without those left at the library's default."""
+    method, _, options = r["chose"].partition(": ")
+    return f"{method}: " + ", ".join(o for o in options.split(", ") if not o.endswith("(library)"))
+
+
+DEFAULTS_COLUMNS = [("recipe", "{recipe}"), ("wall s", "{seconds:.1f}"), ("CPU s (user + sys)", "{cpu_seconds:.1f}"),
+                    ("load at end", "{load:.1f}"), ("options set (the rest: the library's)", _set_options),
+                    ("first query's top proponents", _proponents)]
 
 
 def unrolled_cost_summary(results: dict[str, dict[str, Any]]) -> str:
@@ -169,3 +213,33 @@ def scale_summary(results: dict[str, dict[str, Any]]) -> str:
     threads = thread_counts(r["threads"] for r in rows)
     return (scale.render_rows(rows) + "\n\n" + "  \n".join(scale.verdict(rows) + scale.targets(rows))
             + f"\n\n{threads} thread(s), {meta['machine']}, {meta['date']}; runs: {runs}.")
+
+
+def streaming_growth(d: dict[str, Any]) -> str:
+    """benchmarks/streaming.py in a clause: how peak memory and time grow from the first N to the last."""
+    a, b = d["rows"][0], d["rows"][-1]
+    return (f"{b['n'] / a['n']:.0f} times the training set: {b['peak_rss_topk_mb'] - a['peak_rss_topk_mb']:+.0f} MB of "
+            f"peak memory for streamed top-k ({a['queries']} queries × top-{a['k']}), "
+            f"{b['peak_rss_scores_mb'] - a['peak_rss_scores_mb']:+.0f} MB when the full {a['queries']} × N matrix is "
+            f"materialised ({b['matrix_mb']:.0f} MB at N = {b['n']:,}); top-k took {a['topk_s']:.1f} s and "
+            f"{b['topk_s']:.1f} s ({b['topk_s'] / a['topk_s']:.1f}× for {b['n'] / a['n']:.0f}× N)")
+
+
+def sweep_row(options: str) -> Callable[[dict[str, Any]], str]:
+    """A figure of benchmarks/arnoldi_sweep.py: the row of ``options`` against the first row, in words:
+    ``+0.01 / -0.24 of Spearman at T = 10 / 100, 3.40 s against 6.03 s``."""
+    def render(d: dict[str, Any]) -> str:
+        ref = d["rows"][0]
+        r = next(r for r in d["rows"] if r["options"] == options)
+        steps = d["args"]["steps"]
+        deltas = " / ".join(f"{r[f'vs_gt_T{t}'] - ref[f'vs_gt_T{t}']:+.2f}" for t in steps)
+        return (f"{deltas} of Spearman at T = {' / '.join(map(str, steps))}, {r['seconds']:.2f} s against "
+                f"{ref['seconds']:.2f} s")
+    return render
+
+
+def peers_same_kind(d: dict[str, Any]) -> str:
+    """A figure of benchmarks/peers.py: in how many same-kind pairings ifscope was faster, with each ratio."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import peers_report
+    return peers_report.same_kind(d["rows"])

@@ -51,7 +51,7 @@ def _command(table: Table, threads: int) -> tuple[list[str], str]:
     python = Path(os.environ.get("BENCHENV", ROOT / ".benchenv")) / "bin" / "python" if table.peers \
         else Path(sys.executable)  # the peer libraries live in their own environment (benchmarks/setup_peers.sh)
     shown = (f"OMP_NUM_THREADS={threads} " + (".benchenv/bin/python" if table.peers else "PYTHONPATH=src python")
-             + f" {table.script} " + " ".join(f'"{a}"' if " " in a else a for a in table.command))
+             + f" {table.script} " + " ".join(f'"{a}"' if " " in a or not a else a for a in table.command))
     return [str(python), str(ROOT / table.script), *table.command], shown.rstrip()
 
 

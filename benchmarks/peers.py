@@ -18,7 +18,6 @@ import argparse
 import copy
 import json
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -26,9 +25,16 @@ from collections.abc import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from peer_methods import (  # benchmarks/ is on the path (run as a script, or imported from it)
+    captum_method,
+    dattri_method,
+    kronfluence_method,
+    pydvl_method,
+    warm_imports,
+)
+from peers_report import INPUTS, arch, render, render_scaling, render_summary, verdict  # noqa: F401  (re-exported)
 from scipy.stats import spearmanr
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
 import ifscope
 from ifscope.estimators import METHODS
@@ -73,7 +79,7 @@ IFSCOPE_OPTIONS = {  # how the benchmark configures each method it knows; others
     "exact": {},
     "cg": {"cg_iterations": 100},
     "lissa": {"depth": 100},
-    "arnoldi": {"rank": 50, "iterations": 100},
+    "arnoldi": {"rank": 50, "iterations": 100, "block": 1, "ritz_tol": None},  # the peers' setting: every iteration
     "graddot": {},
     "horizon": {"horizon": 100},
 }
@@ -102,105 +108,6 @@ def parse_options(pairs: list[str]) -> dict:
         except json.JSONDecodeError:
             out[key] = value
     return out
-
-
-# ---- peers ---------------------------------------------------------------------------------------------------
-def dattri_method(kind: str, model, train_ds, queries, reg: float, rank: int):
-    def go():
-        from dattri.algorithm import influence_function as dif
-        from dattri.task import AttributionTask
-
-        def loss(params, data):
-            x, y = data
-            x, y = (x.unsqueeze(0), y.unsqueeze(0)) if x.dim() == 1 else (x, y)
-            return F.cross_entropy(torch.func.functional_call(model, params, x), y.long())
-        task = AttributionTask(loss_func=loss, model=model, checkpoints=model.state_dict())
-        n = len(train_ds[0])
-        full = DataLoader(TensorDataset(*train_ds), batch_size=n)  # one batch: dattri sums per-batch inverse-HVPs
-        test = DataLoader(TensorDataset(*queries), batch_size=len(queries[0]))
-        if kind == "arnoldi":
-            att = dif.IFAttributorArnoldi(task, proj_dim=rank, max_iter=2 * rank, regularization=reg)
-        elif kind == "cg":
-            att = dif.IFAttributorCG(task, max_iter=100, regularization=reg)
-        elif kind == "lissa":
-            att = dif.IFAttributorLiSSA(task, damping=reg, recursion_depth=100)
-        elif kind == "datainf":
-            att = dif.IFAttributorDataInf(task, regularization=reg)
-        else:
-            att = dif.IFAttributorExplicit(task, regularization=reg)
-        att.cache(full)
-        return att.attribute(full, test).T  # dattri returns [train, test]
-    return go
-
-
-def kronfluence_method(model, train_ds, queries, reg: float | None, strategy: str = "ekfac", empirical: bool = False):
-    """kronfluence's pairwise scores; ``reg`` its damping_factor (None: 0.1 × each module's mean eigenvalue),
-    ``empirical``: the empirical Fisher (observed labels) instead of labels sampled from the model."""
-    def go():
-        from kronfluence.analyzer import Analyzer, prepare_model
-        from kronfluence.arguments import FactorArguments, ScoreArguments
-        from kronfluence.task import Task
-
-        class Classification(Task):
-            def compute_train_loss(self, batch, model, sample=False):
-                x, y = batch
-                logits = model(x)
-                if sample:  # kronfluence's Fisher uses labels sampled from the model
-                    with torch.no_grad():
-                        y = torch.multinomial(F.softmax(logits, -1), 1).flatten()
-                return F.cross_entropy(logits, y, reduction="sum")
-
-            def compute_measurement(self, batch, model):
-                x, y = batch
-                return F.cross_entropy(model(x), y, reduction="sum")
-        task = Classification()
-        m = prepare_model(model, task)
-        with tempfile.TemporaryDirectory() as out:
-            an = Analyzer(analysis_name="bench", model=m, task=task, cpu=True, disable_model_save=True,
-                          output_dir=out, disable_tqdm=True)
-            an.fit_all_factors("f", dataset=TensorDataset(*train_ds), per_device_batch_size=256,
-                               factor_args=FactorArguments(strategy=strategy, use_empirical_fisher=empirical),
-                               overwrite_output_dir=True)
-            an.compute_pairwise_scores("s", factors_name="f", query_dataset=TensorDataset(*queries),
-                                       train_dataset=TensorDataset(*train_ds), per_device_query_batch_size=64,
-                                       per_device_train_batch_size=256,
-                                       score_args=ScoreArguments(damping_factor=reg), overwrite_output_dir=True)
-            return an.load_pairwise_scores("s")["all_modules"].clone()
-    return go
-
-
-def captum_method(model, train_ds, queries, reg: float):
-    def go():
-        from captum.influence._core.influence_function import NaiveInfluenceFunction
-        n = len(train_ds[0])
-        with tempfile.TemporaryDirectory() as out:
-            path = os.path.join(out, "ckpt.pt")
-            torch.save(model.state_dict(), path)
-
-            def load(m, p):
-                m.load_state_dict(torch.load(p))
-                return 1.0
-            # Captum builds the Hessian of the summed loss: damping × N there, scores × N here
-            inf = NaiveInfluenceFunction(model, DataLoader(TensorDataset(*train_ds), batch_size=256), path, load,
-                                         loss_fn=nn.CrossEntropyLoss(reduction="none"), batch_size=256,
-                                         projection_dim=None, hessian_reg=reg * n)
-            return inf.influence(queries) * n
-    return go
-
-
-def pydvl_method(kind: str, model, train_ds, queries, reg: float, rank: int):
-    def go():
-        from pydvl.influence.torch import ArnoldiInfluence, CgInfluence, DirectInfluence
-        loader = DataLoader(TensorDataset(*train_ds), batch_size=len(train_ds[0]))
-        if kind == "cg":
-            inf = CgInfluence(model, F.cross_entropy, regularization=reg, maxiter=100)
-        elif kind == "arnoldi":
-            inf = ArnoldiInfluence(model, F.cross_entropy, regularization=reg, rank=rank)
-        else:
-            inf = DirectInfluence(model, F.cross_entropy, regularization=reg)
-        inf = inf.fit(loader)
-        return inf.influences(queries[0], queries[1], train_ds[0], train_ds[1])
-    return go
 
 
 def method_table(args, task, train_ds, queries, wd: float, lam: float, reg: float, top: float
@@ -239,43 +146,6 @@ def method_table(args, task, train_ds, queries, wd: float, lam: float, reg: floa
     return methods
 
 
-PEER_MODULES = ("dattri.algorithm.influence_function", "dattri.task", "kronfluence.analyzer", "kronfluence.arguments",
-                "captum.influence._core.influence_function", "pydvl.influence.torch")
-
-
-def warm_imports() -> None:
-    """Import the peers before timing anything: a library's import time is not its method's cost."""
-    import importlib
-    for name in PEER_MODULES:
-        try:
-            importlib.import_module(name)
-        except Exception as exc:  # reported again, with the method, when the method runs
-            print(f"cannot import {name}: {type(exc).__name__}: {exc}")
-
-
-SAME_KIND = {"explicit": "exact", "direct": "exact", "naive": "exact"}  # peer method → ifscope's counterpart
-
-
-def render(rows: list[dict], steps: list[int]) -> str:
-    """The Markdown table; the last column is seconds of ifscope's same-kind method (arnoldi when it has none:
-    K-FAC, EK-FAC, DataInf) divided by this method's seconds, so below 1 means ifscope is faster."""
-    by_name = {r["method"]: r for r in rows if "seconds" in r}
-    out = ["| method | seconds | peak RSS MB | Spearman vs exact | "
-           + " | ".join(f"vs truth T={s}" for s in steps) + " | ifscope s / this s |",
-           "|---" * (5 + len(steps)) + "|"]
-    for r in rows:
-        if "error" in r:
-            out.append(f"| {r['method']} | failed: {r['error']} |")
-            continue
-        lib, kind = r["method"].split(" ", 1)
-        ours = by_name.get(f"ifscope {SAME_KIND.get(kind, kind)}") or by_name.get("ifscope arnoldi")
-        ratio = "" if lib == "ifscope" else (f"{ours['seconds'] / r['seconds']:.2f} ({ours['method'].split()[1]})"
-                                             if ours else "-")
-        out.append(f"| {r['method']} | {r['seconds']:.2f} | {r['peak_mb']:.0f} | {r['vs_exact']:.2f} | "
-                   + " | ".join(f"{r[f'vs_gt_T{s}']:.2f}" for s in steps) + f" | {ratio} |")
-    return "\n".join(out)
-
-
 def mlp(hidden: list[int], inputs: int = 64) -> nn.Module:
     """The MLP ``inputs`` (64 digits pixels, 40 mnist1d samples) → hidden[0] → … → 10 with tanh between layers."""
     widths = [inputs, *hidden, 10]
@@ -283,13 +153,6 @@ def mlp(hidden: list[int], inputs: int = 64) -> nn.Module:
     for a, b in zip(widths[:-1], widths[1:]):
         layers += [nn.Linear(a, b), nn.Tanh()]
     return nn.Sequential(*layers[:-1])
-
-
-def arch(hidden: list[int], data: str = "digits") -> str:
-    return "→".join(str(w) for w in [INPUTS[data], *hidden, 10])
-
-
-INPUTS = {"digits": 64, "mnist1d": 40}
 
 
 def mnist1d_data(n_train: int, n_test: int, seed: int = 0) -> tuple[tuple, tuple]:
@@ -301,22 +164,6 @@ def mnist1d_data(n_train: int, n_test: int, seed: int = 0) -> tuple[tuple, tuple
     d = make_dataset(args)
     return ((torch.tensor(d["x"], dtype=torch.float32), torch.tensor(d["y"], dtype=torch.long)),
             (torch.tensor(d["x_test"], dtype=torch.float32), torch.tensor(d["y_test"], dtype=torch.long)))
-
-
-def verdict(rows: list[dict], horizon: int, name: str = "ifscope abif") -> dict | None:
-    """ABIF's seconds against the fastest peer whose Spearman with the ground truth at ``horizon`` is at least ABIF's
-    (None without an ABIF row)."""
-    ours = next((r for r in rows if r["method"] == name and "seconds" in r), None)
-    if ours is None:
-        return None
-    key = f"vs_gt_T{horizon}"
-    rivals = [r for r in rows if not r["method"].startswith("ifscope") and "seconds" in r
-              and r[key] >= ours[key]]
-    best = min(rivals, key=lambda r: r["seconds"], default=None)
-    return {"method": name, "seconds": ours["seconds"], key: ours[key], "horizon": horizon,
-            "fastest_as_good": None if best is None else best["method"],
-            "its_seconds": None if best is None else best["seconds"],
-            "ratio": None if best is None else ours["seconds"] / best["seconds"]}
 
 
 def embedding_vs_floor(inf, model: nn.Module, train_ds, batch_size: int = 256, repeats: int = 5,
@@ -365,37 +212,6 @@ def embedding_vs_floor(inf, model: nn.Module, train_ds, batch_size: int = 256, r
     return out
 
 
-TARGETS = {"ifscope defaults": 0.5}  # issue 25 for the defaults; issue 16's 0.2 for the fast row
-
-
-def render_summary(summary: dict, rows: list[dict]) -> str:
-    """The three figures of the speed target, in words."""
-    out = []
-    for v in summary.get("verdicts") or [summary.get("verdict")]:  # older runs kept the last T's only
-        if v and v["fastest_as_good"]:
-            rho = v[f"vs_gt_T{v['horizon']}"]
-            out.append(f"{v['method']} end to end {v['seconds']:.2f} s (Spearman {rho:.2f} at T={v['horizon']}); fastest peer "
-                       f"at least as good: {v['fastest_as_good']} {v['its_seconds']:.2f} s -> ratio {v['ratio']:.2f} "
-                       f"(target <= {TARGETS.get(v['method'], 0.2)})")
-        elif v:
-            out.append(f"{v['method']} end to end {v['seconds']:.2f} s: no peer is as good at T={v['horizon']}")
-    e = summary.get("embedding")
-    if e:
-        out.append(f"training-set embedding {e['embed_cpu_s']:.3f} CPU s ({e['path']}, rank {e['rank']}, "
-                   f"{e['projection_dtype']}) vs per-example-gradient floor {e['per_example_floor_cpu_s']:.3f} CPU s "
-                   f"-> {e['ratio']:.2f}x (target <= 3; by wall clock {e['embed_s']:.3f} / "
-                   f"{e['per_example_floor_s']:.3f} s = {e['ratio_wall']:.2f}x); one forward+backward epoch "
-                   f"{e['epoch_cpu_s']:.4f} CPU s")
-        if "graddot_ratio" in e:
-            out.append(f"graddot end to end {e['graddot_cpu_s']:.3f} CPU s -> {e['graddot_ratio']:.2f}x the floor "
-                       "(target <= 3)")
-    for r in rows:
-        if "query_s" in r:
-            out.append(f"{r['method']} query side: {r['query_products']:.0f} curvature products and "
-                       f"{r['query_s']:.3f} s per query")
-    return "\n".join(out)
-
-
 def checkpoint(args, n_train: int):
     """The digits MLP trained to the checkpoint on ``n_train`` examples; queries; top Hessian eigenvalue (+ wd)."""
     torch.manual_seed(0)
@@ -411,27 +227,24 @@ def checkpoint(args, n_train: int):
     return model, task, train_ds, queries, top
 
 
-def scaling(args) -> None:
-    """Seconds of each method (fit + scores) against the number of training examples; no references."""
-    table: dict[str, dict[int, str]] = {}
+def scaling(args) -> dict:
+    """Seconds of each method (fit + scores) against the number of training examples; no references. Returns
+    ``{"seconds": {method: {N: seconds, or "failed (Error)"}}}`` with the run's facts."""
+    table: dict[str, dict[int, float | str]] = {}
     for n in args.scaling:
         model, task, train_ds, queries, top = checkpoint(args, n)
         wd, lam = args.weight_decay, args.damping
         for name, fn in method_table(args, task, train_ds, queries, wd, lam, wd + lam, top).items():
             try:
                 fn = fn if name.startswith("ifscope") else fn(copy.deepcopy(model))
-                _, seconds, _ = run_measured(fn)
-                cell = f"{seconds:.2f}"
+                _, cell, _ = run_measured(fn)
             except Exception as exc:
                 cell = f"failed ({type(exc).__name__})"
             table.setdefault(name, {})[n] = cell
             print(json.dumps({"method": name, "n_train": n, "seconds": cell}), flush=True)
-    print(f"\nseconds (fit + {args.queries} × N scores), {args.data} MLP {arch(args.hidden, args.data)}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} thread(s)")
-    print("| method | " + " | ".join(f"N={n}" for n in args.scaling) + " |")
-    print("|---" * (1 + len(args.scaling)) + "|")
-    for name, cells in table.items():
-        print(f"| {name} | " + " | ".join(cells.get(n, "-") for n in args.scaling) + " |")
+    out = {"args": vars(args), "threads": torch.get_num_threads(), "torch": torch.__version__, "seconds": table}
+    print(render_scaling(out))
+    return out
 
 
 # ---- the run -------------------------------------------------------------------------------------------------
@@ -467,7 +280,11 @@ def main() -> None:
         return print(render(saved["rows"], saved["args"]["steps"]))
     warm_imports()
     if args.scaling:
-        return scaling(args)
+        out = scaling(args)
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump(out, fh, indent=2)
+        return
     model, task, train_ds, queries, top = checkpoint(args, args.n_train)
     n_params = sum(p.numel() for p in model.parameters())
     wd, lam = args.weight_decay, args.damping

@@ -879,7 +879,7 @@ def test_arnoldi_breakdown_is_reported() -> None:
 
     def fit():
         nonlocal est
-        est = inf("arnoldi", task=squares_task(), train=(x, torch.randn(24)), rank=1, iterations=4,
+        est = inf("arnoldi", task=squares_task(), train=(x, torch.randn(24)), rank=1, iterations=4, block=1,
                   weight_decay=0.0).fit().estimator
     messages = _recorded(fit)
     assert est is not None and est.breakdown

@@ -14,7 +14,7 @@ from ifscope.core import krylov
 from ifscope.estimators import arnoldi as arnoldi_estimator
 from ifscope.run.store import CURVATURE, RunDir
 
-FIT = ["--recipe", TINY, "--rank", "30", "--iterations", "40", "--hessian-samples", "64"]
+FIT = ["--recipe", TINY, "--rank", "30", "--iterations", "40", "--hessian-samples", "64", "--block", "1"]
 
 
 @pytest.fixture

@@ -55,7 +55,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--recipe", default=None, help="recipe (default: the built-in digits model)")
     p.add_argument("--workdir", default=DEMO_WORKDIR, help=f"run directory (default ./{DEMO_WORKDIR})")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--rank", type=int, default=None, help="fit: eigenpairs kept (default: the recipe's, else 50)")
+    p.add_argument("--rank", type=int, default=None,
+                   help="fit: eigenpairs kept (default: the recipe's, else the library's: 100)")
     p.add_argument("--iterations", type=int, default=None, help="fit: Arnoldi iterations (default: the recipe's)")
     p.add_argument("--queries", default="0-5", help="test examples shown in the gallery (default 0-5)")
     p.add_argument("-k", type=int, default=6, help="proponents and opponents per query (default 6)")

@@ -33,7 +33,7 @@ from ..core.krylov import (
 )
 from ..core.projection import PathChoice, low_precision_error, measure_paths, project
 from ..options import choice, positive_int, positive_number
-from .arnoldi_sizing import SAMPLE_START, budget_plan, measured_block, sample_drift
+from .arnoldi_sizing import BLOCK, RANK, RITZ_TOL, SAMPLE_START, budget_plan, measured_block, sample_drift
 from .base import CurvatureEstimator
 from .horizon import check_horizon, horizon_filter
 
@@ -44,24 +44,27 @@ PROJECTION_TOL = 0.01  # largest relative error of low-precision projections (in
 class ArnoldiOptions:
     """``iterations`` Arnoldi steps (curvature products), ``rank`` eigenpairs kept by ``select``
     (positive/value/magnitude); with ``horizon`` (and ``lr``, None = 1/λ_max) the horizon-aware variant, ``complement``
-    adding ``ηT`` off the basis. ``block`` > 1: block Arnoldi with that many batched products per step (0: measured,
+    adding ``ηT`` off the basis. ``rank=None``: ``RANK`` (100), at most the selected parameters and ``iterations``.
+    ``block`` > 1: block Arnoldi with that many batched products per step (default 16; 1: plain Arnoldi; 0: measured,
     the block when it is faster per vector); ``sample_tol``: grow the Hessian sample from ``hessian_samples`` (default
     128) by doubling until the top Ritz values agree with their Rayleigh quotients on a disjoint sample of the same
-    size to that relative tolerance (median of the top 16); ``ritz_tol``: stop before ``iterations`` (checked every 10
-    products) once the ``rank`` kept Ritz pairs all have relative residuals ``‖Hu − λu‖/λ`` at most that."""
+    size to that relative tolerance (median of the top 16); ``ritz_tol`` (default 0.1; None: run every iteration):
+    stop before ``iterations`` (checked every 10 products) once the ``rank`` kept Ritz pairs all have relative
+    residuals ``‖Hu − λu‖/λ`` at most that, so that ``iterations`` is a cap."""
 
-    rank: int = 50
-    iterations: int = 200
+    rank: int | None = None
+    iterations: int = 300
     select: str = "positive"
     horizon: float | None = None
     lr: float | None = None
     complement: bool = True
-    block: int = 1
+    block: int = BLOCK
     sample_tol: float | None = None
-    ritz_tol: float | None = None
+    ritz_tol: float | None = RITZ_TOL
 
     def validate(self) -> None:
-        positive_int("rank", self.rank)
+        if self.rank is not None:  # None: the default rank
+            positive_int("rank", self.rank)
         positive_int("iterations", self.iterations)
         if isinstance(self.block, bool) or not isinstance(self.block, int) or self.block < 0:
             raise ConfigError(f"block must be a non-negative integer (0: measured, 1: plain Arnoldi), got {self.block!r}")
@@ -86,10 +89,11 @@ class Arnoldi(CurvatureEstimator):
     refit_free = frozenset({"horizon", "lr", "damping"})  # filters of the fitted eigenpairs
 
     def fit(self) -> None:
-        ctx, rank, iterations = self.ctx, self.options["rank"], self.options["iterations"]
+        ctx, iterations = self.ctx, self.options["iterations"]
         dim, n = ctx.space.dim, len(ctx.train)  # type: ignore[arg-type]
+        self.rank = rank = self.options["rank"] or min(RANK, dim, iterations)
         check_sizes(rank, iterations, dim)
-        block = self.options["block"] or measured_block(ctx)
+        self.block = block = self.options["block"] or measured_block(ctx)  # products per Krylov step, as run
         samples, tol = ctx.hessian_samples, self.options["sample_tol"]
         self.plan: Plan | None = None
         self.hvp_calls = 0
@@ -137,7 +141,7 @@ class Arnoldi(CurvatureEstimator):
             if bar is not None:
                 bar.update(j - done[0])
             done[0] = j
-        rank, select, tol = self.options["rank"], str(self.options["select"]), self.options["ritz_tol"]
+        rank, select, tol = self.rank, str(self.options["select"]), self.options["ritz_tol"]
 
         def converged(so_far: ArnoldiResult) -> bool:  # every kept pair's relative residual within ritz_tol
             rel = relative_residuals(so_far, rank, select)

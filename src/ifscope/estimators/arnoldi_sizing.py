@@ -13,7 +13,9 @@ from ..core.decisions import decided, path_key
 from ..core.krylov import Eigenpairs
 from .base import Context
 
-BLOCK = 16  # products per block step that block=0 weighs against one
+BLOCK = 16  # products per block step: the default, and what block=0 weighs against one
+RANK = 100  # eigenpairs kept by default (at most the selected parameters and the iterations)
+RITZ_TOL = 0.1  # default ritz_tol: every kept pair's residual within a tenth of its eigenvalue
 SAMPLE_START = 128  # first Hessian sample of the sample_tol check when hessian_samples is not given
 CHECKED = 16  # top Ritz values the sample check compares
 
