@@ -77,8 +77,8 @@ def fade_meaning(steps: Sequence[int], methods: Mapping[str, Mapping[str, Sequen
 def fade_shape(steps: Sequence[int], methods: Mapping[str, Mapping[str, Sequence[float]]]) -> str:
     """What the curves show between the first and the last horizon: the rankings that fade (Spearman below
     ``TRACKS``, or below half its first value), those that do not, and that the horizon-aware methods, recomputed
-    for each T, are built not to fade as a score fixed at the checkpoint does (docs/science.md, 'The horizon
-    response')."""
+    for each T, are built not to fade as a score fixed at the checkpoint does
+    (docs/science.md, 'The horizon response')."""
     ends = {n: (v[0], v[-1]) for n, m in methods.items() if (v := list(m.get("spearman") or [])) and
             v[0] is not None and v[-1] is not None}
     if len(steps) < 2 or not ends:
