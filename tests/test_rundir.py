@@ -81,7 +81,7 @@ def test_open_rebuilds_the_fitted_influence_without_refitting(tmp_path, capsys, 
     inf = ifscope.Influence.open(tmp_path, recipe.task, recipe.train, progress=False)
     assert arnoldi_calls == [] and inf.reused and inf.config["rank"] == 30
     queries = (recipe.test[0][:3], recipe.test[1][:3])
-    fresh = ifscope.Influence(recipe.task, recipe.train, rank=30, iterations=40, hessian_samples=64, progress=False,
+    fresh = ifscope.Influence(recipe.task, recipe.train, rank=30, iterations=40, hessian_samples=64, block=1, progress=False,
                               weight_decay=recipe.info["weight_decay"]).fit()
     assert torch.allclose(inf.scores(queries), fresh.scores(queries), rtol=1e-4, atol=1e-6)
     assert torch.allclose(inf.scores(queries, train_ids=[5, 0, 7]), fresh.scores(queries)[:, [5, 0, 7]],
