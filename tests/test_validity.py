@@ -53,6 +53,26 @@ def test_on_a_quadratic_at_its_minimum_horizon_is_valid_everywhere_and_graddot_o
     assert dot.to_dict()["per_query"] == dot.horizon and len(summary["mean_spearman"]) == len(STEPS)
 
 
+def test_a_sampled_validity_ranks_only_the_sampled_examples_exactly_as_the_full_scores_do():
+    from ifscope.experiments.validity import fade_validity, validity_sample
+    task, train, queries, wd = least_squares()
+    n = len(train[0])
+    assert validity_sample(n, 0, seed=0) is None and validity_sample(n, n, seed=0) is None
+    ids = validity_sample(n, n // 2, seed=3)
+    assert len(ids) == n // 2 and torch.equal(ids, ids.sort().values) and len(set(ids.tolist())) == n // 2
+    assert torch.equal(ids, validity_sample(n, n // 2, seed=3))  # seeded
+    reference = _inf(task, train, wd, "unrolled", horizon=max(STEPS), lr=LR)
+    dot = _inf(task, train, wd, "graddot")
+    sub = ifscope.validity_horizon(dot, queries, STEPS, reference=reference, train_ids=ids)
+    exact = reference.scores_over_horizons(queries, ids, STEPS)
+    approx = dot.scores(queries, ids)
+    for k in range(len(STEPS)):
+        rho = [spearman(approx[q].numpy(), exact[k, q].numpy()) for q in range(len(approx))]
+        assert [r[k] for r in sub.spearman] == pytest.approx(rho, abs=1e-9)
+    out = fade_validity({"graddot": dot, "unrolled": reference}, queries, STEPS, None, progress=False, train_ids=ids)
+    assert out["graddot"]["n_train"] == n // 2 and torch.allclose(torch.tensor(out["graddot"]["spearman"]), torch.tensor(sub.spearman))
+
+
 def test_default_reference_takes_the_method_s_own_step():
     task, train, queries, wd = least_squares()
     hz = _inf(task, train, wd, "horizon", horizon=100, lr=LR)

@@ -28,7 +28,7 @@ from ..truth.training import Schedule
 from .fade import FadeResult, fade_curve, gd_schedule, method_label, reference_methods
 from .measure import size_to_budget
 from .sizing import Sizes, fade_workload
-from .validity import fade_validity
+from .validity import fade_validity, validity_sample
 
 REFERENCE_METHODS = ("horizon", "arnoldi_horizon", "ekfac_horizon", "exact", "graddot", "tracin", "unrolled",
                      "horizon_schedule", "arnoldi")
@@ -119,7 +119,8 @@ def run_fade(inf: Influence, test: Any, o: FadeOptions, *, seed: int, explicit: 
                                      hessian_samples=o.reference_hessian_samples))
     result = fade_curve(methods, queries, ids, steps=steps, mode=o.mode, epsilon=o.epsilon, schedule=schedule,
                         truth=truth)
-    validity = fade_validity(methods, queries, steps, schedule) if "unrolled" in methods else None
+    validity = fade_validity(methods, queries, steps, schedule, train_ids=validity_sample(
+        inf.n_train, o.validity_train, seed)) if "unrolled" in methods else None
     record = {**result.to_dict(), **({"validity_horizon": validity} if validity else {}),
               "recipe": recipe, "seed": seed, "reference_dtype": ref_dtype, "ids_from": o.ids_from,
               "query_ids": q_keep.tolist(), "train_batch_size": o.train_batch_size, "noise_floor": truth.noise_floor(),

@@ -85,11 +85,12 @@ def unrolled_reference(influence: Influence, horizon: int, **options: Any) -> In
 
 def validity_horizon(influence: Influence, queries: Any, steps: Sequence[int], reference: Influence | None = None,
                      threshold: float = THRESHOLD, schedule: Schedule | None = None, exact: Tensor | None = None,
-                     **unrolled_options: Any) -> ValidityHorizon:
+                     train_ids: Tensor | None = None, **unrolled_options: Any) -> ValidityHorizon:
     """Per query, the horizon of validity of ``influence`` (a checkpoint method) against ``reference`` (an
     ``unrolled`` Influence; default: one built by :func:`unrolled_reference` with ``unrolled_options``), on the
-    continued training ``schedule`` (default: the reference's own); ``exact``: the reference's scores over the training
-    set at ``steps`` on that schedule, when already computed."""
+    continued training ``schedule`` (default: the reference's own), the Spearman taken over ``train_ids`` (default:
+    the whole training set); ``exact``: the reference's scores over those ids at ``steps`` on that schedule, when
+    already computed."""
     t0 = time.time()
     steps = sorted({int(t) for t in steps})
     if not steps or steps[0] < 1:
@@ -107,7 +108,7 @@ def validity_horizon(influence: Influence, queries: Any, steps: Sequence[int], r
         raise ConfigError(f"the reference must be an Influence with method='unrolled', not {reference.method!r}")
     if schedule is None:
         schedule = (reference.estimator if reference.estimator is not None else reference.fit().estimator).schedule
-    ids = torch.arange(influence.n_train)
+    ids = torch.arange(influence.n_train) if train_ids is None else train_ids
     if exact is None:
         exact = reference.scores_over_horizons(queries, ids, steps, schedule)
     approx = influence.scores_over_horizons(queries, ids, steps, schedule)
@@ -116,22 +117,35 @@ def validity_horizon(influence: Influence, queries: Any, steps: Sequence[int], r
                            [horizon_of(r, steps, threshold) for r in rho.tolist()], time.time() - t0)
 
 
+def validity_sample(n_train: int, size: int, seed: int) -> Tensor | None:
+    """The sorted training positions a horizon of validity ranks: a seeded sample of ``size`` of the ``n_train``
+    examples (its cost then does not grow with the training set), or None (all of them) when ``size`` is 0 or ≥
+    ``n_train``."""
+    if size <= 0 or size >= n_train:
+        return None
+    return torch.randperm(n_train, generator=torch.Generator().manual_seed(seed + 11))[:size].sort().values
+
+
 def fade_validity(methods: Mapping[str, Influence], queries: Any, steps: Sequence[int], schedule: Schedule | None,
-                  threshold: float = THRESHOLD, progress: bool = True) -> dict[str, dict[str, Any]]:
+                  threshold: float = THRESHOLD, progress: bool = True,
+                  train_ids: Tensor | None = None) -> dict[str, dict[str, Any]]:
     """The fade's ``validity_horizon``: for each checkpoint method of ``methods`` (all but ``unrolled`` and the
-    trajectory method ``tracin``), its horizon of validity against ``methods["unrolled"]`` on ``schedule``."""
+    trajectory method ``tracin``), its horizon of validity against ``methods["unrolled"]`` on ``schedule``, ranked
+    over ``train_ids`` (default: the whole training set)."""
     reference = methods["unrolled"]
     names = [name for name, inf in methods.items() if inf.method not in ("unrolled", "tracin")]
-    bar = progress_bar("horizon of validity vs unrolled (scores over the training set)", len(names) + 1, progress)
+    ids = torch.arange(reference.n_train) if train_ids is None else train_ids
+    bar = progress_bar(f"horizon of validity vs unrolled (scores over {len(ids)} training examples)", len(names) + 1,
+                       progress)
     bar.set_postfix(method="unrolled")
     exact = None if schedule is None else reference.scores_over_horizons(  # once, for every method
-        queries, torch.arange(reference.n_train), sorted({int(t) for t in steps}), schedule)
+        queries, ids, sorted({int(t) for t in steps}), schedule)
     bar.update(1)
     out = {}
     for name in names:
         bar.set_postfix(method=name)
-        out[name] = validity_horizon(methods[name], queries, steps, reference=reference, threshold=threshold,
-                                     schedule=schedule, exact=exact).to_dict()
+        out[name] = {**validity_horizon(methods[name], queries, steps, reference=reference, threshold=threshold,
+                                        schedule=schedule, exact=exact, train_ids=ids).to_dict(), "n_train": len(ids)}
         bar.update(1)
     bar.close()
     return out

@@ -72,10 +72,13 @@ class FadeOptions(ContinuedTraining):
                                             "parameters, else the run's)", choices=FLOAT_DTYPES)
     batching: str = opt("auto", "replicas of the ground truth and rows of curvature products by vmap or a loop "
                                 "(auto: the faster, measured)", choices=BATCHINGS)
+    validity_train: int = opt(2000, "training examples over which the horizon of validity ranks scores (a seeded "
+                                    "sample; 0: all of them)")
 
     def validate(self) -> None:
         super().validate()
         self.steps = sorted(set(list_of("steps", self.steps, int, low=1)))
+        non_negative("validity_train", self.validity_train)
         choice("mode", self.mode, FADE_MODES)
         positive_number("epsilon", self.epsilon)
         positive_int("n_ids", self.n_ids)

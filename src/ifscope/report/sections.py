@@ -37,8 +37,10 @@ def fade_sections(fade: dict | None, out: Path) -> tuple[str, str]:
     validity = fade.get("validity_horizon") or {}
     if validity:
         medians = ", ".join(f"{esc(n)} {rounded(v['summary']['median'])}" for n, v in validity.items())
-        fade_html += ("<p>Horizon of validity: per query, the largest T up to which the method ranks the whole "
-                      "training set like the exact unrolled derivative (Spearman ≥ 0.9 at every T so far); median "
+        ranked = next(iter(validity.values())).get("n_train")  # older fade.json: the whole training set
+        over = "the whole training set" if ranked is None else f"{ranked} training examples (a seeded sample when fewer than all)"
+        fade_html += ("<p>Horizon of validity: per query, the largest T up to which the method ranks "
+                      f"{over} like the exact unrolled derivative (Spearman ≥ 0.9 at every T so far); median "
                       f"over the queries: {medians}.</p>"
                       + t_table(steps, {n: v["summary"]["mean_spearman"] for n, v in validity.items()},
                                 "mean Spearman with unrolled"))
