@@ -12,6 +12,7 @@ from torch import Tensor
 from ..core.checks import embed_located
 from ..core.data import as_dataset, batches, take
 from ..core.errors import ConfigError
+from ..core.memory import release_freed
 from ..core.scores import TopInfluences, assemble, top_k_blocks
 from ..estimators import Estimator
 from ..run import distributed
@@ -30,6 +31,7 @@ class Scoring:
             for b, (pos, batch) in enumerate(batches(data, self.config["batch_size"], positions)):
                 batch = self.task.cast(batch, self.dtype, self.device)
                 yield pos, embed_located(embed, self.task, ctx.params, ctx.rest, pos, batch, b, what, desc)
+                release_freed()  # resident memory flat in the number of batches (core/memory.py)
                 if bar is not None:
                     bar.update(len(pos))
         if bar is not None:
@@ -66,6 +68,7 @@ class Scoring:
                                      int(pos[0]) // self.config["batch_size"], "training set", "training embeddings")
             for pos, emb in self.run.train_shards(local, self.config["batch_size"], embed,
                                                   self._bar("training embeddings", len(local))):
+                release_freed()
                 yield pos, emb.to(self.device)  # shards read back from disk are CPU tensors
 
     def train_embeddings(self, train_ids: Sequence[int] | Tensor | None = None) -> Tensor:
