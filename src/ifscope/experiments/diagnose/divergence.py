@@ -48,7 +48,7 @@ def measure(p: Probe) -> dict[str, Any]:
     horizon = math.log(1 / eps) / fastest if fastest > 0 else float("inf")
     refs = references(p)
     frozen = validity_horizon(refs["horizon"], take(p.qdata, p.q_idx), gt.steps, reference=refs["unrolled"],
-                              schedule=schedule).to_dict()
+                              schedule=schedule, train_ids=p.t_idx.sort().values).to_dict()  # the scored sample
     agreement = frozen["summary"]["mean_spearman"]
     verdict = worst(grade(lowest(agreement), AGREE_HOLD, AGREE_QUESTION,
                           higher_is_better=True))
