@@ -83,7 +83,8 @@ def test_first_order_and_divergence_are_the_fade_s_figures_on_the_same_sample():
     inf = influence(task, data, 1e-2)
     schedule = gd_schedule(inf.fit(), 25)
     d = ifscope.diagnose(inf, data, checks=["divergence", "first_order"], n_queries=5, n_ids=4, epsilon_ids=1,
-                         epsilons=[], steps=(1, 5, 25), schedule=schedule).assumptions
+                         epsilons=[], steps=(1, 5, 25), schedule=schedule,
+                         n_train=len(as_dataset(data))).assumptions  # divergence ranks the scored sample: all here
     refs = reference_methods(inf, ("unrolled", "horizon"), schedule, 25, dtype=torch.float64)
     queries, ids = take(as_dataset(data), range(5)), torch.tensor(d["divergence"]["ids"])
     fade = fade_curve({"unrolled": refs["unrolled"]}, queries, ids, steps=[1, 5, 25], schedule=schedule,

@@ -56,6 +56,33 @@ def test_hessian_vector_products_match_the_dense_hessian():
     torch.testing.assert_close(op.matvec(vs[0]), h @ vs[0], rtol=1e-10, atol=1e-12)
 
 
+def test_vmapped_products_are_capped_by_the_activation_memory_they_hold(monkeypatch):
+    """Products batched by vmap hold one forward's saved tensors each: the rows per call follow a memory budget
+    (measured by saved-tensor hooks), and capping them changes no product."""
+    from torch.autograd.functional import hessian
+
+    from ifscope.core import curvature
+    from ifscope.core.curvature import Curvature, saved_bytes
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 64), nn.Tanh(), nn.Linear(64, 3)).double()
+    task = ifscope.classification(model)
+    params, rest = task.state()
+    x, y = torch.randn(30, 4, dtype=torch.float64), torch.randint(0, 3, (30,))
+    op = Curvature(task, params, rest, [(x[:17], y[:17]), (x[17:], y[17:])], batching="vmap")
+    per = saved_bytes(op._batch_loss((x[:17], y[:17])), params)
+    assert per >= 17 * 64 * 8  # at least the hidden activations of the 17 examples, in float64
+    monkeypatch.setattr(curvature, "ROWS_MEMORY_BUDGET", 2 * curvature.PRODUCT_MEMORY_FACTOR * per)
+    assert op.rows_per_call() == 2
+    calls = []
+    batched = op._batched
+    monkeypatch.setattr(op, "_batched", lambda block: calls.append(len(block)) or batched(block))
+    vs = torch.randn(5, op.dim, dtype=torch.float64)
+    flat = op.space.flatten(params)
+    h = hessian(lambda f: task.per_example_loss(op.space.unflatten(f), rest, (x, y)).mean(), flat)
+    torch.testing.assert_close(op.matmat(vs), vs @ h, rtol=1e-10, atol=1e-12)
+    assert calls == [2, 2]  # and the fifth row alone, unbatched
+
+
 @pytest.mark.parametrize("slow", ["jvp", "vmap"])
 def test_measured_choice_takes_the_faster_path(monkeypatch, slow):
     import time

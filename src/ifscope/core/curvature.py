@@ -18,6 +18,26 @@ from .params import Params, ParamSpace
 from .task import Task
 
 
+# bytes the products of one vmapped call may hold at once: more rows per call run faster, fewer hold less (on a
+# transformer block 16 rows took gigabytes); benchmarks/scale.py reports the fit's seconds and peak RSS on tweets-minilm
+ROWS_MEMORY_BUDGET = 2**30
+PRODUCT_MEMORY_FACTOR = 3  # one reverse-over-reverse product holds about this many times a forward's saved tensors
+
+
+def saved_bytes(fn, params: Params) -> int:
+    """Bytes of the tensors autograd saves for the backward of ``fn(params)``: the activation memory of one pass."""
+    total = 0
+
+    def pack(t: Tensor) -> Tensor:
+        nonlocal total
+        total += t.numel() * t.element_size()
+        return t
+    leaves = {k: v.detach().requires_grad_(True) for k, v in params.items()}
+    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn(leaves)
+    return total
+
+
 @dataclass
 class BatchingChoice:
     """How batched curvature products were measured faster: ``vmap`` or ``loop``."""
@@ -44,6 +64,7 @@ class Curvature:
         self.calls = 0  # number of curvature-vector products, for reporting cost
         self.positions: list[Tensor] | None = None  # training positions of each batch, for error messages
         self.batching = check_batching(batching)  # rows of matmat by vmap or a loop; "auto" measures on first use
+        self._rows: int | None = None  # products per vmapped call within ROWS_MEMORY_BUDGET, measured on first use
         if kind == "ggn" and self.batches:
             caps = capabilities(task, params, rest, self.batches[0])
             if not caps.jvp_ok:
@@ -101,7 +122,19 @@ class Curvature:
     def _located(self) -> list:
         return list(zip(self.positions or [None] * len(self.batches), self.batches))
 
+    def rows_per_call(self) -> int:
+        """How many products one vmapped call may batch: ``ROWS_MEMORY_BUDGET`` over a product's memory, estimated as
+        ``PRODUCT_MEMORY_FACTOR`` × the bytes autograd saves for one forward of the largest batch (a transformer's
+        activations, not its parameter count, are what 16 vmapped products multiply)."""
+        if self._rows is None:
+            biggest = max(self.batches, key=batch_len, default=None)
+            per = 0 if biggest is None else saved_bytes(self._batch_loss(biggest), self.params)
+            self._rows = max(1, ROWS_MEMORY_BUDGET // max(1, PRODUCT_MEMORY_FACTOR * per))
+        return self._rows
+
     def _matmat(self, vs: Tensor, chunk: int) -> Tensor:
+        if len(vs) > 1:
+            chunk = max(1, min(chunk, self.rows_per_call()))
         outs = []
         for start in range(0, len(vs), chunk):
             block = vs[start:start + chunk]
