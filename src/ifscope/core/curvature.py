@@ -17,7 +17,6 @@ from .errors import ConfigError
 from .params import Params, ParamSpace
 from .task import Task
 
-
 # bytes the products of one vmapped call may hold at once: more rows per call run faster, fewer hold less (on a
 # transformer block 16 rows took gigabytes); benchmarks/scale.py reports the fit's seconds and peak RSS on tweets-minilm
 ROWS_MEMORY_BUDGET = 2**30
