@@ -64,6 +64,8 @@ TABLES: dict[str, Table] = {
     "lds-mnist1d-mlp": Table(LDS_MNIST1D, S.lds_script_table, ("docs/evaluation.md",), script="benchmarks/lds.py"),
     "lds-mnist1d-mlp-continue": Table([*LDS_MNIST1D, "--retrain", "continue", "--steps", "100"], S.lds_script_table,
                                       ("docs/evaluation.md",), script="benchmarks/lds.py"),
+    "ekfac-settings-mlp": Table(["--recipe", "digits-mlp"], S.ekfac_settings_table, ("docs/evaluation.md",),
+                                script="benchmarks/ekfac_settings.py"),
     "ekfac-kronfluence": Table(["--recipe", "mnist1d-mlp"], S.ekfac_table, ("docs/evaluation.md",),
                                script="benchmarks/ekfac_agreement.py"),
     "fade-mnist1d-mlp": Table(["fade", "--recipe", "mnist1d-mlp", "--methods",

@@ -3,6 +3,8 @@ steps) side by side, and issue 23's targets (ifscope's best method against the b
 
 from __future__ import annotations
 
+import math
+
 from typing import Any
 
 from docs_render import num
@@ -86,7 +88,8 @@ def lds_pair(results: dict[str, dict[str, Any]]) -> str:
 
 
 def _ok(d: dict[str, Any]) -> list[dict[str, Any]]:
-    return [r for r in d["rows"] if "loss" in r]
+    """The rows with a score to compare: not failed, and not NaN (dattri's Arnoldi on digits-cnn returns NaN)."""
+    return [r for r in d["rows"] if "loss" in r and math.isfinite(r["loss"]["ifscope"])]
 
 
 def verdict(d: dict[str, Any]) -> dict[str, Any]:

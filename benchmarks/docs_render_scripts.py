@@ -202,6 +202,15 @@ def ekfac_table(d: dict[str, Any]) -> str:
                                 f"{d['threads']} thread(s), {d['_meta']['machine']}, {d['_meta']['date']}.")
 
 
+def ekfac_settings_table(d: dict[str, Any]) -> str:
+    """benchmarks/ekfac_settings.py: which settings separate the LDS benchmark's EK-FAC rows."""
+    lines = ["| score matrices compared | mean Spearman per query |", "|---|---:|"]
+    lines += [f"| {r['pair']} | {r['spearman']:.3f} |" for r in d["rows"]]
+    return "\n".join(lines) + (f"\n\n{d['recipe']} ({d['parameters']:,} parameters), {d['n_train']} training examples × "
+                                f"{d['n_queries']} queries, damping heuristic on both; {d['_meta']['threads']} thread(s), "
+                                f"{d['_meta']['machine']}, {d['_meta']['date']}.")
+
+
 def scale_summary(results: dict[str, dict[str, Any]]) -> str:
     """benchmarks/scale.py's configurations in one table, what they say about linear cost and flat memory, the
     targets, and the command of each stored run."""
