@@ -4,7 +4,6 @@ steps) side by side, and issue 23's targets (ifscope's best method against the b
 from __future__ import annotations
 
 import math
-
 from typing import Any
 
 from docs_render import num
