@@ -295,7 +295,9 @@ FIGURES: dict[str, Figure] = {
                                f"T = {d['steps'][0]} to {d['methods']['arnoldi']['pearson'][-1]:.2f} at "
                                f"T = {d['steps'][-1]}"),
     "gpt-fade-validity-s": Figure("fade-tweets-gpt", lambda d: f"{sum(v['seconds'] for v in d['validity_horizon'].values()):.0f}"
-                                  f" s of its {d['_meta']['seconds']:.0f} s"),
+                                  f" s of its {d['_meta']['seconds']:.0f} s, ranking "
+                                  f"{next(iter(d['validity_horizon'].values())).get('n_train', d['n_train']):,} of the "
+                                  f"{d['n_train']:,} training tweets"),
     **{f"sweep-{m}-{name}": Figure(f"arnoldi-sweep-{m}", S.sweep_row(options)) for m in ("wide", "mnist1d")
        for name, options in (("old-defaults", "rank=50 iterations=200 block=1 ritz_tol=null"), ("defaults", "(defaults)"),
                              ("iterations", "rank=100 iterations=128 block=16 ritz_tol=null"),
