@@ -165,12 +165,14 @@ def plot(results: list[dict[str, Any]], out: Path) -> None:
                       label=f"{key[:-2]}, last {lb} block(s), {path}")
         right.plot(ns, [r["rss_top_mb"] for r in group], "-", marker="o", ms=3, color=f"C{i}",
                    label=f"peak RSS, last {lb} block(s), {path}")
+    from matplotlib.ticker import NullFormatter
     for ax, what in ((left, "seconds"), (right, "peak RSS, MB")):
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # the minor ticks' labels overlap on a short log axis
         ax.set_xlabel("training tweets N")
         ax.set_ylabel(what)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6, loc="upper left", framealpha=0.6)
     left.set_title("tweets-minilm: seconds per stage", fontsize=9)
     right.set_title("memory", fontsize=9)
     fig.tight_layout()

@@ -109,6 +109,9 @@ def test_the_report_shows_the_validity_horizon(tmp_path):
     page, _ = fade_sections(fade, tmp_path)
     assert "Horizon of validity" in page and "median over the queries: graddot 1." in page
     assert "<tr><th>graddot</th><td>0.75</td><td>0.80</td></tr>" in page  # mean Spearman with unrolled per T
+    assert "ranks the whole training set" in page  # a fade.json without n_train ranked all of it
+    sampled = {**fade, "n_train": 5000, "validity_horizon": {"graddot": {**v, "n_train": 2000}}}
+    assert "ranks a seeded sample of 2000 of the 5000 training examples" in fade_sections(sampled, tmp_path)[0]
 
 
 def test_first_order_is_exact_for_small_upweights_and_measures_the_removal_remainder():

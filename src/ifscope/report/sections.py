@@ -38,7 +38,8 @@ def fade_sections(fade: dict | None, out: Path) -> tuple[str, str]:
     if validity:
         medians = ", ".join(f"{esc(n)} {rounded(v['summary']['median'])}" for n, v in validity.items())
         ranked = next(iter(validity.values())).get("n_train")  # older fade.json: the whole training set
-        over = "the whole training set" if ranked is None else f"{ranked} training examples (a seeded sample when fewer than all)"
+        over = ("the whole training set" if ranked is None or ranked == fade.get("n_train") else
+                f"a seeded sample of {ranked} of the {fade.get('n_train')} training examples")
         fade_html += ("<p>Horizon of validity: per query, the largest T up to which the method ranks "
                       f"{over} like the exact unrolled derivative (Spearman ≥ 0.9 at every T so far); median "
                       f"over the queries: {medians}.</p>"
