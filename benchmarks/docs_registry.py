@@ -41,7 +41,7 @@ def _correct(recipe: str, seed: int) -> Table:
 
 
 PEERS_WIDE = ["--hidden", "256", "256", "--rank", "100", "--skip", "reference", "exact", "ifscope cg", "ifscope lissa",
-              "dattri cg", "pydvl cg", "explicit", "direct", "naive"]
+              "dattri cg", "explicit", "direct", "naive"]
 
 # pydvl CG kept: it is the horizon method's comparator at T = 100
 PEERS_MNIST1D = ["--data", "mnist1d", *(a for a in PEERS_WIDE if a != "pydvl cg")]
