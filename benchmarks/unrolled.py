@@ -5,9 +5,12 @@ the optimiser states held at once against T (``⌈√T⌉``-spaced checkpoints p
 
 The replay is ``training.replay`` of the same schedule (one gradient per step); the unrolled pass is one forward
 replay, one recomputation and one reverse sweep (a vector-Jacobian product of each step for the whole query block).
-Target: ratio ≤ 4. Memory is reported as states kept (checkpoints, peak) and their bytes, against the ``T + 1``
-states a reverse pass without checkpointing would keep, and the process's peak RSS so far (monotone: run the T in
-increasing order; it also holds the ``⌈√T⌉`` step graphs of one segment, i.e. a segment's activations).
+Target: ratio ≤ 4. The floor beside it is what exactness costs whatever the implementation: the replay plus, per
+step, one Hessian-vector product of the step's batch loss for each query of the block (``k`` of them in one vmapped
+call, the faster of torch.func's reverse-over-reverse and forward-over-reverse, timed at the checkpoint), since the
+adjoint of every query moves through every step. Memory is reported as states kept (checkpoints, peak) and their
+bytes, against the ``T + 1`` states of a pass that keeps them all, and the process's peak RSS so far (monotone: run
+the T in increasing order).
 """
 
 from __future__ import annotations
@@ -18,6 +21,29 @@ import resource
 import time
 
 import torch
+from torch.func import grad, jvp, vjp, vmap
+
+
+def hvp_seconds(task, params: dict, rest: dict, batch, weight_decay: float, k: int, repeats: int = 3) -> float:
+    """Seconds of ``k`` Hessian-vector products of ``batch``'s training loss at ``params``, in one vmapped call: the
+    faster of reverse-over-reverse and forward-over-reverse, best of ``repeats`` each."""
+    from ifscope.core.data import batch_len
+    from ifscope.truth.training import batch_objective
+    ones = torch.ones(batch_len(batch), dtype=next(iter(params.values())).dtype)
+    gradient = grad(lambda p: batch_objective(task, rest, batch, weight_decay)(p, ones))
+    gen = torch.Generator().manual_seed(0)
+    vs = {n: torch.randn(k, *v.shape, generator=gen, dtype=v.dtype) for n, v in params.items()}
+    ways = {"reverse-over-reverse": lambda: vmap(vjp(gradient, params)[1])(vs),
+            "forward-over-reverse": lambda: vmap(lambda v: jvp(gradient, (params,), (v,))[1])(vs)}
+    best = float("inf")
+    with task.evaluating():
+        for way in ways.values():
+            way()  # warm-up
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                way()
+                best = min(best, time.perf_counter() - t0)
+    return best
 
 
 def measure(recipe: str, steps: list[int], queries: int, batch: int | None, optimizer: str, dtype: str,
@@ -29,6 +55,7 @@ def measure(recipe: str, steps: list[int], queries: int, batch: int | None, opti
     train, test = as_dataset(r.train, "train"), as_dataset(r.test, "test")
     wd = float(r.info.get("weight_decay", 0.0))
     q = take(test, range(queries))
+    hvp: dict[int, float] = {}  # by batch size: k products of one step's batch
     rows = []
     for t in steps:
         inf = ifscope.Influence(r.task, train, method="unrolled", horizon=t, lr=0.05 if optimizer != "adam" else 1e-3,
@@ -46,8 +73,15 @@ def measure(recipe: str, steps: list[int], queries: int, batch: int | None, opti
             inf.scores(q)
             exact.append(time.perf_counter() - t0)
         last = est.last
+        first = est.schedule.batches[0]
+        if len(first) not in hvp:
+            hvp[len(first)] = hvp_seconds(r.task, params0, rest, r.task.cast(take(train, first), inf.dtype), wd,
+                                          queries)
+        floor = min(plain) + t * hvp[len(first)]
         rows.append({"T": t, "queries": queries, "train_batch_size": batch, "optimizer": optimizer,
                      "replay_s": min(plain), "unrolled_s": min(exact), "ratio": min(exact) / min(plain),
+                     "hvp_step_s": hvp[len(first)], "floor_s": floor, "ratio_floor": min(exact) / floor,
+                     "graphs": last.graphs,
                      "checkpoints": last.checkpoints, "peak_states": last.peak_states,
                      "peak_state_mb": last.peak_states * last.state_bytes / 2**20,
                      "naive_state_mb": (t + 1) * last.state_bytes / 2**20,
@@ -117,12 +151,12 @@ def main() -> None:
         return
     print(f"{a.recipe}, {a.queries} queries per block, {a.optimizer}, batch {a.train_batch_size or 'full'}, {a.dtype}, "
           f"{torch.get_num_threads()} thread(s)")
-    print(f"{'T':>6} {'replay s':>9} {'unrolled s':>11} {'ratio':>6} {'ckpts':>6} {'peak states':>12} "
-          f"{'peak MiB':>9} {'no-ckpt MiB':>12} {'process RSS MiB':>16}")
+    print(f"{'T':>6} {'replay s':>9} {'unrolled s':>11} {'ratio':>6} {'floor s':>8} {'/floor':>7} {'ckpts':>6} "
+          f"{'peak states':>12} {'peak MiB':>9} {'all MiB':>8} {'process RSS MiB':>16}")
     for r in rows:
-        print(f"{r['T']:>6} {r['replay_s']:>9.2f} {r['unrolled_s']:>11.2f} {r['ratio']:>6.2f} {r['checkpoints']:>6} "
-              f"{r['peak_states']:>12} {r['peak_state_mb']:>9.3f} {r['naive_state_mb']:>12.3f} "
-              f"{r['process_peak_rss_mb']:>16.0f}")
+        print(f"{r['T']:>6} {r['replay_s']:>9.2f} {r['unrolled_s']:>11.2f} {r['ratio']:>6.2f} {r['floor_s']:>8.2f} "
+              f"{r['ratio_floor']:>7.2f} {r['checkpoints']:>6} {r['peak_states']:>12} {r['peak_state_mb']:>9.3f} "
+              f"{r['naive_state_mb']:>8.3f} {r['process_peak_rss_mb']:>16.0f}")
 
 
 if __name__ == "__main__":

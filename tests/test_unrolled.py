@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 import ifscope
+from ifscope.truth import adjoint
 from ifscope.truth.adjoint import segment_count, segment_length
 from ifscope.truth.training import Schedule, make_batches, replay
 
@@ -167,7 +168,8 @@ def test_linear_loss_with_minibatches_equals_the_schedule_aware_horizon_score():
 
 
 @pytest.mark.parametrize("steps", [1, 4, 17, 64, 150])
-def test_memory_is_bounded_by_about_two_root_t_states(steps):
+def test_memory_is_bounded_by_about_two_root_t_states(steps, monkeypatch):
+    monkeypatch.setattr(adjoint, "GRAPH_MEMORY_BUDGET", 0)  # nothing fits: checkpoint every ⌈√T⌉ steps
     task, train, queries = _mlp()
     inf = _unrolled(task, train, horizon=steps, lr=0.05, train_batch_size=6)
     inf.scores(queries)
@@ -177,6 +179,20 @@ def test_memory_is_bounded_by_about_two_root_t_states(steps):
     assert last.checkpoints == segment_count(steps) == math.ceil(steps / root) <= root
     assert last.peak_states <= 2 * root + 2 and last.graphs == root
     assert last.state_bytes == 3 * 26 * 8  # (θ, m, v) of the 26 parameters in float64
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_a_pass_that_fits_the_budget_keeps_every_graph_and_scores_as_the_checkpointed_one(optimizer, monkeypatch):
+    task, train, queries = _mlp()
+    whole = _unrolled(task, train, horizon=30, lr=0.05, train_batch_size=6, optimizer=optimizer)
+    scores = whole.scores(queries)
+    last = whole.estimator.last
+    assert (last.checkpoints, last.graphs, last.peak_states) == (1, 30, 31)  # one segment: no recomputation
+    monkeypatch.setattr(adjoint, "GRAPH_MEMORY_BUDGET", 0)
+    whole.estimator._memo = None
+    checkpointed = whole.scores(queries)
+    assert whole.estimator.last.graphs == segment_length(30) == 6
+    assert _relative(scores, checkpointed) <= 1e-12
 
 
 def test_top_ranks_the_direct_scores_and_embeddings_are_refused():

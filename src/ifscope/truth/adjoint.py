@@ -5,9 +5,11 @@ The replay is the map ``s_{t+1} = step_t(s_t, w)`` on the optimiser state ``s = 
 ``∂ℓ(q, θ_T)/∂w_B = Σ_t (∂step_t/∂w_B)ᵀ a_{t+1}``: one vector-Jacobian product per step gives both the next adjoint
 (a Hessian-vector product of the batch objective, carried through the optimiser's update) and the contraction of
 ``a_{t+1}`` with every per-example gradient of the batch (the pullback onto the batch's weights), without ever
-materialising a per-example gradient. The forward trajectory is kept only at ``⌈√T⌉``-spaced checkpoints; each
-segment is recomputed (keeping its steps' graphs, so that each step's forward is not run a third time) before its
-reverse sweep, so at most ``O(√T)`` optimiser states and ``⌈√T⌉`` step graphs exist at once.
+materialising a per-example gradient. When the T steps' graphs (the batches' activations) and states fit
+``GRAPH_MEMORY_BUDGET``, one forward pass keeps them all and the sweep runs back through it. Otherwise the forward
+trajectory is kept only at ``⌈√T⌉``-spaced checkpoints; each segment is recomputed (keeping its steps' graphs, so
+that each step's forward is not run a third time) before its reverse sweep, so at most ``O(√T)`` optimiser states and
+``⌈√T⌉`` step graphs exist at once, for one more forward pass.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch
 from torch import Tensor
 from torch.func import grad, vjp, vmap
 
+from ..core.curvature import PRODUCT_MEMORY_FACTOR, saved_bytes
 from ..core.data import as_dataset, batch_len, take
 from ..core.errors import ConfigError, NumericalError
 from ..core.params import Params, ParamSpace
@@ -29,6 +32,7 @@ from ..core.task import Task
 from .training import Schedule, _check_schedule, _step, batch_objective
 
 State = tuple[Params, Params, Params]  # parameters, first moment, second moment
+GRAPH_MEMORY_BUDGET = 2**30  # bytes of step graphs and states above which the pass checkpoints every ⌈√T⌉ steps
 
 
 @dataclass
@@ -79,6 +83,13 @@ class Replay:
         idx, batch = self._batch(t)
         return _finite(t, self._fn(t, batch)(state, self._ones(state, len(idx))))
 
+    def graph_bytes(self, t: int, state: State) -> int:
+        """Estimated bytes one step's graph holds: ``PRODUCT_MEMORY_FACTOR`` × what autograd saves for the forward
+        of its batch (the step's graph keeps the forward's and the gradient's saved tensors for the second pass)."""
+        idx, batch = self._batch(t)
+        objective = batch_objective(self.task, self.rest, batch, self.schedule.weight_decay)
+        return PRODUCT_MEMORY_FACTOR * saved_bytes(lambda p: objective(p, self._ones(state, len(idx))), state[0])
+
     def linearise(self, t: int, state: State) -> tuple[State, Callable[[State], tuple[State, Tensor]]]:
         """``(s_{t+1}, pullback)``: the pullback maps a stack of adjoints ``a_{t+1}`` (leading dimension: one per
         query) to ``(a_t, ∂/∂w_B)``; it holds the step's graph (the batch's activations) until dropped."""
@@ -107,9 +118,11 @@ def _copy(state: State) -> State:
 
 
 def weight_gradients(task: Task, params0: Mapping[str, Tensor], rest: Mapping[str, Tensor], train: Any,
-                     schedule: Schedule, queries: Any, horizons: Sequence[int], n_train: int) -> AdjointResult:
+                     schedule: Schedule, queries: Any, horizons: Sequence[int], n_train: int,
+                     memory_budget: int | None = None) -> AdjointResult:
     """``∂ℓ(q, θ_T)/∂wᵢ`` [len(horizons), n_queries, n_train] for each ``T`` in ``horizons``, from one forward replay
-    and one reverse sweep: the adjoint of horizon ``T`` joins the sweep when it reaches step ``T``."""
+    and one reverse sweep: the adjoint of horizon ``T`` joins the sweep when it reaches step ``T``. The pass keeps
+    every step's graph when they fit ``memory_budget`` (default ``GRAPH_MEMORY_BUDGET``), else checkpoints."""
     horizons = [int(h) for h in horizons]
     if not horizons or min(horizons) < 1:
         raise ConfigError(f"horizons must be positive numbers of steps, got {horizons}")
@@ -121,7 +134,11 @@ def weight_gradients(task: Task, params0: Mapping[str, Tensor], rest: Mapping[st
     space = ParamSpace(p0)
     run = Replay(task, rest, train, schedule, dtype)
     zeros = {k: torch.zeros_like(v) for k, v in p0.items()}
-    seg = segment_length(t_max)
+    bytes_per_state = 3 * space.dim * torch.finfo(dtype).bits // 8
+    budget = GRAPH_MEMORY_BUDGET if memory_budget is None else memory_budget
+    with task.evaluating():
+        whole = t_max * (run.graph_bytes(0, (p0, zeros, zeros)) + bytes_per_state) <= budget
+    seg = t_max if whole else segment_length(t_max)
     n_q = batch_len(queries)
     out = torch.zeros(len(horizons), n_q, n_train, dtype=dtype, device=next(iter(p0.values())).device)
     with task.evaluating():
@@ -150,12 +167,11 @@ def weight_gradients(task: Task, params0: Mapping[str, Tensor], rest: Mapping[st
                 for row, k in enumerate(slots):
                     out[k][:, idx] += dw[row]
             del states, backs
-    bytes_per_state = 3 * space.dim * torch.finfo(dtype).bits // 8
-    return AdjointResult(out, segment_count(t_max), peak, bytes_per_state, seg)
+    return AdjointResult(out, len(starts), peak, bytes_per_state, seg)
 
 
 def segment_count(steps: int) -> int:
-    """Checkpoints stored for a pass of ``steps`` steps: one per segment."""
+    """Checkpoints stored for a checkpointed pass of ``steps`` steps: one per segment."""
     return -(-steps // segment_length(steps))
 
 
