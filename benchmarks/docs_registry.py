@@ -271,6 +271,8 @@ FIGURES: dict[str, Figure] = {
         f"T = 1000")),
     "unrolled-cost-one": Figure("unrolled-cost", lambda rs: S.ratio_range(rs, queries=1)),
     "unrolled-cost-block": Figure("unrolled-cost", lambda rs: S.ratio_range(rs, queries=20, per_query=True)),
+    "unrolled-cost-products": Figure("unrolled-cost-20", lambda d: "{:.1f}–{:.1f} replays".format(
+        *(f(r["floor_s"] / r["replay_s"] - 1 for r in d["rows"]) for f in (min, max)))),
     "unrolled-cost-rss": Figure("unrolled-cost-1", lambda d: f"{d['rows'][0]['process_peak_rss_mb']:.0f} to "
                                 f"{d['rows'][-1]['process_peak_rss_mb']:.0f} MiB between T = {d['rows'][0]['T']} and "
                                 f"T = {d['rows'][-1]['T']}"),
