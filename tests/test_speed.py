@@ -329,3 +329,25 @@ def test_horizon_krylov_tol_sizes_the_query_space_by_convergence(width, n):
     assert cost["products"] / cost["queries"] < 60
     with pytest.raises(ConfigError, match="krylov_tol"):
         fitted(krylov_tol=0)
+
+
+def test_an_unchecked_hessian_sample_is_measured_once_and_a_drift_is_said(logistic, monkeypatch):
+    from ifscope.estimators import arnoldi
+    from ifscope.estimators.arnoldi_sizing import sample_drift
+    model, train, test, wd = logistic
+    task = ifscope.classification(model)
+
+    def fit(**opts):
+        return ifscope.Influence(task, train, method="arnoldi", rank=5, iterations=12, weight_decay=wd,
+                                 dtype=torch.float64, progress=False, **opts).fit().estimator
+    full = fit()
+    assert full.sample_checks == [] and full.warnings == []  # the whole training set: nothing to check
+    monkeypatch.setattr(arnoldi, "SAMPLE_WARN", float("inf"))
+    quiet = fit(hessian_samples=10)
+    (check,) = quiet.sample_checks
+    assert check["hessian_samples"] == 10 and check["drift"] > 0 and quiet.warnings == []
+    assert check["drift"] == sample_drift(quiet.ctx, quiet.pairs, 10)[0]  # the disjoint next 10 examples
+    monkeypatch.setattr(arnoldi, "SAMPLE_WARN", check["drift"] / 2)
+    with pytest.warns(ifscope.NumericalWarning, match="Hessian sample of 10 examples differ by a median"):
+        loud = fit(hessian_samples=10)
+    assert len(loud.warnings) == 1 and loud.sample_checks == quiet.sample_checks

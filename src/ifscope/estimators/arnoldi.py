@@ -38,6 +38,7 @@ from .base import CurvatureEstimator
 from .horizon import check_horizon, horizon_filter
 
 PROJECTION_TOL = 0.01  # largest relative error of low-precision projections (in the scores' metric) that is kept
+SAMPLE_WARN = 0.1  # median relative drift of the top Ritz values on a disjoint sample above which a fit warns
 
 
 @dataclass
@@ -122,8 +123,25 @@ class Arnoldi(CurvatureEstimator):
         self.set_eigenpairs(pairs)
         self.warnings = arnoldi_health(result.breakdown, result.steps, iterations, dim, rank, self.pairs.values,
                                        ctx.damping)
+        if tol is None and op.n < n:
+            self.warnings += self._check_sample(pairs, op.n)
         self.ritz_values = self.pairs.ritz  # all of them, for the spectrum
         self.left_out = self._left_out()
+
+    def _check_sample(self, pairs, samples: int) -> list[str]:
+        """A Hessian sample that no ``sample_tol`` grew (``hessian_samples``, or a time budget's choice) is measured
+        once on a disjoint sample; a drift above ``SAMPLE_WARN`` is said, since the scores then depend on the sample."""
+        drift, calls = sample_drift(self.ctx, pairs, samples)
+        self.hvp_calls += calls
+        self.sample_checks.append({"hessian_samples": samples, "drift": drift})
+        if drift <= SAMPLE_WARN:
+            return []
+        message = (f"the top eigenvalues fitted on a Hessian sample of {samples} examples differ by a median "
+                   f"{drift:.0%} from their Rayleigh quotients on a disjoint sample (above {SAMPLE_WARN:.0%}): the "
+                   "basis depends on which examples were sampled, and the scores with it; use a larger "
+                   "hessian_samples=..., or sample_tol=0.1 to grow the sample until it holds")
+        warnings.warn(message, NumericalWarning, stacklevel=4)
+        return [message]
 
     def chosen(self) -> dict | None:
         """What ``time_budget_s`` chose (the budget's plan, and the Hessian sample and iterations run), or None."""
