@@ -231,6 +231,19 @@ def run_caption(d: dict[str, Any]) -> str:
     return f"{d['_meta']['threads']} thread(s), {d['_meta']['seconds']:.0f} s"
 
 
+def fit_sample_table(results: dict[str, dict[str, Any]]) -> str:
+    """``ifscope fit`` runs side by side: the Hessian sample, its measured drift on a disjoint sample, whether the
+    fit warned, and the seconds."""
+    rows = ["| command | Hessian sample | drift on a disjoint sample | warned | fit s |", "|---|---:|---:|---|---:|"]
+    for d in results.values():
+        check = (d["sample_checks"] or [None])[-1]
+        drift = f"{check['drift']:.1%}" if check else "– (nothing to check)"
+        rows.append(f"| `{d['_meta']['command']}` | {check['hessian_samples'] if check else 'all ' + str(d['n_train'])} "
+                    f"| {drift} | "
+                    f"{'yes' if d['warnings'] else 'no'} | {d['seconds']:.1f} |")
+    return "\n".join(rows) + f"\n\n{thread_counts(d['_meta']['threads'] for d in results.values())} thread(s)."
+
+
 def self_influence_table(d: dict[str, Any]) -> str:
     """The flip detector's ROC AUC and the top suspects, of ``ifscope self-influence`` on a recipe that flips labels."""
     rows = ["| rank | training example | self-influence | flipped |", "|---:|---:|---:|---|"]

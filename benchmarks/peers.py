@@ -320,7 +320,11 @@ def main() -> None:
                        vs_exact=mean_spearman(scores, exact) if exact_name != "none" else float("nan"))
             for t, step in enumerate(gt.steps):
                 row[f"vs_gt_T{step}"] = mean_spearman(scores[:, ids], gt.delta[t].T)
-            cost = getattr(getattr(getattr(fn, "inf", None), "estimator", None), "query_cost", None)
+            est = getattr(getattr(fn, "inf", None), "estimator", None)
+            if getattr(est, "sample_checks", None):  # an ifscope fit on a Hessian sample: its measured drift
+                row.update(sample_drift=est.sample_checks[-1]["drift"], samples=est.sample_checks[-1]["hessian_samples"],
+                           warned=any("Hessian sample" in w for w in est.warnings))
+            cost = getattr(est, "query_cost", None)
             if cost and cost["queries"]:  # the horizon method's query side: curvature products and seconds per query
                 row.update(query_products=cost["products"] / cost["queries"],
                            query_s=cost["seconds"] / cost["queries"])

@@ -85,7 +85,12 @@ def render_summary(summary: dict, rows: list[dict]) -> str:
         if "graddot_ratio" in e:
             out.append(f"graddot end to end {e['graddot_cpu_s']:.3f} CPU s -> {e['graddot_ratio']:.2f}x the floor "
                        "(target <= 3)")
+    from ifscope.estimators.arnoldi_sizing import SAMPLE_WARN
     for r in rows:
+        if "sample_drift" in r:
+            out.append(f"{r['method']}: the top eigenvalues of its {r['samples']}-example Hessian sample drift "
+                       f"{r['sample_drift']:.0%} on a disjoint sample; the fit "
+                       + (f"warned (above {SAMPLE_WARN:.0%})" if r["warned"] else f"did not warn (within {SAMPLE_WARN:.0%})"))
         if "query_s" in r:
             out.append(f"{r['method']} query side: {r['query_products']:.0f} curvature products and "
                        f"{r['query_s']:.3f} s per query")

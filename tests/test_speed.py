@@ -332,7 +332,7 @@ def test_horizon_krylov_tol_sizes_the_query_space_by_convergence(width, n):
 
 
 def test_an_unchecked_hessian_sample_is_measured_once_and_a_drift_is_said(logistic, monkeypatch):
-    from ifscope.estimators import arnoldi
+    from ifscope.estimators import arnoldi_sizing as arnoldi
     from ifscope.estimators.arnoldi_sizing import sample_drift
     model, train, test, wd = logistic
     task = ifscope.classification(model)
@@ -351,3 +351,7 @@ def test_an_unchecked_hessian_sample_is_measured_once_and_a_drift_is_said(logist
     with pytest.warns(ifscope.NumericalWarning, match="Hessian sample of 10 examples differ by a median"):
         loud = fit(hessian_samples=10)
     assert len(loud.warnings) == 1 and loud.sample_checks == quiet.sample_checks
+    state = loud.state_dict()  # a reopened run keeps the measurement and says it again
+    with pytest.warns(ifscope.NumericalWarning, match="Hessian sample of 10 examples"):
+        loud.load_state_dict(state)
+    assert loud.sample_checks == quiet.sample_checks and len(loud.warnings) == 1

@@ -37,6 +37,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         lines.append(f"options changed: dropped {len(inf.dropped)} artifacts made under the old ones")
     if inf.chosen:
         lines.append(inf.chosen["text"])
+    checks = list(getattr(est, "sample_checks", None) or [])
+    for c in checks:
+        lines.append(f"Hessian sample of {c['hessian_samples']}: its top eigenvalues drift {c['drift']:.1%} on a "
+                     "disjoint sample of the training set")
     return {**run_facts(inf), "workdir": str(args.workdir), "method": inf.method, "reused": inf.reused,
             "dropped": inf.dropped, "n_train": inf.n_train, "n_parameters": est.ctx.space.dim,
-            "eigenvalues": eigenvalues, "seconds": seconds, "chosen": inf.chosen, "summary": "\n".join(lines)}
+            "eigenvalues": eigenvalues, "seconds": seconds, "chosen": inf.chosen, "sample_checks": checks,
+            "warnings": list(getattr(est, "warnings", None) or []), "summary": "\n".join(lines)}

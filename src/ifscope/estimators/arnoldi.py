@@ -22,23 +22,28 @@ from ..core.decisions import decided, path_key
 from ..core.errors import ConfigError, NumericalWarning
 from ..core.krylov import (
     SELECT_RULES,
-    ArnoldiResult,
     Eigenpairs,
     Spectrum,
-    arnoldi,
-    block_arnoldi,
     default_step,
     distill,
-    relative_residuals,
 )
 from ..core.projection import PathChoice, low_precision_error, measure_paths, project
 from ..options import choice, positive_int, positive_number
-from .arnoldi_sizing import BLOCK, RANK, RITZ_TOL, SAMPLE_START, budget_plan, measured_block, sample_drift
+from .arnoldi_sizing import (
+    BLOCK,
+    RANK,
+    RITZ_TOL,
+    SAMPLE_START,
+    budget_plan,
+    measured_block,
+    run_krylov,
+    sample_drift,
+    sample_warnings,
+)
 from .base import CurvatureEstimator
 from .horizon import check_horizon, horizon_filter
 
 PROJECTION_TOL = 0.01  # largest relative error of low-precision projections (in the scores' metric) that is kept
-SAMPLE_WARN = 0.1  # median relative drift of the top Ritz values on a disjoint sample above which a fit warns
 
 
 @dataclass
@@ -107,41 +112,25 @@ class Arnoldi(CurvatureEstimator):
         while True:
             # damping is applied to the kept eigenvalues, not inside the operator, so that the basis is undamped
             op = ctx.curvature_operator(damping=0.0, samples=samples)
-            result = self._krylov(op, iterations, block)
+            result = run_krylov(ctx, op, iterations, block, self.rank, str(self.options["select"]),
+                                self.options["ritz_tol"])
             self.hvp_calls += op.calls
             pairs = distill(result, rank, str(self.options["select"]))
-            if tol is None or op.n >= n:
+            if op.n >= n:
                 break
-            drift, calls = sample_drift(ctx, pairs, op.n)
+            drift, calls = sample_drift(ctx, pairs, op.n)  # any sample is measured on a disjoint one
             self.hvp_calls += calls
             self.sample_checks.append({"hessian_samples": op.n, "drift": drift})
-            if drift <= tol:
+            if tol is None or drift <= tol:  # without sample_tol, a drift is said (sample_warnings), not grown
                 break
             samples = min(n, 2 * op.n)
         self.hessian_samples_used, self.iterations_used = op.n, result.steps
         self.breakdown = result.breakdown
         self.set_eigenpairs(pairs)
         self.warnings = arnoldi_health(result.breakdown, result.steps, iterations, dim, rank, self.pairs.values,
-                                       ctx.damping)
-        if tol is None and op.n < n:
-            self.warnings += self._check_sample(pairs, op.n)
+                                       ctx.damping) + sample_warnings(self.sample_checks, tol)
         self.ritz_values = self.pairs.ritz  # all of them, for the spectrum
         self.left_out = self._left_out()
-
-    def _check_sample(self, pairs, samples: int) -> list[str]:
-        """A Hessian sample that no ``sample_tol`` grew (``hessian_samples``, or a time budget's choice) is measured
-        once on a disjoint sample; a drift above ``SAMPLE_WARN`` is said, since the scores then depend on the sample."""
-        drift, calls = sample_drift(self.ctx, pairs, samples)
-        self.hvp_calls += calls
-        self.sample_checks.append({"hessian_samples": samples, "drift": drift})
-        if drift <= SAMPLE_WARN:
-            return []
-        message = (f"the top eigenvalues fitted on a Hessian sample of {samples} examples differ by a median "
-                   f"{drift:.0%} from their Rayleigh quotients on a disjoint sample (above {SAMPLE_WARN:.0%}): the "
-                   "basis depends on which examples were sampled, and the scores with it; use a larger "
-                   "hessian_samples=..., or sample_tol=0.1 to grow the sample until it holds")
-        warnings.warn(message, NumericalWarning, stacklevel=4)
-        return [message]
 
     def chosen(self) -> dict | None:
         """What ``time_budget_s`` chose (the budget's plan, and the Hessian sample and iterations run), or None."""
@@ -149,31 +138,6 @@ class Arnoldi(CurvatureEstimator):
         if fitted is None:
             return None
         return {**fitted.as_dict(), "text": str(fitted)}
-
-    def _krylov(self, op, iterations: int, block: int) -> ArnoldiResult:
-        ctx, dim = self.ctx, op.dim
-        bar = ctx.progress("Arnoldi iterations", min(iterations, dim))
-        done = [0]
-
-        def tick(j: int) -> None:
-            if bar is not None:
-                bar.update(j - done[0])
-            done[0] = j
-        rank, select, tol = self.rank, str(self.options["select"]), self.options["ritz_tol"]
-
-        def converged(so_far: ArnoldiResult) -> bool:  # every kept pair's relative residual within ritz_tol
-            rel = relative_residuals(so_far, rank, select)
-            return len(rel) == rank and float(rel.max()) <= tol
-        stop = None if tol is None else converged
-        if block == 1:
-            result = arnoldi(op.matvec, dim, iterations, seed=ctx.seed, dtype=ctx.dtype, device=ctx.device,
-                             progress=tick, stop=stop)
-        else:
-            result = block_arnoldi(op.matmat, dim, iterations, block, seed=ctx.seed, dtype=ctx.dtype,
-                                   device=ctx.device, progress=tick, stop=stop)
-        if bar is not None:
-            bar.close()
-        return result
 
     def rebound(self) -> None:
         self.set_eigenpairs(self.pairs)
@@ -285,6 +249,9 @@ class Arnoldi(CurvatureEstimator):
                  "breakdown": torch.tensor(bool(self.breakdown)),
                  "hessian_samples_used": torch.tensor(self.hessian_samples_used),
                  "iterations_used": torch.tensor(self.iterations_used)}
+        if self.sample_checks:  # (examples, drift) of each sample check, so that a reopened run still says a drift
+            state["sample_checks"] = torch.tensor([[c["hessian_samples"], c["drift"]] for c in self.sample_checks],
+                                                  dtype=torch.float64)
         if self.plan is not None:  # what the time budget chose, so that a reopened run can say it
             state["plan"] = torch.tensor([self.plan.iterations, self.plan.hessian_samples, self.plan.per_product_s,
                                           self.plan.predicted_s, self.plan.budget_s], dtype=torch.float64)
@@ -300,7 +267,9 @@ class Arnoldi(CurvatureEstimator):
             self.hessian_samples_used = int(state["hessian_samples_used"])
             self.iterations_used = int(state["iterations_used"])
         self.ritz_values = state.get("ritz_values", state["eigenvalues"])
-        self.hvp_calls, self.warnings = 0, []
+        self.sample_checks = [{"hessian_samples": int(n), "drift": float(d)}
+                              for n, d in state["sample_checks"].tolist()] if "sample_checks" in state else []
+        self.hvp_calls, self.warnings = 0, sample_warnings(self.sample_checks, self.options["sample_tol"])
         self.breakdown = bool(state["breakdown"]) if "breakdown" in state else False
         self.left_out = self._left_out()
 

@@ -4,13 +4,15 @@ sample a time budget affords (``time_budget_s``)."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import torch
 
 from ..core.budget import PROBE_EXAMPLES, Plan, measure_product, plan
 from ..core.decisions import decided, path_key
-from ..core.krylov import Eigenpairs
+from ..core.errors import NumericalWarning
+from ..core.krylov import ArnoldiResult, Eigenpairs, arnoldi, block_arnoldi, relative_residuals
 from .base import Context
 
 BLOCK = 16  # products per block step: the default, and what block=0 weighs against one
@@ -18,6 +20,7 @@ RANK = 100  # eigenpairs kept by default (at most the selected parameters and th
 RITZ_TOL = 0.1  # default ritz_tol: every kept pair's residual within a tenth of its eigenvalue
 SAMPLE_START = 128  # first Hessian sample of the sample_tol check when hessian_samples is not given
 CHECKED = 16  # top Ritz values the sample check compares
+SAMPLE_WARN = 0.1  # median relative drift of the top Ritz values on a disjoint sample above which a fit warns
 
 
 @dataclass
@@ -61,3 +64,47 @@ def sample_drift(ctx: Context, pairs: Eigenpairs, samples: int) -> tuple[float, 
     rayleigh = (check.matmat(top) * top).sum(1)
     drift = float(((rayleigh - lam).abs() / lam.abs().clamp_min(torch.finfo(lam.dtype).tiny)).median())
     return drift, check.calls
+
+
+def sample_warnings(checks: list[dict[str, float]], sample_tol: float | None) -> list[str]:
+    """For a Hessian sample no ``sample_tol`` grew: the warning (also emitted) when the last check's drift exceeds
+    ``SAMPLE_WARN``, since the basis, and the scores with it, then depend on which examples were sampled."""
+    if sample_tol is not None or not checks:
+        return []
+    samples, drift = checks[-1]["hessian_samples"], checks[-1]["drift"]
+    if drift <= SAMPLE_WARN:
+        return []
+    message = (f"the top eigenvalues fitted on a Hessian sample of {int(samples)} examples differ by a median "
+               f"{drift:.0%} from their Rayleigh quotients on a disjoint sample (above {SAMPLE_WARN:.0%}): the basis "
+               "depends on which examples were sampled, and the scores with it; use a larger hessian_samples=..., "
+               "or sample_tol=0.1 to grow the sample until it holds")
+    warnings.warn(message, NumericalWarning, stacklevel=4)
+    return [message]
+
+
+def run_krylov(ctx: Context, op, iterations: int, block: int, rank: int, select: str,
+               ritz_tol: float | None) -> ArnoldiResult:
+    """At most ``iterations`` Arnoldi steps on ``op`` (``block`` products each), stopped once the ``rank`` kept Ritz
+    pairs all have relative residuals within ``ritz_tol`` (None: every step), with a progress bar."""
+    dim = op.dim
+    bar = ctx.progress("Arnoldi iterations", min(iterations, dim))
+    done = [0]
+
+    def tick(j: int) -> None:
+        if bar is not None:
+            bar.update(j - done[0])
+        done[0] = j
+
+    def converged(so_far: ArnoldiResult) -> bool:  # every kept pair's relative residual within ritz_tol
+        rel = relative_residuals(so_far, rank, select)
+        return len(rel) == rank and float(rel.max()) <= ritz_tol  # type: ignore[operator]
+    stop = None if ritz_tol is None else converged
+    if block == 1:
+        result = arnoldi(op.matvec, dim, iterations, seed=ctx.seed, dtype=ctx.dtype, device=ctx.device,
+                         progress=tick, stop=stop)
+    else:
+        result = block_arnoldi(op.matmat, dim, iterations, block, seed=ctx.seed, dtype=ctx.dtype,
+                               device=ctx.device, progress=tick, stop=stop)
+    if bar is not None:
+        bar.close()
+    return result
