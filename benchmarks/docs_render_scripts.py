@@ -256,3 +256,14 @@ def peers_same_kind(d: dict[str, Any]) -> str:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import peers_report
     return peers_report.same_kind(d["rows"])
+
+
+def peers_every_t(d: dict[str, Any], name: str = "ifscope defaults", target: float = 0.5) -> str:
+    """A figure of benchmarks/peers.py: ``name``'s seconds against the fastest peer at least as good at every T."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import peers_report
+    v = peers_report.verdict(d["rows"], list(d["args"]["steps"]), name)
+    if v is None or v["fastest_as_good"] is None:
+        return "no peer is as good at every T (met)"
+    return (f"{v['ratio']:.2f}× {v['fastest_as_good']} ({v['seconds']:.2f} s against {v['its_seconds']:.2f} s; "
+            f"{'met' if v['ratio'] <= target else 'not met'})")
