@@ -46,7 +46,9 @@ def run_top(recipe: str, threads: int, extra: list[str]) -> dict:
     chose = next((": ".join(parts[1:]) for parts in lines if len(parts) == 3 and parts[0] == "ifscope"
                   and parts[1] in METHODS), "")
     first = out["queries"][0]
+    warned = [line.strip() for line in proc.stderr.splitlines() if "NumericalWarning" in line]
     return {"recipe": recipe, "seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1), "threads": threads, "chose": chose, "view": out["view"],
+            "warnings": warned,
             "query": first.get("text", f"#{first['index']}"),
             "proponents": [e.get("text", f"#{e['index']}") for e in first["proponents"][:3]], "texts": "text" in first}
 

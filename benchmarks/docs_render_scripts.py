@@ -131,8 +131,19 @@ def _set_options(r: dict[str, Any]) -> str:
     return f"{method}: " + ", ".join(o for o in options.split(", ") if not o.endswith("(library)"))
 
 
+def _short_warning(line: str) -> str:
+    """The gist of a NumericalWarning line of ``ifscope top``: a Hessian sample's drift, or the warning's first words."""
+    import re
+    drift = re.search(r"Hessian sample of (\d+) examples differ by a median (\d+%)", line)
+    if drift:
+        return f"the {drift[1]}-example Hessian sample drifts {drift[2]}"
+    return line.split("NumericalWarning: ", 1)[-1][:60] + "…"
+
+
 DEFAULTS_COLUMNS = [("recipe", "{recipe}"), ("wall s", "{seconds:.1f}"), ("CPU s (user + sys)", "{cpu_seconds:.1f}"),
                     ("load at end", "{load:.1f}"), ("options set (the rest: the library's)", _set_options),
+                    ("fit's warnings", lambda r: "not recorded" if "warnings" not in r
+                     else "; ".join(_short_warning(w) for w in r["warnings"]) or "none"),
                     ("first query's top proponents", _proponents)]
 
 
