@@ -17,8 +17,9 @@ from .files import read_json, write_json
 from .projection import PathChoice
 
 FILE = "projection-paths.json"
-# keys start with a version: measurements made before the paths changed (v2: the vmap path projects parameter by
-# parameter without assembling flat gradients) are not reused
+# keys start with a version: measurements made before the paths or their timing changed are not reused (v2: the vmap
+# path projects parameter by parameter without assembling flat gradients; v3: each path timed twice, the warm time
+# kept, since a first call on a full batch also pays for its memory)
 _memo: dict[str, Any] = {}
 _held = [0]  # depth of decided() calls in progress in this process
 
@@ -35,7 +36,7 @@ def path_key(params: dict[str, Any], rank: int, batch_size: int, dtype: Any, dev
     thread count."""
     import torch
     shapes = ";".join(f"{n}{tuple(p.shape)}" for n, p in params.items())
-    return f"v2|{shapes}|k={rank}|b={batch_size}|{dtype}|{torch.device(device).type}|threads={torch.get_num_threads()}"
+    return f"v3|{shapes}|k={rank}|b={batch_size}|{dtype}|{torch.device(device).type}|threads={torch.get_num_threads()}"
 
 
 def decided(key: str, measure: Callable[[], tuple[Any, Any]], kind: type = PathChoice) -> tuple[Any, Any]:
