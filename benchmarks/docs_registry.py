@@ -309,6 +309,7 @@ FIGURES: dict[str, Figure] = {
                              ("fast", "rank=64 iterations=128 block=16 hessian_samples=256 projection_dtype=bfloat16"))},
     **{f"{name}-same-kind": Figure(name, S.peers_same_kind) for name in ("peers-small-all", "peers-big")},
     **{f"{name}-defaults-every-t": Figure(name, S.peers_every_t) for name in ("peers-wide", "peers-mnist1d")},
+    **{f"{name}-defaults-loss": Figure(name, S.peers_defaults_loss) for name in ("peers-wide", "peers-mnist1d")},
     "top-tweets-minilm": Figure("top-tweets", lambda d: (lambda r: f"{r['seconds']:.0f} s wall and {r['cpu_seconds']:.0f} "
                                 f"CPU s at {d['_meta']['threads']} threads (issue 22's target, 60 s wall: "
                                 f"{'met' if r['seconds'] <= 60 else 'not met'})")(

@@ -278,3 +278,14 @@ def peers_every_t(d: dict[str, Any], name: str = "ifscope defaults", target: flo
         return "no peer is as good at every T (met)"
     return (f"{v['ratio']:.2f}× {v['fastest_as_good']} ({v['seconds']:.2f} s against {v['its_seconds']:.2f} s; "
             f"{'met' if v['ratio'] <= target else 'not met'})")
+
+
+def peers_defaults_loss(d: dict[str, Any], name: str = "ifscope defaults", reference: str = "ifscope arnoldi",
+                        allowed: float = 0.02) -> str:
+    """A figure of benchmarks/peers.py: ``name``'s Spearman with the ground truth less ``reference``'s, at each T."""
+    rows = {r["method"]: r for r in d["rows"]}
+    steps = d["args"]["steps"]
+    deltas = [rows[name][f"vs_gt_T{t}"] - rows[reference][f"vs_gt_T{t}"] for t in steps]
+    missed = [t for t, x in zip(steps, deltas) if x < -allowed]
+    return (" / ".join(f"{x:+.2f}" for x in deltas) + f" at T = {' / '.join(map(str, steps))} (at most {allowed} "
+            "lost: " + ("met" if not missed else f"not met at T = {', '.join(map(str, missed))}") + ")")
