@@ -11,7 +11,7 @@ from cli_helpers import TINY
 import ifscope
 from ifscope.cli import main
 from ifscope.core import krylov
-from ifscope.estimators import arnoldi as arnoldi_estimator
+from ifscope.estimators import arnoldi_sizing as arnoldi_estimator  # where the estimator runs its Krylov loop
 from ifscope.run.store import CURVATURE, RunDir
 
 FIT = ["--recipe", TINY, "--rank", "30", "--iterations", "40", "--hessian-samples", "64", "--block", "1"]
