@@ -33,6 +33,18 @@ def test_digits_cnn_is_cached_with_its_batchnorm_statistics(tmp_cache):
     assert not torch.equal(other.model.state_dict()["1.weight"], a["1.weight"])
 
 
+def test_test_accuracy_is_measured_once_per_cache_entry_and_matches_the_model(tmp_cache, monkeypatch):
+    from ifscope.recipes import common
+    first = load_recipe("digits-cnn", **TINY_CNN)
+    expected = common.accuracy(first.task, first.test)
+    assert first.info["test_accuracy"] == expected
+    calls = []
+    monkeypatch.setattr(common, "accuracy", lambda *a, **k: calls.append(1) or -1.0)
+    again = load_recipe("digits-cnn", **TINY_CNN)
+    assert again.info["cached"] and again.info["test_accuracy"] == expected and not calls  # read, not recomputed
+    assert load_recipe("digits-cnn", **{**TINY_CNN, "seed": 1}).info["test_accuracy"] == -1.0 and calls  # a new entry measures
+
+
 def test_influence_on_a_batchnorm_cnn_ignores_the_callers_train_mode():
     r = load_recipe("digits-cnn", **TINY_CNN)
     x, y = r.test

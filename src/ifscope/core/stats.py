@@ -8,8 +8,9 @@ import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from scipy import stats
-from scipy.optimize import minimize_scalar
+
+# scipy is imported where it is used: `import scipy.stats` costs about 2 s, which every CLI command paid at start-up
+# through this module although most never compute a correlation.
 
 
 def _finite(value: float) -> float:
@@ -21,6 +22,7 @@ def pearson(a, b) -> float:
     a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
     if len(a) < 2 or a.std() == 0 or b.std() == 0:
         return float("nan")
+    from scipy import stats
     return _finite(stats.pearsonr(a, b).statistic)
 
 
@@ -29,6 +31,7 @@ def spearman(a, b) -> float:
     a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
     if len(a) < 2 or a.std() == 0 or b.std() == 0:
         return float("nan")
+    from scipy import stats
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return _finite(stats.spearmanr(a, b).statistic)
@@ -79,6 +82,7 @@ def fit_gap_growth(steps: Sequence[int], gap: Sequence[float]) -> tuple[float, f
         res = y - log_shape(r)
         return float(((res - res.mean()) ** 2).sum())
 
+    from scipy.optimize import minimize_scalar
     fit = minimize_scalar(sse, bounds=(-2.0 / t.min(), 50.0 / t.max()), method="bounded", options={"xatol": 1e-10})
     r = float(fit.x)
     return r, float(np.exp((y - log_shape(r)).mean()))

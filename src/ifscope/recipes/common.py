@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -72,6 +73,22 @@ def cached_weights(model: nn.Module, name: str, config: dict[str, Any],
     atomic_write_bytes(path, save(state))
     write_json(meta_path, {**meta, "config": config})
     return {**meta, "tensors": extra, "config": config, "cached": False, "cache_file": str(path)}
+
+
+def stored_fact(facts: dict[str, Any], key: str, compute: Callable[[], Any]) -> Any:
+    """``facts[key]``, else ``compute()`` written beside the cached weights that ``facts`` (from :func:`cached_weights`)
+    describe, so a figure of the trained model (e.g. its test accuracy: 4 s of MiniLM forwards) is paid once per cache
+    entry, not on every load. The entry's config fixes the data the figure is computed on."""
+    if key in facts:
+        return facts[key]
+    value = compute()
+    meta_path = Path(facts["cache_file"]).with_suffix(".json")
+    try:
+        write_json(meta_path, {**read_json(meta_path), key: value})
+    except OSError as exc:  # a read-only cache still answers, it only recomputes next time
+        print(f"ifscope: could not store {key} in {meta_path} ({exc})", file=sys.stderr)
+    facts[key] = value
+    return value
 
 
 def pretrain(task: Task, train: Any, *, epochs: float, batch_size: int, lr: float, weight_decay: float,

@@ -127,7 +127,7 @@ def digits_cnn(n_train: int = 500, n_test: int = 1297, width: int = 16, epochs: 
     mistakes (test accuracy 0.975) for the correction experiment to work on.
 
     Influence runs it in eval mode, where BatchNorm uses its running statistics (buffers, not parameters)."""
-    from .common import accuracy, cached_pretrain, fixed_threads, pretrain
+    from .common import accuracy, cached_pretrain, fixed_threads, pretrain, stored_fact
     config = dict(n_train=n_train, n_test=n_test, width=width, epochs=epochs, batch_size=batch_size, lr=lr,
                   weight_decay=weight_decay, flip=flip, seed=seed)
     train_ds, test_ds, flipped = digits_data(n_train, n_test, seed, flip)
@@ -143,7 +143,7 @@ def digits_cnn(n_train: int = 500, n_test: int = 1297, width: int = 16, epochs: 
         return fresh.state_dict()  # BatchNorm's running statistics are part of what training produced
     return Recipe(model, task, train_ds, test_ds,
                   info={"weight_decay": weight_decay, "flipped": flipped, "image_shape": (8, 8),
-                        "classes": [str(i) for i in range(10)], "test_accuracy": accuracy(task, test_ds), **facts},
+                        "classes": [str(i) for i in range(10)], "test_accuracy": stored_fact(facts, "test_accuracy", lambda: accuracy(task, test_ds)), **facts},
                   defaults={"influence": dict(CNN_INFLUENCE), "fade": dict(CNN_FADE),
                             "diagnose": dict(CNN_DIAGNOSE), "correct": dict(CNN_CORRECT)}, retrain=retrain)
 

@@ -67,7 +67,7 @@ def cnn(channels: int = 16, seed: int = 0) -> nn.Module:
 
 def _recipe(name: str, build, width: int, n_train: int, n_test: int, epochs: float, batch_size: int, lr: float,
             weight_decay: float, seed: int, influence: dict[str, Any]) -> Recipe:
-    from .common import accuracy, cached_pretrain, fixed_threads, pretrain
+    from .common import accuracy, cached_pretrain, fixed_threads, pretrain, stored_fact
     config = dict(n_train=n_train, n_test=n_test, width=width, epochs=epochs, batch_size=batch_size, lr=lr,
                   weight_decay=weight_decay, seed=seed)
     train_ds, test_ds = mnist1d_data(n_train, n_test)
@@ -83,7 +83,7 @@ def _recipe(name: str, build, width: int, n_train: int, n_test: int, epochs: flo
         return fresh.state_dict()
     return Recipe(model, task, train_ds, test_ds,
                   info={"weight_decay": weight_decay, "classes": [str(i) for i in range(10)],
-                        "test_accuracy": accuracy(task, test_ds), **facts},
+                        "test_accuracy": stored_fact(facts, "test_accuracy", lambda: accuracy(task, test_ds)), **facts},
                   defaults={"influence": dict(influence), "lds": dict(LDS),
                             "counterfactual": {k: LDS[k] for k in ("seeds", "queries")}},
                   retrain=retrain)

@@ -107,7 +107,7 @@ def tweets_minilm(n_train: int | str = 2000, n_test: int = 400, train_blocks: in
     The task takes influence over the trained parameters; select others with ``--last-blocks N`` or
     ``ifscope.hf_classification(recipe.model, last_blocks=N)`` (N up to 6: every block is left trainable)."""
     from ..core.hf import last_blocks_params, transformer_blocks
-    from .common import accuracy, cached_weights, pretrain
+    from .common import accuracy, cached_weights, pretrain, stored_fact
     n_train = train_size(n_train, n_test)
     (tr_texts, tr_y), (te_texts, te_y) = tweets_texts(n_train, n_test, seed)
     if max_steps < 1:
@@ -136,7 +136,7 @@ def tweets_minilm(n_train: int | str = 2000, n_test: int = 400, train_blocks: in
     return Recipe(model, task, train_ds, test_ds,
                   info={"weight_decay": weight_decay, "classes": list(CLASSES),
                         "texts": {"train": tr_texts, "test": te_texts}, "tokenizer": tokenizer,
-                        "test_accuracy": accuracy(task, test_ds), **facts},
+                        "test_accuracy": stored_fact(facts, "test_accuracy", lambda: accuracy(task, test_ds)), **facts},
                   defaults={"influence": INFLUENCE_DEFAULTS, "fade": dict(TWEETS_FADE),
                             "correct": dict(CORRECT_DEFAULTS), "diagnose": dict(TWEETS_DIAGNOSE)})
 
