@@ -9,6 +9,10 @@ empty directory to include fine-tuning.
     python benchmarks/defaults.py --threads 2                    # all built-in recipes
     python benchmarks/defaults.py --threads 1 tweets-minilm
     python benchmarks/defaults.py digits-mlp tweets-minilm --json   # the rows as JSON (docs/results/top-tweets.json)
+    python benchmarks/defaults.py --repeat 3 tweets-minilm          # each recipe 3 times: the median, and every run
+
+On a shared 2-core machine one run of the same command can take 55 s or 80 s; ``--repeat`` reports the median
+wall and CPU time of its runs and keeps each run's wall time (``walls``) beside it.
 """
 
 from __future__ import annotations
@@ -53,16 +57,27 @@ def run_top(recipe: str, threads: int, extra: list[str]) -> dict:
             "proponents": [e.get("text", f"#{e['index']}") for e in first["proponents"][:3]], "texts": "text" in first}
 
 
+def repeated(recipe: str, threads: int, extra: list[str], repeat: int) -> dict:
+    """:func:`run_top` ``repeat`` times: the last run's row with the median wall and CPU seconds, and every run's wall."""
+    import statistics
+    runs = [run_top(recipe, threads, extra) for _ in range(repeat)]
+    return {**runs[-1], "seconds": statistics.median(r["seconds"] for r in runs),
+            "cpu_seconds": statistics.median(r["cpu_seconds"] for r in runs), "walls": [r["seconds"] for r in runs]}
+
+
 def main() -> None:
     from ifscope.recipes import _registry
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("recipes", nargs="*", default=None, help="built-in recipe names (default: all)")
     p.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", 2)))
+    p.add_argument("--repeat", type=int, default=1, help="runs per recipe; the median is reported (default 1)")
     p.add_argument("--json", action="store_true", help="print the rows as one JSON list instead of a table")
     p.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more options for ifscope top")
     args = p.parse_args()
+    if args.repeat < 1:
+        p.error(f"--repeat must be at least 1, got {args.repeat}")
     if args.json:
-        print(json.dumps([{**run_top(name, args.threads, args.extra), "load": os.getloadavg()[0]}
+        print(json.dumps([{**repeated(name, args.threads, args.extra, args.repeat), "load": os.getloadavg()[0]}
                           for name in args.recipes or sorted(_registry())], indent=1))
         return
     load = os.getloadavg()[0]
@@ -71,7 +86,7 @@ def main() -> None:
           "proponents |")
     print("|---|---|---|---|---|")
     for name in args.recipes or sorted(_registry()):
-        r = run_top(name, args.threads, args.extra)
+        r = repeated(name, args.threads, args.extra, args.repeat)
         shown = "; ".join(t[:50] for t in r["proponents"])
         print(f"| {name} | {r['seconds']} | {r['cpu_seconds']} | {r['chose']} | {shown} |", flush=True)
     print(f"load average at end {os.getloadavg()[0]:.1f}")

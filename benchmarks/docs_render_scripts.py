@@ -140,7 +140,13 @@ def _short_warning(line: str) -> str:
     return line.split("NumericalWarning: ", 1)[-1][:60] + "…"
 
 
-DEFAULTS_COLUMNS = [("recipe", "{recipe}"), ("wall s", "{seconds:.1f}"), ("CPU s (user + sys)", "{cpu_seconds:.1f}"),
+def _wall(r: dict[str, Any]) -> str:
+    """The wall seconds; with ``--repeat``, the median and each run's, in order."""
+    walls = r.get("walls") or []
+    return f"{r['seconds']:.1f}" + (f" (runs: {', '.join(f'{w:.1f}' for w in walls)})" if len(walls) > 1 else "")
+
+
+DEFAULTS_COLUMNS = [("recipe", "{recipe}"), ("wall s (median)", _wall), ("CPU s (user + sys)", "{cpu_seconds:.1f}"),
                     ("load at end", "{load:.1f}"), ("options set (the rest: the library's)", _set_options),
                     ("fit's warnings", lambda r: "not recorded" if "warnings" not in r
                      else "; ".join(_short_warning(w) for w in r["warnings"]) or "none"),
