@@ -1,6 +1,8 @@
 """The fast paths against the plain ones: block Arnoldi, the Hessian sample check, the time budget, parameter-by-
 parameter projections, low-precision projections and the horizon method's query cost."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -337,8 +339,8 @@ def test_an_unchecked_hessian_sample_is_measured_once_and_a_drift_is_said(logist
     model, train, test, wd = logistic
     task = ifscope.classification(model)
 
-    def fit(**opts):
-        return ifscope.Influence(task, train, method="arnoldi", rank=5, iterations=12, weight_decay=wd,
+    def fit(**opts):  # 12 iterations leave the pairs unconverged: that warning is the next test's, not this one's
+        return ifscope.Influence(task, train, method="arnoldi", rank=5, iterations=12, weight_decay=wd, ritz_tol=None,
                                  dtype=torch.float64, progress=False, **opts).fit().estimator
     full = fit()
     assert full.sample_checks == [] and full.warnings == []  # the whole training set: nothing to check
@@ -355,3 +357,28 @@ def test_an_unchecked_hessian_sample_is_measured_once_and_a_drift_is_said(logist
     with pytest.warns(ifscope.NumericalWarning, match="Hessian sample of 10 examples"):
         loud.load_state_dict(state)
     assert loud.sample_checks == quiet.sample_checks and len(loud.warnings) == 1
+
+
+def test_a_capped_arnoldi_run_says_which_kept_pairs_have_not_converged(logistic):
+    """12 iterations for 5 pairs stop before the Ritz check holds: the fit says so (and says it again when reopened);
+    enough iterations to converge, or ritz_tol=None, say nothing."""
+    model, train, test, wd = logistic
+    task = ifscope.classification(model)
+
+    def fit(**opts):
+        return ifscope.Influence(task, train, method="arnoldi", rank=5, weight_decay=wd, dtype=torch.float64,
+                                 progress=False, **opts).fit().estimator
+    with pytest.warns(ifscope.NumericalWarning, match=r"of the 5 kept Ritz pairs had not converged after 12 iter"):
+        capped = fit(iterations=12)
+    rel = capped.pairs.residuals / capped.pairs.values.abs()
+    assert float(rel.max()) > 0.1 and len(capped.warnings) == 1
+    assert capped.warnings[0].startswith(f"{int((rel > 0.1).sum())} of the 5")
+    with pytest.warns(ifscope.NumericalWarning, match="had not converged after 12 iterations"):
+        capped.load_state_dict(capped.state_dict())
+    assert len(capped.warnings) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ifscope.NumericalWarning)
+        converged = fit(iterations=200)
+        quiet = fit(iterations=12, ritz_tol=None)
+    assert converged.warnings == [] and quiet.warnings == []
+    assert float((converged.pairs.residuals / converged.pairs.values.abs()).max()) <= 0.1

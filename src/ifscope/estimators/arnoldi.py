@@ -36,6 +36,7 @@ from .arnoldi_sizing import (
     SAMPLE_START,
     budget_plan,
     measured_block,
+    ritz_warnings,
     run_krylov,
     sample_drift,
     sample_warnings,
@@ -128,7 +129,8 @@ class Arnoldi(CurvatureEstimator):
         self.breakdown = result.breakdown
         self.set_eigenpairs(pairs)
         self.warnings = arnoldi_health(result.breakdown, result.steps, iterations, dim, rank, self.pairs.values,
-                                       ctx.damping) + sample_warnings(self.sample_checks, tol)
+                                       ctx.damping) + sample_warnings(self.sample_checks, tol) \
+            + ritz_warnings(pairs, self.options["ritz_tol"], result.steps)
         self.ritz_values = self.pairs.ritz  # all of them, for the spectrum
         self.left_out = self._left_out()
 
@@ -269,7 +271,9 @@ class Arnoldi(CurvatureEstimator):
         self.ritz_values = state.get("ritz_values", state["eigenvalues"])
         self.sample_checks = [{"hessian_samples": int(n), "drift": float(d)}
                               for n, d in state["sample_checks"].tolist()] if "sample_checks" in state else []
-        self.hvp_calls, self.warnings = 0, sample_warnings(self.sample_checks, self.options["sample_tol"])
+        self.hvp_calls = 0
+        self.warnings = sample_warnings(self.sample_checks, self.options["sample_tol"]) + ritz_warnings(
+            self.pairs, self.options["ritz_tol"], getattr(self, "iterations_used", None))
         self.breakdown = bool(state["breakdown"]) if "breakdown" in state else False
         self.left_out = self._left_out()
 

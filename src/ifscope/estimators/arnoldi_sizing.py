@@ -66,6 +66,29 @@ def sample_drift(ctx: Context, pairs: Eigenpairs, samples: int) -> tuple[float, 
     return drift, check.calls
 
 
+def _said(message: str) -> list[str]:
+    """Emit a fit's numerical-health ``message`` at the user's call and return it for ``estimator.warnings``."""
+    warnings.warn(message, NumericalWarning, stacklevel=5)
+    return [message]
+
+
+def ritz_warnings(pairs: Eigenpairs, ritz_tol: float | None, iterations: int | None) -> list[str]:
+    """The warning (also emitted) when the iteration cap (or a time budget) ended the run before every kept pair's
+    relative residual ``‖Hu − λu‖/|λ|`` came within ``ritz_tol``: the scores along those directions then depend on
+    the iteration count. ``ritz_tol=None`` asks for no check."""
+    if ritz_tol is None or not len(pairs.values):
+        return []
+    rel = pairs.residuals.double() / pairs.values.double().abs().clamp_min(torch.finfo(torch.float64).tiny)
+    if float(rel.max()) <= ritz_tol:
+        return []
+    after = f"after {iterations} iterations" if iterations is not None else "when the run ended"
+    message = (f"{int((rel > ritz_tol).sum())} of the {len(rel)} kept Ritz pairs had not converged {after}: their "
+               f"relative residual ‖Hu − λu‖/|λ| reaches {float(rel.max()):.2g} (ritz_tol={ritz_tol:g}), so the "
+               "scores along them depend on where the iteration stopped; raise iterations=... or lower rank=..., or "
+               "pass ritz_tol=None to accept the pairs as they are")
+    return _said(message)
+
+
 def sample_warnings(checks: list[dict[str, float]], sample_tol: float | None) -> list[str]:
     """For a Hessian sample no ``sample_tol`` grew: the warning (also emitted) when the last check's drift exceeds
     ``SAMPLE_WARN``, since the basis, and the scores with it, then depend on which examples were sampled."""
@@ -78,8 +101,7 @@ def sample_warnings(checks: list[dict[str, float]], sample_tol: float | None) ->
                f"{drift:.0%} from their Rayleigh quotients on a disjoint sample (above {SAMPLE_WARN:.0%}): the basis "
                "depends on which examples were sampled, and the scores with it; use a larger hessian_samples=..., "
                "or sample_tol=0.1 to grow the sample until it holds")
-    warnings.warn(message, NumericalWarning, stacklevel=4)
-    return [message]
+    return _said(message)
 
 
 def run_krylov(ctx: Context, op, iterations: int, block: int, rank: int, select: str,
