@@ -132,11 +132,15 @@ def _set_options(r: dict[str, Any]) -> str:
 
 
 def _short_warning(line: str) -> str:
-    """The gist of a NumericalWarning line of ``ifscope top``: a Hessian sample's drift, or the warning's first words."""
+    """The gist of a NumericalWarning line of ``ifscope top``: a Hessian sample's drift, unconverged kept pairs, or the
+    warning's first words."""
     import re
     drift = re.search(r"Hessian sample of (\d+) examples differ by a median (\d+%)", line)
     if drift:
         return f"the {drift[1]}-example Hessian sample drifts {drift[2]}"
+    ritz = re.search(r"(\d+) of the (\d+) kept Ritz pairs had not converged after (\d+) iterations", line)
+    if ritz:
+        return f"{ritz[1]} of {ritz[2]} kept pairs unconverged after {ritz[3]} steps"
     return line.split("NumericalWarning: ", 1)[-1][:60] + "…"
 
 
