@@ -50,7 +50,9 @@ def run_top(recipe: str, threads: int, extra: list[str]) -> dict:
     chose = next((": ".join(parts[1:]) for parts in lines if len(parts) == 3 and parts[0] == "ifscope"
                   and parts[1] in METHODS), "")
     first = out["queries"][0]
-    warned = [line.strip() for line in proc.stderr.splitlines() if "NumericalWarning" in line]
+    # the warning's text only: the "path:line: " before it names this machine's checkout
+    warned = [line.split("NumericalWarning: ", 1)[-1].strip() for line in proc.stderr.splitlines()
+              if "NumericalWarning" in line]
     return {"recipe": recipe, "seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1), "threads": threads, "chose": chose, "view": out["view"],
             "warnings": warned,
             "query": first.get("text", f"#{first['index']}"),
